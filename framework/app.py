@@ -1,0 +1,310 @@
+"""The App: one process, many servers, an ordered start and a graceful stop.
+
+Start: resources -> before-start hooks -> every server started (concurrently; all ready) ->
+readiness on -> after-start hooks. Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the
+``async with`` block): before-stop hooks -> readiness off -> optional drain delay -> servers
+stopped in reverse order, each draining in-flight work within what is left of ``stop_timeout``
+-> resources closed (reverse order) -> after-stop hooks.
+
+A server that fails to start stops the ones that did and raises :class:`AppStartError`, naming
+the server and the cause; :meth:`App.main` turns that into exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from framework.transport.server import ReadinessAware, Server
+
+__all__ = ["App", "AppInfo", "AppStartError", "Hook", "app_info"]
+
+Hook = Callable[[], Awaitable[None] | None]
+_log = logging.getLogger("pykratos.app")
+
+
+@dataclass(frozen=True, slots=True)
+class AppInfo:
+    """Identity of the running service, readable anywhere through :func:`app_info`."""
+
+    id: str
+    name: str
+    version: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    endpoints: tuple[str, ...] = ()
+
+
+_current_app: contextvars.ContextVar[AppInfo | None] = contextvars.ContextVar(
+    "pykratos_app", default=None
+)
+
+
+def app_info() -> AppInfo | None:
+    """The :class:`AppInfo` of the App running in this context, if any."""
+    return _current_app.get()
+
+
+class AppStartError(RuntimeError):
+    """A server or resource failed to start; the message names it and the cause."""
+
+
+def _describe(component: object) -> str:
+    name = getattr(component, "name", None)
+    label = type(component).__name__
+    return f"{label}({name})" if isinstance(name, str) and name else label
+
+
+async def _call(fn: Callable[..., Any] | None) -> None:
+    if fn is None:
+        return
+    result = fn()
+    if inspect.isawaitable(result):
+        await result
+
+
+class App:
+    """Owns the process lifecycle of a service.
+
+    Args:
+        name: service name (logs, AppInfo).
+        version: service version.
+        id: instance id; a random UUID by default.
+        metadata: free-form string metadata exposed in AppInfo.
+        servers: the servers to run, started concurrently and stopped in reverse order.
+        resources: objects started before the servers (``start()``/``connect()`` if present)
+            and closed after them (``close()``/``aclose()``/``stop()``), e.g. a DB engine
+            holder or a broker connection.
+        before_start, after_start, before_stop, after_stop: hooks, sync or async, no args.
+        stop_timeout: seconds the whole stop may take; each server drains within what is left.
+        drain_delay: seconds to wait between readiness off and stopping servers, so load
+            balancers notice before connections are refused (0 by default).
+        handle_signals: install SIGTERM/SIGINT handlers in :meth:`run` (off in tests that
+            drive the App themselves).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "",
+        id: str | None = None,  # noqa: A002 - mirrors go-kratos' option name
+        metadata: Mapping[str, str] | None = None,
+        servers: Sequence[Server] = (),
+        resources: Sequence[object] = (),
+        before_start: Iterable[Hook] = (),
+        after_start: Iterable[Hook] = (),
+        before_stop: Iterable[Hook] = (),
+        after_stop: Iterable[Hook] = (),
+        stop_timeout: float = 10.0,
+        drain_delay: float = 0.0,
+        handle_signals: bool = True,
+    ) -> None:
+        if stop_timeout <= 0:
+            raise ValueError(f"stop_timeout must be positive, got {stop_timeout}")
+        self.name = name
+        self.version = version
+        self.id = id or str(uuid.uuid4())
+        self.metadata = dict(metadata or {})
+        self.servers = list(servers)
+        self.resources = list(resources)
+        self.before_start = list(before_start)
+        self.after_start = list(after_start)
+        self.before_stop = list(before_stop)
+        self.after_stop = list(after_stop)
+        self.stop_timeout = stop_timeout
+        self.drain_delay = drain_delay
+        self.handle_signals = handle_signals
+        self._stop_requested: asyncio.Event | None = None
+        self._started_servers: list[Server] = []
+        self._started_resources: list[object] = []
+        self._token: contextvars.Token[AppInfo | None] | None = None
+        self._signal_count = 0
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def info(self) -> AppInfo:
+        """Identity and (after start) the endpoints of every server."""
+        endpoints = tuple(s.endpoint for s in self._started_servers if s.endpoint)
+        return AppInfo(self.id, self.name, self.version, self.metadata, endpoints)
+
+    async def run(self) -> None:
+        """Start, wait for a signal or :meth:`stop`, then stop gracefully.
+
+        Raises :class:`AppStartError` if anything failed to start (after cleaning up).
+        """
+        await self.start()
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+                    _log.warning("cannot install a handler for %s", sig.name)
+        try:
+            assert self._stop_requested is not None
+            await self._stop_requested.wait()
+        finally:
+            await self.shutdown()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def main(self) -> int:
+        """Run the App in a new event loop; return the process exit status (0 or 1)."""
+        try:
+            asyncio.run(self.run())
+        except AppStartError as exc:
+            _log.error("%s failed to start: %s", self.name, exc)
+            return 1
+        return 0
+
+    def stop(self) -> None:
+        """Ask a running App to stop (what SIGTERM does); returns at once."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run the start sequence; on any failure undo what started and raise."""
+        self._stop_requested = asyncio.Event()
+        self._token = _current_app.set(self.info)
+        started_at = time.perf_counter()
+        try:
+            for resource in self.resources:
+                await self._start_resource(resource)
+            for hook in self.before_start:
+                await _call(hook)
+            await self._start_servers()
+        except BaseException:
+            await self._release()
+            raise
+        self._set_serving(True)
+        _current_app.set(self.info)
+        _log.info(
+            "%s %s started in %.0f ms",
+            self.name,
+            self.version,
+            (time.perf_counter() - started_at) * 1000,
+            extra={"app_id": self.id, "endpoints": list(self.info.endpoints)},
+        )
+        for hook in self.after_start:
+            await _call(hook)
+
+    async def shutdown(self) -> None:
+        """Run the stop sequence once; safe to call twice."""
+        if self._stop_requested is None:
+            return
+        self._stop_requested.set()
+        self._stop_requested = None
+        _log.info("%s stopping (timeout %.1fs)", self.name, self.stop_timeout)
+        for hook in self.before_stop:
+            await self._guarded(hook, "before-stop hook")
+        self._set_serving(False)
+        if self.drain_delay > 0:
+            await asyncio.sleep(self.drain_delay)
+        await self._release()
+        for hook in self.after_stop:
+            await self._guarded(hook, "after-stop hook")
+        _log.info("%s stopped", self.name)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signal_count += 1
+        if self._signal_count == 1:
+            _log.info("received %s, stopping gracefully", sig.name)
+            self.stop()
+        else:
+            # A second signal means "now": stop waiting for drains.
+            _log.warning("received %s again, cancelling in-flight work", sig.name)
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+    async def _start_resource(self, resource: object) -> None:
+        starter = getattr(resource, "start", None) or getattr(resource, "connect", None)
+        try:
+            await _call(starter)
+        except Exception as exc:
+            raise AppStartError(f"resource {_describe(resource)} failed: {exc!r}") from exc
+        self._started_resources.append(resource)
+
+    async def _start_servers(self) -> None:
+        results = await asyncio.gather(
+            *(server.start() for server in self.servers), return_exceptions=True
+        )
+        # Every server is stopped on failure, even a half-started one that may hold a socket:
+        # the Server contract makes stop() safe on a server whose start failed.
+        self._started_servers.extend(self.servers)
+        failures: list[str] = []
+        first: BaseException | None = None
+        for server, result in zip(self.servers, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append(f"{_describe(server)}: {result!r}")
+                first = first or result
+        if failures:
+            raise AppStartError("server failed to start: " + "; ".join(failures)) from first
+
+    def _set_serving(self, serving: bool) -> None:
+        for server in self._started_servers:
+            if isinstance(server, ReadinessAware):
+                server.set_serving(serving)
+
+    async def _release(self) -> None:
+        deadline = time.monotonic() + self.stop_timeout
+        while self._started_servers:
+            server = self._started_servers.pop()
+            remaining = max(deadline - time.monotonic(), 0.01)
+            try:
+                # The server drains within ``remaining``; the extra second covers its close.
+                await asyncio.wait_for(server.stop(remaining), remaining + 1.0)
+            except TimeoutError:
+                _log.error("%s did not stop within %.1fs", _describe(server), remaining)
+            except Exception:
+                _log.exception("%s failed to stop", _describe(server))
+        while self._started_resources:
+            resource = self._started_resources.pop()
+            closer = (
+                getattr(resource, "close", None)
+                or getattr(resource, "aclose", None)
+                or getattr(resource, "stop", None)
+            )
+            await self._guarded(closer, f"closing {_describe(resource)}")
+        if self._token is not None:
+            # The token is only valid in the context that set it (a pytest fixture may tear
+            # down elsewhere); clearing the value is enough then.
+            try:
+                _current_app.reset(self._token)
+            except ValueError:
+                _current_app.set(None)
+            self._token = None
+
+    async def _guarded(self, fn: Callable[..., Any] | None, what: str) -> None:
+        try:
+            await _call(fn)
+        except Exception:
+            _log.exception("%s failed", what)

@@ -1,0 +1,126 @@
+"""The Broker contract and the processing contract between brokers and subscribers.
+
+A :class:`Broker` moves bytes: ``publish`` returns once the broker confirmed; ``subscribe``
+starts consuming one :class:`SubscriberSpec` and feeds each message to a
+:class:`MessageProcessor`, which decodes it, runs the middleware chain and the handler with
+retries, and returns a :class:`ProcessResult`. The broker then acks/commits (``ACK``) or
+dead-letters then acks/commits (``DEAD``). A broker never acks/commits past a message whose
+processing has not finished.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from framework.broker.message import Message
+from framework.broker.subscriber import SubscriberSpec
+
+__all__ = [
+    "Broker",
+    "MessageProcessor",
+    "Outcome",
+    "ProcessResult",
+    "PublishResult",
+    "RetryLater",
+    "Subscription",
+]
+
+
+class RetryLater(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raised by :meth:`MessageProcessor.process` with ``retry_in_process=False`` when the
+    handler failed but the retry policy allows another attempt: the broker should redeliver
+    the message after ``delay`` seconds with ``attempt + 1`` (e.g. via a TTL retry queue)."""
+
+    def __init__(self, delay: float, cause: BaseException) -> None:
+        super().__init__(f"retry in {delay:.3f}s after {type(cause).__name__}: {cause}")
+        self.delay = delay
+        self.cause = cause
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"  # handled: acknowledge / commit
+    DEAD = "dead"  # undecodable, invalid, or retries exhausted: dead-letter, then ack/commit
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """What happened to one message (or one batch)."""
+
+    outcome: Outcome
+    attempts: int = 1
+    reason: str = ""  # human-readable cause for DEAD ("decode: ...", "ValueError: ...")
+    error_type: str = ""  # exception class name for DEAD
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """Where a published message landed (fields a broker does not have stay ``None``)."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    message_id: str | None = None
+
+
+class MessageProcessor(Protocol):
+    """Implemented by the framework (``framework.broker``), called by each broker."""
+
+    spec: SubscriberSpec
+
+    async def process(self, message: Message, *, retry_in_process: bool = True) -> ProcessResult:
+        """Decode, run middleware and the handler; retry with backoff in process unless told
+        not to (then a failure returns DEAD with ``attempts=message.attempt`` only when the
+        retry policy is exhausted, and raises :class:`RetryLater` otherwise)."""
+        ...
+
+    async def process_batch(self, messages: Sequence[Message]) -> ProcessResult:
+        """Same for a batch handler: the batch succeeds or fails as a whole."""
+        ...
+
+
+class Subscription(Protocol):
+    """A running subscription returned by :meth:`Broker.subscribe`."""
+
+    async def stop(self, timeout: float) -> None:
+        """Stop intake, wait up to ``timeout`` for in-flight messages, ack/commit what
+        finished; unfinished messages are left unacked (they will be redelivered)."""
+        ...
+
+
+class Broker(ABC):
+    """A message broker connection: memory, Kafka or RabbitMQ."""
+
+    #: transport kind used in the transport context ("memory", "kafka", "rabbitmq").
+    kind: str = ""
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections; raise with a clear message if the broker is unreachable."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush pending publishes and close; safe to call twice or before connect."""
+
+    @abstractmethod
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> PublishResult:
+        """Publish and return once the broker confirmed (acks=all / publisher confirm).
+
+        ``delay`` (seconds) defers delivery where the broker supports it and raises
+        ``NotImplementedError`` with an explanation where it does not: never ignored.
+        """
+
+    @abstractmethod
+    async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
+        """Start consuming ``spec``; return once subscribed (consumer joined / queue bound)."""

@@ -1,0 +1,70 @@
+"""Delivery policy values shared by every broker: retry/backoff, batching, dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DLQ_ATTEMPTS",
+    "DLQ_ERROR_TYPE",
+    "DLQ_ORIGINAL_OFFSET",
+    "DLQ_ORIGINAL_PARTITION",
+    "DLQ_ORIGINAL_TOPIC",
+    "DLQ_REASON",
+    "BatchPolicy",
+    "RetryPolicy",
+    "default_dlq_topic",
+]
+
+# Header names written on every dead-lettered message, whatever the broker.
+DLQ_REASON = "x-dlq-reason"
+DLQ_ERROR_TYPE = "x-dlq-error-type"
+DLQ_ORIGINAL_TOPIC = "x-original-topic"
+DLQ_ORIGINAL_PARTITION = "x-original-partition"
+DLQ_ORIGINAL_OFFSET = "x-original-offset"
+DLQ_ATTEMPTS = "x-attempts"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a failing handler is retried before dead-lettering.
+
+    ``max_attempts`` counts the first delivery: 1 means "no retry". The wait before attempt
+    ``n+1`` is ``min(backoff * multiplier**(n-1), max_backoff)`` seconds.
+    """
+
+    max_attempts: int = 3
+    backoff: float = 0.1
+    multiplier: float = 2.0
+    max_backoff: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
+            raise ValueError("backoff and max_backoff must be >= 0 and multiplier >= 1")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return min(self.backoff * self.multiplier ** max(attempt - 1, 0), self.max_backoff)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """Deliver messages to a batch handler in lists of up to ``max_size``, waiting at most
+    ``max_wait`` seconds to fill one."""
+
+    max_size: int = 100
+    max_wait: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1 or self.max_wait < 0:
+            raise ValueError("max_size must be >= 1 and max_wait >= 0")
+
+
+def default_dlq_topic(topic: str) -> str:
+    """``<topic>.dlq``: where dead letters of ``topic`` go unless configured otherwise."""
+    return f"{topic}.dlq"

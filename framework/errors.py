@@ -1,0 +1,255 @@
+"""Structured errors shared by every transport.
+
+An :class:`Error` carries an HTTP-style ``code``, a machine-readable ``reason``
+(``ORDER_NOT_FOUND``), a human ``message`` and string ``metadata``.  Business code raises
+them; the HTTP server renders them as ``{"code", "reason", "message", "metadata"}``; the gRPC
+server maps ``code`` to a status code and puts ``reason``/``metadata`` in a
+``google.rpc.ErrorInfo`` detail, so a client of either transport sees the same reason.
+:func:`from_exception` turns anything (including a gRPC ``AioRpcError``) back into an Error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "UNKNOWN_REASON",
+    "BadRequest",
+    "ClientClosed",
+    "Conflict",
+    "Error",
+    "Forbidden",
+    "GatewayTimeout",
+    "InternalServer",
+    "NotFound",
+    "NotImplemented_",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "from_exception",
+    "grpc_code_to_http",
+    "http_to_grpc_code",
+    "is_reason",
+]
+
+UNKNOWN_REASON = ""
+
+# HTTP status <-> gRPC status code name; the same table go-kratos uses.
+_HTTP_TO_GRPC: dict[int, str] = {
+    200: "OK",
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_GRPC_TO_HTTP: dict[str, int] = {
+    "OK": 200,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+
+
+class Error(Exception):
+    """An error with a transport-neutral code, a stable reason and metadata.
+
+    ``code`` is an HTTP status (404, 500, ...); ``reason`` is the stable, upper-snake identifier
+    clients branch on; ``message`` is for humans; ``metadata`` holds string key/values.
+    """
+
+    __slots__ = ("code", "message", "metadata", "reason")
+
+    def __init__(
+        self,
+        code: int,
+        reason: str = UNKNOWN_REASON,
+        message: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or reason)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+    def __repr__(self) -> str:
+        return (
+            f"Error(code={self.code}, reason={self.reason!r}, message={self.message!r}, "
+            f"metadata={self.metadata!r})"
+        )
+
+    def __str__(self) -> str:
+        return f"error: code = {self.code} reason = {self.reason} message = {self.message}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Error) and (self.code, self.reason) == (other.code, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.reason))
+
+    def with_metadata(self, **metadata: str) -> Error:
+        """Return a copy with ``metadata`` merged in."""
+        return Error(self.code, self.reason, self.message, {**self.metadata, **metadata})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body an HTTP client receives."""
+        return {
+            "code": self.code,
+            "reason": self.reason,
+            "message": self.message,
+            "metadata": self.metadata,
+        }
+
+    @property
+    def grpc_status(self) -> str:
+        """Name of the ``grpc.StatusCode`` this error maps to (``"NOT_FOUND"``)."""
+        return http_to_grpc_code(self.code)
+
+
+def http_to_grpc_code(code: int) -> str:
+    """Map an HTTP status to the name of a gRPC status code (unknown 4xx/5xx -> UNKNOWN)."""
+    return _HTTP_TO_GRPC.get(code, "UNKNOWN")
+
+
+def grpc_code_to_http(name: str) -> int:
+    """Map a gRPC status code name (``"NOT_FOUND"``) to an HTTP status."""
+    return _GRPC_TO_HTTP.get(name.upper(), 500)
+
+
+def BadRequest(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """400 / INVALID_ARGUMENT."""
+    return Error(400, reason, message, metadata)
+
+
+def Unauthorized(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """401 / UNAUTHENTICATED."""
+    return Error(401, reason, message, metadata)
+
+
+def Forbidden(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """403 / PERMISSION_DENIED."""
+    return Error(403, reason, message, metadata)
+
+
+def NotFound(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """404 / NOT_FOUND."""
+    return Error(404, reason, message, metadata)
+
+
+def Conflict(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """409 / ABORTED."""
+    return Error(409, reason, message, metadata)
+
+
+def TooManyRequests(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """429 / RESOURCE_EXHAUSTED."""
+    return Error(429, reason, message, metadata)
+
+
+def ClientClosed(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """499 / CANCELLED."""
+    return Error(499, reason, message, metadata)
+
+
+def InternalServer(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """500 / INTERNAL."""
+    return Error(500, reason, message, metadata)
+
+
+def NotImplemented_(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """501 / UNIMPLEMENTED (trailing underscore: ``NotImplemented`` is a builtin)."""
+    return Error(501, reason, message, metadata)
+
+
+def ServiceUnavailable(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """503 / UNAVAILABLE."""
+    return Error(503, reason, message, metadata)
+
+
+def GatewayTimeout(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+    """504 / DEADLINE_EXCEEDED."""
+    return Error(504, reason, message, metadata)
+
+
+def is_reason(exc: BaseException | None, reason: str) -> bool:
+    """True when ``exc`` converts to an :class:`Error` with this ``reason``."""
+    return exc is not None and from_exception(exc).reason == reason
+
+
+def from_exception(exc: BaseException) -> Error:
+    """Convert any exception into an :class:`Error`.
+
+    - an :class:`Error` is returned as is;
+    - a gRPC ``AioRpcError``/``RpcError`` is decoded: the status code maps back to HTTP and the
+      ``google.rpc.ErrorInfo`` detail (written by our gRPC server) restores reason and metadata;
+    - anything else becomes 500 with an empty reason; its text is kept as the message.
+    """
+    if isinstance(exc, Error):
+        return exc
+    decoded = _from_grpc(exc)
+    if decoded is not None:
+        return decoded
+    if isinstance(exc, TimeoutError):
+        return GatewayTimeout("TIMEOUT", str(exc) or "deadline exceeded")
+    return Error(500, UNKNOWN_REASON, str(exc) or type(exc).__name__)
+
+
+def _from_grpc(exc: BaseException) -> Error | None:
+    code_fn = getattr(exc, "code", None)
+    if not callable(code_fn):
+        return None
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpc extra not installed
+        return None
+    if not isinstance(exc, grpc.RpcError):
+        return None
+    status = code_fn()
+    name = getattr(status, "name", "UNKNOWN")
+    details_fn = getattr(exc, "details", None)
+    message = details_fn() if callable(details_fn) else ""
+    error = Error(grpc_code_to_http(name), UNKNOWN_REASON, message or "")
+    info = _error_info_from_trailers(exc)
+    if info is not None:
+        error.reason, error.metadata = info
+    return error
+
+
+def _error_info_from_trailers(exc: Any) -> tuple[str, dict[str, str]] | None:
+    trailers_fn = getattr(exc, "trailing_metadata", None)
+    if not callable(trailers_fn):
+        return None
+    for key, value in trailers_fn() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        try:
+            from google.rpc import error_details_pb2, status_pb2
+        except ImportError:  # pragma: no cover - grpc extra not installed
+            return None
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return info.reason, dict(info.metadata)
+    return None

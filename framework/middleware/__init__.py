@@ -1,0 +1,23 @@
+"""One middleware pipeline for HTTP, gRPC, WebSocket and broker handlers."""
+
+from framework.middleware.core import Handler, Middleware, chain
+from framework.middleware.logging import access_log
+from framework.middleware.recovery import INTERNAL_ERROR, recovery
+from framework.middleware.selector import Selector, selector
+from framework.middleware.timeout import TIMEOUT, timeout
+from framework.middleware.validate import VALIDATOR, validate
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "TIMEOUT",
+    "VALIDATOR",
+    "Handler",
+    "Middleware",
+    "Selector",
+    "access_log",
+    "chain",
+    "recovery",
+    "selector",
+    "timeout",
+    "validate",
+]

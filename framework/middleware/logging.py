@@ -1,0 +1,62 @@
+"""Access logging: one line per operation with kind, operation, code, reason and latency."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from framework.errors import from_exception
+from framework.middleware.core import Handler, Middleware
+from framework.transport.context import from_context
+
+__all__ = ["access_log"]
+
+
+def _reply_code(reply: Any) -> int:
+    # HTTP responses carry their status; every other transport succeeded with "200/OK".
+    status = getattr(reply, "status_code", None)
+    return status if isinstance(status, int) else 200
+
+
+def access_log(logger: logging.Logger | None = None, level: int = logging.INFO) -> Middleware:
+    """Log every handled operation; errors are logged at WARNING (4xx) or ERROR (5xx)."""
+    log = logger or logging.getLogger("pykratos.access")
+
+    def middleware(handler: Handler) -> Handler:
+        async def run(request: Any) -> Any:
+            start = time.perf_counter()
+            transport = from_context()
+            fields: dict[str, Any] = {
+                "kind": transport.kind if transport else "",
+                "operation": transport.operation if transport else "",
+            }
+            try:
+                reply = await handler(request)
+            except Exception as exc:
+                error = from_exception(exc)
+                fields.update(
+                    code=error.code,
+                    reason=error.reason,
+                    latency_ms=round((time.perf_counter() - start) * 1000, 3),
+                )
+                log.log(
+                    logging.ERROR if error.code >= 500 else logging.WARNING,
+                    "%s %s failed",
+                    fields["kind"],
+                    fields["operation"],
+                    extra=fields,
+                )
+                raise
+            if log.isEnabledFor(level):
+                fields.update(
+                    code=_reply_code(reply),
+                    reason="",
+                    latency_ms=round((time.perf_counter() - start) * 1000, 3),
+                )
+                log.log(level, "%s %s", fields["kind"], fields["operation"], extra=fields)
+            return reply
+
+        return run
+
+    return middleware

@@ -1,0 +1,60 @@
+"""Validation: reject a request that fails its own checks with 400 ``VALIDATOR``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from framework.errors import BadRequest, Error
+from framework.middleware.core import Handler, Middleware
+
+__all__ = ["VALIDATOR", "validate"]
+
+VALIDATOR = "VALIDATOR"
+Validator = Callable[[Any], Any]
+
+
+def validate(validators: Mapping[type, Validator] | None = None) -> Middleware:
+    """Validate each request before the handler runs.
+
+    A request is checked by the validator registered for its type in ``validators`` (exact type
+    first, then base classes), else by its own ``validate()`` method if it has one (like
+    protoc-gen-validate's ``Validate()``); requests with neither pass through. A validator
+    signals failure by raising (``ValueError``, pydantic ``ValidationError``, an
+    :class:`Error`) or by returning ``False``; it may be async.
+    """
+    registry = dict(validators or {})
+
+    def find(request: Any) -> Validator | None:
+        for cls in type(request).__mro__:
+            if cls in registry:
+                return registry[cls]
+        method = getattr(request, "validate", None)
+        # pydantic models have a classmethod ``validate`` (deprecated v1 API): skip it.
+        if callable(method) and not isinstance(inspect.getattr_static(request, "validate", None),
+                                               classmethod):
+            return lambda _req: method()
+        return None
+
+    def middleware(handler: Handler) -> Handler:
+        async def run(request: Any) -> Any:
+            check = find(request)
+            if check is not None:
+                try:
+                    outcome = check(request)
+                    if inspect.isawaitable(outcome):
+                        outcome = await outcome
+                except Error as exc:
+                    if exc.code == 400:
+                        raise
+                    raise BadRequest(VALIDATOR, exc.message or exc.reason) from exc
+                except (ValueError, TypeError, AssertionError) as exc:
+                    raise BadRequest(VALIDATOR, str(exc)) from exc
+                if outcome is False:
+                    raise BadRequest(VALIDATOR, f"invalid {type(request).__name__}")
+            return await handler(request)
+
+        return run
+
+    return middleware

@@ -1,0 +1,38 @@
+"""The Server contract every transport implements (two methods, like go-kratos)."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+__all__ = ["ReadinessAware", "Server"]
+
+
+@runtime_checkable
+class Server(Protocol):
+    """A pluggable server owned by :class:`framework.App`.
+
+    ``start`` returns once the server is really ready (socket bound, consumer subscribed).
+    ``stop`` stops intake, drains in-flight work within ``timeout`` seconds, acks/commits what
+    finished, then releases its resources. ``stop`` must be safe to call on a server whose
+    ``start`` failed or never ran.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout: float) -> None: ...
+
+    @property
+    def endpoint(self) -> str:
+        """URL of the server (``http://127.0.0.1:8000``); port 0 is resolved after start."""
+        ...
+
+
+@runtime_checkable
+class ReadinessAware(Protocol):
+    """Optional: a server that reports readiness (HTTP ``/readyz``, gRPC health).
+
+    The App calls ``set_serving(True)`` once every server started and ``set_serving(False)``
+    when it begins to stop, before any server stops.
+    """
+
+    def set_serving(self, serving: bool) -> None: ...
