@@ -96,7 +96,7 @@ class App:
         name: str,
         *,
         version: str = "",
-        id: str | None = None,  # noqa: A002 - mirrors go-kratos' option name
+        id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         servers: Sequence[Server] = (),
         resources: Sequence[object] = (),

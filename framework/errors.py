@@ -137,57 +137,57 @@ def grpc_code_to_http(name: str) -> int:
     return _GRPC_TO_HTTP.get(name.upper(), 500)
 
 
-def BadRequest(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def BadRequest(reason: str, message: str = "", **metadata: str) -> Error:
     """400 / INVALID_ARGUMENT."""
     return Error(400, reason, message, metadata)
 
 
-def Unauthorized(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def Unauthorized(reason: str, message: str = "", **metadata: str) -> Error:
     """401 / UNAUTHENTICATED."""
     return Error(401, reason, message, metadata)
 
 
-def Forbidden(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def Forbidden(reason: str, message: str = "", **metadata: str) -> Error:
     """403 / PERMISSION_DENIED."""
     return Error(403, reason, message, metadata)
 
 
-def NotFound(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def NotFound(reason: str, message: str = "", **metadata: str) -> Error:
     """404 / NOT_FOUND."""
     return Error(404, reason, message, metadata)
 
 
-def Conflict(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def Conflict(reason: str, message: str = "", **metadata: str) -> Error:
     """409 / ABORTED."""
     return Error(409, reason, message, metadata)
 
 
-def TooManyRequests(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def TooManyRequests(reason: str, message: str = "", **metadata: str) -> Error:
     """429 / RESOURCE_EXHAUSTED."""
     return Error(429, reason, message, metadata)
 
 
-def ClientClosed(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def ClientClosed(reason: str, message: str = "", **metadata: str) -> Error:
     """499 / CANCELLED."""
     return Error(499, reason, message, metadata)
 
 
-def InternalServer(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def InternalServer(reason: str, message: str = "", **metadata: str) -> Error:
     """500 / INTERNAL."""
     return Error(500, reason, message, metadata)
 
 
-def NotImplemented_(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def NotImplemented_(reason: str, message: str = "", **metadata: str) -> Error:
     """501 / UNIMPLEMENTED (trailing underscore: ``NotImplemented`` is a builtin)."""
     return Error(501, reason, message, metadata)
 
 
-def ServiceUnavailable(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def ServiceUnavailable(reason: str, message: str = "", **metadata: str) -> Error:
     """503 / UNAVAILABLE."""
     return Error(503, reason, message, metadata)
 
 
-def GatewayTimeout(reason: str, message: str = "", **metadata: str) -> Error:  # noqa: N802
+def GatewayTimeout(reason: str, message: str = "", **metadata: str) -> Error:
     """504 / DEADLINE_EXCEEDED."""
     return Error(504, reason, message, metadata)
 

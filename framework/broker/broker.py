@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class RetryLater(Exception):  # noqa: N818 - it is a signal, not an error
+class RetryLater(Exception):
     """Raised by :meth:`MessageProcessor.process` with ``retry_in_process=False`` when the
     handler failed but the retry policy allows another attempt: the broker should redeliver
     the message after ``delay`` seconds with ``attempt + 1`` (e.g. via a TTL retry queue)."""

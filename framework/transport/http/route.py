@@ -1,0 +1,109 @@
+"""Run the framework's middleware chain around every FastAPI route.
+
+:class:`OperationRoute` is an ``APIRoute`` whose request handler sets the transport context
+(``kind="http"``, ``operation="GET /v1/orders/{id}"``) and runs the server's middleware chain
+around FastAPI's own handler, so recovery, logging, validation and timeouts behave exactly as
+for gRPC and broker handlers. Use :class:`Router` (an ``APIRouter`` with this route class) in
+the service layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from framework.errors import Error
+from framework.middleware.core import Handler
+from framework.middleware.recovery import INTERNAL_ERROR
+from framework.transport.context import Transport, current_transport
+from framework.transport.http.errors import error_response, to_error
+
+__all__ = ["PIPELINE_STATE", "OperationRoute", "Pipeline", "Router"]
+
+_log = logging.getLogger("pykratos.http")
+
+#: Attribute of ``FastAPI.state`` holding the server's :class:`Pipeline`.
+PIPELINE_STATE = "pykratos_pipeline"
+
+
+class Pipeline:
+    """The server's middleware chain, applied lazily (once) to each route handler."""
+
+    def __init__(self, wrap: Callable[[Handler], Handler], endpoint: str = "") -> None:
+        self.wrap = wrap
+        self.endpoint = endpoint
+
+
+def _unhandled(exc: Exception) -> Error:
+    """An exception that left the chain: known ones map, unknown ones are logged, not leaked."""
+    error = to_error(exc)
+    if error.code >= 500 and not isinstance(exc, Error):
+        _log.exception("unhandled %s (add the recovery middleware)", type(exc).__name__)
+        return Error(500, INTERNAL_ERROR, "internal error")
+    return error
+
+
+class OperationRoute(APIRoute):
+    """An ``APIRoute`` whose handler runs inside the framework's middleware pipeline."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        fastapi_handler = super().get_route_handler()
+        path = self.path_format
+
+        async def inner(request: Request) -> Response:
+            # Validation and HTTPException must reach middleware as Errors, so access logs
+            # and selectors see "400 VALIDATOR", not a generic 500.
+            try:
+                return await fastapi_handler(request)
+            except Error:
+                raise
+            except Exception as exc:
+                error = to_error(exc)
+                if error.code >= 500 and not isinstance(exc, Error):
+                    raise  # let recovery log the stack
+                raise error from exc
+
+        # Cached per pipeline: the chain is built once, not per request.
+        chained: dict[int, Handler] = {}
+
+        async def handle(request: Request) -> Response:
+            pipeline: Pipeline | None = getattr(request.app.state, PIPELINE_STATE, None)
+            transport = Transport(
+                kind="http",
+                operation=f"{request.method} {path}",
+                request_headers=request.headers,
+                endpoint=pipeline.endpoint if pipeline else "",
+                raw=request,
+            )
+            token = current_transport.set(transport)
+            try:
+                if pipeline is None:
+                    response: Response = await inner(request)
+                else:
+                    run = chained.get(id(pipeline))
+                    if run is None:
+                        run = chained[id(pipeline)] = pipeline.wrap(inner)
+                    response = await run(request)
+            except Exception as exc:
+                response = error_response(_unhandled(exc))
+            finally:
+                current_transport.reset(token)
+            if transport.reply_headers:
+                response.headers.update(transport.reply_headers)
+            return response
+
+        return handle
+
+
+class Router(APIRouter):
+    """``fastapi.APIRouter`` whose routes run the framework's middleware pipeline."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("route_class", OperationRoute)
+        super().__init__(**kwargs)

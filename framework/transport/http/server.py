@@ -1,0 +1,187 @@
+"""HTTP server: FastAPI on uvicorn, inside the App's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from framework.middleware.core import Middleware, chain
+from framework.transport.http.errors import JsonResponse, error_response, to_error
+from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
+
+__all__ = ["HttpServer"]
+
+_log = logging.getLogger("pykratos.http")
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling (the App owns SIGTERM/SIGINT), and with an
+    event set once the socket is serving."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class HttpServer:
+    """A FastAPI application served by uvicorn, as a :class:`framework.Server`.
+
+    Args:
+        host, port: where to listen; port 0 picks a free port (see :attr:`endpoint`).
+        middlewares: the framework middleware chain run around every route
+            (first = outermost).
+        name: label for logs.
+        health_path, ready_path: liveness (always 200 while the process serves) and
+            readiness (200 only between App start and App stop, 503 otherwise).
+        app: an existing FastAPI app to serve; a new one is created by default.
+        uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
+
+    Routers from the service layer are added with :meth:`include_router`; they must be built
+    with :class:`framework.transport.http.Router` so the middleware pipeline runs.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        middlewares: Sequence[Middleware] = (),
+        name: str = "http",
+        health_path: str = "/healthz",
+        ready_path: str = "/readyz",
+        app: FastAPI | None = None,
+        **uvicorn_options: Any,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.name = name
+        self.app = app or FastAPI(title=name)
+        self.app.router.route_class = OperationRoute
+        self._pipeline = Pipeline(chain(*middlewares))
+        setattr(self.app.state, PIPELINE_STATE, self._pipeline)
+        self._uvicorn_options = uvicorn_options
+        self._serving = False
+        self._server: _EmbeddedUvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+        self._install_error_handlers()
+        self._install_health(health_path, ready_path)
+
+    # -- registration ----------------------------------------------------------------------
+
+    def include_router(self, router: APIRouter, **kwargs: Any) -> None:
+        """Mount a service-layer router; refuses routes that would bypass the middleware."""
+        for route in router.routes:
+            if isinstance(route, APIRoute) and not isinstance(route, OperationRoute):
+                raise TypeError(
+                    f"route {sorted(route.methods or ())} {route.path} was created by a plain "
+                    "fastapi.APIRouter, so the middleware pipeline would not run on it; build "
+                    "the router with framework.transport.http.Router instead"
+                )
+        self.app.include_router(router, **kwargs)
+
+    # -- Server protocol -------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def set_serving(self, serving: bool) -> None:
+        """Flip readiness: ``/readyz`` answers 200 only while serving."""
+        self._serving = serving
+
+    async def start(self) -> None:
+        """Bind the socket and return once uvicorn accepts connections."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"{self.name}: cannot bind {self.host}:{self.port}: "
+                          f"{exc.strerror}") from exc
+        sock.set_inheritable(True)
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        self._pipeline.endpoint = self.endpoint
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            **self._uvicorn_options,
+        )
+        self._server = _EmbeddedUvicorn(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=self.name)
+        ready = asyncio.create_task(self._server.ready.wait())
+        done, _ = await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            self._task.result()  # re-raise why uvicorn stopped
+            raise RuntimeError(f"{self.name}: uvicorn exited before serving")
+        _log.info("%s listening on %s", self.name, self.endpoint)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish within ``timeout``, then close."""
+        self._serving = False
+        server, task = self._server, self._task
+        if server is not None and task is not None and not task.done():
+            server.should_exit = True
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                _log.warning("%s: requests still running after %.1fs, closing them",
+                             self.name, timeout)
+                server.force_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 1.0)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._server = self._task = None
+
+    # -- built-in routes and error rendering ----------------------------------------------
+
+    def _install_health(self, health_path: str, ready_path: str) -> None:
+        async def healthz() -> dict[str, str]:
+            return {"status": "SERVING"}
+
+        async def readyz() -> Response:
+            if self._serving:
+                return JsonResponse({"status": "SERVING"})
+            return JsonResponse({"status": "NOT_SERVING"}, status_code=503)
+
+        # Health routes stay out of the middleware chain and the OpenAPI schema.
+        self.app.router.add_api_route(health_path, healthz, include_in_schema=False,
+                                      route_class_override=APIRoute)
+        self.app.router.add_api_route(ready_path, readyz, include_in_schema=False,
+                                      route_class_override=APIRoute)
+
+    def _install_error_handlers(self) -> None:
+        # Errors raised outside a route (404 no such path, 405) get the structured body too.
+        async def render(_: Request, exc: Exception) -> Response:
+            return error_response(to_error(exc))
+
+        self.app.add_exception_handler(StarletteHTTPException, render)
+        self.app.add_exception_handler(RequestValidationError, render)
