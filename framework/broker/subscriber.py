@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framework.broker.policy import BatchPolicy, RetryPolicy, default_dlq_topic
+from framework.middleware.core import Middleware
 
 __all__ = ["SubscriberSpec"]
 
@@ -36,6 +37,8 @@ class SubscriberSpec:
             rejected by the others: e.g. ``exchange``, ``exchange_type``, ``prefetch``
             (RabbitMQ), ``auto_offset_reset`` (Kafka).
         name: a readable name for logs; the handler's qualified name by default.
+        middlewares: middleware applied to this subscriber only, inside the server's own
+            (router-level middleware is prepended here by the router).
     """
 
     topic: str
@@ -48,6 +51,7 @@ class SubscriberSpec:
     broadcast: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
     name: str = ""
+    middlewares: tuple[Middleware, ...] = ()
 
     @property
     def dlq_topic(self) -> str | None:

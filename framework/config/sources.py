@@ -80,7 +80,28 @@ def _parse_json(text: str, name: str) -> tuple[Any, dict[KeyPath, Origin]]:
         data = _string_keys(json.loads(text)) if text.strip() else None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
-    return data, {path: Origin(name) for path in walk(data)}
+    origins = {path: Origin(name) for path in walk(data)}
+    origins.update(_json_lines(text, name))
+    return data, origins
+
+
+def _json_lines(text: str, name: str) -> dict[KeyPath, Origin]:
+    """Lines of JSON keys, read by the YAML composer (JSON is, nearly always, YAML too).
+
+    Best effort: the data itself comes from the JSON parser; if the YAML reader disagrees
+    with this file, its errors simply carry no line numbers.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        origins: dict[KeyPath, Origin] = {}
+        if node is not None:
+            _node_origins(loader, node, (), name, origins)
+        return origins
+    except yaml.YAMLError:
+        return {}
+    finally:
+        loader.dispose()
 
 
 def _parse_yaml(text: str, name: str) -> tuple[Any, dict[KeyPath, Origin]]:

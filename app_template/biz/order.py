@@ -1,0 +1,120 @@
+"""Orders: the entity, the repository interface biz owns, and the use case."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from framework.errors import BadRequest, Conflict, NotFound
+
+__all__ = [
+    "ORDER_ALREADY_PAID",
+    "ORDER_INVALID",
+    "ORDER_NOT_FOUND",
+    "Order",
+    "OrderEvents",
+    "OrderRepo",
+    "OrderStatus",
+    "OrderUseCase",
+]
+
+# Error reasons; the same strings as the ErrorReason enum in api/order/v1/order.proto.
+ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+ORDER_INVALID = "ORDER_INVALID"
+ORDER_ALREADY_PAID = "ORDER_ALREADY_PAID"
+
+_log = logging.getLogger(__name__)
+
+
+class OrderStatus(StrEnum):
+    CREATED = "CREATED"
+    PAYMENT_PENDING = "PAYMENT_PENDING"
+    PAID = "PAID"
+
+
+@dataclass(slots=True)
+class Order:
+    customer_id: str
+    amount_cents: int
+    currency: str = "EUR"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: OrderStatus = OrderStatus.CREATED
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class OrderRepo(Protocol):
+    """Persistence of orders; implemented in ``data``."""
+
+    async def save(self, order: Order) -> None: ...
+
+    async def get(self, order_id: str) -> Order | None: ...
+
+    async def list(self, limit: int) -> list[Order]: ...
+
+    async def set_status(self, order_id: str, status: OrderStatus) -> Order | None: ...
+
+
+class OrderEvents(Protocol):
+    """Outgoing order events; implemented in ``data`` on top of a broker publisher."""
+
+    async def payment_succeeded(self, order: Order) -> None: ...
+
+    async def order_paid(self, order: Order) -> None: ...
+
+
+class OrderUseCase:
+    """Business rules for orders, independent of any transport."""
+
+    def __init__(self, repo: OrderRepo, events: OrderEvents) -> None:
+        self.repo = repo
+        self.events = events
+
+    async def create(self, customer_id: str, amount_cents: int, currency: str = "EUR") -> Order:
+        if not customer_id:
+            raise BadRequest(ORDER_INVALID, "customer_id is required")
+        if amount_cents <= 0:
+            raise BadRequest(ORDER_INVALID, "amount_cents must be positive",
+                             amount_cents=str(amount_cents))
+        if len(currency) != 3 or not currency.isalpha():
+            raise BadRequest(ORDER_INVALID, "currency must be a 3-letter ISO code",
+                             currency=currency)
+        order = Order(customer_id=customer_id, amount_cents=amount_cents,
+                      currency=currency.upper())
+        await self.repo.save(order)
+        _log.info("order created", extra={"order_id": order.id})
+        return order
+
+    async def get(self, order_id: str) -> Order:
+        order = await self.repo.get(order_id)
+        if order is None:
+            raise NotFound(ORDER_NOT_FOUND, f"order {order_id} not found", order_id=order_id)
+        return order
+
+    async def list(self, limit: int = 50) -> list[Order]:
+        return await self.repo.list(max(1, min(limit or 50, 500)))
+
+    async def pay(self, order_id: str) -> Order:
+        """Record that payment was requested and publish ``payment-success``."""
+        order = await self.get(order_id)
+        if order.status is OrderStatus.PAID:
+            raise Conflict(ORDER_ALREADY_PAID, f"order {order_id} is already paid",
+                           order_id=order_id)
+        updated = await self.repo.set_status(order_id, OrderStatus.PAYMENT_PENDING)
+        assert updated is not None
+        await self.events.payment_succeeded(updated)
+        return updated
+
+    async def mark_paid(self, order_id: str) -> Order:
+        """Consume a payment: idempotent, so an at-least-once redelivery is harmless."""
+        order = await self.get(order_id)
+        if order.status is OrderStatus.PAID:
+            return order
+        updated = await self.repo.set_status(order_id, OrderStatus.PAID)
+        assert updated is not None
+        await self.events.order_paid(updated)
+        _log.info("order paid", extra={"order_id": order_id})
+        return updated

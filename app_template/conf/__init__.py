@@ -1,0 +1,5 @@
+"""Typed configuration models."""
+
+from app_template.conf.conf import Bootstrap
+
+__all__ = ["Bootstrap"]

@@ -1,0 +1,80 @@
+"""Typed configuration of the service, scanned from ``configs/`` (see configs/config.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AppConf",
+    "Bootstrap",
+    "BrokerConf",
+    "DataConf",
+    "DatabaseConf",
+    "GrpcConf",
+    "HttpConf",
+    "LogConf",
+    "ServerConf",
+]
+
+
+class _Strict(BaseModel):
+    # A misspelt key is an error naming the key, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid")
+
+
+class AppConf(_Strict):
+    name: str = "app_template"
+    version: str = "0.1.0"
+    stop_timeout: float = Field(10.0, gt=0, description="seconds the graceful stop may take")
+    drain_delay: float = Field(0.0, ge=0, description="seconds between readiness off and stop")
+
+
+class HttpConf(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=0, le=65535)
+    timeout: float = Field(30.0, gt=0, description="per-request handler timeout, seconds")
+
+
+class GrpcConf(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(9000, ge=0, le=65535)
+    timeout: float = Field(30.0, gt=0, description="per-call handler timeout, seconds")
+    reflection: bool = True
+
+
+class ServerConf(_Strict):
+    http: HttpConf = HttpConf()
+    grpc: GrpcConf = GrpcConf()
+
+
+class DatabaseConf(_Strict):
+    url: str = "sqlite+aiosqlite:///orders.db"
+    schema_name: str | None = Field(None, alias="schema")
+    echo: bool = False
+
+
+class BrokerConf(_Strict):
+    kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
+    #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataConf(_Strict):
+    database: DatabaseConf = DatabaseConf()
+    broker: BrokerConf = BrokerConf()
+
+
+class LogConf(_Strict):
+    format: Literal["console", "json"] = "console"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Bootstrap(_Strict):
+    """The whole configuration tree."""
+
+    app: AppConf = AppConf()
+    server: ServerConf = ServerConf()
+    data: DataConf = DataConf()
+    log: LogConf = LogConf()

@@ -1,0 +1,65 @@
+"""The dependency-injector container: config -> data -> biz -> service -> servers.
+
+Every provider is a singleton built once by :func:`app_template.wire.wire_app`, at start, so
+a missing or broken dependency fails before the first request, with its name.
+"""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from app_template.biz.order import OrderUseCase
+from app_template.conf.conf import Bootstrap
+from app_template.data.db import Database
+from app_template.data.events import BrokerOrderEvents
+from app_template.data.order_repo import SqlOrderRepo
+from app_template.server.grpc import new_grpc_server
+from app_template.server.http import new_http_server
+from app_template.server.middleware import default_middlewares
+from app_template.service.order_grpc import OrderGrpcService
+from app_template.service.order_http import OrderHttpService
+from framework.broker import Publisher, create_broker
+
+__all__ = ["Container"]
+
+
+class Container(containers.DeclarativeContainer):
+    """Provide ``config`` (a :class:`Bootstrap`) before building anything."""
+
+    config = providers.Dependency(instance_of=Bootstrap)
+
+    # data
+    database = providers.Singleton(
+        Database,
+        url=config.provided.data.database.url,
+        schema=config.provided.data.database.schema_name,
+        echo=config.provided.data.database.echo,
+    )
+    broker = providers.Singleton(
+        lambda conf: create_broker(conf.kind, **conf.options),
+        config.provided.data.broker,
+    )
+    publisher = providers.Singleton(Publisher, broker=broker)
+    order_repo = providers.Singleton(SqlOrderRepo, database=database)
+    order_events = providers.Singleton(BrokerOrderEvents, publisher=publisher)
+
+    # biz
+    order_usecase = providers.Singleton(OrderUseCase, repo=order_repo, events=order_events)
+
+    # service
+    order_http = providers.Singleton(OrderHttpService, usecase=order_usecase)
+    order_grpc = providers.Singleton(OrderGrpcService, usecase=order_usecase)
+
+    # servers
+    http_server = providers.Singleton(
+        new_http_server,
+        conf=config.provided.server.http,
+        middlewares=providers.Callable(default_middlewares, config.provided.server.http.timeout),
+        orders=order_http,
+    )
+    grpc_server = providers.Singleton(
+        new_grpc_server,
+        conf=config.provided.server.grpc,
+        middlewares=providers.Callable(default_middlewares, config.provided.server.grpc.timeout),
+        orders=order_grpc,
+    )

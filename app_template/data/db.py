@@ -1,0 +1,60 @@
+"""The database resource: an async SQLAlchemy engine, created at App start, disposed at stop."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import DateTime, String, BigInteger
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Database", "OrderRow"]
+
+_log = logging.getLogger(__name__)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Database:
+    """Owns the engine; an App resource (``start`` creates the schema, ``close`` disposes).
+
+    Args:
+        url: SQLAlchemy async URL: ``sqlite+aiosqlite:///orders.db`` (embedded default) or
+            ``postgresql+asyncpg://user@127.0.0.1:5432/db``.
+        schema: PostgreSQL schema to use (created if missing); ``None`` for the default.
+        echo: log SQL statements.
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
+        self.url = url
+        self.schema = schema
+        connect_args: dict[str, object] = {}
+        if schema and url.startswith("postgresql+asyncpg"):
+            connect_args["server_settings"] = {"search_path": schema}
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args=connect_args)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
+                                           class_=AsyncSession)
+
+    async def start(self) -> None:
+        """Check connectivity and create the tables that do not exist yet."""
+        async with self.engine.begin() as conn:
+            if self.schema:
+                await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.run_sync(Base.metadata.create_all)
+        _log.info("database ready", extra={"database": self.engine.url.render_as_string()})
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,67 @@
+"""SQLAlchemy implementation of :class:`app_template.biz.OrderRepo`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from app_template.biz.order import Order, OrderStatus
+from app_template.data.db import Database, OrderRow
+
+__all__ = ["SqlOrderRepo"]
+
+
+def _to_entity(row: OrderRow) -> Order:
+    created = row.created_at
+    assert isinstance(created, datetime)
+    if created.tzinfo is None:  # SQLite drops the zone; values are written in UTC
+        created = created.replace(tzinfo=UTC)
+    return Order(
+        id=row.id,
+        customer_id=row.customer_id,
+        amount_cents=row.amount_cents,
+        currency=row.currency,
+        status=OrderStatus(row.status),
+        created_at=created,
+    )
+
+
+class SqlOrderRepo:
+    """Orders in the ``orders`` table."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def save(self, order: Order) -> None:
+        async with self.database.sessions.begin() as session:
+            session.add(
+                OrderRow(
+                    id=order.id,
+                    customer_id=order.customer_id,
+                    amount_cents=order.amount_cents,
+                    currency=order.currency,
+                    status=order.status.value,
+                    created_at=order.created_at,
+                )
+            )
+
+    async def get(self, order_id: str) -> Order | None:
+        async with self.database.sessions() as session:
+            row = await session.get(OrderRow, order_id)
+            return _to_entity(row) if row is not None else None
+
+    async def list(self, limit: int) -> list[Order]:
+        query = select(OrderRow).order_by(OrderRow.created_at.desc()).limit(limit)
+        async with self.database.sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_to_entity(row) for row in rows]
+
+    async def set_status(self, order_id: str, status: OrderStatus) -> Order | None:
+        async with self.database.sessions.begin() as session:
+            result = await session.execute(
+                update(OrderRow).where(OrderRow.id == order_id).values(status=status.value)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                return None
+        return await self.get(order_id)

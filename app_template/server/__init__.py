@@ -1,0 +1,7 @@
+"""Server construction: one function per transport, called by the container."""
+
+from app_template.server.grpc import new_grpc_server
+from app_template.server.http import new_http_server
+from app_template.server.middleware import default_middlewares
+
+__all__ = ["default_middlewares", "new_grpc_server", "new_http_server"]

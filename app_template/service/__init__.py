@@ -1,0 +1,1 @@
+"""Service layer: transport adapters over the use cases."""

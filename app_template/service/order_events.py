@@ -1,0 +1,42 @@
+"""Broker adapter: the subscribers of the order service.
+
+The handlers take their use case through dependency-injector's ``Provide`` marker; the
+container wires this module at start (:func:`app_template.wire.wire_app`), and the broker
+server refuses to start a handler whose markers were not wired.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dependency_injector.wiring import Provide, inject
+
+from app_template.api.order.v1.events import ORDER_PAID, PAYMENT_SUCCESS, OrderPaid, PaymentSucceeded
+from app_template.biz.order import OrderUseCase
+from framework.broker import Router
+
+__all__ = ["router"]
+
+_log = logging.getLogger(__name__)
+
+router = Router()
+
+
+@router.subscriber(PAYMENT_SUCCESS, group="order-svc", concurrency=4)
+@inject
+async def on_payment_succeeded(
+    event: PaymentSucceeded, orders: OrderUseCase = Provide["order_usecase"]
+) -> None:
+    """Mark the order paid (idempotent: redelivery is harmless)."""
+    await orders.mark_paid(event.order_id)
+
+
+@router.subscriber(ORDER_PAID, group="order-notifications")
+async def notify_order_paid(event: OrderPaid) -> None:
+    """Send the "order paid" notification to the customer (here: a log line)."""
+    _log.info(
+        "notification: order %s of customer %s is paid",
+        event.order_id,
+        event.customer_id,
+        extra={"order_id": event.order_id, "customer_id": event.customer_id},
+    )

@@ -1,0 +1,60 @@
+"""gRPC adapter of the order use case (``order.v1.OrderService``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+from app_template.biz.order import Order, OrderUseCase
+
+__all__ = ["OrderGrpcService", "to_proto"]
+
+
+def to_proto(order: Order) -> order_pb2.Order:
+    return order_pb2.Order(
+        id=order.id,
+        customer_id=order.customer_id,
+        amount_cents=order.amount_cents,
+        currency=order.currency,
+        status=order.status.value,
+        created_at=order.created_at.isoformat(),
+    )
+
+
+class OrderGrpcService(order_pb2_grpc.OrderServiceServicer):
+    """Errors raised by the use case are mapped to gRPC status codes by the server."""
+
+    def __init__(self, usecase: OrderUseCase) -> None:
+        self.usecase = usecase
+
+    async def CreateOrder(  # noqa: N802 - generated method names
+        self, request: order_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.Order:
+        order = await self.usecase.create(
+            request.customer_id, request.amount_cents, request.currency or "EUR"
+        )
+        return to_proto(order)
+
+    async def GetOrder(  # noqa: N802
+        self, request: order_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.Order:
+        return to_proto(await self.usecase.get(request.id))
+
+    async def ListOrders(  # noqa: N802
+        self, request: order_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.ListOrdersResponse:
+        orders = await self.usecase.list(request.page_size)
+        return order_pb2.ListOrdersResponse(orders=[to_proto(o) for o in orders])
+
+    async def PayOrder(  # noqa: N802
+        self, request: order_pb2.PayOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.Order:
+        return to_proto(await self.usecase.pay(request.id))
+
+    async def StreamOrders(  # noqa: N802
+        self, request: order_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[order_pb2.Order]:
+        for order in await self.usecase.list(request.page_size):
+            yield to_proto(order)

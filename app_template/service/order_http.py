@@ -1,0 +1,68 @@
+"""HTTP adapter of the order use case: JSON in, JSON out, errors as structured bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from app_template.biz.order import Order, OrderUseCase
+from framework.transport.http import Router
+
+__all__ = ["CreateOrderBody", "OrderHttpService", "OrderList", "OrderView"]
+
+
+class CreateOrderBody(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=64)
+    amount_cents: int = Field(gt=0)
+    currency: str = Field("EUR", min_length=3, max_length=3)
+
+
+class OrderView(BaseModel):
+    id: str
+    customer_id: str
+    amount_cents: int
+    currency: str
+    status: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderView:
+        return cls(
+            id=order.id,
+            customer_id=order.customer_id,
+            amount_cents=order.amount_cents,
+            currency=order.currency,
+            status=order.status.value,
+            created_at=order.created_at,
+        )
+
+
+class OrderList(BaseModel):
+    orders: list[OrderView]
+
+
+class OrderHttpService:
+    """Routes under ``/v1/orders``; ``router`` is mounted on the HTTP server."""
+
+    def __init__(self, usecase: OrderUseCase) -> None:
+        self.usecase = usecase
+        self.router = Router(prefix="/v1/orders", tags=["orders"])
+        self.router.add_api_route("", self.create, methods=["POST"], status_code=201)
+        self.router.add_api_route("", self.list, methods=["GET"])
+        self.router.add_api_route("/{order_id}", self.get, methods=["GET"])
+        self.router.add_api_route("/{order_id}/pay", self.pay, methods=["POST"], status_code=202)
+
+    async def create(self, body: CreateOrderBody) -> OrderView:
+        order = await self.usecase.create(body.customer_id, body.amount_cents, body.currency)
+        return OrderView.of(order)
+
+    async def get(self, order_id: str) -> OrderView:
+        return OrderView.of(await self.usecase.get(order_id))
+
+    async def list(self, limit: int = 50) -> OrderList:
+        return OrderList(orders=[OrderView.of(o) for o in await self.usecase.list(limit)])
+
+    async def pay(self, order_id: str) -> OrderView:
+        """Accepted: the order becomes PAID once the payment event is consumed."""
+        return OrderView.of(await self.usecase.pay(order_id))

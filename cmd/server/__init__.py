@@ -1,0 +1,1 @@
+"""``python -m cmd.server -conf configs/``: run the service."""

@@ -1,0 +1,54 @@
+"""Run the service: ``python -m cmd.server -conf configs/``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from app_template.conf.conf import Bootstrap
+from app_template.wire import wire_app
+from framework.config import ConfigError, load
+from framework.log import setup_logging
+
+ENV_PREFIX = "APP_"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cmd.server",
+        description="Run the service: HTTP, gRPC and broker subscribers in one process.",
+        epilog=(
+            f"Any config key can be overridden from the environment as {ENV_PREFIX}<SECTION>__<KEY>, "
+            f"e.g. {ENV_PREFIX}SERVER__HTTP__PORT=8080. SIGTERM/SIGINT stop gracefully."
+        ),
+    )
+    parser.add_argument(
+        "-conf",
+        "--conf",
+        default="configs",
+        metavar="PATH",
+        help="config file, or directory whose *.yaml/*.json files merge in name order "
+        "(default: configs)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        bootstrap = load(args.conf, env_prefix=ENV_PREFIX).scan(Bootstrap)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(bootstrap.log.format, bootstrap.log.level)
+    try:
+        app = wire_app(bootstrap)
+    except Exception:
+        logging.getLogger("cmd.server").exception("cannot build the service")
+        return 1
+    return app.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""``${VAR}`` / ``${VAR:default}`` placeholders in string values, resolved from the environment.
+
+- ``port: ${PORT:8000}``: a value that is exactly one placeholder takes the default as a
+  YAML scalar (int 8000) when ``PORT`` is unset, and the variable's string otherwise (typed
+  scanning coerces it).
+- ``url: http://${HOST:localhost}:${PORT:80}``: inside a longer string, text is substituted.
+- ``$${VAR}`` is the literal text ``${VAR}``.
+- An unset variable without a default, or a malformed placeholder, is a :class:`ConfigError`
+  naming the file, line and key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from framework.config.errors import ConfigError
+from framework.config.tree import KeyPath, Origin, format_key, nearest_origin
+
+__all__ = ["resolve_placeholders", "resolve_string"]
+
+# Order matters: the escape first, then a well-formed placeholder, then any other "${" so
+# that a typo (``${PORT-80}``, an unclosed brace) is reported instead of kept verbatim.
+_TOKEN = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def resolve_placeholders(
+    data: Any, origins: Mapping[KeyPath, Origin], environ: Mapping[str, str], path: KeyPath = ()
+) -> Any:
+    """A copy of ``data`` with every placeholder in every string value resolved."""
+    if isinstance(data, dict):
+        return {k: resolve_placeholders(v, origins, environ, (*path, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [resolve_placeholders(v, origins, environ, (*path, i)) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        try:
+            return resolve_string(data, environ)
+        except ValueError as exc:
+            where = nearest_origin(origins, path)
+            raise ConfigError(f"{where}: {format_key(path)}: {exc}") from None
+    return data
+
+
+def resolve_string(text: str, environ: Mapping[str, str]) -> Any:
+    """Resolve the placeholders of one string; ``ValueError`` says what is wrong."""
+    whole = _TOKEN.fullmatch(text)
+    if whole is not None and whole.group("body") is not None:
+        name, default = _parse(whole.group("body"))
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise ValueError(_unset(name))
+        return _typed_default(default)
+
+    def substitute(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "$${":
+            return "${"
+        body = match.group("body")
+        if body is None:
+            raise ValueError(f"unclosed placeholder in {text!r}")
+        name, default = _parse(body)
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise ValueError(_unset(name))
+        return default
+
+    return _TOKEN.sub(substitute, text)
+
+
+def _parse(body: str) -> tuple[str, str | None]:
+    name, colon, default = body.partition(":")
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"malformed placeholder ${{{body}}}: expected ${{NAME}} or ${{NAME:default}} "
+            "(write $${ for a literal ${)"
+        )
+    if "${" in default:
+        raise ValueError(f"nested placeholders are not supported: ${{{body}}}}}")
+    return name, default if colon else None
+
+
+def _unset(name: str) -> str:
+    return f"environment variable {name} is not set and ${{{name}}} has no default"
+
+
+def _typed_default(default: str) -> Any:
+    # ``${X:}`` means the empty string, not YAML's null.
+    if default == "":
+        return ""
+    try:
+        value = yaml.safe_load(default)
+    except yaml.YAMLError:
+        return default
+    return value if isinstance(value, _SCALARS) else default

@@ -1,0 +1,46 @@
+"""Typed scanning with pydantic; validation errors name the file (or env var) and the key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
+
+from framework.config.errors import ConfigError
+from framework.config.tree import KeyPath, Origin, format_key, nearest_origin
+
+__all__ = ["describe_validation_error", "validate"]
+
+T = TypeVar("T")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def validate(target: type[T], value: Any, base: KeyPath, origins: Mapping[KeyPath, Origin]) -> T:
+    """Validate ``value`` (found at ``base``) as ``target``: a pydantic model, dataclass,
+    TypedDict or any type pydantic accepts. Raises :class:`ConfigError` on failure."""
+    try:
+        return TypeAdapter(target).validate_python(value)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, base, origins)) from exc
+
+
+def describe_validation_error(
+    exc: ValidationError, base: KeyPath, origins: Mapping[KeyPath, Origin]
+) -> str:
+    """One line per error: ``<origin>: <dotted key>: <message>[, got <input>]``.
+
+    A missing key points at its parent's origin: that is where the key has to be added.
+    """
+    lines = [_describe(error, base, origins) for error in exc.errors(include_url=False)]
+    return "\n".join(lines)
+
+
+def _describe(error: ErrorDetails, base: KeyPath, origins: Mapping[KeyPath, Origin]) -> str:
+    path = (*base, *error["loc"])
+    message = error["msg"]
+    value = error.get("input")
+    if error["type"] != "missing" and isinstance(value, _SCALARS):
+        message += f", got {value!r}"
+    return f"{nearest_origin(origins, path)}: {format_key(path)}: {message}"

@@ -1,0 +1,202 @@
+"""GrpcServer: a grpc.aio server that runs the framework middleware chain.
+
+Example::
+
+    server = GrpcServer(port=9000, middlewares=[recovery(), access_log(), auth_only_orders])
+    server.register(order_pb2_grpc.add_OrderServiceServicer_to_server, OrderService(uc))
+    app = App("order", servers=[server])
+
+Every registered method runs inside the middleware chain with a
+``Transport(kind="grpc", operation="/pkg.Service/Method")`` (see
+:mod:`framework.transport.grpc.interceptor`). Errors are sent as the mapped status code with a
+``google.rpc.Status`` / ``ErrorInfo`` detail (:mod:`framework.transport.grpc.status`). The
+standard health service follows the App's readiness, and server reflection lists the
+registered services. Health and reflection calls bypass the middleware chain: a probe or a
+``grpcurl list`` should neither need credentials nor fill the access log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection as grpc_reflection
+
+from framework.app import app_info
+from framework.middleware.core import Middleware, chain
+from framework.middleware.logging import access_log
+from framework.middleware.recovery import recovery
+from framework.transport.grpc.health import HEALTH_SERVICE_NAME, NOT_SERVING, HealthServicer
+from framework.transport.grpc.interceptor import (
+    CallSettings,
+    WrappingGenericHandler,
+    wrap_method_handler,
+)
+from framework.transport.grpc.registry import AddServicerFn, ServiceRegistry
+
+__all__ = ["GrpcServer"]
+
+_log = logging.getLogger("pykratos.grpc")
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class GrpcServer:
+    """A gRPC server (grpc.aio) implementing :class:`~framework.transport.Server` and
+    :class:`~framework.transport.ReadinessAware`.
+
+    Args:
+        host: address to bind.
+        port: port to bind; 0 picks a free one (see :attr:`endpoint` after start).
+        middlewares: the chain run around every method, outermost first; ``None`` (default)
+            means ``[recovery(), access_log()]``, ``()`` means none.
+        reflection: serve ``grpc.reflection.v1alpha.ServerReflection`` for the registered
+            services and health.
+        name: name used in logs and App error messages.
+        options: grpc channel arguments, e.g. ``[("grpc.max_receive_message_length", n)]``.
+        maximum_concurrent_rpcs: answer RESOURCE_EXHAUSTED beyond this many in-flight calls.
+        interceptors: raw ``grpc.aio.ServerInterceptor`` objects, run before the middleware.
+        error_domain: ``ErrorInfo.domain`` of the errors sent; ``None`` uses the running App's
+            name (empty outside an App).
+
+    There is no thread-pool option: every method runs as a coroutine on the event loop.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        middlewares: Sequence[Middleware] | None = None,
+        reflection: bool = True,
+        name: str = "grpc",
+        options: Sequence[tuple[str, Any]] = (),
+        maximum_concurrent_rpcs: int | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        error_domain: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.name = name
+        self.reflection = reflection
+        self.middlewares: tuple[Middleware, ...] = (
+            (recovery(), access_log()) if middlewares is None else tuple(middlewares)
+        )
+        self.options = tuple(options)
+        self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
+        self.interceptors = tuple(interceptors)
+        self.error_domain = error_domain
+        self._registry = ServiceRegistry()
+        self._health = HealthServicer()
+        self._health.set("", NOT_SERVING)
+        self._server: grpc.aio.Server | None = None
+        self._bound_port: int | None = None
+
+    # -- registration ---------------------------------------------------------------------
+
+    def register(self, add_to_server: AddServicerFn, servicer: Any) -> tuple[str, ...]:
+        """Register a generated service; return the full service names it added.
+
+        ``add_to_server`` is the generated ``add_<Service>Servicer_to_server`` function, e.g.
+        ``server.register(order_pb2_grpc.add_OrderServiceServicer_to_server, svc)``. The
+        service names are learned from it (for health and reflection); each starts
+        NOT_SERVING until :meth:`set_serving`. Must be called before :meth:`start`.
+        """
+        if self._server is not None:
+            raise RuntimeError(f"{self.name}: register() must be called before start()")
+        names = self._registry.register(add_to_server, servicer)
+        for service in names:
+            self._health.set(service, NOT_SERVING)
+        return names
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Full names of the registered services."""
+        return self._registry.service_names
+
+    @property
+    def health(self) -> HealthServicer:
+        """The health servicer (statuses can also be set per service by hand)."""
+        return self._health
+
+    # -- Server protocol ------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """``grpc://host:port``; the real port once started."""
+        port = self._bound_port if self._bound_port is not None else self.port
+        return f"grpc://{_host_port(self.host, port)}"
+
+    async def start(self) -> None:
+        """Bind, register every service, start serving; returns once calls are accepted."""
+        if self._server is not None:
+            raise RuntimeError(f"{self.name}: already started")
+        server = grpc.aio.server(
+            interceptors=self.interceptors or None,
+            options=self.options,
+            maximum_concurrent_rpcs=self.maximum_concurrent_rpcs,
+        )
+        self._server = server
+        address = _host_port(self.host, self.port)
+        try:
+            self._bound_port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"{self.name}: cannot bind gRPC server to {address}: {exc}") from exc
+        settings = CallSettings(
+            middleware=chain(*self.middlewares) if self.middlewares else None,
+            endpoint=self.endpoint,
+            domain=self._domain(),
+        )
+        for service, handlers in self._registry.services.items():
+            wrapped = {
+                method: wrap_method_handler(f"/{service}/{method}", handler, settings)
+                for method, handler in handlers.items()
+            }
+            # Registered methods are matched by grpc core without a Python lookup; the generic
+            # handler is the fallback grpc itself expects alongside them.
+            server.add_registered_method_handlers(service, wrapped)
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service, wrapped),)
+            )
+        for generic in self._registry.generic_handlers:
+            server.add_generic_rpc_handlers((WrappingGenericHandler(generic, settings),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if self.reflection:
+            grpc_reflection.enable_server_reflection(
+                (*self.services, HEALTH_SERVICE_NAME, grpc_reflection.SERVICE_NAME), server
+            )
+        await server.start()
+        _log.info(
+            "%s serving %s on %s",
+            self.name,
+            ", ".join(self.services) or "no services",
+            self.endpoint,
+            extra={"kind": "grpc", "endpoint": self.endpoint},
+        )
+
+    async def stop(self, timeout: float) -> None:
+        """Refuse new calls, let in-flight calls finish within ``timeout``, then cancel them.
+
+        Health turns NOT_SERVING and health ``Watch`` streams end first, so a watching client
+        does not hold the stop for the whole timeout. Safe before/after a failed start.
+        """
+        self._health.shutdown()
+        server = self._server
+        if server is None:
+            return
+        await server.stop(grace=max(timeout, 0.0))
+
+    def set_serving(self, serving: bool) -> None:
+        """Health of ``""`` and of every registered service: SERVING or NOT_SERVING."""
+        self._health.set_all(("", *self.services), serving)
+
+    def _domain(self) -> str:
+        if self.error_domain is not None:
+            return self.error_domain
+        info = app_info()
+        return info.name if info is not None else ""
