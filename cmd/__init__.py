@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 
 _stdlib_cmd = Path(sysconfig.get_paths()["stdlib"]) / "cmd.py"
-_spec = importlib.util.spec_from_file_location("_stdlib_cmd", _stdlib_cmd)
+_spec = importlib.util.spec_from_file_location("cmd", _stdlib_cmd)
 if _spec is not None and _spec.loader is not None:
     _module = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_module)

@@ -63,6 +63,15 @@ def _describe(component: object) -> str:
     return f"{label}({name})" if isinstance(name, str) and name else label
 
 
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 async def _call(fn: Callable[..., Any] | None) -> None:
     if fn is None:
         return
@@ -160,10 +169,18 @@ class App:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
-    def main(self) -> int:
-        """Run the App in a new event loop; return the process exit status (0 or 1)."""
+    def main(self, *, uvloop: bool | None = None) -> int:
+        """Run the App in a new event loop; return the process exit status (0 or 1).
+
+        ``uvloop`` picks the event loop: ``None`` (default) uses uvloop when it is installed
+        (it comes with the ``http`` extra), ``False`` forces the standard asyncio loop.
+        """
+        loop_factory = _uvloop_factory() if uvloop is not False else None
+        if uvloop and loop_factory is None:
+            raise RuntimeError("uvloop=True but uvloop is not installed (pip install uvloop)")
         try:
-            asyncio.run(self.run())
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(self.run())
         except AppStartError as exc:
             _log.error("%s failed to start: %s", self.name, exc)
             return 1
@@ -201,6 +218,7 @@ class App:
             await self._start_servers()
         except BaseException:
             await self._release()
+            self._stop_requested = None
             raise
         self._set_serving(True)
         _current_app.set(self.info)

@@ -15,10 +15,9 @@ converted.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
-
-import re
 
 from framework.config.errors import ConfigError
 from framework.config.tree import KeyPath, Origin, format_key, nearest_origin

@@ -135,15 +135,23 @@ def _describe_yaml_error(name: str, exc: yaml.MarkedYAMLError) -> str:
 
 
 def _node_origins(
-    loader: yaml.SafeLoader, node: Node, path: KeyPath, name: str, out: dict[KeyPath, Origin]
+    loader: yaml.SafeLoader,
+    node: Node,
+    path: KeyPath,
+    name: str,
+    out: dict[KeyPath, Origin],
+    line: int | None = None,
 ) -> None:
-    out[path] = Origin(name, node.start_mark.line + 1)
+    # A mapping entry is located at its key: that is the line a reader looks for, and for a
+    # nested block mapping the value node only starts on the next line.
+    out[path] = Origin(name, line if line is not None else node.start_mark.line + 1)
     if isinstance(node, MappingNode):
         # construct_document already flattened merge keys (<<) into node.value in place.
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode):
                 key = str(loader.construct_object(key_node))
-                _node_origins(loader, value_node, (*path, key), name, out)
+                key_line = key_node.start_mark.line + 1
+                _node_origins(loader, value_node, (*path, key), name, out, key_line)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
             _node_origins(loader, item, (*path, index), name, out)

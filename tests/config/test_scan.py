@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_missing_field_points_at_its_parent_and_all_errors_are_listed(tmp_path: 
     with pytest.raises(ConfigError) as info:
         load(tmp_path).scan(Bootstrap)
     assert str(info.value).splitlines() == [
-        f"{tmp_path / 'a.yaml'}:3: server.http.port: Field required",
+        f"{tmp_path / 'a.yaml'}:2: server.http.port: Field required",
         f"{tmp_path / 'a.yaml'}:3: server.http.timeout: "
         "Input should be a valid number, unable to parse string as a number, got 'x'",
         f"{tmp_path / 'b.yaml'}:2: log.level: Input should be a valid string",
@@ -83,7 +84,7 @@ def test_missing_field_points_at_its_parent_and_all_errors_are_listed(tmp_path: 
 
 def test_missing_top_level_section_names_the_source(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("log: {}\n")
-    with pytest.raises(ConfigError, match=rf"^{tmp_path}: server: Field required$"):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(tmp_path))}: server: Field required$"):
         load(tmp_path).scan(Bootstrap)
 
 
@@ -115,6 +116,8 @@ def test_lists_of_dataclasses_report_the_index(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("upstreams:\n  - url: http://a\n  - url: http://b\n    weight: heavy\n")
     cfg = load(p)
-    with pytest.raises(ConfigError, match=rf"^{p}:4: upstreams\[1\]\.weight: Input should"):
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(p))}:4: upstreams\[1\]\.weight: Input should"
+    ):
         cfg.value("upstreams", list[Upstream])
     assert cfg.value("upstreams.0", Upstream) == Upstream("http://a")

@@ -82,7 +82,10 @@ def _method(method: Any, service_full: str, imports: _Imports) -> str:
         params = f"request_iterator: AsyncIterator[{request}]"
     else:
         params = f"request: {request}"
-    signature = f"    async def {method.name}(\n        self, {params}, context: grpc.aio.ServicerContext\n"
+    signature = (
+        f"    async def {method.name}(\n"
+        f"        self, {params}, context: grpc.aio.ServicerContext\n"
+    )
     if method.server_streaming:
         kind = "bidirectional-streaming" if method.client_streaming else "server-streaming"
         return (

@@ -26,7 +26,7 @@ SERVICE_UNKNOWN: int = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 class HealthServicer:
-    """Implements ``Check`` and ``Watch``; statuses are set with plain method calls.
+    """Implements ``Check``, ``List`` and ``Watch``; statuses are set with plain method calls.
 
     The overall server health is the empty service name ``""``. A service that was never set
     answers ``NOT_FOUND`` to ``Check`` and ``SERVICE_UNKNOWN`` to ``Watch``.
@@ -77,6 +77,17 @@ class HealthServicer:
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: Any
+    ) -> health_pb2.HealthListResponse:
+        """Snapshot of every known service's status."""
+        return health_pb2.HealthListResponse(
+            statuses={
+                service: health_pb2.HealthCheckResponse(status=status)
+                for service, status in self._status.items()
+            }
+        )
 
     async def Watch(
         self, request: health_pb2.HealthCheckRequest, context: Any

@@ -51,6 +51,7 @@ __all__ = [
     "dumps",
     "encode_binary",
     "encode_error",
+    "encode_outbound",
     "encode_text",
 ]
 
@@ -174,3 +175,19 @@ def encode_error(error: Error, id: Any = None, *, binary: bool = False) -> bytes
     if id is None:
         return dumps({"type": ERROR_TYPE, "error": error.to_dict()})
     return dumps({"type": ERROR_TYPE, "id": id, "error": error.to_dict()})
+
+
+def encode_outbound(obj: Any, kind: str | None = None) -> tuple[bytes, bool]:
+    """The frame for a server push: ``(data, is_text)``.
+
+    With ``kind``, ``obj`` becomes the payload of a ``{"type": kind, "payload": obj}`` envelope.
+    Without it, ``str`` goes out as a text frame and ``bytes`` as a binary frame unchanged,
+    and anything else (dict, pydantic model, dataclass, ...) as a JSON text frame.
+    """
+    if kind is not None:
+        return encode_text(kind, obj), True
+    if isinstance(obj, str):
+        return obj.encode(), True
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj), False
+    return dumps(obj), True

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from framework.errors import BadRequest
@@ -142,8 +143,6 @@ class BoundHandler:
 
 
 def _json_body(body: bytes) -> Any:
-    import orjson
-
     return orjson.loads(body) if body else None
 
 

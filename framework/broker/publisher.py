@@ -1,0 +1,106 @@
+"""Publishing: :class:`Publisher` for business code, :func:`dead_letter` for brokers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from framework.broker.broker import Broker, ProcessResult, PublishResult
+from framework.broker.codec import Codec, JsonCodec
+from framework.broker.message import Message
+from framework.broker.policy import (
+    DLQ_ATTEMPTS,
+    DLQ_ERROR_TYPE,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_REASON,
+)
+from framework.broker.subscriber import SubscriberSpec
+
+__all__ = ["Publisher", "dead_letter"]
+
+_log = logging.getLogger("pykratos.broker")
+# Headers travel in every broker's frame; a stack-trace-sized reason must not break a publish.
+_MAX_REASON = 1000
+
+
+class Publisher:
+    """Encodes payloads with a codec and publishes them through a broker.
+
+    Meant to be a DI provider (``providers.Singleton(Publisher, broker)``) that use cases
+    receive, so business code never touches a broker client::
+
+        await publisher.publish("order-created", OrderCreated(id=1), key=str(order.user_id))
+    """
+
+    def __init__(self, broker: Broker, codec: Codec | None = None) -> None:
+        self.broker = broker
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        key: str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> PublishResult:
+        """Encode ``payload`` and publish it; return once the broker confirmed.
+
+        Args:
+            topic: destination.
+            payload: a model, struct, dict, str or bytes (whatever the codec encodes).
+            key: ordering/partitioning key; ``str`` is sent as UTF-8.
+            headers: string headers.
+            delay: seconds before delivery, where the broker supports it (else it raises).
+        """
+        body = self.codec.encode(payload)
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+
+
+async def dead_letter(
+    broker: Broker, spec: SubscriberSpec, message: Message, result: ProcessResult
+) -> PublishResult | None:
+    """Publish ``message`` to ``spec.dlq_topic`` with the DLQ headers of ``policy``.
+
+    Brokers await it for a ``DEAD`` result before acking/committing the original. The body and
+    key are kept as received; the headers add the reason, the error type, where the message
+    came from and how many attempts were made. With dead-lettering disabled (``dlq=""``) the
+    message is logged and dropped, and ``None`` is returned.
+    """
+    reason = result.reason[:_MAX_REASON]
+    topic = message.topic or spec.topic
+    destination = spec.dlq_topic
+    if destination is None:
+        _log.error(
+            "%s: dropping message from %s after %d attempt(s), dead-lettering is disabled: %s",
+            spec.display_name,
+            topic,
+            result.attempts,
+            reason,
+            extra={"subscriber": spec.display_name, "topic": topic},
+        )
+        return None
+    headers = dict(message.headers)
+    headers[DLQ_REASON] = reason
+    headers[DLQ_ERROR_TYPE] = result.error_type
+    headers[DLQ_ORIGINAL_TOPIC] = topic
+    headers[DLQ_ATTEMPTS] = str(result.attempts)
+    if message.partition is not None:
+        headers[DLQ_ORIGINAL_PARTITION] = str(message.partition)
+    if message.offset is not None:
+        headers[DLQ_ORIGINAL_OFFSET] = str(message.offset)
+    published = await broker.publish(destination, message.body, key=message.key, headers=headers)
+    _log.warning(
+        "%s: dead-lettered message from %s to %s: %s",
+        spec.display_name,
+        topic,
+        destination,
+        reason,
+        extra={"subscriber": spec.display_name, "topic": topic, "dlq": destination},
+    )
+    return published

@@ -1,0 +1,146 @@
+"""The :class:`BrokerServer`: a :class:`~framework.transport.server.Server` that consumes.
+
+It mounts transport-neutral routers on one broker (memory, Kafka, RabbitMQ): ``start``
+connects the broker and subscribes every subscriber, ``stop`` drains every subscription and
+closes the broker. Give it to :class:`framework.App` like any other server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from functools import partial
+
+from framework.broker.broker import Broker, Subscription
+from framework.broker.codec import Codec, JsonCodec
+from framework.broker.options import check_options
+from framework.broker.processor import SubscriberProcessor
+from framework.broker.publisher import dead_letter
+from framework.broker.router import Router
+from framework.broker.subscriber import SubscriberSpec
+from framework.middleware.core import Middleware
+
+__all__ = ["BrokerServer"]
+
+_log = logging.getLogger("pykratos.broker")
+
+
+class BrokerServer:
+    """Consume the subscribers of ``routers`` from ``broker``.
+
+    Args:
+        broker: the broker; the server connects it on start and closes it on stop.
+        routers: routers whose subscribers to mount.
+        middlewares: middleware for every subscriber, outermost (e.g. ``recovery()`` is not
+            needed here: a failing handler is retried then dead-lettered).
+        codec: decodes message bodies into each handler's payload type.
+        name: readable name in logs and App errors.
+
+    A broker may declare ``supported_options`` (subscriber options it accepts) and an
+    ``endpoint`` (``kafka://host:port``); the server uses them when present.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        routers: Sequence[Router] = (),
+        middlewares: Iterable[Middleware] = (),
+        codec: Codec | None = None,
+        name: str = "",
+    ) -> None:
+        self.broker = broker
+        self.routers = list(routers)
+        self.middlewares = tuple(middlewares)
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+        self.name = name or broker.kind
+        self._subscriptions: list[Subscription] = []
+        self._connected = False
+
+    @property
+    def endpoint(self) -> str:
+        """The broker's URL (``kafka://127.0.0.1:9092``), ``<kind>://`` if it has none."""
+        endpoint = getattr(self.broker, "endpoint", None)
+        return endpoint if isinstance(endpoint, str) and endpoint else f"{self.broker.kind}://"
+
+    @property
+    def subscribers(self) -> list[SubscriberSpec]:
+        """Every subscriber this server mounts."""
+        return [spec for router in self.routers for spec in router.subscribers]
+
+    def processors(self) -> list[SubscriberProcessor]:
+        """Build (and so validate) one processor per subscriber without touching the broker.
+
+        Raises on the first subscriber that cannot work: bad signature, unsupported payload
+        type, unwired ``Provide``, or an option the broker does not support.
+        """
+        supported = getattr(self.broker, "supported_options", None)
+        processors = []
+        for spec in self.subscribers:
+            if supported is not None:
+                check_options(spec, supported, self.broker.kind)
+            processors.append(
+                SubscriberProcessor(
+                    spec,
+                    self.codec,
+                    self.middlewares,
+                    self.broker.kind,
+                    endpoint=self.endpoint,
+                    dead_letter_sink=partial(dead_letter, self.broker, spec),
+                )
+            )
+        return processors
+
+    async def start(self) -> None:
+        """Validate every subscriber, connect, subscribe all; return once all are subscribed."""
+        if self._connected:
+            raise RuntimeError(f"broker server {self.name} is already started")
+        processors = self.processors()  # before connecting: fail fast on a wiring mistake
+        if not processors:
+            _log.warning("broker server %s has no subscribers", self.name)
+        started = time.perf_counter()
+        self._connected = True
+        await self.broker.connect()
+        results = await asyncio.gather(
+            *(self.broker.subscribe(p.spec, p) for p in processors), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for processor, result in zip(processors, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.error(
+                    "%s: cannot subscribe %s to %r: %r",
+                    self.name,
+                    processor.spec.display_name,
+                    processor.spec.topic,
+                    result,
+                )
+                failure = failure or result
+            else:
+                self._subscriptions.append(result)
+        if failure is not None:
+            raise failure
+        _log.info(
+            "broker server %s subscribed %d subscriber(s) on %s in %.0f ms",
+            self.name,
+            len(processors),
+            self.endpoint,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def stop(self, timeout: float) -> None:
+        """Stop every subscription (each drains within ``timeout``), then close the broker.
+
+        Safe when ``start`` failed half-way or never ran.
+        """
+        deadline = time.monotonic() + timeout
+        subscriptions, self._subscriptions = self._subscriptions, []
+        results = await asyncio.gather(
+            *(s.stop(timeout) for s in subscriptions), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                _log.error("%s: a subscription failed to stop: %r", self.name, result)
+        if self._connected:
+            self._connected = False
+            await asyncio.wait_for(self.broker.close(), max(deadline - time.monotonic(), 1.0))

@@ -1,0 +1,142 @@
+"""Subscriber options understood by the RabbitMQ broker and the topology they resolve to.
+
+``@router.subscriber(..., options={...})`` may carry these keys (anything else is an error,
+so a typo or a Kafka-only option never passes silently):
+
+``exchange``
+    Exchange to bind the queue to (default: the broker's ``exchange``). It is declared
+    durable with ``exchange_type``; the default exchange ``""`` cannot be bound.
+``exchange_type``
+    ``"direct"``, ``"topic"`` or ``"fanout"`` (default: the broker's ``exchange_type`` when
+    ``exchange`` is the broker's exchange, else ``"topic"``).
+``routing_key``
+    Binding key, or a list of them (default: the subscriber's topic; unused for fanout).
+``queue``
+    Explicit queue name. By default a clustering subscriber shares the durable queue
+    ``<group>.<topic>`` (``<topic>`` without a group), and a broadcast subscriber gets an
+    exclusive auto-delete queue ``<group or "broadcast">.<topic>.<instance id>``.
+``prefetch``
+    QoS prefetch count of this subscriber's channel (default: the broker's ``prefetch``).
+``queue_arguments``
+    Extra ``x-`` arguments for the queue declaration, e.g. ``{"x-queue-type": "quorum"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.rabbitmq.errors import TopologyError
+
+__all__ = ["EXCHANGE_TYPES", "KNOWN_OPTIONS", "SubscriberTopology", "resolve_topology"]
+
+EXCHANGE_TYPES = frozenset({"direct", "topic", "fanout"})
+KNOWN_OPTIONS = frozenset(
+    {"exchange", "exchange_type", "routing_key", "queue", "prefetch", "queue_arguments"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberTopology:
+    """Everything a subscription declares, resolved from its spec and the broker defaults."""
+
+    exchange: str
+    exchange_type: str
+    binding_keys: tuple[str, ...]
+    queue: str
+    broadcast: bool
+    prefetch: int
+    dead_letter_exchange: str
+    dlq: str | None  # dead-letter queue name (= routing key on the DLX); None: disabled
+    queue_arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    def retry_queue(self, delay_ms: int) -> str:
+        """Name of the TTL queue that holds this queue's retries for ``delay_ms``."""
+        return f"{self.queue}.retry.{delay_ms}ms"
+
+
+def _binding_keys(spec: SubscriberSpec, exchange_type: str, raw: Any) -> tuple[str, ...]:
+    if exchange_type == "fanout":
+        return ("",)  # fanout ignores keys; one binding is enough
+    if raw is None:
+        return (spec.topic,)
+    keys = (raw,) if isinstance(raw, str) else tuple(raw) if isinstance(raw, Sequence) else ()
+    if not keys or not all(isinstance(k, str) for k in keys):
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: routing_key must be a string or a non-empty "
+            f"list of strings, got {raw!r}"
+        )
+    return keys
+
+
+def _queue_name(spec: SubscriberSpec, explicit: Any, instance_id: str) -> str:
+    if explicit is not None and (not isinstance(explicit, str) or not explicit):
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: queue must be a non-empty string, "
+            f"got {explicit!r}"
+        )
+    if spec.broadcast:
+        base = explicit or f"{spec.group or 'broadcast'}.{spec.topic}"
+        return f"{base}.{instance_id}"
+    return explicit or (f"{spec.group}.{spec.topic}" if spec.group else spec.topic)
+
+
+def resolve_topology(
+    spec: SubscriberSpec,
+    *,
+    default_exchange: str,
+    default_exchange_type: str,
+    default_prefetch: int,
+    dead_letter_exchange: str,
+    instance_id: str,
+) -> SubscriberTopology:
+    """Validate ``spec.options`` and resolve the queue, exchange and bindings to declare."""
+    opts = dict(spec.options)
+    unknown = sorted(set(opts) - KNOWN_OPTIONS)
+    if unknown:
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: unknown RabbitMQ option(s) {unknown}; "
+            f"supported: {sorted(KNOWN_OPTIONS)}"
+        )
+    exchange = opts.get("exchange", default_exchange)
+    if not isinstance(exchange, str) or not exchange:
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: exchange must be a non-empty name (the default "
+            f"exchange '' cannot be bound), got {exchange!r}"
+        )
+    fallback_type = default_exchange_type if exchange == default_exchange else "topic"
+    exchange_type = opts.get("exchange_type", fallback_type)
+    if exchange_type not in EXCHANGE_TYPES:
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: exchange_type must be one of "
+            f"{sorted(EXCHANGE_TYPES)}, got {exchange_type!r}"
+        )
+    prefetch = opts.get("prefetch", default_prefetch)
+    if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: prefetch must be an int >= 1, got {prefetch!r}"
+        )
+    if spec.concurrency < 1 or spec.concurrency > prefetch:
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: concurrency {spec.concurrency} must be between "
+            f"1 and the prefetch ({prefetch}), or workers would sit idle"
+        )
+    arguments = opts.get("queue_arguments", {})
+    if not isinstance(arguments, Mapping):
+        raise TopologyError(
+            f"subscriber {spec.display_name!r}: queue_arguments must be a mapping, "
+            f"got {arguments!r}"
+        )
+    return SubscriberTopology(
+        exchange=exchange,
+        exchange_type=exchange_type,
+        binding_keys=_binding_keys(spec, exchange_type, opts.get("routing_key")),
+        queue=_queue_name(spec, opts.get("queue"), instance_id),
+        broadcast=spec.broadcast,
+        prefetch=prefetch,
+        dead_letter_exchange=dead_letter_exchange,
+        dlq=spec.dlq_topic,
+        queue_arguments=dict(arguments),
+    )

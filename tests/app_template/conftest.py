@@ -1,0 +1,62 @@
+"""Fixtures for the reference service: a wired App on SQLite or PostgreSQL, ports 0."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from app_template.conf.conf import Bootstrap
+from app_template.wire import wire_app
+from framework import App
+from tests.services import require_port
+
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def make_bootstrap(db_url: str, schema: str | None = None) -> Bootstrap:
+    return Bootstrap.model_validate(
+        {
+            "server": {
+                "http": {"host": "127.0.0.1", "port": 0},
+                "grpc": {"host": "127.0.0.1", "port": 0},
+            },
+            "data": {"database": {"url": db_url, "schema": schema}},
+            "app": {"stop_timeout": 5},
+        }
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
+    """The reference service, started, once per database."""
+    schema = None
+    if request.param == "postgres":
+        require_port("127.0.0.1", 5432, "PostgreSQL")
+        url, schema = POSTGRES_URL, f"pykratos_test_{uuid.uuid4().hex[:12]}"
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}"
+    app = wire_app(make_bootstrap(url, schema))
+    app.handle_signals = False
+    async with app:
+        yield app
+    if schema is not None:
+        await _drop_schema(schema)
+
+
+async def _drop_schema(schema: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await engine.dispose()
+
+
+def endpoint(app: App, scheme: str) -> str:
+    for server in app.servers:
+        if server.endpoint.startswith(scheme + "://"):
+            return server.endpoint
+    raise LookupError(f"no {scheme} server in {app.servers}")
