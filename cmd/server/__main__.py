@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        bootstrap = load(args.conf, env_prefix=ENV_PREFIX).scan(Bootstrap)
+        config = load(args.conf, env_prefix=ENV_PREFIX)
+        bootstrap = config.scan(Bootstrap)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -47,7 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         logging.getLogger("cmd.server").exception("cannot build the service")
         return 1
+    # log.level opts in to live reload: edit the file, the level follows without a restart.
+    config.watch("log.level", _apply_log_level)
+    app.resources.append(config.watcher())
     return app.main()
+
+
+def _apply_log_level(level: object) -> None:
+    if isinstance(level, str) and level.upper() in logging.getLevelNamesMapping():
+        logging.getLogger().setLevel(level.upper())
+        logging.getLogger("cmd.server").info("log level is now %s", level.upper())
+    else:
+        logging.getLogger("cmd.server").warning("ignoring invalid log.level %r", level)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ processor dead-letters such a message at once (retrying cannot fix its bytes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import orjson
 import pydantic
@@ -217,7 +217,7 @@ class JsonCodec(_CachingCodec):
             return _struct_decoder(struct, type_)
         try:
             adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(type_)
-        except pydantic.PydanticSchemaGenerationError as exc:
+        except pydantic.PydanticUserError as exc:  # incl. PydanticSchemaGenerationError
             raise TypeError(f"JsonCodec cannot decode into {type_!r}: {exc}") from exc
         return _adapter_decoder(adapter, type_)
 
@@ -231,9 +231,7 @@ def _orjson_decoder(expected: type | None) -> Decoder:
         except orjson.JSONDecodeError as exc:
             raise DecodeError(f"invalid JSON: {exc}") from exc
         if expected is not None and not isinstance(value, expected):
-            raise DecodeError(
-                f"expected a JSON {expected.__name__}, got {type(value).__name__}"
-            )
+            raise DecodeError(f"expected a JSON {expected.__name__}, got {type(value).__name__}")
         return value
 
     return decode
@@ -329,9 +327,7 @@ class ProtobufCodec(_CachingCodec):
         try:
             from google.protobuf import message as pb_message
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise ImportError(
-                "ProtobufCodec needs protobuf: pip install pykratos[grpc]"
-            ) from exc
+            raise ImportError("ProtobufCodec needs protobuf: pip install pykratos[grpc]") from exc
         self._message_type: type = pb_message.Message
         self._decode_error: type[Exception] = pb_message.DecodeError
 
@@ -340,7 +336,7 @@ class ProtobufCodec(_CachingCodec):
         if isinstance(obj, bytes):
             return obj
         if isinstance(obj, self._message_type):
-            data: bytes = obj.SerializeToString()
+            data: bytes = cast(Any, obj).SerializeToString()
             return data
         raise TypeError(f"ProtobufCodec encodes protobuf messages, not {type(obj).__name__}")
 
@@ -350,7 +346,7 @@ class ProtobufCodec(_CachingCodec):
             return _bytes_decoder
         if not (isinstance(type_, type) and issubclass(type_, self._message_type)):
             raise TypeError(f"ProtobufCodec decodes into protobuf message classes, not {type_!r}")
-        parse = type_.FromString
+        parse = cast(Any, type_).FromString
         errors = self._decode_error
 
         def decode(data: bytes) -> Any:

@@ -33,7 +33,30 @@ _POISON_CODE = 400  # an invalid message stays invalid: retrying cannot help
 
 
 def describe_exception(exc: BaseException) -> str:
-    """``"<ExcType>: <msg>"``, the ``reason`` of a dead message (one line)."""
+    """``"<ExcType>: <msg>"``, the ``reason`` of a dead message (one line).
+
+    A 5xx :class:`Error` raised *from* another exception (``recovery()`` turns any exception
+    into a generic 500) also names that cause, which is what an operator reading the DLQ
+    needs; ``error_type`` is then the cause's type too.
+    """
+    text = _one_line(exc)
+    cause = _hidden_cause(exc)
+    return f"{text} <- {_one_line(cause)}" if cause is not None else text
+
+
+def _hidden_cause(exc: BaseException) -> BaseException | None:
+    # Only a 5xx wrapper hides its cause; a 4xx Error already says what is wrong.
+    if isinstance(exc, Error) and exc.code >= 500 and exc.__cause__ is not None:
+        return exc.__cause__
+    return None
+
+
+def _error_type(exc: BaseException) -> str:
+    cause = _hidden_cause(exc)
+    return type(cause if cause is not None else exc).__name__
+
+
+def _one_line(exc: BaseException) -> str:
     if isinstance(exc, Error):
         text = f"{exc.code} {exc.reason}: {exc.message}".rstrip(": ")
     else:
@@ -53,7 +76,8 @@ class SubscriberProcessor:
         endpoint: ``Transport.endpoint`` (the broker server's URL).
         dead_letter_sink: lets :meth:`process_batch` dead-letter an undecodable message
             alone and hand the rest of the batch to the handler; without it, such a batch is
-            returned DEAD as a whole.
+            returned DEAD as a whole. (If the rest then fails too, the broker dead-letters the
+            whole batch, so the undecodable one reaches the DLQ twice: at-least-once.)
 
     Raises ``TypeError`` (unusable handler signature or payload type) and
     :class:`~framework.broker.signature.WiringError` (unwired ``Provide`` marker) at once, so a
@@ -140,8 +164,9 @@ class SubscriberProcessor:
                 dead = self._undecodable(message, exc)
                 if self._sink is None:
                     where = _position(message)
-                    return ProcessResult(Outcome.DEAD, dead.attempts, f"{dead.reason} ({where})",
-                                         dead.error_type)
+                    return ProcessResult(
+                        Outcome.DEAD, dead.attempts, f"{dead.reason} ({where})", dead.error_type
+                    )
                 await self._sink(message, dead)
                 continue
             kept.append(message)
@@ -209,7 +234,7 @@ class SubscriberProcessor:
             exc_info=exc,
             extra={"subscriber": self._name, "topic": self.spec.topic, "attempt": attempt},
         )
-        return ProcessResult(Outcome.DEAD, attempt, reason, type(exc).__name__)
+        return ProcessResult(Outcome.DEAD, attempt, reason, _error_type(exc))
 
 
 def _identity(data: bytes) -> bytes:

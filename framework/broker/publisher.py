@@ -43,7 +43,7 @@ class Publisher:
         self,
         topic: str,
         payload: Any,
-        key: str | bytes | None = None,
+        key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
     ) -> PublishResult:
@@ -52,13 +52,16 @@ class Publisher:
         Args:
             topic: destination.
             payload: a model, struct, dict, str or bytes (whatever the codec encodes).
-            key: ordering/partitioning key; ``str`` is sent as UTF-8.
+            key: ordering/partitioning key; ``str`` (and ``int``, as its decimal text) is
+                sent as UTF-8.
             headers: string headers.
             delay: seconds before delivery, where the broker supports it (else it raises).
         """
         body = self.codec.encode(payload)
         if isinstance(key, str):
             key = key.encode("utf-8")
+        elif isinstance(key, int):
+            key = str(key).encode("ascii")
         return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from framework.broker.policy import BatchPolicy, RetryPolicy
@@ -79,8 +80,6 @@ class Router:
         return [self._with_router_middlewares(spec) for spec in specs]
 
     def _with_router_middlewares(self, spec: SubscriberSpec) -> SubscriberSpec:
-        from dataclasses import replace
-
         return replace(spec, middlewares=(*self.middlewares, *spec.middlewares))
 
     def include_router(self, other: Router) -> None:

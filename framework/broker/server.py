@@ -33,8 +33,10 @@ class BrokerServer:
     Args:
         broker: the broker; the server connects it on start and closes it on stop.
         routers: routers whose subscribers to mount.
-        middlewares: middleware for every subscriber, outermost (e.g. ``recovery()`` is not
-            needed here: a failing handler is retried then dead-lettered).
+        middlewares: middleware for every subscriber, outermost. A failing handler is
+            retried then dead-lettered whatever the middleware; an ``Error(400)`` (e.g. from
+            ``validate()``) is dead-lettered at once. ``access_log()`` logs every message:
+            mind its cost on a high-volume topic.
         codec: decodes message bodies into each handler's payload type.
         name: readable name in logs and App errors.
 

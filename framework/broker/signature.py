@@ -10,7 +10,9 @@ handed a bare marker.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import types
 import typing
 import weakref
 from collections.abc import Callable, Sequence
@@ -97,6 +99,10 @@ def _message_kind(annotation: Any) -> tuple[bool, bool]:
     """(is a Message parameter, is a list of messages)."""
     if annotation is Message:
         return True, False
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        # ``message: Message | None = None`` keeps the handler callable without a message.
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _message_kind(members[0]) if len(members) == 1 else (False, False)
     origin = typing.get_origin(annotation)
     if origin in (list, Sequence) and typing.get_args(annotation) == (Message,):
         return True, True
@@ -120,7 +126,9 @@ def inspect_handler(
     try:
         hints = typing.get_type_hints(fn, localns=localns, include_extras=True)
     except Exception as exc:  # NameError for a forward reference, or a broken annotation
-        raise UnresolvedAnnotationError(f"cannot resolve the annotations of handler {name}: {exc}") from exc
+        raise UnresolvedAnnotationError(
+            f"cannot resolve the annotations of handler {name}: {exc}"
+        ) from exc
 
     params = [
         p
@@ -142,7 +150,9 @@ def inspect_handler(
             markers.append((param.name, marker))
         elif is_message:
             if param.kind is inspect.Parameter.POSITIONAL_ONLY:
-                raise TypeError(f"handler {name}: parameter {param.name!r} cannot be positional-only")
+                raise TypeError(
+                    f"handler {name}: parameter {param.name!r} cannot be positional-only"
+                )
             message_param, message_is_list = param.name, is_list
         elif param.default is inspect.Parameter.empty:
             raise TypeError(
@@ -180,17 +190,15 @@ def payload_type(signature: HandlerSignature, *, batch: bool, name: str = "") ->
     if origin in (list, Sequence) and len(args) == 1:
         return _strip_annotated(args[0])
     raise TypeError(
-        f"{label}: a batch subscriber takes list[T] as its first parameter, "
-        f"not {annotation!r}"
+        f"{label}: a batch subscriber takes list[T] as its first parameter, not {annotation!r}"
     )
 
 
 def remember_signature(fn: Callable[..., Any], signature: HandlerSignature) -> None:
     """Cache a signature resolved at decoration time (when local names were still in scope)."""
-    try:
+    # A callable that cannot be weakly referenced is simply resolved again later.
+    with contextlib.suppress(TypeError):
         _signatures[fn] = signature
-    except TypeError:  # not weak-referenceable: it is simply resolved again later
-        pass
 
 
 def signature_of(fn: Callable[..., Any]) -> HandlerSignature:

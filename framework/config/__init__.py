@@ -5,7 +5,7 @@ Example::
 
     cfg = load(args.conf, env_prefix="APP_")
     bootstrap = cfg.scan(Bootstrap)
-    cfg.watch("log.level", lambda level: logging.getLogger().setLevel(level))
+    cfg.watch("log.level", lambda level: logging.getLogger().setLevel(level.upper()))
     app = App("svc", servers=[...], resources=[cfg.watcher()])
 """
 

@@ -84,27 +84,31 @@ def _set(
         step: str | int
         if isinstance(node, dict):
             step = _match_key(node, segment)
-            if not last and (step not in node or node[step] is None):
+            current = node.get(step)
+            if not last and current is None:
                 # A missing (or empty ``key:``) parent becomes a mapping owned by the env var.
-                node[step] = {}
+                node[step] = current = {}
                 origins[(*path, step)] = origin
         elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
             step = int(segment)
+            current = node[step]
         else:
             where = nearest_origin(origins, path)
-            kind = "list" if isinstance(node, list) else type(node).__name__
+            what = (
+                f"a list of {len(node)} items"
+                if isinstance(node, list)
+                else f"a scalar of type {type(node).__name__}"
+            )
             raise ConfigError(
                 f"env {name}: cannot set {format_key((*path, segment.lower()))}: "
-                f"{format_key(path)} is a {kind} (from {where})"
-                + (", index it with a number in range" if isinstance(node, list) else "")
+                f"{format_key(path)} is {what} (from {where})"
             )
         path = (*path, step)
         if last:
-            current = node[step] if isinstance(node, list) else node.get(step)
             node[step] = raw if isinstance(current, str) else parse_env_value(raw)
             origins[path] = origin
         else:
-            node = node[step]
+            node = current
 
 
 def _match_key(mapping: dict[str, Any], segment: str) -> str:

@@ -85,12 +85,14 @@ def test_override_through_a_scalar_is_an_error(path: Path) -> None:
         load(path, env_prefix="APP_", environ={"APP_SERVER__HTTP__PORT__X": "1"})
     assert str(info.value) == (
         f"env APP_SERVER__HTTP__PORT__X: cannot set server.http.port.x: "
-        f"server.http.port is a int (from {path}:3)"
+        f"server.http.port is a scalar of type int (from {path}:3)"
     )
 
 
 def test_list_index_out_of_range_is_an_error(path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^env APP_HOSTS__5: cannot set hosts\.5: hosts is"):
+    with pytest.raises(
+        ConfigError, match=r"^env APP_HOSTS__5: cannot set hosts\.5: hosts is a list of 2 items"
+    ):
         load(path, env_prefix="APP_", environ={"APP_HOSTS__5": "z"})
 
 

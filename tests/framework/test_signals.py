@@ -32,7 +32,7 @@ async def test_sigterm_drains_in_flight_http_and_grpc_calls_then_exits_zero() ->
             stub = order_pb2_grpc.OrderServiceStub(channel)
             assert (await client.get("/readyz")).status_code == 200
             http_call = asyncio.create_task(client.get("/slow"))
-            grpc_call = asyncio.create_task(stub.GetOrder(order_pb2.GetOrderRequest(id="x")))
+            grpc_call = asyncio.ensure_future(stub.GetOrder(order_pb2.GetOrderRequest(id="x")))
             await asyncio.sleep(0.3)  # both calls are now in flight
             signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)

@@ -74,9 +74,10 @@ async def test_unexpected_exception_becomes_internal_error(
     recorder = ErrorRecorder()
     _, stub = await start_server(middlewares=[recovery(), recorder])
 
-    with caplog.at_level(logging.ERROR, "pykratos.recovery"), pytest.raises(
-        grpc.aio.AioRpcError
-    ) as caught:
+    with (
+        caplog.at_level(logging.ERROR, "pykratos.recovery"),
+        pytest.raises(grpc.aio.AioRpcError) as caught,
+    ):
         await stub.Unary(echo_pb2.EchoRequest(fail="crash"))
 
     assert caught.value.code() is grpc.StatusCode.INTERNAL
@@ -92,9 +93,10 @@ async def test_unexpected_exception_without_recovery_is_still_mapped(
 ) -> None:
     _, stub = await start_server(middlewares=())
 
-    with caplog.at_level(logging.ERROR, "pykratos.grpc"), pytest.raises(
-        grpc.aio.AioRpcError
-    ) as caught:
+    with (
+        caplog.at_level(logging.ERROR, "pykratos.grpc"),
+        pytest.raises(grpc.aio.AioRpcError) as caught,
+    ):
         await stub.Unary(echo_pb2.EchoRequest(fail="crash"))
 
     assert caught.value.code() is grpc.StatusCode.INTERNAL
@@ -205,3 +207,22 @@ async def test_error_status_codes_follow_the_table(start_server: StartServer) ->
                 assert from_exception(caught.value).reason == "R"
     finally:
         await server.stop(1.0)
+
+
+async def test_error_domain_defaults_to_the_app_name(echo: EchoService) -> None:
+    from framework.app import App
+    from framework.transport.grpc import GrpcServer
+    from tests.grpc.conftest import target
+    from tests.grpc.protos import echo_pb2_grpc
+
+    server = GrpcServer()
+    server.register(echo_pb2_grpc.add_EchoServicer_to_server, echo)
+    async with (
+        App("echo-app", servers=[server], handle_signals=False),
+        grpc.aio.insecure_channel(target(server)) as channel,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await echo_pb2_grpc.EchoStub(channel).Unary(echo_pb2.EchoRequest(fail="error"))
+    info = error_details_pb2.ErrorInfo()
+    assert rich_status(caught.value).details[0].Unpack(info)
+    assert info.domain == "echo-app"

@@ -8,6 +8,7 @@ client-streaming and bidirectional RPCs get the matching ``grpc.aio`` signature.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,36 +70,46 @@ class _Imports:
         return third, project
 
 
+_UNARY_REPLY = string.Template('''
+    async def $name(
+        self, $params, context: grpc.aio.ServicerContext
+    ) -> $reply:
+        """$rpc ($kind)."""
+        raise errors.NotImplemented_(
+            "NOT_IMPLEMENTED", "$rpc is not implemented"
+        )
+''')
+
+_STREAM_REPLY = string.Template('''
+    async def $name(
+        self, $params, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[$reply]:
+        """$rpc ($kind): yield the replies."""
+        raise errors.NotImplemented_(
+            "NOT_IMPLEMENTED", "$rpc is not implemented"
+        )
+        yield  # unreachable: makes this method an async generator
+''')
+
+
 def _method(method: Any, service_full: str, imports: _Imports) -> str:
     request = imports.ref(method.input_type)
-    reply = imports.ref(method.output_type)
-    rpc = f"{service_full}/{method.name}"
-    raise_line = (
-        f"        raise errors.NotImplemented_(\n"
-        f'            "NOT_IMPLEMENTED", "{rpc} is not implemented"\n'
-        f"        )\n"
-    )
     if method.client_streaming:
         params = f"request_iterator: AsyncIterator[{request}]"
     else:
         params = f"request: {request}"
-    signature = (
-        f"    async def {method.name}(\n"
-        f"        self, {params}, context: grpc.aio.ServicerContext\n"
-    )
     if method.server_streaming:
+        template = _STREAM_REPLY
         kind = "bidirectional-streaming" if method.client_streaming else "server-streaming"
-        return (
-            f"{signature}    ) -> AsyncIterator[{reply}]:\n"
-            f'        """{rpc} ({kind}): yield the replies."""\n'
-            f"{raise_line}"
-            "        yield  # unreachable: makes this method an async generator\n"
-        )
-    kind = "client-streaming" if method.client_streaming else "unary"
-    return (
-        f"{signature}    ) -> {reply}:\n"
-        f'        """{rpc} ({kind})."""\n'
-        f"{raise_line}"
+    else:
+        template = _UNARY_REPLY
+        kind = "client-streaming" if method.client_streaming else "unary"
+    return template.substitute(
+        name=method.name,
+        params=params,
+        reply=imports.ref(method.output_type),
+        rpc=f"{service_full}/{method.name}",
+        kind=kind,
     )
 
 
@@ -124,7 +135,7 @@ from __future__ import annotations
 
 '''
     stdlib = "from collections.abc import AsyncIterator\n\n" if streaming else ""
-    third_party = "\n".join(["import grpc", *third, "from framework import errors"])
+    third_party = "\n".join(["import grpc", *sorted([*third, "from framework import errors"])])
     body = third_party + "\n\n" + "\n".join(project)
     doc = f'    """Implements ``{full}``."""\n'
     return (
@@ -134,7 +145,7 @@ from __future__ import annotations
         + f'\n\n__all__ = ["{class_name}"]\n\n\n'
         + f"class {class_name}({grpc_base}.{service.name}Servicer):\n"
         + doc
-        + "".join(f"\n{m}" for m in methods)
+        + "".join(methods)
     )
 
 

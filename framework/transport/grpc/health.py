@@ -89,9 +89,7 @@ class HealthServicer:
             }
         )
 
-    async def Watch(
-        self, request: health_pb2.HealthCheckRequest, context: Any
-    ) -> None:
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
         """Stream ``request.service``'s status now and after every change, until shutdown."""
         service = request.service
         event = asyncio.Event()

@@ -6,6 +6,11 @@ composed per method and the operation name, endpoint and error domain are closur
 Per call the wrapper only builds the :class:`~framework.transport.Transport`, sets the
 contextvar and awaits the chain.
 
+``Transport.request_headers`` is the invocation metadata as a dict (the last value wins for a
+repeated key; ``-bin`` values are bytes); ``Transport.raw`` is the grpc ``ServicerContext``.
+What the chain puts in ``Transport.reply_headers`` is sent as trailing metadata (keys
+lower-cased), on success and with an error status alike.
+
 The :data:`~framework.middleware.Handler` the chain wraps takes one request and returns one
 reply, so for streaming RPCs it wraps the call *as a whole*:
 

@@ -36,7 +36,7 @@ def _dictionary_handlers(handler: Any) -> tuple[str, dict[str, grpc.RpcMethodHan
     for full_method, method_handler in methods.items():
         if not isinstance(full_method, str) or not full_method.startswith(prefix):
             return None
-        handlers[full_method[len(prefix):]] = method_handler
+        handlers[full_method[len(prefix) :]] = method_handler
     return name, handlers
 
 

@@ -58,7 +58,8 @@ class GrpcServer:
         reflection: serve ``grpc.reflection.v1alpha.ServerReflection`` for the registered
             services and health.
         name: name used in logs and App error messages.
-        options: grpc channel arguments, e.g. ``[("grpc.max_receive_message_length", n)]``.
+        options: grpc channel arguments, e.g. ``[("grpc.max_receive_message_length", n)]``;
+            ``grpc.so_reuseport`` defaults to 0 so that a port in use fails :meth:`start`.
         maximum_concurrent_rpcs: answer RESOURCE_EXHAUSTED beyond this many in-flight calls.
         interceptors: raw ``grpc.aio.ServerInterceptor`` objects, run before the middleware.
         error_domain: ``ErrorInfo.domain`` of the errors sent; ``None`` uses the running App's
@@ -87,7 +88,11 @@ class GrpcServer:
         self.middlewares: tuple[Middleware, ...] = (
             (recovery(), access_log()) if middlewares is None else tuple(middlewares)
         )
-        self.options = tuple(options)
+        # grpc turns SO_REUSEPORT on by default, so a second process on the same port binds
+        # "successfully" and silently shares the traffic; a taken port must fail the start.
+        self.options: tuple[tuple[str, Any], ...] = tuple(options)
+        if not any(key == "grpc.so_reuseport" for key, _ in self.options):
+            self.options += (("grpc.so_reuseport", 0),)
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.interceptors = tuple(interceptors)
         self.error_domain = error_domain

@@ -17,16 +17,18 @@ from typing import Any
 
 __all__ = [
     "ATTEMPT",
+    "BROKER_DEAD_LETTER",
     "DELAY_EXCHANGE_ARG",
     "DELAY_MS_ARG",
     "INTERNAL",
     "KEY",
     "ORIGINAL_QUEUE",
     "TOPIC",
+    "encodable",
     "to_str_headers",
 ]
 
-#: Ordering key given to ``publish(key=...)`` (bytes).
+#: Ordering key given to ``publish(key=...)`` (sent as an AMQP byte array).
 KEY = "x-pykratos-key"
 #: Delivery attempt of a message republished for a retry (int, 1 = first delivery).
 ATTEMPT = "x-pykratos-attempt"
@@ -40,8 +42,21 @@ ORIGINAL_QUEUE = "x-original-queue"
 DELAY_MS_ARG = "pykratos-delay-ms"
 DELAY_EXCHANGE_ARG = "pykratos-delay-exchange"
 
-#: Headers removed from ``Message.headers`` on receipt (also the broker's own ``x-death``).
-INTERNAL = frozenset({KEY, ATTEMPT, TOPIC, DELAY_MS_ARG, DELAY_EXCHANGE_ARG, "x-death"})
+#: Headers RabbitMQ adds when it dead-letters (our retry and delay queues do): stripped
+#: from ``Message.headers`` and from republished copies, where they would only pile up.
+BROKER_DEAD_LETTER = frozenset(
+    {
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)
+#: Headers removed from ``Message.headers`` on receipt.
+INTERNAL = frozenset({KEY, ATTEMPT, TOPIC, DELAY_MS_ARG, DELAY_EXCHANGE_ARG}) | BROKER_DEAD_LETTER
 
 
 def _to_str(value: Any) -> str | None:
@@ -54,6 +69,18 @@ def _to_str(value: Any) -> str | None:
     if isinstance(value, _dt.datetime):
         return value.isoformat()
     return None  # nested tables/arrays: no faithful string form
+
+
+def encodable(value: Any) -> Any:
+    """``value`` in a form pamqp can encode: it writes byte arrays from ``bytearray`` but
+    decodes non-UTF-8 strings as ``bytes``, which it cannot write back."""
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, dict):
+        return {k: encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [encodable(v) for v in value]
+    return value
 
 
 def to_str_headers(headers: Mapping[str, Any]) -> dict[str, str]:

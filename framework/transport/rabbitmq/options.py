@@ -1,7 +1,7 @@
 """Subscriber options understood by the RabbitMQ broker and the topology they resolve to.
 
 ``@router.subscriber(..., options={...})`` may carry these keys (anything else is an error,
-so a typo or a Kafka-only option never passes silently):
+so a typo or a Kafka-only option never passes silently: ``UnsupportedOptionError``):
 
 ``exchange``
     Exchange to bind the queue to (default: the broker's ``exchange``). It is declared
@@ -13,8 +13,10 @@ so a typo or a Kafka-only option never passes silently):
     Binding key, or a list of them (default: the subscriber's topic; unused for fanout).
 ``queue``
     Explicit queue name. By default a clustering subscriber shares the durable queue
-    ``<group>.<topic>`` (``<topic>`` without a group), and a broadcast subscriber gets an
-    exclusive auto-delete queue ``<group or "broadcast">.<topic>.<instance id>``.
+    ``<group>.<topic>`` (without a group, the group is the handler's ``module.qualname``,
+    as on the other brokers: a subscription private to that handler), and a broadcast
+    subscriber gets an exclusive auto-delete queue ``broadcast.<topic>.<instance id>``.
+    Names longer than AMQP's 255 bytes are shortened with a hash suffix.
 ``prefetch``
     QoS prefetch count of this subscriber's channel (default: the broker's ``prefetch``).
 ``queue_arguments``
@@ -23,16 +25,28 @@ so a typo or a Kafka-only option never passes silently):
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from framework.broker.options import check_options
+from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.rabbitmq.errors import TopologyError
 
-__all__ = ["EXCHANGE_TYPES", "KNOWN_OPTIONS", "SubscriberTopology", "resolve_topology"]
+__all__ = [
+    "EXCHANGE_TYPES",
+    "KNOWN_OPTIONS",
+    "SubscriberTopology",
+    "queue_name",
+    "resolve_topology",
+]
 
 EXCHANGE_TYPES = frozenset({"direct", "topic", "fanout"})
+_MAX_NAME = 255  # AMQP short string: queue and exchange names
+_INVALID = re.compile(r"[^a-zA-Z0-9\-_.:@#,/+ ]")  # what pamqp/AMQP refuse in a queue name
 KNOWN_OPTIONS = frozenset(
     {"exchange", "exchange_type", "routing_key", "queue", "prefetch", "queue_arguments"}
 )
@@ -49,7 +63,8 @@ class SubscriberTopology:
     broadcast: bool
     prefetch: int
     dead_letter_exchange: str
-    dlq: str | None  # dead-letter queue name (= routing key on the DLX); None: disabled
+    dlq: str | None  # dead-letter queue name; None: dead-lettering disabled
+    dlq_routing_key: str | None  # its binding key on the DLX: the spec's dlq topic
     queue_arguments: Mapping[str, Any] = field(default_factory=dict)
 
     def retry_queue(self, delay_ms: int) -> str:
@@ -74,13 +89,34 @@ def _binding_keys(spec: SubscriberSpec, exchange_type: str, raw: Any) -> tuple[s
 def _queue_name(spec: SubscriberSpec, explicit: Any, instance_id: str) -> str:
     if explicit is not None and (not isinstance(explicit, str) or not explicit):
         raise TopologyError(
-            f"subscriber {spec.display_name!r}: queue must be a non-empty string, "
-            f"got {explicit!r}"
+            f"subscriber {spec.display_name!r}: queue must be a non-empty string, got {explicit!r}"
         )
     if spec.broadcast:
-        base = explicit or f"{spec.group or 'broadcast'}.{spec.topic}"
-        return f"{base}.{instance_id}"
-    return explicit or (f"{spec.group}.{spec.topic}" if spec.group else spec.topic)
+        name = f"{explicit or f'broadcast.{spec.topic}'}.{instance_id}"
+    else:
+        name = explicit or f"{spec.group or handler_name(spec.handler)}.{spec.topic}"
+    return queue_name(name)
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:12]
+
+
+def queue_name(name: str, limit: int = _MAX_NAME - 24) -> str:
+    """A valid AMQP queue name for ``name``, leaving room for a retry suffix.
+
+    Queue names allow letters, digits and ``-_.:@#,/+`` and space: ``<locals>`` (in a
+    handler's qualified name) loses its brackets, ``*`` (a topic wildcard) becomes
+    ``star``, anything else becomes ``_`` plus a hash of the original so two names stay
+    distinct; too long a name is cut and gets the hash too.
+    """
+    clean = name.replace("<", "").replace(">", "").replace("*", "star")
+    clean, replaced = _INVALID.subn("_", clean)
+    if replaced:
+        clean = f"{clean}.{_digest(name)}"
+    if len(clean.encode()) > limit:
+        clean = clean.encode()[: limit - 13].decode(errors="ignore") + "." + _digest(name)
+    return clean
 
 
 def resolve_topology(
@@ -93,13 +129,8 @@ def resolve_topology(
     instance_id: str,
 ) -> SubscriberTopology:
     """Validate ``spec.options`` and resolve the queue, exchange and bindings to declare."""
+    check_options(spec, KNOWN_OPTIONS, "rabbitmq")  # UnsupportedOptionError, like the others
     opts = dict(spec.options)
-    unknown = sorted(set(opts) - KNOWN_OPTIONS)
-    if unknown:
-        raise TopologyError(
-            f"subscriber {spec.display_name!r}: unknown RabbitMQ option(s) {unknown}; "
-            f"supported: {sorted(KNOWN_OPTIONS)}"
-        )
     exchange = opts.get("exchange", default_exchange)
     if not isinstance(exchange, str) or not exchange:
         raise TopologyError(
@@ -137,6 +168,7 @@ def resolve_topology(
         broadcast=spec.broadcast,
         prefetch=prefetch,
         dead_letter_exchange=dead_letter_exchange,
-        dlq=spec.dlq_topic,
+        dlq=None if spec.dlq_topic is None else queue_name(spec.dlq_topic),
+        dlq_routing_key=spec.dlq_topic,
         queue_arguments=dict(arguments),
     )

@@ -30,7 +30,12 @@ from framework.transport.websocket.envelope import (
     encode_error,
     encode_text,
 )
-from framework.transport.websocket.handler import BoundHandler, Callback, bind_callback, bind_handler
+from framework.transport.websocket.handler import (
+    BoundHandler,
+    Callback,
+    bind_callback,
+    bind_handler,
+)
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Session
 
@@ -93,9 +98,7 @@ def _error(session: Session, error: Error, incoming_id: Any, binary: bool) -> No
     session.push(encode_error(error, incoming_id, binary=binary), not binary)
 
 
-async def dispatch(
-    session: Session, table: RouteTable, raw: str | bytes, endpoint: str
-) -> None:
+async def dispatch(session: Session, table: RouteTable, raw: str | bytes, endpoint: str) -> None:
     """Serve one frame received from ``session``."""
     binary = not isinstance(raw, str)
     try:

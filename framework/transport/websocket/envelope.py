@@ -146,14 +146,14 @@ def decode_binary(raw: bytes) -> Incoming:
     return Incoming(kind, bytes(raw[payload_at:]), correlation, True)
 
 
-def encode_text(kind: str, payload: Any = None, id: Any = None) -> bytes:  # noqa: A002
+def encode_text(kind: str, payload: Any = None, id: Any = None) -> bytes:
     """A JSON envelope ``{"type", "id", "payload"}`` (``id`` left out when ``None``)."""
     if id is None:
         return dumps({"type": kind, "payload": payload})
     return dumps({"type": kind, "id": id, "payload": payload})
 
 
-def encode_binary(kind: str, payload: Any = None, id: str | None = None) -> bytes:  # noqa: A002
+def encode_binary(kind: str, payload: Any = None, id: str | None = None) -> bytes:
     """A binary frame; ``bytes``-like payloads are sent raw, anything else as JSON."""
     kind_b = kind.encode()
     id_b = id.encode() if id is not None else b""
@@ -168,7 +168,7 @@ def encode_binary(kind: str, payload: Any = None, id: str | None = None) -> byte
     )
 
 
-def encode_error(error: Error, id: Any = None, *, binary: bool = False) -> bytes:  # noqa: A002
+def encode_error(error: Error, id: Any = None, *, binary: bool = False) -> bytes:
     """An error frame for ``error`` in text or binary framing."""
     if binary:
         return encode_binary(ERROR_TYPE, error.to_dict(), None if id is None else str(id))

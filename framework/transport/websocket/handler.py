@@ -16,8 +16,10 @@ as its reply; the session travels in the transport context (``from_context().raw
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import typing
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +34,14 @@ from framework.transport.websocket.envelope import BAD_PAYLOAD
 from framework.transport.websocket.injection import check_wired, marker_parameters
 from framework.transport.websocket.session import Session
 
-__all__ = ["BoundHandler", "HandlerSignatureError", "bind_callback", "bind_handler", "describe"]
+__all__ = [
+    "BoundHandler",
+    "HandlerSignatureError",
+    "bind_callback",
+    "bind_handler",
+    "describe",
+    "remember_namespace",
+]
 
 Callback = Callable[[Session], Awaitable[None]]
 
@@ -41,10 +50,31 @@ class HandlerSignatureError(TypeError):
     """A handler has parameters the server cannot supply."""
 
 
+# Local namespaces of the scopes where handlers were declared: annotations naming classes
+# local to a function (common in tests) only resolve with them, and binding happens later.
+_namespaces: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def remember_namespace(fn: Callable[..., Any], localns: dict[str, Any]) -> None:
+    """Keep the declaring scope's locals to resolve ``fn``'s annotations at start."""
+    # A callable that is not weak-referenceable keeps module-level resolution only.
+    with contextlib.suppress(TypeError):
+        _namespaces[fn] = localns
+
+
 def describe(fn: Callable[..., Any]) -> str:
     """``module.qualname`` of a handler, for error messages and logs."""
     target = inspect.unwrap(fn)
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(fn))}"
+
+
+def _namespace_of(fn: Callable[..., Any]) -> dict[str, Any] | None:
+    try:
+        return _namespaces.get(fn)
+    except TypeError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +88,7 @@ class _Params:
 def _analyse(fn: Callable[..., Any], what: str, *, takes_payload: bool) -> _Params:
     signature = inspect.signature(fn)
     try:
-        hints = typing.get_type_hints(inspect.unwrap(fn))
+        hints = typing.get_type_hints(inspect.unwrap(fn), localns=_namespace_of(fn))
     except Exception as exc:  # unresolvable forward reference: say which handler
         raise HandlerSignatureError(f"{what}: cannot resolve annotations: {exc}") from exc
     markers = marker_parameters(fn)

@@ -24,12 +24,26 @@ the handshake.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from framework.transport.websocket.handler import remember_namespace
 
 __all__ = ["Route", "WebSocketRouter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def _caller_namespace() -> dict[str, Any]:
+    """Locals of the user's scope declaring a handler (the first frame outside this package)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame.f_locals
 
 
 class Route:
@@ -43,10 +57,11 @@ class Route:
         self.connect_callbacks: list[Callable[..., Any]] = []
         self.disconnect_callbacks: list[Callable[..., Any]] = []
 
-    def on(self, type: str) -> Callable[[F], F]:  # noqa: A002 - "type" is the envelope field
+    def on(self, type: str) -> Callable[[F], F]:
         """Register the handler for messages of ``type``."""
         if not type:
             raise ValueError("message type must be a non-empty string")
+        localns = _caller_namespace()
 
         def register(fn: F) -> F:
             if type in self.handlers:
@@ -56,6 +71,7 @@ class Route:
                     f"{getattr(self.handlers[type], '__qualname__', self.handlers[type])!r}"
                 )
             self.handlers[type] = fn
+            remember_namespace(fn, localns)
             return fn
 
         return register
@@ -67,11 +83,13 @@ class Route:
         with code 1008 and the error's reason.
         """
         self.connect_callbacks.append(fn)
+        remember_namespace(fn, _caller_namespace())
         return fn
 
     def on_disconnect(self, fn: F) -> F:
         """Call ``fn(session)`` after the client's connection is gone."""
         self.disconnect_callbacks.append(fn)
+        remember_namespace(fn, _caller_namespace())
         return fn
 
 

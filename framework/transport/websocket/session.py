@@ -86,7 +86,7 @@ class Session:
 
     def __init__(
         self,
-        id: str,  # noqa: A002 - the natural name
+        id: str,
         path: str,
         connection: ServerConnection,
         registry: SessionRegistry,
@@ -161,7 +161,7 @@ class Session:
         """Frames waiting in the outbound queue."""
         return len(self._queue)
 
-    async def send(self, obj: Any, *, type: str | None = None) -> bool:  # noqa: A002
+    async def send(self, obj: Any, *, type: str | None = None) -> bool:
         """Queue ``obj`` for this client; False if the session is closed.
 
         ``str`` is sent as a text frame and ``bytes`` as a binary frame unchanged, anything else

@@ -1,0 +1,82 @@
+"""Transport-neutral messaging: routers, codecs, publishing, delivery policy, memory broker.
+
+Declare subscribers on a :class:`Router`, mount it on a :class:`BrokerServer` over any
+:class:`Broker` (``create_broker("memory" | "kafka" | "rabbitmq", ...)``), publish with a
+:class:`Publisher`. Kafka and RabbitMQ live in ``framework.transport.kafka`` /
+``framework.transport.rabbitmq`` and need their extras.
+"""
+
+from framework.broker.broker import (
+    Broker,
+    MessageProcessor,
+    Outcome,
+    ProcessResult,
+    PublishResult,
+    RetryLater,
+    Subscription,
+)
+from framework.broker.codec import (
+    BytesCodec,
+    Codec,
+    DecodeError,
+    JsonCodec,
+    ProtobufCodec,
+    StrCodec,
+)
+from framework.broker.factory import BROKER_KINDS, create_broker
+from framework.broker.memory import MemoryBroker
+from framework.broker.message import Message
+from framework.broker.options import UnsupportedOptionError, check_options
+from framework.broker.policy import (
+    DLQ_ATTEMPTS,
+    DLQ_ERROR_TYPE,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_REASON,
+    BatchPolicy,
+    RetryPolicy,
+)
+from framework.broker.processor import SubscriberProcessor
+from framework.broker.publisher import Publisher, dead_letter
+from framework.broker.router import Router
+from framework.broker.server import BrokerServer
+from framework.broker.signature import WiringError
+from framework.broker.subscriber import SubscriberSpec
+
+__all__ = [
+    "BROKER_KINDS",
+    "DLQ_ATTEMPTS",
+    "DLQ_ERROR_TYPE",
+    "DLQ_ORIGINAL_OFFSET",
+    "DLQ_ORIGINAL_PARTITION",
+    "DLQ_ORIGINAL_TOPIC",
+    "DLQ_REASON",
+    "BatchPolicy",
+    "Broker",
+    "BrokerServer",
+    "BytesCodec",
+    "Codec",
+    "DecodeError",
+    "JsonCodec",
+    "MemoryBroker",
+    "Message",
+    "MessageProcessor",
+    "Outcome",
+    "ProcessResult",
+    "ProtobufCodec",
+    "PublishResult",
+    "Publisher",
+    "RetryLater",
+    "RetryPolicy",
+    "Router",
+    "StrCodec",
+    "SubscriberProcessor",
+    "SubscriberSpec",
+    "Subscription",
+    "UnsupportedOptionError",
+    "WiringError",
+    "check_options",
+    "create_broker",
+    "dead_letter",
+]

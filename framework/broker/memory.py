@@ -1,0 +1,429 @@
+"""An embedded, in-process broker with the semantics of the real ones.
+
+:class:`MemoryBroker` is the reference service's default broker and the fast way to test
+subscribers; it is not a mock. Like Kafka it has topics of N partitions (a key always maps to
+the same partition), consumer groups (each group gets every message; members of a group split
+the partitions), broadcast subscriptions (a private group per subscription), per-key ordering
+with ``concurrency`` workers, and at-least-once delivery: a message is committed only when it
+and every message before it in its partition finished (handled, or dead-lettered after the
+processor's retries); whatever is unfinished when a subscription stops is delivered again to
+the group. ``publish(delay=...)`` defers delivery without blocking anything.
+
+Everything lives in this process: messages do not survive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Mapping
+
+from framework.broker.broker import (
+    Broker,
+    MessageProcessor,
+    Outcome,
+    PublishResult,
+    Subscription,
+)
+from framework.broker.memlog import Cursor, Record, Topic
+from framework.broker.message import Message
+from framework.broker.options import UnsupportedOptionError, check_options
+from framework.broker.publisher import dead_letter
+from framework.broker.signature import handler_name
+from framework.broker.subscriber import SubscriberSpec
+
+__all__ = ["MemoryBroker"]
+
+_log = logging.getLogger("pykratos.broker.memory")
+_OFFSET_RESETS = ("earliest", "latest")
+# Messages a worker may have queued ahead: bounds memory and lets a stop drop them quickly.
+_PREFETCH = 256
+
+_QueueItem = tuple[Cursor, Message] | None
+
+
+class _Group:
+    """A consumer group on one topic: one cursor per partition, shared by its members."""
+
+    def __init__(self, topic: Topic, name: str, start: str, ephemeral: bool) -> None:
+        self.topic = topic
+        self.name = name
+        self.ephemeral = ephemeral
+        self.members: list[_Consumer] = []
+        self.lock = asyncio.Lock()  # one rebalance at a time
+        self.cursors = [
+            Cursor(p, p.base if start == "earliest" else p.end) for p in topic.partitions
+        ]
+        for cursor in self.cursors:
+            cursor.partition.cursors.append(cursor)
+
+    def forget(self) -> None:
+        """Stop retaining messages for this group (a broadcast group that ended)."""
+        for cursor in self.cursors:
+            cursor.partition.cursors.remove(cursor)
+            cursor.partition.trim()
+
+    async def rebalance(self) -> None:
+        """Give partition ``i`` to member ``i % len(members)``.
+
+        A moving partition is first revoked: its old owner stops fetching it and finishes what
+        it already took, then the new owner starts at the committed offset. So a key is never
+        processed by two members at once and its order survives the move.
+        """
+        members = [member for member in self.members if not member.stopping]
+        moves = [
+            (cursor, members[i % len(members)] if members else None)
+            for i, cursor in enumerate(self.cursors)
+        ]
+        moves = [(cursor, owner) for cursor, owner in moves if cursor.owner is not owner]
+        await asyncio.gather(
+            *(cursor.owner.revoke(cursor) for cursor, _ in moves if cursor.owner is not None)
+        )
+        for cursor, owner in moves:
+            # A member may have begun stopping while revocations ran: leave the partition
+            # unowned, its own leave() rebalances again right after this one.
+            if owner is not None and not owner.stopping:
+                owner.assign(cursor)
+
+
+class _Consumer:
+    """One subscription: a member of a group, with ``concurrency`` workers.
+
+    A fetch task per assigned partition hands messages to the workers' queues, choosing the
+    worker by key so one key is handled by one worker, in order.
+    """
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        spec: SubscriberSpec,
+        processor: MessageProcessor,
+        group: _Group,
+    ) -> None:
+        self._broker = broker
+        self._spec = spec
+        self._processor = processor
+        self.group = group
+        self._queues: list[asyncio.Queue[_QueueItem]] = [
+            asyncio.Queue(_PREFETCH) for _ in range(spec.concurrency)
+        ]
+        self._fetchers: dict[Cursor, asyncio.Task[None]] = {}
+        self._rotation = itertools.count()
+        self.stopping = False
+        label = spec.display_name
+        work = self._work if spec.batch is None else self._work_batches
+        self._workers = [
+            asyncio.create_task(work(queue), name=f"memory:{label}:worker-{i}")
+            for i, queue in enumerate(self._queues)
+        ]
+
+    # -- partition assignment ---------------------------------------------------------------
+
+    def assign(self, cursor: Cursor) -> None:
+        cursor.owner = self
+        self._fetchers[cursor] = asyncio.create_task(
+            self._fetch(cursor),
+            name=f"memory:{self._spec.display_name}:fetch-{cursor.partition.index}",
+        )
+
+    async def revoke(self, cursor: Cursor) -> None:
+        fetcher = self._fetchers.pop(cursor, None)
+        if fetcher is not None:
+            fetcher.cancel()
+            await asyncio.wait([fetcher])
+        await cursor.idle()
+        cursor.rewind()
+        cursor.owner = None
+
+    async def _fetch(self, cursor: Cursor) -> None:
+        partition = cursor.partition
+        topic = partition.topic
+        index = partition.index
+        queues = self._queues
+        count = len(queues)
+        rotation = self._rotation
+        while True:
+            offset = cursor.position
+            if offset >= partition.end:
+                await partition.wait()
+                continue
+            record = partition.get(offset)
+            message = Message(
+                record.body,
+                topic,
+                record.key,
+                dict(record.headers) if record.headers else {},
+                record.id,
+                index,
+                offset,
+                None,
+                record.timestamp,
+            )
+            if count == 1:
+                queue = queues[0]
+            elif record.key is None:
+                queue = queues[next(rotation) % count]
+            else:
+                queue = queues[hash(record.key) % count]
+            if queue.full():
+                await queue.put((cursor, message))
+            else:
+                queue.put_nowait((cursor, message))
+            # No await since the put: no worker can have taken the message yet.
+            cursor.dispatched(offset)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def _work(self, queue: asyncio.Queue[_QueueItem]) -> None:
+        process = self._processor.process
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            cursor, message = item
+            try:
+                result = await process(message)
+                if result.outcome is Outcome.DEAD:
+                    await dead_letter(self._broker, self._spec, message, result)
+            except Exception:
+                # Never commit past it: it stays pending and is redelivered to the group.
+                _log.exception("%s: processing failed unexpectedly", self._spec.display_name)
+            else:
+                cursor.complete(message.offset)  # type: ignore[arg-type]
+            finally:
+                cursor.release()
+
+    async def _work_batches(self, queue: asyncio.Queue[_QueueItem]) -> None:
+        assert self._spec.batch is not None
+        max_size = self._spec.batch.max_size
+        max_wait = self._spec.batch.max_wait
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stopping = False
+            deadline = loop.time() + max_wait
+            try:
+                while len(batch) < max_size:
+                    if queue.empty():
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        try:
+                            async with asyncio.timeout(remaining):
+                                item = await queue.get()
+                        except TimeoutError:
+                            break
+                    else:
+                        item = queue.get_nowait()
+                    if item is None:
+                        stopping = True  # finish the batch in hand, then exit
+                        break
+                    batch.append(item)
+                await self._handle_batch(batch)
+            finally:
+                for cursor, _ in batch:
+                    cursor.release()
+            if stopping:
+                return
+
+    async def _handle_batch(self, batch: list[tuple[Cursor, Message]]) -> None:
+        messages = [message for _, message in batch]
+        try:
+            result = await self._processor.process_batch(messages)
+            if result.outcome is Outcome.DEAD:
+                for message in messages:
+                    await dead_letter(self._broker, self._spec, message, result)
+        except Exception:
+            _log.exception("%s: batch processing failed unexpectedly", self._spec.display_name)
+            return
+        for cursor, message in batch:
+            cursor.complete(message.offset)  # type: ignore[arg-type]
+
+    # -- stop --------------------------------------------------------------------------------
+
+    async def stop(self, timeout: float) -> None:
+        """Stop fetching, finish in-flight messages within ``timeout``, leave the group.
+
+        Messages queued but not started are dropped and, like those still running at the
+        deadline (cancelled), stay uncommitted: the group gets them again.
+        """
+        if self.stopping:
+            return
+        self.stopping = True
+        fetchers = list(self._fetchers.values())
+        for fetcher in fetchers:
+            fetcher.cancel()
+        if fetchers:
+            await asyncio.wait(fetchers)
+        for queue in self._queues:
+            while not queue.empty():
+                item = queue.get_nowait()
+                if item is not None:
+                    item[0].release()
+            queue.put_nowait(None)  # wakes an idle worker so it exits
+        _, unfinished = await asyncio.wait(self._workers, timeout=max(timeout, 0))
+        if unfinished:
+            _log.warning(
+                "%s: %d worker(s) still busy after %.1fs, cancelling; their messages will be "
+                "redelivered",
+                self._spec.display_name,
+                len(unfinished),
+                timeout,
+            )
+            for worker in unfinished:
+                worker.cancel()
+            await asyncio.wait(unfinished)
+        await self._broker._leave(self)
+
+
+class MemoryBroker(Broker):
+    """An in-process broker: partitions, consumer groups, broadcast, delays, DLQ.
+
+    Args:
+        partitions: partitions per topic (the unit of parallelism across group members).
+        name: shown in the endpoint ``memory://<name>``.
+
+    Subscriber options: ``auto_offset_reset`` (``"earliest"``, the default for groups: a new
+    group starts with the oldest retained message; ``"latest"``, the default for broadcast:
+    only messages published after subscribing). Messages are retained until every group of
+    their topic has committed them; a topic nobody subscribed to keeps everything.
+    """
+
+    kind = "memory"
+    supported_options = frozenset({"auto_offset_reset"})
+
+    def __init__(self, *, partitions: int = 4, name: str = "default") -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        self.partitions = partitions
+        self.name = name
+        self._topics: dict[str, Topic] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._consumers: set[_Consumer] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._ids = itertools.count(1)
+        self._connected = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"memory://{self.name}"
+
+    async def connect(self) -> None:
+        """Open the broker (idempotent)."""
+        self._connected = True
+
+    async def close(self) -> None:
+        """Stop remaining subscriptions at once and drop pending delayed messages."""
+        if not self._connected:
+            return
+        self._connected = False
+        for consumer in list(self._consumers):
+            await consumer.stop(0)
+        if self._timers:
+            _log.warning(
+                "memory broker closed with %d delayed message(s) undelivered", len(self._timers)
+            )
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
+
+    def _check_connected(self) -> None:
+        if not self._connected:
+            raise RuntimeError(
+                "MemoryBroker is not connected: await broker.connect() first "
+                "(a BrokerServer does it on start)"
+            )
+
+    def _topic(self, name: str) -> Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = Topic(name, self.partitions)
+        return topic
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> PublishResult:
+        """Append to the topic (or schedule it after ``delay`` seconds); returns at once."""
+        self._check_connected()
+        if not topic:
+            raise ValueError("topic must be a non-empty string")
+        if delay is not None and delay < 0:
+            raise ValueError(f"delay must be >= 0, got {delay}")
+        partition = self._topic(topic).partition_for(key)
+        record = Record(
+            body, key, dict(headers) if headers else {}, str(next(self._ids)), time.time()
+        )
+        if delay is not None and delay > 0:
+            loop = asyncio.get_running_loop()
+            timer: asyncio.TimerHandle | None = None
+
+            def deliver() -> None:
+                if timer is not None:
+                    self._timers.discard(timer)
+                partition.append(record)
+
+            timer = loop.call_later(delay, deliver)
+            self._timers.add(timer)
+            return PublishResult(topic, partition.index, None, record.id)
+        offset = partition.append(record)
+        return PublishResult(topic, partition.index, offset, record.id)
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
+        """Join ``spec``'s group (a private one for broadcast) and start consuming."""
+        self._check_connected()
+        check_options(spec, self.supported_options, self.kind)
+        start = spec.options.get("auto_offset_reset", "latest" if spec.broadcast else "earliest")
+        if start not in _OFFSET_RESETS:
+            raise UnsupportedOptionError(
+                f"subscriber {spec.display_name}: auto_offset_reset must be one of "
+                f"{', '.join(_OFFSET_RESETS)}, got {start!r}"
+            )
+        topic = self._topic(spec.topic)
+        if spec.broadcast:
+            group = _Group(topic, f"broadcast-{next(self._ids)}", start, ephemeral=True)
+        else:
+            name = spec.group or handler_name(spec.handler)
+            group = self._groups.get((spec.topic, name)) or _Group(
+                topic, name, start, ephemeral=False
+            )
+            self._groups[(spec.topic, name)] = group
+        consumer = _Consumer(self, spec, processor, group)
+        self._consumers.add(consumer)
+        async with group.lock:
+            group.members.append(consumer)
+            await group.rebalance()
+        return consumer
+
+    async def _leave(self, consumer: _Consumer) -> None:
+        group = consumer.group
+        async with group.lock:
+            group.members.remove(consumer)
+            await group.rebalance()
+        self._consumers.discard(consumer)
+        if group.ephemeral:
+            group.forget()
+
+    def committed(self, topic: str, group: str) -> dict[int, int]:
+        """Committed offset per partition of ``group`` on ``topic`` (for tests and health)."""
+        found = self._groups.get((topic, group))
+        if found is None:
+            return {}
+        return {cursor.partition.index: cursor.committed for cursor in found.cursors}
+
+    def __repr__(self) -> str:
+        return f"MemoryBroker(name={self.name!r}, partitions={self.partitions})"

@@ -1,0 +1,213 @@
+"""The Kafka :class:`~framework.broker.broker.Broker`, on aiokafka.
+
+``connect`` starts one producer (``acks="all"``) used by :meth:`KafkaBroker.publish`, the
+batching publishers and dead-lettering; each ``subscribe`` starts its own group consumer
+(:class:`~framework.transport.kafka.subscription.KafkaSubscription`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+
+from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.options import check_options
+from framework.broker.publisher import dead_letter
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.kafka.errors import KafkaUnavailableError
+from framework.transport.kafka.options import AutoOffsetReset, KafkaOptions, Ordering
+from framework.transport.kafka.publisher import BatchingPublisher
+from framework.transport.kafka.records import encode_headers
+from framework.transport.kafka.subscription import KafkaSubscription
+
+__all__ = ["KafkaBroker"]
+
+_log = logging.getLogger("pykratos.kafka")
+
+
+class KafkaBroker(Broker):
+    """A Kafka (or Kafka-protocol, e.g. Tansu) cluster.
+
+    Args:
+        bootstrap_servers: ``host:port[,host:port...]``.
+        client_id: client id; also the prefix of default group names.
+        **options: any field of :class:`~framework.transport.kafka.options.KafkaOptions`.
+
+    Subscriber options (``@router.subscriber(..., options={...})``):
+        ``auto_offset_reset``: ``"earliest"`` (default for groups) or ``"latest"`` (always
+        for broadcast subscribers, whose group is new on every start);
+        ``ordering``: ``"auto"``, ``"partition"`` or ``"key"`` (see
+        :mod:`framework.transport.kafka.workers`).
+
+    Groups: ``spec.group``, else ``"<client_id>.<handler name>"``; a broadcast subscriber
+    gets ``"<group>.<random id>"`` so that every instance receives every message.
+    """
+
+    kind = "kafka"
+    #: subscriber options this broker reads (``BrokerServer`` rejects any other).
+    supported_options = frozenset({"auto_offset_reset", "ordering"})
+
+    def __init__(
+        self,
+        bootstrap_servers: str = "127.0.0.1:9092",
+        client_id: str = "pykratos",
+        **options: Any,
+    ) -> None:
+        self.options = KafkaOptions(
+            bootstrap_servers=bootstrap_servers, client_id=client_id, **options
+        )
+        self._producer: AIOKafkaProducer | None = None
+        self._publishers: list[BatchingPublisher] = []
+        self._subscriptions: list[KafkaSubscription] = []
+
+    @property
+    def endpoint(self) -> str:
+        """``kafka://host:port`` of the first bootstrap server."""
+        return f"kafka://{self.options.servers[0]}"
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start the producer; raise :class:`KafkaUnavailableError` (naming the servers)
+        if the cluster does not answer within ``connect_timeout`` seconds."""
+        if self._producer is not None:
+            return
+        options = self.options
+        producer = AIOKafkaProducer(
+            bootstrap_servers=options.servers,
+            client_id=options.client_id,
+            acks=options.acks,
+            enable_idempotence=options.enable_idempotence,
+            linger_ms=options.linger_ms,
+            max_batch_size=options.max_batch_size,
+            compression_type=options.compression_type,
+            request_timeout_ms=options.request_timeout_ms,
+        )
+        try:
+            async with asyncio.timeout(options.connect_timeout):
+                await producer.start()
+        except (TimeoutError, KafkaConnectionError, OSError) as exc:
+            await producer.stop()
+            cause = (
+                f"no answer within {options.connect_timeout:g}s"
+                if isinstance(exc, TimeoutError)
+                else exc
+            )
+            raise KafkaUnavailableError(options.bootstrap_servers, cause) from exc
+        self._producer = producer
+
+    async def close(self) -> None:
+        """Stop subscriptions still running, flush batching publishers, stop the producer.
+        Safe to call twice or before ``connect``."""
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            await subscription.stop(0)
+        publishers, self._publishers = self._publishers, []
+        for publisher in publishers:
+            try:
+                await publisher.close()
+            except Exception as exc:  # results were reported on each message's future
+                _log.warning("error while flushing a batching publisher: %r", exc)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    def _require_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("KafkaBroker is not connected: await broker.connect() first")
+        return self._producer
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> PublishResult:
+        """Publish one message; return its partition and offset once acknowledged
+        (``acks="all"`` by default).
+
+        ``delay`` is not supported: Kafka has no per-message delay, and an ignored delay
+        would deliver early. The usual approach is a delay topic per delay class
+        (``orders.delay.30s``) consumed by a relay that sleeps until each record's
+        ``timestamp + delay`` before republishing to the real topic (pausing the partition
+        rather than holding a worker); it is left out of this broker on purpose.
+        """
+        if delay:
+            raise NotImplementedError(
+                f"Kafka has no delayed delivery (publish to {topic!r} with delay={delay}): "
+                "publish to a delay topic consumed by a relay that republishes when due, or "
+                "use a broker with delays (RabbitMQ, memory)"
+            )
+        producer = self._require_producer()
+        future = await producer.send(
+            topic, body, key=key, headers=encode_headers(headers) if headers else None
+        )
+        metadata = await future
+        return PublishResult(topic, metadata.partition, metadata.offset)
+
+    def batch_publisher(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> BatchingPublisher:
+        """A :class:`BatchingPublisher` on this broker's producer (closed with the broker)."""
+        publisher = BatchingPublisher(
+            self._require_producer(),
+            chunk_size=chunk_size,
+            flush_interval=flush_interval,
+            max_pending=max_pending,
+        )
+        self._publishers.append(publisher)
+        return publisher
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def group_for(self, spec: SubscriberSpec) -> str:
+        """The consumer group of ``spec`` (see the class docstring)."""
+        group = spec.group or f"{self.options.client_id}.{spec.display_name}"
+        if spec.broadcast:
+            group = f"{group}.{uuid.uuid4().hex[:12]}"
+        return group
+
+    async def subscribe(
+        self, spec: SubscriberSpec, processor: MessageProcessor
+    ) -> KafkaSubscription:
+        """Join ``spec``'s group and start consuming; return once partitions are assigned.
+
+        Raises :class:`~framework.transport.kafka.errors.KafkaUnavailableError` or
+        :class:`~framework.transport.kafka.errors.KafkaJoinError` within ``join_timeout``.
+        """
+        check_options(spec, self.supported_options, self.kind)
+        self._require_producer()  # dead letters go through it
+        reset: AutoOffsetReset = spec.options.get(
+            "auto_offset_reset", "latest" if spec.broadcast else self.options.auto_offset_reset
+        )
+        ordering: Ordering = spec.options.get("ordering", self.options.ordering)
+        replace(self.options, auto_offset_reset=reset, ordering=ordering)  # validates both
+        subscription = KafkaSubscription(
+            spec,
+            processor,
+            self.options,
+            partial(dead_letter, self, spec),
+            group_id=self.group_for(spec),
+            auto_offset_reset=reset,
+            ordering=ordering,
+        )
+        await subscription.start()
+        self._subscriptions.append(subscription)
+        return subscription

@@ -1,0 +1,261 @@
+"""A batching publisher for Kafka: go-queue's Pusher, with a result for every message.
+
+:meth:`BatchingPublisher.submit` buffers a message and returns a future at once. The buffer
+is sent when it holds ``chunk_size`` messages or ``flush_interval`` seconds after its first
+message, whichever comes first. A chunk is written as one record batch per partition with
+aiokafka's ``create_batch``/``send_batch`` (far cheaper per message than ``send``), and each
+message's future resolves to its own :class:`~framework.broker.broker.PublishResult`
+(partition and offset) once the broker acknowledged the batch (``acks`` of the broker), or
+fails with the error of its batch.
+
+Partitioning matches :meth:`KafkaBroker.publish`: a keyed message goes to
+``murmur2(key) % partitions`` (the Java client's and aiokafka's default), so a key always lands
+on the same partition whichever way it was published. Keyless messages of one chunk go to one
+partition, rotating between chunks (the "sticky" partitioner: fewer, larger batches).
+
+Chunks are sent one after another by a single task, so messages of one key keep their order.
+At most ``max_pending`` messages wait for acknowledgement; ``submit`` waits beyond that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+
+from framework.broker.broker import PublishResult
+from framework.transport.kafka.records import encode_headers
+
+__all__ = ["BatchingPublisher"]
+
+_log = logging.getLogger("pykratos.kafka")
+
+# (topic, body, key, headers, future)
+_Item = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], "asyncio.Future[PublishResult]"]
+
+
+class BatchingPublisher:
+    """Pipelines many publishes through one producer, reporting each message's result.
+
+    Create it with :meth:`KafkaBroker.batch_publisher`. Use :meth:`submit` to pipeline
+    (``futures = [await p.submit(...) for ...]``), :meth:`publish` to wait for one message,
+    and :meth:`flush` / :meth:`close` (or ``async with``) to wait for everything buffered.
+
+    Args:
+        producer: a started aiokafka producer (the broker's).
+        chunk_size: messages per chunk: a full chunk is sent at once.
+        flush_interval: seconds a partial chunk waits before it is sent.
+        max_pending: messages submitted but not yet acknowledged before ``submit`` waits.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> None:
+        if chunk_size < 1 or flush_interval < 0 or max_pending < chunk_size:
+            raise ValueError(
+                "chunk_size must be >= 1, flush_interval >= 0 and max_pending >= chunk_size"
+            )
+        self._producer = producer
+        self._chunk_size = chunk_size
+        self._flush_interval = flush_interval
+        self._max_pending = max_pending
+        self._partitioner = DefaultPartitioner()
+        self._sticky = itertools.count()
+        self._buffer: list[_Item] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._chunks: asyncio.Queue[list[_Item]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+        self._unacked: set[asyncio.Future[Any]] = set()  # batch futures awaiting the broker
+        self._pending = 0  # messages submitted and not yet resolved
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closed = False
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> asyncio.Future[PublishResult]:
+        """Buffer one message; the returned future resolves once the broker acknowledged it.
+
+        Waits only while ``max_pending`` messages are unacknowledged (backpressure).
+        """
+        if self._closed:
+            raise RuntimeError("BatchingPublisher is closed")
+        if self._pending >= self._max_pending:
+            self._room.clear()
+            await self._room.wait()
+        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        self._pending += 1
+        future.add_done_callback(self._resolved)
+        buffer = self._buffer
+        buffer.append((topic, body, key, encode_headers(headers) if headers else [], future))
+        if len(buffer) >= self._chunk_size:
+            self._send_buffer()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._flush_interval, self._send_buffer
+            )
+        return future
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        """Submit one message and wait for its acknowledgement."""
+        return await (await self.submit(topic, body, key=key, headers=headers))
+
+    async def flush(self) -> None:
+        """Send what is buffered and wait until every submitted message is resolved."""
+        self._send_buffer()
+        await self._chunks.join()
+        while self._unacked:
+            await asyncio.gather(*list(self._unacked), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Flush, then refuse new messages. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.flush()
+        finally:
+            if self._sender is not None:
+                self._sender.cancel()
+                await asyncio.gather(self._sender, return_exceptions=True)
+                self._sender = None
+
+    async def __aenter__(self) -> BatchingPublisher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _resolved(self, _: asyncio.Future[Any]) -> None:
+        self._pending -= 1
+        if self._pending < self._max_pending:
+            self._room.set()
+
+    def _send_buffer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._buffer:
+            return
+        chunk, self._buffer = self._buffer, []
+        self._chunks.put_nowait(chunk)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop(), name="kafka-batch-publisher")
+
+    async def _send_loop(self) -> None:
+        chunks = self._chunks
+        while True:
+            chunk = await chunks.get()
+            try:
+                await self._send_chunk(chunk)
+            except Exception as exc:  # every future of the chunk must learn the outcome
+                for *_, future in chunk:
+                    if not future.done():
+                        future.set_exception(exc)
+            finally:
+                chunks.task_done()
+
+    async def _send_chunk(self, chunk: list[_Item]) -> None:
+        by_topic: dict[str, list[_Item]] = {}
+        for item in chunk:
+            by_topic.setdefault(item[0], []).append(item)
+        sticky = next(self._sticky)
+        for topic, items in by_topic.items():
+            try:
+                known = sorted(await self._producer.partitions_for(topic))
+            except Exception as exc:  # unknown/invalid topic: fail its messages only
+                for *_, future in items:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            groups: dict[int, list[_Item]] = {}
+            for item in items:
+                key = item[2]
+                if key is None:
+                    partition = known[sticky % len(known)]
+                else:
+                    partition = self._partitioner(key, known, known)
+                groups.setdefault(partition, []).append(item)
+            for partition, members in groups.items():
+                await self._send_partition(topic, partition, members)
+
+    async def _send_partition(self, topic: str, partition: int, items: list[_Item]) -> None:
+        producer = self._producer
+        batch = producer.create_batch()
+        members: list[tuple[int, asyncio.Future[PublishResult]]] = []
+        for _, body, key, headers, future in items:
+            metadata = batch.append(key=key, value=body, timestamp=None, headers=headers)
+            if metadata is None:
+                if members:  # batch full: ship it and start the next one
+                    await self._ship(batch, topic, partition, members)
+                    batch = producer.create_batch()
+                    members = []
+                    metadata = batch.append(key=key, value=body, timestamp=None, headers=headers)
+                if metadata is None:  # alone and still too big
+                    future.set_exception(
+                        MessageSizeTooLargeError(
+                            f"message of {len(body)} bytes does not fit in a batch (max_batch_size)"
+                        )
+                    )
+                    continue
+            members.append((metadata.offset, future))
+        if members:
+            await self._ship(batch, topic, partition, members)
+
+    async def _ship(
+        self,
+        batch: Any,
+        topic: str,
+        partition: int,
+        members: list[tuple[int, asyncio.Future[PublishResult]]],
+    ) -> None:
+        try:
+            acked = await self._producer.send_batch(batch, topic, partition=partition)
+        except Exception as exc:
+            for _, future in members:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self._unacked.add(acked)
+
+        def resolve(done: asyncio.Future[Any]) -> None:
+            self._unacked.discard(done)
+            exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
+            if exc is not None:
+                for _, future in members:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            base = done.result().offset
+            for relative, future in members:
+                if not future.done():
+                    future.set_result(PublishResult(topic, partition, base + relative))
+
+        acked.add_done_callback(resolve)

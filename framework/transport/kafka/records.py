@@ -1,0 +1,57 @@
+"""Conversions between Kafka records and :class:`~framework.broker.message.Message`.
+
+Kafka header values are bytes; the framework's headers are strings. Values are encoded as
+UTF-8 on publish and decoded as UTF-8 on receipt; a value that is not valid UTF-8 (written by
+a foreign producer) is decoded with replacement characters rather than stopping the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from framework.broker.message import Message
+
+__all__ = ["decode_headers", "encode_headers", "to_message"]
+
+
+def encode_headers(headers: Mapping[str, str] | None) -> list[tuple[str, bytes]]:
+    """``{"k": "v"}`` -> ``[("k", b"v")]`` (the form aiokafka sends)."""
+    if not headers:
+        return []
+    return [(name, value.encode("utf-8")) for name, value in headers.items()]
+
+
+def decode_headers(raw: Any) -> dict[str, str]:
+    """aiokafka's ``((name, bytes | None), ...)`` -> ``{name: str}``."""
+    if not raw:
+        return {}
+    return {
+        name: value.decode("utf-8", "replace") if value is not None else "" for name, value in raw
+    }
+
+
+def to_message(record: Any) -> Message:
+    """An aiokafka ``ConsumerRecord`` as a framework :class:`Message`.
+
+    ``id`` is ``topic/partition/offset``, the record's identity in Kafka (stable across
+    redeliveries, so handlers can deduplicate on it); ``raw`` is the record itself.
+    """
+    raw_headers = record.headers
+    topic = record.topic
+    partition = record.partition
+    offset = record.offset
+    # Positional construction: this runs once per consumed message.
+    return Message(
+        record.value if record.value is not None else b"",
+        topic,
+        record.key,
+        decode_headers(raw_headers) if raw_headers else {},
+        f"{topic}/{partition}/{offset}",
+        partition,
+        offset,
+        None,
+        record.timestamp / 1000.0,
+        1,
+        record,
+    )

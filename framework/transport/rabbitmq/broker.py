@@ -1,0 +1,360 @@
+"""RabbitMQ implementation of :class:`framework.broker.broker.Broker` on aio-pika.
+
+One robust connection (``aio_pika.connect_robust``) carries a confirm-mode publishing
+channel, a channel for declarations, and one channel per subscription (its own QoS and
+delivery tags). After a connection loss aio-pika reconnects every ``reconnect_interval``
+seconds and restores the channels with their exchanges, queues and bindings; each
+subscription then consumes again. Publishes wait for the restored channel (see
+:mod:`~framework.transport.rabbitmq.publishing`).
+
+Routing: ``publish(topic, ...)`` sends to the broker's ``exchange`` (a durable ``topic``
+exchange named ``"pykratos"`` by default) with ``topic`` as the routing key; a subscriber
+binds its queue there (or to the exchange in its options) with its topic as binding key.
+
+Retries use TTL retry queues (see :mod:`~framework.transport.rabbitmq.topology`) and an
+attempt header; dead letters go to the direct exchange ``dead_letter_exchange``, routed to
+the ``<topic>.dlq`` queue with the DLQ headers of :mod:`framework.broker.policy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aio_pika.abc
+from aiormq.exceptions import AMQPError
+from pamqp import commands as spec
+from yarl import URL
+
+from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.rabbitmq import headers as hdr
+from framework.transport.rabbitmq.consumer import RabbitSubscription
+from framework.transport.rabbitmq.errors import RabbitUnavailableError, TopologyError
+from framework.transport.rabbitmq.options import EXCHANGE_TYPES, KNOWN_OPTIONS, resolve_topology
+from framework.transport.rabbitmq.publishing import ConfirmedPublisher
+from framework.transport.rabbitmq.topology import declare_delay_bucket
+
+__all__ = ["RabbitBroker"]
+
+log = logging.getLogger("framework.transport.rabbitmq")
+
+# A delay bucket is deleted by RabbitMQ after this long unused (on top of its TTL), and
+# re-declared (which renews the lease) when older than half of it: a message is always
+# dead-lettered out of its bucket before the bucket can expire.
+_BUCKET_MARGIN_MS = 120_000
+
+
+def _safe_url(url: str) -> str:
+    return str(URL(url).with_password("***")) if URL(url).password else url
+
+
+class RabbitBroker(Broker):
+    """RabbitMQ broker (see the module docstring).
+
+    Args:
+        url: AMQP URL.
+        prefetch: QoS prefetch count per subscription channel (a subscriber may override it
+            with the ``prefetch`` option).
+        exchange: exchange ``publish`` sends to and subscribers bind to by default.
+        exchange_type: its type: ``"topic"`` (default), ``"direct"`` or ``"fanout"``.
+        dead_letter_exchange: direct exchange that routes dead letters to their DLQ.
+        delay_exchange: headers exchange behind ``publish(..., delay=)``.
+        connect_timeout: seconds ``connect`` may take before failing.
+        reconnect_interval: seconds between reconnection attempts after a connection loss.
+        publish_timeout: seconds a publish may wait for a confirm, across reconnects.
+        mandatory: publish as mandatory, so a message that matches no queue raises
+            :class:`~framework.transport.rabbitmq.errors.UnroutableError` instead of being
+            silently dropped by RabbitMQ.
+        ack_batch: acknowledge with one ``multiple=True`` ack once this many deliveries
+            finished in a row (capped at a quarter of the prefetch, so the broker never
+            waits for acks to send more).
+        ack_interval: ... or once the oldest unacked finished delivery is this many
+            seconds old.
+        instance_id: suffix of broadcast queue names (random by default).
+        connection_name: connection name shown by ``rabbitmqctl list_connections``.
+    """
+
+    kind = "rabbitmq"
+    #: subscriber options this broker reads (checked by the broker server before subscribing).
+    supported_options = KNOWN_OPTIONS
+
+    def __init__(
+        self,
+        url: str = "amqp://guest:guest@127.0.0.1:5672/",
+        *,
+        prefetch: int = 256,
+        exchange: str = "pykratos",
+        exchange_type: str = "topic",
+        dead_letter_exchange: str = "pykratos.dlx",
+        delay_exchange: str = "pykratos.delay",
+        connect_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
+        publish_timeout: float = 30.0,
+        mandatory: bool = True,
+        ack_batch: int = 64,
+        ack_interval: float = 0.05,
+        instance_id: str | None = None,
+        connection_name: str = "pykratos",
+    ) -> None:
+        if exchange_type not in EXCHANGE_TYPES:
+            raise ValueError(
+                f"exchange_type must be one of {sorted(EXCHANGE_TYPES)}, got {exchange_type!r}"
+            )
+        if not exchange:
+            raise ValueError("exchange must be a name: the default exchange cannot be bound")
+        if prefetch < 1 or ack_batch < 1 or ack_interval <= 0:
+            raise ValueError("prefetch and ack_batch must be >= 1 and ack_interval > 0")
+        self.url = url
+        self.prefetch = prefetch
+        self.exchange = exchange
+        self.exchange_type = exchange_type
+        self.dead_letter_exchange = dead_letter_exchange
+        self.delay_exchange = delay_exchange
+        self.connect_timeout = connect_timeout
+        self.reconnect_interval = reconnect_interval
+        self.publish_timeout = publish_timeout
+        self.mandatory = mandatory
+        self.ack_batch = ack_batch
+        self.ack_interval = ack_interval
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.connection_name = connection_name
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._admin: aio_pika.abc.AbstractRobustChannel | None = None
+        self._publisher: ConfirmedPublisher | None = None
+        self._exchanges: set[str] = set()  # known to exist
+        self._buckets: dict[tuple[str, int], float] = {}  # (exchange, ms) -> declared at
+        self._subscriptions: list[RabbitSubscription] = []
+        self._dlqs: set[str] = set()  # dead-letter queues declared by subscriptions
+
+    @property
+    def connection(self) -> aio_pika.abc.AbstractRobustConnection:
+        """The underlying aio-pika robust connection (after :meth:`connect`)."""
+        if self._connection is None:
+            raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
+        return self._connection
+
+    @property
+    def endpoint(self) -> str:
+        """The broker URL without its password."""
+        return _safe_url(self.url)
+
+    @property
+    def subscriptions(self) -> list[RabbitSubscription]:
+        """Subscriptions started by this broker and not stopped yet."""
+        return list(self._subscriptions)
+
+    async def connect(self) -> None:
+        """Connect, open the publishing channel and declare the broker's exchange.
+
+        Raises:
+            RabbitUnavailableError: RabbitMQ unreachable or refusing within ``connect_timeout``.
+            TopologyError: ``exchange`` exists with another type.
+        """
+        if self._connection is not None:
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                connection = await aio_pika.connect_robust(
+                    self.url,
+                    timeout=self.connect_timeout,
+                    reconnect_interval=self.reconnect_interval,
+                    client_properties={"connection_name": self.connection_name},
+                )
+        except (TimeoutError, OSError, AMQPError) as exc:
+            raise RabbitUnavailableError(
+                f"cannot connect to RabbitMQ at {_safe_url(self.url)} within "
+                f"{self.connect_timeout:g}s: {exc!r}"
+            ) from exc
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._admin = await connection.channel(publisher_confirms=False)
+            await self._admin.declare_exchange(self.exchange, self.exchange_type, durable=True)
+        except BaseException as exc:
+            await connection.close()
+            if isinstance(exc, AMQPError):
+                raise TopologyError(
+                    f"cannot declare exchange {self.exchange!r} ({self.exchange_type}): {exc}"
+                ) from exc
+            raise
+        self._connection = connection
+        self._publisher = ConfirmedPublisher(channel, timeout=self.publish_timeout)
+        self._exchanges.add(self.exchange)
+
+    async def close(self) -> None:
+        """Stop remaining subscriptions (without waiting for handlers) and disconnect."""
+        for subscription in list(self._subscriptions):
+            await subscription.stop(0)
+        self._subscriptions.clear()
+        connection, self._connection = self._connection, None
+        self._publisher = self._admin = None
+        self._exchanges.clear()
+        self._buckets.clear()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        exchange: str | None = None,
+    ) -> PublishResult:
+        """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm.
+
+        Args:
+            key: ordering key; subscribers handle messages with the same key in order.
+            headers: string headers.
+            delay: seconds to hold the message before it is routed (TTL delay bucket).
+            exchange: target exchange; it must exist. By default the broker's exchange,
+                or the dead-letter exchange when ``topic`` is the dead-letter queue of a
+                subscription of this broker.
+        """
+        publisher = self._publisher
+        if publisher is None:
+            raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
+        if exchange is not None:
+            target = exchange
+        elif topic in self._dlqs:
+            # A dead-letter destination (e.g. from framework.broker.publisher.dead_letter):
+            # its queue is bound to the dead-letter exchange, not to the broker's exchange.
+            target = self.dead_letter_exchange
+        else:
+            target = self.exchange
+        if target not in self._exchanges:
+            await self._check_exchange(target)
+        amqp_headers: dict[str, Any] = dict(headers) if headers else {}
+        if key is not None:
+            amqp_headers[hdr.KEY] = bytearray(key)
+        route_exchange = target
+        if delay is not None and delay > 0:
+            delay_ms = max(1, round(delay * 1000))
+            await self._delay_bucket(target, delay_ms)
+            amqp_headers[hdr.DELAY_MS_ARG] = str(delay_ms)
+            amqp_headers[hdr.DELAY_EXCHANGE_ARG] = target
+            route_exchange = self.delay_exchange
+        message_id = uuid.uuid4().hex
+        properties = spec.Basic.Properties(
+            headers=amqp_headers or None,
+            delivery_mode=2,  # persistent
+            message_id=message_id,  # also how aiormq matches a returned (unroutable) message
+            timestamp=datetime.now(UTC),
+        )
+        await publisher.publish(
+            exchange=route_exchange,
+            routing_key=topic,
+            body=body,
+            properties=properties,
+            mandatory=self.mandatory,
+        )
+        return PublishResult(topic=topic, message_id=message_id)
+
+    async def publish_raw(
+        self,
+        *,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.Basic.Properties,
+        mandatory: bool,
+    ) -> None:
+        """Confirmed publish of prepared AMQP properties (used for retries and DLQ)."""
+        if self._publisher is None:
+            raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
+        await self._publisher.publish(
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body,
+            properties=properties,
+            mandatory=mandatory,
+        )
+
+    async def _check_exchange(self, name: str) -> None:
+        if name == "":
+            self._exchanges.add(name)  # the default exchange always exists
+            return
+        # A failed passive declare closes its channel: use a throwaway one.
+        channel = await self.connection.channel(publisher_confirms=False)
+        try:
+            await channel.declare_exchange(name, passive=True, robust=False)
+        except AMQPError as exc:
+            raise TopologyError(
+                f"exchange {name!r} does not exist: subscribe to it first or declare it ({exc})"
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        self._exchanges.add(name)
+
+    async def _delay_bucket(self, target: str, delay_ms: int) -> None:
+        now = time.monotonic()
+        declared = self._buckets.get((target, delay_ms))
+        if declared is not None and now - declared < _BUCKET_MARGIN_MS / 2000:
+            return
+        assert self._admin is not None
+        await declare_delay_bucket(
+            self._admin,
+            delay_exchange=self.delay_exchange,
+            target_exchange=target,
+            delay_ms=delay_ms,
+            expires_ms=delay_ms + _BUCKET_MARGIN_MS,
+        )
+        self._buckets[(target, delay_ms)] = now
+
+    async def subscribe(
+        self, spec: SubscriberSpec, processor: MessageProcessor
+    ) -> RabbitSubscription:
+        """Declare the subscriber's topology and start consuming; returns once consuming."""
+        topology = resolve_topology(
+            spec,
+            default_exchange=self.exchange,
+            default_exchange_type=self.exchange_type,
+            default_prefetch=self.prefetch,
+            dead_letter_exchange=self.dead_letter_exchange,
+            instance_id=self.instance_id,
+        )
+        channel = await self.connection.channel(publisher_confirms=False)
+        subscription = RabbitSubscription(
+            spec=spec,
+            processor=processor,
+            topology=topology,
+            channel=channel,
+            publish_raw=self.publish_raw,
+            ack_batch=min(self.ack_batch, max(1, topology.prefetch // 4)),
+            ack_interval=self.ack_interval,
+            on_stopped=self._forget,
+        )
+        try:
+            await subscription.start()
+        except BaseException:
+            await subscription.stop(0)
+            raise
+        self._exchanges.add(topology.exchange)
+        if topology.dlq_routing_key is not None:
+            self._exchanges.add(topology.dead_letter_exchange)
+            self._dlqs.add(topology.dlq_routing_key)
+        self._subscriptions.append(subscription)
+        log.info(
+            "subscribed %s: queue %s on exchange %s (%s) keys %s",
+            spec.display_name,
+            topology.queue,
+            topology.exchange,
+            topology.exchange_type,
+            ",".join(topology.binding_keys),
+        )
+        return subscription
+
+    def _forget(self, subscription: RabbitSubscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(subscription)

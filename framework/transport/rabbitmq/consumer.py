@@ -1,0 +1,435 @@
+"""One running RabbitMQ subscription: consume, dispatch to workers, settle each delivery.
+
+Consumption happens at the aiormq channel level (``basic_consume`` with our own callback)
+rather than through aio-pika's ``Queue.consume``: it skips a wrapper object and a task per
+message, which is most of aio-pika's per-message cost. aio-pika still owns the connection:
+its robust channel re-declares the exchange, queues and bindings after a reconnect, then
+calls :meth:`RabbitSubscription._on_reopen`, which consumes again on the new channel.
+
+Delivery path: the callback turns the delivery into a :class:`Message` and puts it on the
+inbox of one of ``spec.concurrency`` workers, chosen by the message key so messages with
+the same key are handled one after the other, in order (keyless ones go round-robin).
+A worker runs the processor (``retry_in_process=False``) and then:
+
+* ``ACK``: the delivery is finished;
+* ``RetryLater(delay)``: a copy with ``attempt + 1`` is published (confirmed) to the work
+  queue's TTL retry queue for that delay, which dead-letters it back to the work queue;
+  then the delivery is finished. The copy keeps the original id, headers and key;
+* ``DEAD``: a copy with the DLQ headers is published (confirmed) to the dead-letter
+  exchange, then the delivery is finished.
+
+Finished deliveries are acked in batches by :class:`Acker`. If the retry/DLQ publish
+fails, the delivery is nacked back to the queue after a pause (never dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika.abc
+import aiormq.abc
+from pamqp import commands as spec
+
+from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, RetryLater
+from framework.broker.message import Message
+from framework.broker.policy import (
+    DLQ_ATTEMPTS,
+    DLQ_ERROR_TYPE,
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_REASON,
+)
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.rabbitmq import headers as hdr
+from framework.transport.rabbitmq.acker import Acker
+from framework.transport.rabbitmq.options import SubscriberTopology
+from framework.transport.rabbitmq.topology import declare_retry_queue, declare_subscription
+
+__all__ = ["PublishRaw", "RabbitSubscription"]
+
+log = logging.getLogger("framework.transport.rabbitmq")
+
+#: ``publish_raw(exchange=, routing_key=, body=, properties=, mandatory=)``: confirmed publish.
+PublishRaw = Callable[..., Awaitable[None]]
+
+_Item = tuple[Message, Acker]
+# Seconds a worker waits before nacking a delivery whose retry/DLQ publish failed, so a
+# broken DLQ does not turn into a hot redelivery loop.
+_FAILURE_PAUSE = 1.0
+# AMQP headers share one frame with the properties: keep a stack-sized reason bounded.
+_MAX_REASON = 1000
+
+
+def _to_message(delivered: aiormq.abc.DeliveredMessage) -> Message:
+    props = delivered.header.properties
+    deliver: spec.Basic.Deliver = delivered.delivery  # type: ignore[assignment]  # consumer
+    topic: str = deliver.routing_key or ""
+    key: bytes | None = None
+    attempt = 1
+    raw_headers = props.headers
+    if raw_headers:
+        value = raw_headers.get(hdr.KEY)
+        if value is not None:
+            key = bytes(value) if isinstance(value, bytes | bytearray) else str(value).encode()
+        value = raw_headers.get(hdr.ATTEMPT)
+        if value is not None:
+            attempt = value if isinstance(value, int) else int(str(value))
+        value = raw_headers.get(hdr.TOPIC)
+        if value is not None:
+            topic = str(value)
+        headers = hdr.to_str_headers(raw_headers)
+    else:
+        headers = {}
+    stamp = props.timestamp
+    return Message(
+        body=delivered.body,
+        topic=topic,
+        key=key,
+        headers=headers,
+        id=props.message_id or "",
+        delivery_tag=deliver.delivery_tag,
+        timestamp=stamp.timestamp() if stamp is not None else 0.0,
+        attempt=attempt,
+        raw=delivered,
+    )
+
+
+def _copy_properties(message: Message, headers: dict[str, Any]) -> spec.Basic.Properties:
+    """Properties for a republished copy: the original ones minus ``expiration`` (a TTL
+    could silently drop it while it waits) and ``user_id`` (the broker checks it against
+    the publishing connection)."""
+    props = message.raw.header.properties if message.raw is not None else None
+    if props is None:
+        return spec.Basic.Properties(
+            headers=headers, delivery_mode=2, message_id=message.id or uuid.uuid4().hex
+        )
+    return spec.Basic.Properties(
+        content_type=props.content_type,
+        content_encoding=props.content_encoding,
+        headers=headers,
+        delivery_mode=2,
+        priority=props.priority,
+        correlation_id=props.correlation_id,
+        reply_to=props.reply_to,
+        message_id=props.message_id or message.id or uuid.uuid4().hex,
+        timestamp=props.timestamp,
+        message_type=props.message_type,
+        app_id=props.app_id,
+    )
+
+
+def _original_headers(message: Message) -> dict[str, Any]:
+    """The delivery's AMQP headers for a republished copy, without the broker's
+    dead-lettering headers (it adds fresh ones)."""
+    props = message.raw.header.properties if message.raw is not None else None
+    raw = props.headers if props is not None and props.headers else message.headers
+    out = {k: hdr.encodable(v) for k, v in raw.items() if k not in hdr.BROKER_DEAD_LETTER}
+    if message.key is not None:
+        out[hdr.KEY] = bytearray(message.key)
+    return out
+
+
+class RabbitSubscription:
+    """A running subscription of one :class:`SubscriberSpec` (the ``Subscription`` protocol).
+
+    Attributes:
+        queues: names of the queues declared for it (work queue first, then its retry
+            queues and the dead-letter queue).
+    """
+
+    def __init__(
+        self,
+        *,
+        spec: SubscriberSpec,
+        processor: MessageProcessor,
+        topology: SubscriberTopology,
+        channel: aio_pika.abc.AbstractRobustChannel,
+        publish_raw: PublishRaw,
+        ack_batch: int,
+        ack_interval: float,
+        on_stopped: Callable[[RabbitSubscription], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.topology = topology
+        self.queues: list[str] = []
+        self._processor = processor
+        self._channel = channel
+        self._publish_raw = publish_raw
+        self._ack_batch = ack_batch
+        self._ack_interval = ack_interval
+        self._on_stopped = on_stopped
+        self._tag = f"pykratos.{uuid.uuid4().hex[:16]}"
+        self._acker: Acker | None = None
+        self._inboxes: list[asyncio.Queue[_Item | None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._next = 0
+        self._retry_ms: set[int] = set()
+        self._declare_lock = asyncio.Lock()
+        self._stopping = False
+        self._stopped = False
+
+    @property
+    def queue(self) -> str:
+        """The work queue consumed."""
+        return self.topology.queue
+
+    async def start(self) -> None:
+        """Declare the topology, start the workers and the consumer."""
+        retry = self.spec.retry
+        delays = (round(retry.delay(n) * 1000) for n in range(1, retry.max_attempts))
+        self._retry_ms = {ms for ms in delays if ms > 0}
+        await self._channel.set_qos(prefetch_count=self.topology.prefetch)
+        self.queues = await declare_subscription(self._channel, self.topology, self._retry_ms)
+        work = self._work if self.spec.batch is None else self._work_batches
+        for n in range(self.spec.concurrency):
+            inbox: asyncio.Queue[_Item | None] = asyncio.Queue()
+            self._inboxes.append(inbox)
+            self._workers.append(
+                asyncio.create_task(work(inbox), name=f"{self.spec.display_name}[{n}]")
+            )
+        self._channel.reopen_callbacks.add(self._on_reopen)
+        await self._consume()
+
+    async def _consume(self) -> None:
+        raw = await self._channel.get_underlay_channel()
+        # The acker exists before the first delivery on this channel can arrive.
+        self._acker = Acker(raw, batch=self._ack_batch, interval=self._ack_interval)
+        await raw.basic_consume(self.topology.queue, self._on_delivery, consumer_tag=self._tag)
+
+    def _on_reopen(self, _channel: Any) -> Awaitable[None]:
+        return self._resume()
+
+    async def _resume(self) -> None:
+        if self._stopping:
+            return
+        try:
+            await self._consume()
+            log.info("consuming %s again after the channel was restored", self.topology.queue)
+        except Exception:
+            log.exception("cannot resume consuming %s", self.topology.queue)
+
+    async def _on_delivery(self, delivered: aiormq.abc.DeliveredMessage) -> None:
+        if self._stopping:
+            return  # left unacked: redelivered once the channel closes
+        acker = self._acker
+        if acker is None or delivered.channel is not acker.channel:
+            acker = self._acker = Acker(
+                delivered.channel, batch=self._ack_batch, interval=self._ack_interval
+            )
+        message = _to_message(delivered)
+        inboxes = self._inboxes
+        if len(inboxes) == 1:
+            index = 0
+        elif message.key is not None:
+            index = hash(message.key) % len(inboxes)
+        else:
+            index = self._next = (self._next + 1) % len(inboxes)
+        inboxes[index].put_nowait((message, acker))
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def _work(self, inbox: asyncio.Queue[_Item | None]) -> None:
+        process = self._processor.process
+        while True:
+            item = await inbox.get()
+            if item is None or self._stopping:
+                return
+            message, acker = item
+            if acker.closed:
+                continue  # its channel is gone: the broker redelivers it on the new one
+            try:
+                result = await process(message, retry_in_process=False)
+            except RetryLater as later:
+                await self._settle_retry([message], acker, later)
+                continue
+            except Exception as exc:  # a processor bug must not kill the worker
+                result = self._processor_failed(exc)
+            if result.outcome is Outcome.DEAD:
+                await self._settle_dead([message], acker, result)
+            elif acker.finished(message.delivery_tag or 0):
+                await acker.flush()
+
+    async def _work_batches(self, inbox: asyncio.Queue[_Item | None]) -> None:
+        policy = self.spec.batch
+        assert policy is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await inbox.get()
+            if item is None or self._stopping:
+                return
+            batch = [item]
+            deadline = loop.time() + policy.max_wait
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    while len(batch) < policy.max_size:
+                        nxt = inbox.get_nowait() if not inbox.empty() else await inbox.get()
+                        if nxt is None:
+                            break
+                        batch.append(nxt)
+            if self._stopping:
+                return  # not started: left unacked for redelivery
+            await self._handle_batch(batch)
+
+    async def _handle_batch(self, batch: list[_Item]) -> None:
+        # A batch only mixes channels around a reconnect; settle each channel's part.
+        by_acker: dict[int, tuple[Acker, list[Message]]] = {}
+        for message, acker in batch:
+            if not acker.closed:
+                by_acker.setdefault(id(acker), (acker, []))[1].append(message)
+        for acker, messages in by_acker.values():
+            try:
+                result = await self._processor.process_batch(messages)
+            except RetryLater as later:
+                await self._settle_retry(messages, acker, later)
+                continue
+            except Exception as exc:
+                result = self._processor_failed(exc)
+            if result.outcome is Outcome.DEAD:
+                await self._settle_dead(messages, acker, result)
+            else:
+                await self._finish(messages, acker)
+
+    def _processor_failed(self, exc: Exception) -> ProcessResult:
+        log.error(
+            "processor of %s raised instead of returning a result; dead-lettering",
+            self.spec.display_name,
+            exc_info=exc,
+        )
+        return ProcessResult(
+            Outcome.DEAD, reason=f"processor error: {exc!r}", error_type=type(exc).__name__
+        )
+
+    # -- settling ----------------------------------------------------------------------
+
+    async def _finish(self, messages: list[Message], acker: Acker) -> None:
+        due = False
+        for message in messages:
+            due = acker.finished(message.delivery_tag or 0) or due
+        if due:
+            await acker.flush()
+
+    async def _settle_retry(self, messages: list[Message], acker: Acker, later: RetryLater) -> None:
+        if acker.closed:
+            return
+        delay_ms = round(later.delay * 1000)
+        try:
+            routing_key = await self._retry_route(delay_ms)
+            for message in messages:
+                headers = _original_headers(message)
+                headers[hdr.ATTEMPT] = message.attempt + 1
+                headers[hdr.TOPIC] = message.topic
+                await self._publish_raw(
+                    exchange="",
+                    routing_key=routing_key,
+                    body=message.body,
+                    properties=_copy_properties(message, headers),
+                    mandatory=True,
+                )
+        except Exception:
+            log.exception("cannot schedule the retry of %s", self.spec.display_name)
+            await self._requeue(messages, acker)
+            return
+        await self._finish(messages, acker)
+
+    async def _retry_route(self, delay_ms: int) -> str:
+        if delay_ms <= 0:
+            return self.topology.queue  # straight back through the default exchange
+        if delay_ms not in self._retry_ms:  # a delay the policy did not predict
+            async with self._declare_lock:
+                if delay_ms not in self._retry_ms:
+                    name = await declare_retry_queue(self._channel, self.topology, delay_ms)
+                    self.queues.append(name)
+                    self._retry_ms.add(delay_ms)
+        return self.topology.retry_queue(delay_ms)
+
+    async def _settle_dead(
+        self, messages: list[Message], acker: Acker, result: ProcessResult
+    ) -> None:
+        if acker.closed:
+            return
+        dlq = self.topology.dlq_routing_key
+        if dlq is None:
+            log.error(
+                "dropping %d message(s) of %s after %d attempt(s): %s (dead-lettering disabled)",
+                len(messages),
+                self.spec.display_name,
+                result.attempts,
+                result.reason,
+            )
+            await self._finish(messages, acker)
+            return
+        try:
+            for message in messages:
+                headers = _original_headers(message)
+                headers.pop(hdr.ATTEMPT, None)
+                headers.pop(hdr.TOPIC, None)
+                headers[DLQ_REASON] = result.reason[:_MAX_REASON]
+                headers[DLQ_ERROR_TYPE] = result.error_type
+                headers[DLQ_ORIGINAL_TOPIC] = message.topic
+                headers[DLQ_ATTEMPTS] = str(max(result.attempts, message.attempt))
+                headers[hdr.ORIGINAL_QUEUE] = self.topology.queue
+                await self._publish_raw(
+                    exchange=self.topology.dead_letter_exchange,
+                    routing_key=dlq,
+                    body=message.body,
+                    properties=_copy_properties(message, headers),
+                    mandatory=True,
+                )
+        except Exception:
+            log.exception("cannot dead-letter a message of %s", self.spec.display_name)
+            await self._requeue(messages, acker)
+            return
+        await self._finish(messages, acker)
+
+    async def _requeue(self, messages: list[Message], acker: Acker) -> None:
+        await asyncio.sleep(_FAILURE_PAUSE)
+        for message in messages:
+            tag = message.delivery_tag or 0
+            try:
+                await acker.channel.basic_nack(tag, requeue=True, wait=False)
+            except Exception as exc:  # channel gone: the broker requeues it anyway
+                log.debug("nack skipped: %s", exc)
+                return
+            acker.settled(tag)
+
+    # -- stop --------------------------------------------------------------------------
+
+    async def stop(self, timeout: float) -> None:
+        """Stop intake, let in-flight handlers finish within ``timeout``, ack what finished
+        and close the channel; deliveries not finished are redelivered by the broker."""
+        if self._stopped:
+            return
+        self._stopped = self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        self._channel.reopen_callbacks.discard(self._on_reopen)
+        acker = self._acker
+        if acker is not None and not acker.closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(max(min(timeout, 5.0), 0.5)):
+                    await acker.channel.basic_cancel(self._tag)
+        for inbox in self._inboxes:
+            inbox.put_nowait(None)  # wakes idle workers; busy ones finish their message
+        if self._workers:
+            _, late = await asyncio.wait(self._workers, timeout=max(deadline - loop.time(), 0))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+            if late:
+                log.warning(
+                    "%s: %d handler(s) did not finish within %.1fs; their messages will be "
+                    "redelivered",
+                    self.spec.display_name,
+                    len(late),
+                    timeout,
+                )
+        if self._acker is not None:
+            await self._acker.close()
+        with contextlib.suppress(Exception):
+            await self._channel.close()
+        if self._on_stopped is not None:
+            self._on_stopped(self)

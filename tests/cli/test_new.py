@@ -1,0 +1,197 @@
+"""``pykratos new``: names, targets, and what the scaffolded project contains."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from framework.cli.exceptions import CliError
+from framework.cli.main import main
+from framework.cli.manifest import iter_template_files
+from framework.cli.names import project_names
+from framework.cli.project_files import PYTEST_MARKERS
+from framework.cli.scaffold import new_project
+from framework.cli.template import template_root
+from tests.cli.conftest import PYTHON, ROOT
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "empty"),
+        ("1svc", "identifier"),
+        ("Order", "lowercase"),
+        ("order svc", "identifier"),
+        ("order.svc", "identifier"),
+        ("ordér", "identifier"),
+        ("svc_", "identifier"),
+        ("a__b", "identifier"),
+        ("class", "keyword"),
+        ("match", "keyword"),
+        ("json", "standard library"),
+        ("asyncio", "standard library"),
+        ("cmd", "standard library"),
+        ("framework", "reserved"),
+        ("app-template", "reserved"),
+        ("tests", "reserved"),
+        ("pydantic", "already importable"),
+        ("grpc", "already importable"),
+    ],
+)
+def test_invalid_names_are_refused_with_exit_2(
+    name: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["new", name, "--dir", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pykratos: error: ")
+    assert why in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_name_spellings() -> None:
+    names = project_names("order-svc")
+    assert (names.raw, names.package, names.dns, names.env, names.title) == (
+        "order-svc",
+        "order_svc",
+        "order-svc",
+        "ORDER_SVC",
+        "Order Svc",
+    )
+
+
+def test_non_empty_target_is_refused_and_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    assert main(["new", "busy-svc", "--dir", str(target)]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["busy"]  # no staging directory left
+
+
+def test_target_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CliError, match="not a directory"):
+        new_project("file-svc", tmp_path / "file")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("new") / "shop-api"
+    target.mkdir()  # an existing empty directory is accepted
+    new_project("shop-api", target)
+    return target
+
+
+def test_default_target_is_name_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "cart-svc"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "cart-svc" / "cart_svc" / "wire.py").is_file()
+    assert "python -m pytest" in out and "python -m cmd.server -conf configs/" in out
+    assert oct((tmp_path / "cart-svc").stat().st_mode & 0o777) != oct(0o700)
+
+
+def test_every_template_file_is_copied_and_renamed(project: Path) -> None:
+    template = template_root()
+    for relative in iter_template_files(template):
+        renamed = Path(*("shop_api" if p == "app_template" else p for p in relative.parts))
+        assert (project / renamed).is_file(), renamed
+    for extra in ("pyproject.toml", "README.md", ".gitignore"):
+        assert (project / extra).is_file()
+    assert (project / "tests" / "shop_api").is_dir()
+    assert (project / "cmd" / "__init__.py").read_text() == (ROOT / "cmd/__init__.py").read_text()
+    leftovers = [
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_file()
+        and any(
+            old in path.read_text(errors="replace") or old in str(path)
+            for old in ("app_template", "app-template", "app__template")
+        )
+    ]
+    assert leftovers == []
+
+
+def test_python_files_parse_and_import_the_new_package(project: Path) -> None:
+    for path in project.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("app_template")
+    wire = (project / "shop_api" / "wire.py").read_text()
+    assert "from shop_api.conf.conf import Bootstrap" in wire
+
+
+def test_generated_descriptor_names_the_new_proto_path(project: Path) -> None:
+    code = (
+        "from shop_api.api.order.v1 import order_pb2, order_pb2_grpc;"
+        "print(order_pb2.DESCRIPTOR.name)"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "shop_api/api/order/v1/order.proto"
+
+
+def test_pyproject_readme_gitignore(project: Path) -> None:
+    meta = tomllib.loads((project / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == "shop-api"
+    assert meta["project"]["dependencies"] == ["pykratos[all]>=0.1.0"]
+    assert meta["tool"]["setuptools"]["packages"]["find"]["include"] == ["shop_api*"]
+    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    theirs = meta["tool"]["pytest"]["ini_options"]
+    assert theirs["asyncio_mode"] == ours["asyncio_mode"]
+    # The template's tests may use any marker the repository declares.
+    declared = {line.split(":")[0] for line in ours["markers"]}
+    assert declared <= {name for name, _ in PYTEST_MARKERS} | {"slow"}
+    readme = (project / "README.md").read_text().splitlines()
+    commands = [line for line in readme if line.startswith("python3 -m venv .venv")]
+    # The first two code lines are set-up+run and set-up+test, before any other section.
+    assert len(commands) == 2
+    assert commands[0].endswith(".venv/bin/python -m cmd.server -conf configs/")
+    assert commands[1].endswith(".venv/bin/python -m pytest")
+    first_section = next(i for i, line in enumerate(readme) if line.startswith("## "))
+    assert readme.index(commands[1]) < first_section
+    assert "pykratos[all] @ file://" in commands[0]  # installed from where pykratos came from
+    assert ".venv/" in (project / ".gitignore").read_text()
+
+
+def test_deploy_is_renamed_and_dockerfile_installs_the_project(project: Path) -> None:
+    dockerfile = (project / "deploy" / "Dockerfile").read_text()
+    assert 'ARG INSTALL="."' in dockerfile
+    assert "cp -R shop_api cmd configs" in dockerfile
+    deployment = yaml.safe_load((project / "deploy/k8s/deployment.yaml").read_text())
+    assert deployment["metadata"]["name"] == "shop-api"
+    configmap = yaml.safe_load((project / "deploy/k8s/configmap.yaml").read_text())
+    assert yaml.safe_load(configmap["data"]["config.yaml"]) == yaml.safe_load(
+        (project / "configs" / "config.yaml").read_text()
+    )
+
+
+def test_scaffolded_tests_pass(project: Path) -> None:
+    # With this environment's pykratos: fast. The fresh-virtualenv run is in test_fresh_venv.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout

@@ -1,0 +1,144 @@
+"""Publishing on a real Kafka-protocol broker: results, keys, headers, batching, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from aiokafka.errors import UnknownTopicOrPartitionError
+
+from framework.broker import BrokerServer, Message, Router
+from framework.broker.options import UnsupportedOptionError
+from framework.broker.processor import SubscriberProcessor
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.kafka import KafkaBroker, KafkaUnavailableError
+from framework.transport.kafka.tansu import free_port
+from tests.kafka.conftest import create_topic, read_topic
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_publish_returns_partition_and_offset_and_headers_travel(
+    broker: KafkaBroker, bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    topic = unique("publish")
+    await create_topic(bootstrap, topic, 3)
+    headers = {"trace-id": "abc", "ünïcode": "çødé ✓"}
+    first = await broker.publish(topic, b'{"n":1}', key=b"order-42", headers=headers)
+    second = await broker.publish(topic, b'{"n":2}', key=b"order-42")
+    assert first.topic == topic
+    assert first.partition is not None and first.offset is not None
+    assert second.partition == first.partition  # the key chooses the partition
+    assert second.offset == first.offset + 1
+
+    received: list[Message] = []
+    got_both = asyncio.Event()
+    router = Router()
+
+    @router.subscriber(topic, group=unique("g"))
+    async def handle(message: Message) -> None:
+        received.append(message)
+        if len(received) == 2:
+            got_both.set()
+
+    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    await server.start()
+    try:
+        async with asyncio.timeout(10):
+            await got_both.wait()
+    finally:
+        await server.stop(5)
+    one, two = received
+    assert one.body == b'{"n":1}' and one.key == b"order-42"
+    assert one.headers == headers
+    assert (one.partition, one.offset) == (first.partition, first.offset)
+    assert one.id == f"{topic}/{first.partition}/{first.offset}"
+    assert two.headers == {}
+    assert one.timestamp > time.time() - 60
+
+
+async def test_delay_is_refused_not_ignored(broker: KafkaBroker, unique: Callable[[str], str]) -> None:
+    with pytest.raises(NotImplementedError, match="delay"):
+        await broker.publish(unique("delayed"), b"x", delay=5.0)
+
+
+async def test_batching_publisher_reports_every_message(
+    broker: KafkaBroker, bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    topic = unique("batched")
+    await create_topic(bootstrap, topic, 4)
+    keys = [f"key-{i % 10}".encode() for i in range(1000)]
+    # A reference partition per key, chosen by the plain publish path.
+    expected = {key: (await broker.publish(topic, b"ref", key=key)).partition for key in set(keys)}
+
+    async with broker.batch_publisher(chunk_size=128, flush_interval=0.002) as publisher:
+        futures = [
+            await publisher.submit(topic, f"m{i}".encode(), key=key, headers={"i": str(i)})
+            for i, key in enumerate(keys)
+        ]
+        keyless = await publisher.publish(topic, b"keyless")
+        results = await asyncio.gather(*futures)
+
+    assert keyless.partition is not None
+    assert all(r.topic == topic for r in results)
+    assert [r.partition for r in results] == [expected[key] for key in keys]
+    positions = {(r.partition, r.offset) for r in results}
+    assert len(positions) == len(results)  # every message has its own offset
+
+    records = await read_topic(bootstrap, topic, len(expected) + len(keys) + 1)
+    stored = {(r.partition, r.offset): r for r in records}
+    for i, result in enumerate(results):
+        record = stored[(result.partition, result.offset)]
+        assert record.value == f"m{i}".encode()  # the reported offset holds this message
+        assert record.key == keys[i]
+        assert dict(record.headers) == {"i": str(i).encode()}
+
+
+async def test_batching_publisher_fails_only_the_messages_that_failed(
+    bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    kafka = KafkaBroker(bootstrap, request_timeout_ms=1000)
+    await kafka.connect()
+    try:
+        publisher = kafka.batch_publisher(chunk_size=10)
+        good = unique("good")
+        futures = [
+            await publisher.submit(good if i % 2 else "not a valid topic!", b"m")
+            for i in range(6)
+        ]
+        await publisher.flush()
+        for i, future in enumerate(futures):
+            if i % 2:
+                assert (await future).topic == good
+            else:
+                with pytest.raises(UnknownTopicOrPartitionError):
+                    await future
+    finally:
+        await kafka.close()
+
+
+async def test_unreachable_bootstrap_names_the_address_quickly() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    kafka = KafkaBroker(address, connect_timeout=5)
+    started = time.monotonic()
+    with pytest.raises(KafkaUnavailableError, match=address):
+        await kafka.connect()
+    assert time.monotonic() - started < 6
+    await kafka.close()  # safe after a failed connect
+
+
+async def test_subscribe_refuses_unknown_options_and_needs_connect(bootstrap: str) -> None:
+    async def handler(message: Message) -> None: ...
+
+    kafka = KafkaBroker(bootstrap)
+    spec = SubscriberSpec("t", handler, options={"prefetch": 10})
+    processor = SubscriberProcessor(spec, broker_kind="kafka")
+    with pytest.raises(UnsupportedOptionError, match="prefetch"):
+        await kafka.subscribe(spec, processor)
+    plain = SubscriberSpec("t", handler)
+    with pytest.raises(RuntimeError, match="connect"):
+        await kafka.subscribe(plain, SubscriberProcessor(plain, broker_kind="kafka"))
+    with pytest.raises(ValueError, match="ordering"):
+        KafkaBroker(bootstrap, ordering="random")
