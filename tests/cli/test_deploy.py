@@ -88,7 +88,10 @@ def test_termination_grace_covers_prestop_and_stop_timeout() -> None:
 
 def test_configmap_is_the_config_and_is_mounted_as_configs() -> None:
     configmap = _load("configmap.yaml")
-    assert yaml.safe_load(configmap["data"]["config.yaml"]) == CONFIG
+    assert yaml.safe_load(configmap["data"]["config.yaml"]) == CONFIG, (
+        "deploy/k8s/configmap.yaml no longer matches configs/config.yaml: copy the file into "
+        "its data.config.yaml block"
+    )
     spec = _load("deployment.yaml")["spec"]["template"]["spec"]
     volume = next(v for v in spec["volumes"] if "configMap" in v)
     assert volume["configMap"]["name"] == configmap["metadata"]["name"]

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import InvalidSessionTimeoutError, KafkaConnectionError, KafkaError
+from aiokafka.protocol.group import LeaveGroupRequest
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
@@ -47,6 +48,30 @@ _log = logging.getLogger("pykratos.kafka")
 _offset = attrgetter("offset")
 _DEAD = Outcome.DEAD
 _MAX_BACKOFF = 5.0
+
+
+async def _leave_generation_zero(consumer: AIOKafkaConsumer, group_id: str) -> None:
+    """Send the LeaveGroup that aiokafka skips when the group generation is 0.
+
+    aiokafka only leaves a group whose generation is > 0 (Kafka starts at 1); Tansu starts at
+    0, so without this a restarted member waits several seconds for its predecessor's session
+    to expire before the group forms again. Reaches into aiokafka internals, guarded so that
+    another aiokafka version merely skips it.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    client = getattr(consumer, "_client", None)
+    if coordinator is None or client is None:
+        return
+    generation = getattr(coordinator, "generation", None)
+    member_id = getattr(coordinator, "member_id", "")
+    node_id = getattr(coordinator, "coordinator_id", None)
+    if generation != 0 or not member_id or node_id is None:
+        return
+    await coordinator.close()  # stops heartbeats first; consumer.stop() then skips it
+    try:
+        await client.send(node_id, LeaveGroupRequest(group_id, member_id))
+    except KafkaError as exc:
+        _log.debug("LeaveGroup for %r failed: %r", group_id, exc)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -201,6 +226,7 @@ class KafkaSubscription:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
+                await _leave_generation_zero(consumer, self.group_id)
                 await consumer.stop()
             except Exception as exc:  # closing must not hide the original outcome
                 _log.warning("error while closing Kafka consumer %r: %r", self.group_id, exc)
