@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from app_template.service.order_http import OrderView
 from bench._util import free_port, print_table, serve_in_subprocess
 
 ORDER_ID = "0" * 31 + "1"
@@ -89,7 +91,6 @@ def serve_bare(port: int, repo: str, db_url: str) -> None:
 
     from app_template.biz.order import OrderUseCase
     from app_template.data import Database, SqlOrderRepo
-    from app_template.service.order_http import OrderView
 
     database = Database(db_url)
     usecase = OrderUseCase(MemoryOrderRepo() if repo == "memory" else SqlOrderRepo(database),
@@ -105,17 +106,25 @@ def serve_bare(port: int, repo: str, db_url: str) -> None:
     uvloop.run(uvicorn.Server(config).serve())
 
 
-def wrk(url: str, seconds: int, connections: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int) -> tuple[float, int]:
+    """Requests per second and the number of requests served."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
         check=True, capture_output=True, text=True,
     ).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx answers from {url}:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rate is None or count is None:
         raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    return float(match.group(1))
+    return float(rate.group(1)), int(count.group(1))
 
 
 def main() -> None:
@@ -144,22 +153,34 @@ def main() -> None:
         db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'orders.db'}"
         asyncio.run(_seed(db_url))
         for repo in ("memory", "sql"):
-            best = {"framework": 0.0, "bare": 0.0}
+            rate = {"framework": 0.0, "bare": 0.0}
+            cpu = {"framework": float("inf"), "bare": float("inf")}
             ports = {"framework": free_port(), "bare": free_port()}
             for _ in range(args.rounds):
                 for kind in ("framework", "bare"):
                     port = ports[kind]
                     cmd = ["-m", "bench.http_bench", "--serve", kind, "--repo", repo,
                            "--port", str(port), "--db", db_url]
-                    with serve_in_subprocess(cmd, port):
+                    with serve_in_subprocess(cmd, port) as proc:
                         url = f"http://127.0.0.1:{port}/v1/orders/{ORDER_ID}"
                         wrk(url, 1, args.connections)  # warm-up
-                        best[kind] = max(best[kind], wrk(url, args.seconds, args.connections))
-            rows.append((f"GET order ({repo} repo)", f"{best['framework']:.0f}",
-                         f"{best['bare']:.0f}", f"{best['framework'] / best['bare']:.2f}x"))
+                        before = cpu_seconds(proc.pid)
+                        per_second, served = wrk(url, args.seconds, args.connections)
+                        used = cpu_seconds(proc.pid) - before
+                    rate[kind] = max(rate[kind], per_second)
+                    cpu[kind] = min(cpu[kind], used / served * 1e6)
+            rows.append((
+                f"GET order ({repo} repo)",
+                f"{rate['framework']:.0f}", f"{rate['bare']:.0f}",
+                f"{rate['framework'] / rate['bare']:.2f}x",
+                f"{cpu['framework']:.0f}", f"{cpu['bare']:.0f}",
+                f"{cpu['bare'] / cpu['framework']:.2f}x",
+            ))
     print_table(
-        f"HTTP, wrk -t1 -c{args.connections} -d{args.seconds}s, best of {args.rounds}",
-        ["workload", "framework req/s", "bare FastAPI req/s", "ratio"],
+        f"HTTP, wrk -t1 -c{args.connections} -d{args.seconds}s, best of {args.rounds} "
+        "(server CPU per request: lower is better; its ratio is bare/framework)",
+        ["workload", "framework req/s", "bare req/s", "req/s ratio",
+         "framework CPU us/req", "bare CPU us/req", "CPU ratio"],
         rows,
     )
 

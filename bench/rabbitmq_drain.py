@@ -47,9 +47,12 @@ class Order(BaseModel):
     amount: float
     currency: str
     customer: str
+    sku: str
 
 
-BODY = orjson.dumps({"order_id": 123456, "amount": 99.5, "currency": "EUR", "customer": "c-42"})
+BODY = orjson.dumps(
+    {"order_id": 123456, "amount": 99.5, "currency": "EUR", "customer": "c-42", "sku": "SKU-7"}
+)
 
 
 @dataclass

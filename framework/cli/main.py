@@ -22,7 +22,7 @@ from framework.cli.exceptions import CliError
 
 __all__ = ["build_parser", "main"]
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+_FORMATTER = argparse.HelpFormatter
 
 
 def _add_new(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -157,7 +157,7 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "server",
         help="write a service-layer class implementing every RPC",
         description=(
-            "Write TARGET/<service>.py for every service in PATH: a class deriving from the "
+            "Write DIR/<service>.py (-t DIR) for every service in PATH: a class deriving from the "
             "generated Servicer with every RPC (unary and streaming) raising "
             "framework.errors.NotImplemented_ (gRPC UNIMPLEMENTED) until you fill it in. "
             "Run 'pykratos proto client PATH' first: the class imports the generated stubs."

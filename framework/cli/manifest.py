@@ -49,6 +49,8 @@ IGNORED_PATTERNS: tuple[str, ...] = (
     "*.egg-info",
     ".DS_Store",
     "*.swp",
+    "*.db",
+    "*.db-journal",
     "*~",
 )
 

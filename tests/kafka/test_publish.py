@@ -59,7 +59,9 @@ async def test_publish_returns_partition_and_offset_and_headers_travel(
     assert one.timestamp > time.time() - 60
 
 
-async def test_delay_is_refused_not_ignored(broker: KafkaBroker, unique: Callable[[str], str]) -> None:
+async def test_delay_is_refused_not_ignored(
+    broker: KafkaBroker, unique: Callable[[str], str]
+) -> None:
     with pytest.raises(NotImplementedError, match="delay"):
         await broker.publish(unique("delayed"), b"x", delay=5.0)
 
@@ -105,8 +107,7 @@ async def test_batching_publisher_fails_only_the_messages_that_failed(
         publisher = kafka.batch_publisher(chunk_size=10)
         good = unique("good")
         futures = [
-            await publisher.submit(good if i % 2 else "not a valid topic!", b"m")
-            for i in range(6)
+            await publisher.submit(good if i % 2 else "not a valid topic!", b"m") for i in range(6)
         ]
         await publisher.flush()
         for i, future in enumerate(futures):

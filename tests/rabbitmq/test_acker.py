@@ -82,10 +82,17 @@ async def test_settled_tags_are_never_acked_again() -> None:
 
 async def test_timer_flushes_a_partial_batch() -> None:
     acker, channel = make(batch=100, interval=0.01)
+    acked = asyncio.Event()
+    record = channel.basic_ack
+
+    async def basic_ack(tag: int, multiple: bool = False, wait: bool = True) -> None:
+        await record(tag, multiple, wait)
+        acked.set()
+
+    channel.basic_ack = basic_ack  # type: ignore[method-assign]
     acker.finished(1)
     async with asyncio.timeout(2):
-        while not channel.acks:
-            await asyncio.sleep(0.005)
+        await acked.wait()
     assert channel.acks == [(1, True)]
     await acker.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aio_pika
 import pytest
 from pydantic import BaseModel
 
@@ -194,3 +195,37 @@ async def test_unreachable_rabbitmq_fails_fast_and_clearly() -> None:
     await broker.close()  # safe after a failed connect
     with pytest.raises(RuntimeError, match="not connected"):
         await broker.publish("t", b"")
+
+
+async def test_an_exchange_deleted_at_runtime_fails_only_its_own_publishes(
+    env: RabbitEnv,
+) -> None:
+    doomed = f"doomed.{env.tag}"
+    got = Collector()
+    router = Router()
+
+    @router.subscriber(env.topic(), group="g")
+    async def handle(event: Event) -> None:
+        got.add(event.n)
+
+    @router.subscriber("x", group="g", exchange=doomed)
+    async def on_doomed(event: Event) -> None:
+        got.add(-event.n)
+
+    await env.serve(router)
+    publisher = await env.connected()
+    await publisher.publish("x", body(1), exchange=doomed)
+    connection = await aio_pika.connect(env.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(doomed)
+    results = await asyncio.gather(
+        publisher.publish("x", body(2), exchange=doomed),
+        publisher.publish(env.topic(), body(3)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], TopologyError)
+    assert not isinstance(results[1], BaseException), results[1]
+    assert sorted(await got.wait(2)) == [-1, 3]
+    with pytest.raises(TopologyError, match="does not exist"):
+        await publisher.publish("x", body(4), exchange=doomed)

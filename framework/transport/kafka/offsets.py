@@ -23,14 +23,16 @@ class PartitionOffsets:
     highest finished offset when nothing is outstanding.
     """
 
-    __slots__ = ("_done", "_last", "_pending", "committed", "revoked")
+    __slots__ = ("_done", "_last", "_pending", "committed", "started", "stop_at")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()  # handed out, not finished, in offset order
         self._done: set[int] = set()  # finished out of order, still behind an unfinished one
         self._last = -1  # highest offset handed out
+        self.started = -1  # highest offset a worker started (maintained by the workers)
         self.committed: int | None = None  # last offset acknowledged by the broker
-        self.revoked = False  # set when the partition is taken away (rebalance / stop)
+        # Set by close(): offsets at or beyond it must not be started any more.
+        self.stop_at: int | None = None
 
     def track(self, offsets: Iterable[int]) -> None:
         """Hand out ``offsets`` (ascending, all above the previous ones)."""
@@ -56,6 +58,22 @@ class PartitionOffsets:
                     done.discard(pending.popleft())
         else:
             self._done.add(offset)
+
+    def close(self) -> None:
+        """Stop starting new offsets (partition revoked or subscription stopping).
+
+        Unstarted offsets *below* the highest started one stay to be handled: with per-key
+        workers they are gaps that would otherwise hold the commit below messages that
+        already finished, and get those redelivered.
+        """
+        if self.stop_at is None:
+            self.stop_at = self.started + 1
+
+    def drained(self) -> bool:
+        """After :meth:`close`: nothing below ``stop_at`` is unfinished any more."""
+        stop_at = self.stop_at
+        pending = self._pending
+        return stop_at is not None and (not pending or pending[0] >= stop_at)
 
     @property
     def committable(self) -> int | None:

@@ -6,15 +6,21 @@ worker runs the :class:`~framework.broker.broker.MessageProcessor` (decode, midd
 handler, in-process retries), dead-letters ``DEAD`` results, then marks the offset finished
 in the partition's :class:`~framework.transport.kafka.offsets.PartitionOffsets`. A commit task
 commits the lowest unfinished offset of every partition every ``commit_interval`` seconds or
-after ``commit_every`` finished messages. On revocation (rebalance) the revoked partitions'
-in-flight messages get ``rebalance_drain_timeout`` to finish before their offsets are committed;
-on stop, in-flight messages get the stop timeout, then a final commit runs and the consumer
+after ``commit_every`` finished messages.
+
+Stopping and revocation (rebalance) are graceful: no new message is started at or beyond
+the highest offset already started in each partition; messages in flight, and unstarted ones
+below that offset (gaps left by per-key workers), are finished (within the stop timeout, or
+``rebalance_drain_timeout``); then the offsets are committed and, on stop, the consumer
 leaves the group.
 
-Delivery is at-least-once. What can be redelivered: messages that were fetched but not
-finished when a partition was revoked or the subscription stopped (or crashed), plus, after
-a crash only, messages finished since the last commit (at most ``commit_interval`` seconds
-or ``commit_every`` messages). A graceful stop redelivers nothing that finished.
+Delivery is at-least-once. What a restarted (or new) owner gets again:
+
+* after a graceful stop or a revocation that finished in time: nothing that finished;
+* messages still running when that timeout expired (cancelled), and everything after
+  them in their partition that was already handled;
+* after a crash: additionally what finished since the last commit, at most
+  ``commit_interval`` seconds or ``commit_every`` messages' worth.
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ class KafkaSubscription:
         self._finished = 0  # messages finished since the last commit request
         self._commit_now = asyncio.Event()
         self._commit_lock = asyncio.Lock()
+        self._drains: dict[PartitionOffsets, asyncio.Event] = {}  # revoked, still finishing
         self._closing = False
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -200,6 +207,8 @@ class KafkaSubscription:
         for task in fetch_and_commit:
             task.cancel()
         await asyncio.gather(*fetch_and_commit, return_exceptions=True)
+        for state in self._partitions.values():
+            state.close()  # workers still fill the gaps below what already started
         workers = [w.task for w in self._workers if w.task is not None]
         for worker in self._workers:
             worker.wake.set()
@@ -218,8 +227,6 @@ class KafkaSubscription:
                 await asyncio.gather(*late, return_exceptions=True)
         if self._consumer is not None and self._partitions:
             await self._commit(list(self._partitions.items()))
-        for state in self._partitions.values():
-            state.revoked = True
         await self._close_consumer()
 
     async def _close_consumer(self) -> None:
@@ -250,16 +257,17 @@ class KafkaSubscription:
         states = [(tp, self._partitions.pop(tp)) for tp in revoked if tp in self._partitions]
         if not states:
             return
-        lost = set()
+        draining = []
         for _, state in states:
-            state.revoked = True
-            lost.add(state)
-        # Workers stop a revoked partition after the message in hand; wait for that one.
-        waits = [w.idle.wait() for w in self._workers if w.busy & lost]
-        if waits:
+            state.close()
+            if not state.drained():
+                draining.append(self._drains.setdefault(state, asyncio.Event()).wait())
+        # In-flight messages of the revoked partitions (and unstarted gaps below them) get
+        # rebalance_drain_timeout to finish, so that the commit covers them.
+        if draining:
             try:
                 async with asyncio.timeout(self._options.rebalance_drain_timeout):
-                    await asyncio.gather(*waits)
+                    await asyncio.gather(*draining)
             except TimeoutError:
                 _log.warning(
                     "%s: in-flight messages of revoked partitions did not finish within "
@@ -267,6 +275,8 @@ class KafkaSubscription:
                     self.spec.display_name,
                     self._options.rebalance_drain_timeout,
                 )
+        for _, state in states:
+            self._drains.pop(state, None)
         await self._commit(states)
 
     # -- fetching --------------------------------------------------------------------------
@@ -303,7 +313,7 @@ class KafkaSubscription:
             backoff = 0.1
             for tp, records in batches.items():
                 state = partitions.get(tp)
-                if state is None or state.revoked or not records:
+                if state is None or state.stop_at is not None or not records:
                     continue
                 if not state.accepts(records[0].offset):  # stale data from before a rebalance
                     records = [r for r in records if state.accepts(r.offset)]
@@ -321,31 +331,34 @@ class KafkaSubscription:
     # -- workers ---------------------------------------------------------------------------
 
     async def _next_chunk(self, worker: Worker) -> bool:
-        """Wait until ``worker`` has queued work; False once the subscription is closing."""
+        """Wait until ``worker`` has queued work; False once closing with nothing queued."""
         while not worker.queue:
             if self._closing:
                 return False
             worker.wake.clear()
             await worker.wake.wait()
-        return not self._closing
+        return True
+
+    def _finished_one(self, state: PartitionOffsets) -> None:
+        # Off the hot path: a closed partition may have become drained.
+        event = self._drains.get(state)
+        if event is not None and state.drained():
+            event.set()
 
     async def _work(self, worker: Worker) -> None:
         queue = worker.queue
-        busy = worker.busy
-        idle = worker.idle
         process = self._processor.process
         commit_every = self._options.commit_every
         while await self._next_chunk(worker):
             state, records = queue.popleft()
-            if state.revoked:
-                self._release(len(records))
-                continue
-            idle.clear()
-            busy.add(state)
             try:
                 for record in records:
-                    if state.revoked or self._closing:
+                    offset = record.offset
+                    stop_at = state.stop_at
+                    if stop_at is not None and offset >= stop_at:
                         break
+                    if offset > state.started:
+                        state.started = offset
                     message = to_message(record)
                     try:
                         result = await process(message)
@@ -353,29 +366,26 @@ class KafkaSubscription:
                         result = self._processor_failed(message, exc)
                     if result.outcome is _DEAD and not await self._dead(state, message, result):
                         break
-                    state.finish(record.offset)
+                    state.finish(offset)
+                    if state.stop_at is not None:
+                        self._finished_one(state)
                     self._finished += 1
                     if self._finished >= commit_every:
                         self._commit_now.set()
             finally:
-                busy.discard(state)
-                idle.set()
                 self._release(len(records))
-        self._drop_queue(worker)
 
     async def _work_batch(self, worker: Worker) -> None:
         policy = self.spec.batch
         assert policy is not None
         queue = worker.queue
         loop = asyncio.get_running_loop()
-        process_batch = self._processor.process_batch
         while await self._next_chunk(worker):
             taken: list[tuple[PartitionOffsets, Any]] = []
             deadline = loop.time() + policy.max_wait
-            worker.idle.clear()
             try:
                 # Fill a batch from this worker's queue, waiting at most max_wait for more.
-                while not self._closing:
+                while True:
                     while queue and len(taken) < policy.max_size:
                         state, records = queue.popleft()
                         room = policy.max_size - len(taken)
@@ -384,7 +394,7 @@ class KafkaSubscription:
                             records = records[:room]
                         taken.extend((state, record) for record in records)
                     remaining = deadline - loop.time()
-                    if len(taken) >= policy.max_size or remaining <= 0:
+                    if len(taken) >= policy.max_size or remaining <= 0 or self._closing:
                         break
                     worker.wake.clear()
                     try:
@@ -392,39 +402,34 @@ class KafkaSubscription:
                             await worker.wake.wait()
                     except TimeoutError:
                         break
-                live = [(s, r) for s, r in taken if not s.revoked]
-                if live and not self._closing:
-                    worker.busy.update(s for s, _ in live)
-                    await self._handle_batch(process_batch, live)
+                live = [
+                    (state, record)
+                    for state, record in taken
+                    if state.stop_at is None or record.offset < state.stop_at
+                ]
+                if live:
+                    await self._handle_batch(live)
             finally:
-                worker.busy.clear()
-                worker.idle.set()
                 self._release(len(taken))
-        self._drop_queue(worker)
 
-    async def _handle_batch(
-        self,
-        process_batch: Callable[[list[Message]], Awaitable[ProcessResult]],
-        items: list[tuple[PartitionOffsets, Any]],
-    ) -> None:
+    async def _handle_batch(self, items: list[tuple[PartitionOffsets, Any]]) -> None:
+        for state, record in items:
+            if record.offset > state.started:
+                state.started = record.offset
         messages = [to_message(record) for _, record in items]
         try:
-            result = await process_batch(messages)
+            result = await self._processor.process_batch(messages)
         except Exception as exc:
             result = self._processor_failed(messages[0], exc)
         for (state, record), message in zip(items, messages, strict=True):
             if result.outcome is _DEAD and not await self._dead(state, message, result):
                 return
             state.finish(record.offset)
+            if state.stop_at is not None:
+                self._finished_one(state)
         self._finished += len(items)
         if self._finished >= self._options.commit_every:
             self._commit_now.set()
-
-    def _drop_queue(self, worker: Worker) -> None:
-        # Closing: queued records were never started; they stay uncommitted.
-        while worker.queue:
-            _, records = worker.queue.popleft()
-            self._release(len(records))
 
     def _processor_failed(self, message: Message, exc: Exception) -> ProcessResult:
         # A processor reports handler failures as results; an exception here is a bug in
@@ -436,14 +441,14 @@ class KafkaSubscription:
 
     async def _dead(self, state: PartitionOffsets, message: Message, result: ProcessResult) -> bool:
         """Dead-letter ``message``, retrying until published; False if the partition was
-        revoked or the subscription is closing first (the message then stays unfinished)."""
+        revoked or the subscription is stopping (the message then stays unfinished)."""
         delay = self._options.dlq_retry_backoff
         while True:
             try:
                 await self._dead_letter(message, result)
                 return True
             except Exception as exc:
-                if state.revoked or self._closing:
+                if state.stop_at is not None:
                     _log.error(
                         "%s: cannot dead-letter %s (%r); left uncommitted for redelivery",
                         self.spec.display_name,

@@ -58,7 +58,8 @@ class TansuProcess:
         self.port = port or free_port()
         self.start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        # Outlives this method: the broker writes to it until stop(); closed in __exit__.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
 
     @property
     def bootstrap_servers(self) -> str:

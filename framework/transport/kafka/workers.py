@@ -31,17 +31,14 @@ Chunk = tuple[PartitionOffsets, list[Any]]
 
 
 class Worker:
-    """One ordered lane: a FIFO of chunks, a wake-up event, and what it is busy with."""
+    """One ordered lane: a FIFO of chunks and a wake-up event."""
 
-    __slots__ = ("busy", "idle", "index", "queue", "task", "wake")
+    __slots__ = ("index", "queue", "task", "wake")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.queue: deque[Chunk] = deque()
         self.wake = asyncio.Event()
-        self.idle = asyncio.Event()  # set while no chunk is being handled
-        self.idle.set()
-        self.busy: set[PartitionOffsets] = set()  # partitions of the chunk(s) in hand
         self.task: asyncio.Task[None] | None = None
 
     def put(self, chunk: Chunk) -> None:

@@ -37,7 +37,11 @@ from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
-from framework.transport.rabbitmq.errors import RabbitUnavailableError, TopologyError
+from framework.transport.rabbitmq.errors import (
+    PublishFailedError,
+    RabbitUnavailableError,
+    TopologyError,
+)
 from framework.transport.rabbitmq.options import EXCHANGE_TYPES, KNOWN_OPTIONS, resolve_topology
 from framework.transport.rabbitmq.publishing import ConfirmedPublisher
 from framework.transport.rabbitmq.topology import declare_delay_bucket
@@ -232,15 +236,24 @@ class RabbitBroker(Broker):
             target = self.dead_letter_exchange
         else:
             target = self.exchange
-        if target not in self._exchanges:
-            await self._check_exchange(target)
         amqp_headers: dict[str, Any] = dict(headers) if headers else {}
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
         route_exchange = target
-        if delay is not None and delay > 0:
-            delay_ms = max(1, round(delay * 1000))
-            await self._delay_bucket(target, delay_ms)
+        delay_ms = max(1, round(delay * 1000)) if delay is not None and delay > 0 else 0
+        if target not in self._exchanges or delay_ms:
+            try:
+                # Declarations wait for a reconnect like publishes do, bounded the same way.
+                async with asyncio.timeout(self.publish_timeout):
+                    if target not in self._exchanges:
+                        await self._check_exchange(target)
+                    if delay_ms:
+                        await self._delay_bucket(target, delay_ms)
+            except TimeoutError as exc:
+                raise PublishFailedError(
+                    f"publish to {target!r}: RabbitMQ unreachable for {self.publish_timeout:g}s"
+                ) from exc
+        if delay_ms:
             amqp_headers[hdr.DELAY_MS_ARG] = str(delay_ms)
             amqp_headers[hdr.DELAY_EXCHANGE_ARG] = target
             route_exchange = self.delay_exchange
@@ -251,13 +264,17 @@ class RabbitBroker(Broker):
             message_id=message_id,  # also how aiormq matches a returned (unroutable) message
             timestamp=datetime.now(UTC),
         )
-        await publisher.publish(
-            exchange=route_exchange,
-            routing_key=topic,
-            body=body,
-            properties=properties,
-            mandatory=self.mandatory,
-        )
+        try:
+            await publisher.publish(
+                exchange=route_exchange,
+                routing_key=topic,
+                body=body,
+                properties=properties,
+                mandatory=self.mandatory,
+            )
+        except TopologyError:
+            self._exchanges.discard(target)  # deleted meanwhile? check again next time
+            raise
         return PublishResult(topic=topic, message_id=message_id)
 
     async def publish_raw(

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ from framework.transport.rabbitmq.acker import Acker
 from framework.transport.rabbitmq.options import SubscriberTopology
 from framework.transport.rabbitmq.topology import declare_retry_queue, declare_subscription
 
-__all__ = ["PublishRaw", "RabbitSubscription"]
+__all__ = ["PublishRaw", "RabbitSubscription", "worker_for"]
 
 log = logging.getLogger("framework.transport.rabbitmq")
 
@@ -62,6 +63,12 @@ _Item = tuple[Message, Acker]
 _FAILURE_PAUSE = 1.0
 # AMQP headers share one frame with the properties: keep a stack-sized reason bounded.
 _MAX_REASON = 1000
+
+
+def worker_for(key: bytes, workers: int) -> int:
+    """The worker (0-based) that handles messages with ``key``: a stable hash (CRC-32, not
+    the per-process salted ``hash``), so the mapping is the same in every process."""
+    return zlib.crc32(key) % workers
 
 
 def _to_message(delivered: aiormq.abc.DeliveredMessage) -> Message:
@@ -225,7 +232,7 @@ class RabbitSubscription:
         if len(inboxes) == 1:
             index = 0
         elif message.key is not None:
-            index = hash(message.key) % len(inboxes)
+            index = worker_for(message.key, len(inboxes))
         else:
             index = self._next = (self._next + 1) % len(inboxes)
         inboxes[index].put_nowait((message, acker))

@@ -60,6 +60,7 @@ class ConfirmedPublisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         backoff = 0.05
+        refusals = 0
         last_error: BaseException | None = None
         where = f"exchange {exchange!r} routing key {routing_key!r}"
         while True:
@@ -79,7 +80,12 @@ class ConfirmedPublisher:
                     f"bound a queue for it yet"
                 ) from exc
             except _FATAL as exc:
-                raise TopologyError(f"publish to {where} refused by the broker: {exc}") from exc
+                # The broker closes the whole channel, failing every publish in flight on
+                # it: give this one a second try so only the guilty publish fails.
+                refusals += 1
+                if refusals > 1:
+                    raise TopologyError(f"publish to {where} refused by the broker: {exc}") from exc
+                last_error = exc
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
