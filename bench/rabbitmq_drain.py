@@ -1,6 +1,6 @@
 """RabbitMQ drain benchmark: the framework against raw aio-pika and FastStream, in one run.
 
-``python -m bench.rabbitmq_drain [--messages 50000] [--rounds 2]``
+``python -m bench.rabbitmq_drain [--messages 50000] [--rounds 3]``
 
 Each contestant gets its own fresh durable queue, pre-filled with ``--messages`` JSON
 messages of ~80 bytes, then drains it; the rate is measured from the first message handled
@@ -91,7 +91,7 @@ async def prefill(queue: str, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             declared = await channel.declare_queue(queue, passive=True)
-            if declared.declaration_result.message_count >= n:
+            if (declared.declaration_result.message_count or 0) >= n:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"prefill of {queue} did not complete within {timeout}s")
@@ -221,7 +221,7 @@ async def run(messages: int, rounds: int, timeout: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="per drain/prefill (s)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -25,17 +25,26 @@ def validate(validators: Mapping[type, Validator] | None = None) -> Middleware:
     :class:`Error`) or by returning ``False``; it may be async.
     """
     registry = dict(validators or {})
+    # The choice depends only on the request's type: decide once per type, not per request.
+    resolved: dict[type, Validator | None] = {}
+
+    def resolve(cls: type) -> Validator | None:
+        for base in cls.__mro__:
+            if base in registry:
+                return registry[base]
+        method = inspect.getattr_static(cls, "validate", None)
+        # pydantic models have a classmethod ``validate`` (deprecated v1 API): skip it.
+        if callable(method) and not isinstance(method, (classmethod, staticmethod)):
+            return lambda req: req.validate()
+        return None
 
     def find(request: Any) -> Validator | None:
-        for cls in type(request).__mro__:
-            if cls in registry:
-                return registry[cls]
-        method = getattr(request, "validate", None)
-        # pydantic models have a classmethod ``validate`` (deprecated v1 API): skip it.
-        if callable(method) and not isinstance(inspect.getattr_static(request, "validate", None),
-                                               classmethod):
-            return lambda _req: method()
-        return None
+        cls = type(request)
+        try:
+            return resolved[cls]
+        except KeyError:
+            check = resolved[cls] = resolve(cls)
+            return check
 
     def middleware(handler: Handler) -> Handler:
         async def run(request: Any) -> Any:

@@ -11,7 +11,7 @@ Server side, one middleware for every transport::
 
 Client side, the context travels with each outgoing call:
 
-- gRPC: ``grpc.aio.insecure_channel(target, interceptors=[TracingClientInterceptor()])``
+- gRPC: ``grpc.aio.insecure_channel(target, interceptors=client_interceptors())``
   (``framework.tracing.grpc_client``, needs the grpc extra);
 - HTTP: ``traced_httpx_client(base_url=...)`` (``framework.tracing.http_client``, needs httpx);
 - brokers: :class:`TracedPublisher` instead of ``Publisher``, or :func:`inject` into the

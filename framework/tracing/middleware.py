@@ -51,7 +51,7 @@ def tracing(
     SERVER spans for HTTP, gRPC and WebSocket; CONSUMER spans for broker messages (a batch
     handler gets one span, linked to every message's context). The span is current while the
     handler runs, so logs carry its ``trace_id`` and outgoing calls made with the client
-    helpers (:class:`~framework.tracing.grpc_client.TracingClientInterceptor`,
+    helpers (:func:`~framework.tracing.grpc_client.client_interceptors`,
     :func:`~framework.tracing.http_client.traced_httpx_client`,
     :class:`~framework.tracing.publisher.TracedPublisher`, :func:`inject`) continue the trace.
     Errors are recorded with the framework error's code and reason

@@ -85,9 +85,7 @@ def record_server_failure(span: Span, transport: Transport, exc: BaseException) 
     if kind == "http":
         span.set_attribute("http.response.status_code", error.code)
     elif kind == "grpc":
-        span.set_attribute(
-            "rpc.grpc.status_code", GRPC_STATUS_NUMBERS.get(error.grpc_status, 2)
-        )
+        span.set_attribute("rpc.grpc.status_code", GRPC_STATUS_NUMBERS.get(error.grpc_status, 2))
     record_error(span, exc, error, failed=kind not in SERVER_KINDS or error.code >= 500)
 
 

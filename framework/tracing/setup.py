@@ -6,6 +6,7 @@ import logging
 from typing import Literal
 
 from framework.tracing.availability import TracingUnavailableError
+from framework.tracing.tracer import global_provider_changed
 
 try:
     from opentelemetry import trace
@@ -93,6 +94,7 @@ def setup_tracing(
         provider.add_span_processor(processor(span_exporter))
     if set_global:
         trace.set_tracer_provider(provider)
+        global_provider_changed()  # middleware built earlier starts tracing now
     _log.info(
         "tracing %s: exporter=%s sample_ratio=%s",
         service_name,

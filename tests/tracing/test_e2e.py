@@ -4,6 +4,7 @@ the memory broker -> subscriber, with the trace id in every hop's logs."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any
 
@@ -41,7 +42,7 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-class _Servicer(echo_pb2_grpc.EchoServicer):  # type: ignore[misc]
+class _Servicer(echo_pb2_grpc.EchoServicer):  # type: ignore[misc,name-defined]
     def __init__(self, publisher: TracedPublisher) -> None:
         self.publisher = publisher
 
@@ -116,7 +117,7 @@ async def test_one_trace_from_http_through_grpc_and_the_broker(recorder: SpanRec
     trace_id = client_http.context.trace_id
     assert {span.context.trace_id for span in hops} == {trace_id}
     assert client_http.parent is None
-    for parent, child in zip(hops, hops[1:], strict=False):
+    for parent, child in itertools.pairwise(hops):
         assert child.parent is not None
         assert child.parent.span_id == parent.context.span_id, (parent.name, child.name)
     assert [span.kind for span in hops] == [

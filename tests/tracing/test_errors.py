@@ -60,9 +60,11 @@ async def http_app(recorder: SpanRecorder) -> AsyncIterator[httpx.AsyncClient]:
     # recovery() inside tracing(): the span sees the 500 INTERNAL_ERROR the client gets.
     server = HttpServer(port=0, middlewares=[tracing(recorder.provider), recovery()])
     server.include_router(_items_router())
-    async with App("t", servers=[server], handle_signals=False):
-        async with httpx.AsyncClient(base_url=server.endpoint) as client:
-            yield client
+    async with (
+        App("t", servers=[server], handle_signals=False),
+        httpx.AsyncClient(base_url=server.endpoint) as client,
+    ):
+        yield client
 
 
 async def test_http_client_error_is_recorded_but_not_a_server_failure(
@@ -101,9 +103,11 @@ async def test_without_recovery_inside_the_span_sees_the_raw_exception(
 ) -> None:
     server = HttpServer(port=0, middlewares=[recovery(), tracing(recorder.provider)])
     server.include_router(_items_router())
-    async with App("t", servers=[server], handle_signals=False):
-        async with httpx.AsyncClient(base_url=server.endpoint) as client:
-            assert (await client.get("/items/500")).status_code == 500
+    async with (
+        App("t", servers=[server], handle_signals=False),
+        httpx.AsyncClient(base_url=server.endpoint) as client,
+    ):
+        assert (await client.get("/items/500")).status_code == 500
     span = recorder.one("GET /items/{item_id}")
     assert span.status.status_code is StatusCode.ERROR
     assert _attrs(span)["error.type"] == "RuntimeError"
@@ -133,9 +137,7 @@ def _by_kind(recorder: SpanRecorder, name: str) -> dict[SpanKind, ReadableSpan]:
     return spans
 
 
-async def test_grpc_error_reason_reaches_both_spans(
-    echo_stub: Any, recorder: SpanRecorder
-) -> None:
+async def test_grpc_error_reason_reaches_both_spans(echo_stub: Any, recorder: SpanRecorder) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await echo_stub.Unary(echo_pb2.EchoRequest(text="x", fail="error"))
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
@@ -157,9 +159,7 @@ async def test_grpc_error_reason_reaches_both_spans(
     assert client.status.description.startswith("404 ECHO_NOT_FOUND")
 
 
-async def test_grpc_crash_is_an_error_on_both_sides(
-    echo_stub: Any, recorder: SpanRecorder
-) -> None:
+async def test_grpc_crash_is_an_error_on_both_sides(echo_stub: Any, recorder: SpanRecorder) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await echo_stub.Unary(echo_pb2.EchoRequest(text="x", fail="crash"))
     assert raised.value.code() is grpc.StatusCode.INTERNAL

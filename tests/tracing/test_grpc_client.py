@@ -77,15 +77,13 @@ async def test_all_four_call_kinds_propagate_and_trace(
     async with grpc.aio.insecure_channel(target, interceptors=interceptors) as channel:
         stub = echo_pb2_grpc.EchoStub(channel)
         with tracer.start_as_current_span("caller") as caller:
-            reply = await stub.Unary(
-                echo_pb2.EchoRequest(text="u"), metadata=(("x-user", "ada"),)
-            )
+            reply = await stub.Unary(echo_pb2.EchoRequest(text="u"), metadata=(("x-user", "ada"),))
             assert reply.text == "u"
             # The span of a unary call has ended by the time the caller has the reply.
             assert recorder.named("echo.v1.Echo/Unary")[-1].kind is SpanKind.CLIENT
-            streamed = [r.text async for r in stub.ServerStream(
-                echo_pb2.EchoRequest(text="s", count=3)
-            )]
+            streamed = [
+                r.text async for r in stub.ServerStream(echo_pb2.EchoRequest(text="s", count=3))
+            ]
             assert streamed == ["s", "s", "s"]
             assert (await stub.ClientStream(_requests("a", "b"))).text == "ab"
             assert [r.text async for r in stub.Bidi(_requests("x", "y"))] == ["X", "Y"]
@@ -125,12 +123,35 @@ async def test_without_a_tracer_provider_calls_pass_through_untouched(
 ) -> None:
     target, seen = server
     # No provider given and no global one installed: tracing is off.
-    async with grpc.aio.insecure_channel(
-        target, interceptors=client_interceptors()
-    ) as channel:
+    async with grpc.aio.insecure_channel(target, interceptors=client_interceptors()) as channel:
         reply = await echo_pb2_grpc.EchoStub(channel).Unary(echo_pb2.EchoRequest(text="off"))
     assert reply.text == "off"
     assert "traceparent" not in seen[0]
     # The server still traces (it has a provider): a new trace, no remote parent.
     (span,) = recorder.named("echo.v1.Echo/Unary")
     assert span.kind is SpanKind.SERVER and span.parent is None
+
+
+async def test_a_stream_that_fails_midway_ends_its_span_with_the_reason(
+    server: tuple[str, Seen], recorder: SpanRecorder
+) -> None:
+    target, _ = server
+    async with grpc.aio.insecure_channel(
+        target, interceptors=client_interceptors(recorder.provider)
+    ) as channel:
+        stream = echo_pb2_grpc.EchoStub(channel).ServerStream(
+            echo_pb2.EchoRequest(text="f", count=3, fail="error", fail_at=1)
+        )
+        received = []
+        with pytest.raises(grpc.aio.AioRpcError):
+            async for reply in stream:
+                received.append(reply.index)
+        assert received == [0]
+    name = "echo.v1.Echo/ServerStream"
+    await recorder.wait_for(lambda spans: sum(s.name == name for s in spans) >= 2)
+    (client,) = [s for s in recorder.named(name) if s.kind is SpanKind.CLIENT]
+    assert client.attributes is not None
+    assert client.attributes["error.type"] == "ECHO_NOT_FOUND"
+    assert client.attributes["rpc.grpc.status_code"] == 5
+    assert client.status.description is not None
+    assert client.status.description.startswith("404 ECHO_NOT_FOUND")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -81,6 +81,7 @@ class BatchingPublisher:
         self._room = asyncio.Event()
         self._room.set()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -101,17 +102,17 @@ class BatchingPublisher:
         if self._pending >= self._max_pending:
             self._room.clear()
             await self._room.wait()
-        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[PublishResult] = loop.create_future()
         self._pending += 1
-        future.add_done_callback(self._resolved)
         buffer = self._buffer
         buffer.append((topic, body, key, encode_headers(headers) if headers else [], future))
         if len(buffer) >= self._chunk_size:
             self._send_buffer()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(
-                self._flush_interval, self._send_buffer
-            )
+            self._timer = loop.call_later(self._flush_interval, self._send_buffer)
         return future
 
     async def publish(
@@ -153,10 +154,21 @@ class BatchingPublisher:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _resolved(self, _: asyncio.Future[Any]) -> None:
-        self._pending -= 1
+    def _settle(self, count: int) -> None:
+        """``count`` submitted messages are resolved: make room for more."""
+        self._pending -= count
         if self._pending < self._max_pending:
             self._room.set()
+
+    def _fail(self, futures: Iterable[asyncio.Future[PublishResult]], exc: BaseException) -> None:
+        count = 0
+        for future in futures:
+            if not future.done():
+                future.set_exception(exc)
+                count += 1
+            elif future.cancelled():  # cancelled by its submitter: resolved all the same
+                count += 1
+        self._settle(count)
 
     def _send_buffer(self) -> None:
         if self._timer is not None:
@@ -175,10 +187,9 @@ class BatchingPublisher:
             chunk = await chunks.get()
             try:
                 await self._send_chunk(chunk)
-            except Exception as exc:  # every future of the chunk must learn the outcome
-                for *_, future in chunk:
-                    if not future.done():
-                        future.set_exception(exc)
+            except Exception as exc:  # a bug, not a broker error: still report it
+                _log.exception("batching publisher failed to send a chunk")
+                self._fail((item[4] for item in chunk), exc)
             finally:
                 chunks.task_done()
 
@@ -191,9 +202,7 @@ class BatchingPublisher:
             try:
                 known = sorted(await self._producer.partitions_for(topic))
             except Exception as exc:  # unknown/invalid topic: fail its messages only
-                for *_, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
+                self._fail((item[4] for item in items), exc)
                 continue
             groups: dict[int, list[_Item]] = {}
             for item in items:
@@ -212,19 +221,15 @@ class BatchingPublisher:
         members: list[tuple[int, asyncio.Future[PublishResult]]] = []
         for _, body, key, headers, future in items:
             metadata = batch.append(key=key, value=body, timestamp=None, headers=headers)
-            if metadata is None:
-                if members:  # batch full: ship it and start the next one
-                    await self._ship(batch, topic, partition, members)
-                    batch = producer.create_batch()
-                    members = []
-                    metadata = batch.append(key=key, value=body, timestamp=None, headers=headers)
-                if metadata is None:  # alone and still too big
-                    future.set_exception(
-                        MessageSizeTooLargeError(
-                            f"message of {len(body)} bytes does not fit in a batch (max_batch_size)"
-                        )
-                    )
-                    continue
+            if metadata is None and members:  # batch full: ship it, start the next one
+                await self._ship(batch, topic, partition, members)
+                batch = producer.create_batch()
+                members = []
+                metadata = batch.append(key=key, value=body, timestamp=None, headers=headers)
+            if metadata is None:  # refused by an empty batch: cannot be sent at all
+                error = MessageSizeTooLargeError(f"message of {len(body)} bytes refused")
+                self._fail((future,), error)
+                continue
             members.append((metadata.offset, future))
         if members:
             await self._ship(batch, topic, partition, members)
@@ -239,9 +244,7 @@ class BatchingPublisher:
         try:
             acked = await self._producer.send_batch(batch, topic, partition=partition)
         except Exception as exc:
-            for _, future in members:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail((future for _, future in members), exc)
             return
         self._unacked.add(acked)
 
@@ -249,13 +252,13 @@ class BatchingPublisher:
             self._unacked.discard(done)
             exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
             if exc is not None:
-                for _, future in members:
-                    if not future.done():
-                        future.set_exception(exc)
+                self._fail((future for _, future in members), exc)
                 return
             base = done.result().offset
+            # One callback per batch, not per message: this is the per-message hot path.
             for relative, future in members:
                 if not future.done():
                     future.set_result(PublishResult(topic, partition, base + relative))
+            self._settle(len(members))
 
         acked.add_done_callback(resolve)

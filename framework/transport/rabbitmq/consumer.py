@@ -20,6 +20,12 @@ A worker runs the processor (``retry_in_process=False``) and then:
 
 Finished deliveries are acked in batches by :class:`Acker`. If the retry/DLQ publish
 fails, the delivery is nacked back to the queue after a pause (never dropped).
+
+Retries go through the broker rather than sleeping in the worker, so a failing message
+never blocks its worker nor holds a prefetch slot; the price is that, while it waits in the
+retry queue, later messages with the same key are handled before it (as with Kafka retry
+topics). The attempt number travels in a header, not in RabbitMQ's ``x-death`` count, so
+it survives being republished and is exact whatever the delays.
 """
 
 from __future__ import annotations
@@ -106,9 +112,9 @@ def _to_message(delivered: aiormq.abc.DeliveredMessage) -> Message:
 
 
 def _copy_properties(message: Message, headers: dict[str, Any]) -> spec.Basic.Properties:
-    """Properties for a republished copy: the original ones minus ``expiration`` (a TTL
-    could silently drop it while it waits) and ``user_id`` (the broker checks it against
-    the publishing connection)."""
+    """Properties for a republished copy: the original ones minus ``expiration`` (a
+    per-message TTL would cut the retry delay short) and ``user_id`` (the broker checks it
+    against the publishing connection)."""
     props = message.raw.header.properties if message.raw is not None else None
     if props is None:
         return spec.Basic.Properties(

@@ -60,7 +60,6 @@ class ConfirmedPublisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         backoff = 0.05
-        refusals = 0
         last_error: BaseException | None = None
         where = f"exchange {exchange!r} routing key {routing_key!r}"
         while True:
@@ -81,9 +80,9 @@ class ConfirmedPublisher:
                 ) from exc
             except _FATAL as exc:
                 # The broker closes the whole channel, failing every publish in flight on
-                # it: give this one a second try so only the guilty publish fails.
-                refusals += 1
-                if refusals > 1:
+                # it. Its reason names the culprit ("no exchange 'x' in vhost '/'"): only
+                # that publish fails, the others go again on the restored channel.
+                if f"'{exchange}'" in str(exc):
                     raise TopologyError(f"publish to {where} refused by the broker: {exc}") from exc
                 last_error = exc
             except asyncio.CancelledError as exc:
