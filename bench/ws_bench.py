@@ -72,15 +72,17 @@ class _RawClient(asyncio.Protocol):
         ).encode()
         self.buffer = bytearray()
         self.open: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.on_frame: Callable[[bytes], None] = lambda _data: None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
         if not self.open.done():
             self.open.set_exception(ConnectionError(f"closed during handshake: {exc}"))
 
@@ -134,6 +136,17 @@ async def _open_many(port: int, count: int, batch: int = 100) -> list[_RawClient
     return clients
 
 
+_CLOSE_FRAME = bytes((0x88, 0x82)) + b"\0\0\0\0" + (1000).to_bytes(2, "big")
+
+
+async def _close_all(clients: list[_RawClient]) -> None:
+    """Close handshake: send a close frame; the server answers and closes the TCP connection."""
+    for client in clients:
+        assert client.transport is not None
+        client.transport.write(_CLOSE_FRAME)
+    await asyncio.wait_for(asyncio.gather(*(c.closed for c in clients)), 30)
+
+
 async def _echo_load(port: int, conns: int, round_trips: int) -> dict[str, Any]:
     """Each connection sends the next request as soon as the previous reply arrived."""
     clients = await _open_many(port, conns)
@@ -169,9 +182,7 @@ async def _echo_load(port: int, conns: int, round_trips: int) -> dict[str, Any]:
         )
     last = await asyncio.gather(*done)
     elapsed = time.perf_counter() - start
-    for client in clients:
-        assert client.transport is not None
-        client.transport.close()
+    await _close_all(clients)
     reply = orjson.loads(last[0])
     if reply != {"type": "echo.reply", "id": round_trips - 1, "payload": PAYLOAD}:
         raise AssertionError(f"unexpected final reply {reply!r}")
@@ -201,9 +212,7 @@ async def _fanout_load(port: int, clients_n: int, messages: int) -> dict[str, An
     assert clients[0].transport is not None
     clients[0].transport.write(_client_frame(b'{"type":"ready"}'))
     end = await asyncio.wait_for(all_done, 120)
-    for client in clients:
-        assert client.transport is not None
-        client.transport.close()
+    await _close_all(clients)
     return {"client_elapsed": end - first[0]}
 
 
@@ -215,7 +224,12 @@ def client_main() -> None:
         uvloop.install()
 
     async def serve_commands() -> None:
-        for line in sys.stdin:
+        while True:
+            # Read commands off the loop thread: the loop must keep running between commands
+            # (closing the previous run's connections, answering close handshakes).
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                return
             cmd = json.loads(line)
             if cmd["op"] == "echo":
                 result = await _echo_load(cmd["port"], cmd["conns"], cmd["round_trips"])
@@ -316,6 +330,12 @@ class BareTarget(Target):
         self.server: Any = None
 
     async def _handler(self, ws: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed):
+            await self._serve(ws)
+
+    async def _serve(self, ws: Any) -> None:
         async for raw in ws:
             try:
                 envelope = orjson.loads(raw)

@@ -24,37 +24,30 @@ def access_log(logger: logging.Logger | None = None, level: int = logging.INFO) 
     log = logger or logging.getLogger("pykratos.access")
 
     def middleware(handler: Handler) -> Handler:
-        async def run(request: Any) -> Any:
-            start = time.perf_counter()
+        def emit(at: int, start: float, code: int, reason: str, failed: bool) -> None:
             transport = from_context()
             fields: dict[str, Any] = {
                 "kind": transport.kind if transport else "",
                 "operation": transport.operation if transport else "",
+                "code": code,
+                "reason": reason,
+                "latency_ms": round((time.perf_counter() - start) * 1000, 3),
             }
+            message = "%s %s failed" if failed else "%s %s"
+            log.log(at, message, fields["kind"], fields["operation"], extra=fields)
+
+        async def run(request: Any) -> Any:
+            start = time.perf_counter()
             try:
                 reply = await handler(request)
             except Exception as exc:
                 error = from_exception(exc)
-                fields.update(
-                    code=error.code,
-                    reason=error.reason,
-                    latency_ms=round((time.perf_counter() - start) * 1000, 3),
-                )
-                log.log(
-                    logging.ERROR if error.code >= 500 else logging.WARNING,
-                    "%s %s failed",
-                    fields["kind"],
-                    fields["operation"],
-                    extra=fields,
-                )
+                emit(logging.ERROR if error.code >= 500 else logging.WARNING, start,
+                     error.code, error.reason, True)
                 raise
+            # The success path is the hot one: build nothing unless the line is written.
             if log.isEnabledFor(level):
-                fields.update(
-                    code=_reply_code(reply),
-                    reason="",
-                    latency_ms=round((time.perf_counter() - start) * 1000, 3),
-                )
-                log.log(level, "%s %s", fields["kind"], fields["operation"], extra=fields)
+                emit(level, start, _reply_code(reply), "", False)
             return reply
 
         return run

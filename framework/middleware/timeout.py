@@ -1,8 +1,16 @@
-"""Timeout: bound a handler's run time; an overrun becomes 504 ``TIMEOUT``."""
+"""Timeout: bound a handler's run time; an overrun becomes 504 ``TIMEOUT``.
+
+This middleware runs on every request, so it does not schedule one timer per request (each
+``call_later`` lands in the event loop's timer heap, and with long timeouts at high request
+rates that heap holds hundreds of thousands of cancelled entries). Requests are grouped by
+deadline into buckets of ``resolution`` seconds; one timer per bucket cancels whatever in it
+is still running. A handler therefore gets between ``seconds`` and ``seconds + resolution``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from framework.errors import GatewayTimeout
@@ -13,38 +21,68 @@ __all__ = ["TIMEOUT", "timeout"]
 TIMEOUT = "TIMEOUT"
 
 
-def timeout(seconds: float) -> Middleware:
+class _DeadlineBuckets:
+    """Tasks grouped by deadline; one loop timer per non-empty bucket."""
+
+    def __init__(self, seconds: float, resolution: float) -> None:
+        self.seconds = seconds
+        self.resolution = resolution
+        self.buckets: dict[int, set[asyncio.Task[Any]]] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+
+    def add(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> int:
+        slot = math.ceil((loop.time() + self.seconds) / self.resolution)
+        bucket = self.buckets.get(slot)
+        if bucket is None:
+            bucket = self.buckets[slot] = set()
+            loop.call_at(slot * self.resolution, self._expire, slot)
+        bucket.add(task)
+        return slot
+
+    def discard(self, slot: int, task: asyncio.Task[Any]) -> None:
+        bucket = self.buckets.get(slot)
+        if bucket is not None:
+            bucket.discard(task)
+
+    def _expire(self, slot: int) -> None:
+        for task in self.buckets.pop(slot, ()):
+            if not task.done():
+                self.expired.add(task)
+                task.cancel()
+
+
+def timeout(seconds: float, *, resolution: float | None = None) -> Middleware:
     """Cancel the handler after ``seconds`` and raise ``Error(504, "TIMEOUT")``.
 
-    Only the expiry this middleware scheduled becomes a 504: a ``TimeoutError`` raised by the
-    handler itself, or a cancellation from elsewhere (client gone, server stopping), passes
-    through unchanged.
+    ``resolution`` (default: a tenth of ``seconds``, at most 0.1 s) is how late the
+    cancellation may come. Only this middleware's expiry becomes a 504: a ``TimeoutError``
+    raised by the handler itself, or a cancellation from elsewhere (client gone, server
+    stopping), passes through unchanged.
     """
     if seconds <= 0:
         raise ValueError(f"timeout must be positive, got {seconds}")
+    step = resolution if resolution is not None else min(seconds / 10, 0.1)
+    if step <= 0:
+        raise ValueError(f"resolution must be positive, got {step}")
 
     def middleware(handler: Handler) -> Handler:
+        deadlines = _DeadlineBuckets(seconds, step)
+
         async def run(request: Any) -> Any:
             task = asyncio.current_task()
             if task is None:  # not inside a task: nothing to cancel
                 return await handler(request)
-            expired = False
-
-            def expire() -> None:
-                nonlocal expired
-                expired = True
-                task.cancel()
-
-            # A bare timer handle instead of asyncio.timeout(): this runs on every request.
-            timer = asyncio.get_running_loop().call_later(seconds, expire)
+            slot = deadlines.add(asyncio.get_running_loop(), task)
             try:
                 return await handler(request)
             except asyncio.CancelledError as exc:
-                if expired and task.uncancel() == 0:
-                    raise GatewayTimeout(TIMEOUT, f"handler exceeded {seconds}s") from exc
+                if task in deadlines.expired:
+                    deadlines.expired.discard(task)
+                    if task.uncancel() == 0:
+                        raise GatewayTimeout(TIMEOUT, f"handler exceeded {seconds}s") from exc
                 raise
             finally:
-                timer.cancel()
+                deadlines.discard(slot, task)
 
         return run
 

@@ -136,3 +136,24 @@ async def test_validate_uses_registry_then_own_validate_method() -> None:
     with pytest.raises(Error, match="invalid Plain"):
         await handler(Plain())
     assert await handler("no validator") == "no validator"
+
+
+async def test_timeout_buckets_release_finished_tasks_and_expire_only_slow_ones() -> None:
+    async def sleepy(delay: float) -> float:
+        await asyncio.sleep(delay)
+        return delay
+
+    handler = timeout(0.2, resolution=0.05)(sleepy)
+    results = await asyncio.gather(handler(0.01), handler(1.0), handler(0.05),
+                                   return_exceptions=True)
+    assert results[0] == 0.01 and results[2] == 0.05
+    assert isinstance(results[1], Error) and results[1].reason == TIMEOUT
+
+
+async def test_cancellation_from_elsewhere_is_not_reported_as_timeout() -> None:
+    handler = timeout(10)(lambda _: asyncio.sleep(5))
+    task = asyncio.create_task(handler(None))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

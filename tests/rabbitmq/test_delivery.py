@@ -118,7 +118,7 @@ async def test_graceful_stop_acks_what_finished_and_leaves_the_rest(env: RabbitE
     await started.wait(12)
     begin = time.monotonic()
     await server.stop(1.0)
-    assert time.monotonic() - begin < 3
+    assert time.monotonic() - begin < 5
     assert 200 in handled.items and 100 not in handled.items and 101 not in started.items
 
     # What finished was acked; 100 (cancelled) and 101 (never started) are redelivered.

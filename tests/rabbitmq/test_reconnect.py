@@ -90,7 +90,7 @@ async def test_publish_fails_after_publish_timeout_when_the_broker_stays_away(
         started = time.monotonic()
         with pytest.raises(PublishFailedError, match="not confirmed within 1s"):
             await publisher.publish(env.topic(), b"{}")
-        assert time.monotonic() - started < 4
+        assert time.monotonic() - started < 6
     finally:
         await env.aclose()
         if not deleted:

@@ -164,3 +164,16 @@ async def test_a_cancelled_handler_ends_its_span_as_cancelled(recorder: SpanReco
     span = recorder.one("process slow")
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "cancelled"
+
+
+async def test_an_http_reply_carrying_a_5xx_status_fails_the_span(recorder: SpanRecorder) -> None:
+    from starlette.responses import Response
+
+    async def unavailable(request: Any) -> Any:
+        return Response(status_code=503)
+
+    with transport_scope(Transport("http", "GET /health")):
+        await tracing(recorder.provider)(unavailable)(None)
+    span = recorder.one("GET /health")
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["http.response.status_code"] == 503

@@ -46,7 +46,11 @@ class KafkaOptions:
         auto_offset_reset: where a group without committed offsets starts; a broadcast
             subscription always starts at ``"latest"`` (its group is new on every start).
         max_records: records per fetch (``getmany``) call.
-        fetch_timeout_ms: how long one fetch call waits for records.
+        fetch_timeout_ms: how long one ``getmany`` call waits for records.
+        fetch_max_wait_ms: how long the broker may hold a fetch request that found no data.
+            One fetch per broker is in flight at a time, so while it waits on idle
+            partitions, partitions that have data wait too: keep it short (the client
+            default of 500 ms stalls a drain for up to that long).
         max_partition_fetch_bytes: bytes fetched per partition per request.
         max_buffered: fetched records waiting for a worker before fetching pauses.
         commit_interval: seconds between two offset commits while messages finish.
@@ -79,6 +83,7 @@ class KafkaOptions:
     auto_offset_reset: AutoOffsetReset = "earliest"
     max_records: int = 1_000
     fetch_timeout_ms: int = 500
+    fetch_max_wait_ms: int = 100
     max_partition_fetch_bytes: int = 1024 * 1024
     max_buffered: int = 4_000
     commit_interval: float = 1.0

@@ -174,6 +174,7 @@ class KafkaSubscription:
             heartbeat_interval_ms=min(options.heartbeat_interval_ms, session_timeout_ms // 3),
             max_poll_interval_ms=options.max_poll_interval_ms,
             max_partition_fetch_bytes=options.max_partition_fetch_bytes,
+            fetch_max_wait_ms=options.fetch_max_wait_ms,
             request_timeout_ms=options.request_timeout_ms,
         )
         consumer.subscribe([self.spec.topic], listener=_Listener(self))

@@ -440,9 +440,11 @@ class RabbitSubscription:
                     len(late),
                     timeout,
                 )
-        if self._acker is not None:
-            await self._acker.close()
+        # Bounded: during a reconnect these would wait for a connection that may not come.
         with contextlib.suppress(Exception):
-            await self._channel.close()
+            async with asyncio.timeout(max(deadline - loop.time(), 1.0)):
+                if self._acker is not None:
+                    await self._acker.close()
+                await self._channel.close()
         if self._on_stopped is not None:
             self._on_stopped(self)
