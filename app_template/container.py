@@ -18,7 +18,8 @@ from app_template.server.http import new_http_server
 from app_template.server.middleware import default_middlewares
 from app_template.service.order_grpc import OrderGrpcService
 from app_template.service.order_http import OrderHttpService
-from framework.broker import Publisher, create_broker
+from framework.broker import create_broker
+from framework.tracing import TracedPublisher
 
 __all__ = ["Container"]
 
@@ -39,7 +40,8 @@ class Container(containers.DeclarativeContainer):
         lambda conf: create_broker(conf.kind, **conf.options),
         config.provided.data.broker,
     )
-    publisher = providers.Singleton(Publisher, broker=broker)
+    # TracedPublisher: a plain Publisher plus a PRODUCER span and trace headers when tracing is on.
+    publisher = providers.Singleton(TracedPublisher, broker=broker)
     order_repo = providers.Singleton(SqlOrderRepo, database=database)
     order_events = providers.Singleton(BrokerOrderEvents, publisher=publisher)
 

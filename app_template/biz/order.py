@@ -9,23 +9,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from framework.errors import BadRequest, Conflict, NotFound
+from app_template.api.order.v1.order_errors import (
+    error_order_already_paid,
+    error_order_invalid,
+    error_order_not_found,
+)
 
 __all__ = [
-    "ORDER_ALREADY_PAID",
-    "ORDER_INVALID",
-    "ORDER_NOT_FOUND",
     "Order",
     "OrderEvents",
     "OrderRepo",
     "OrderStatus",
     "OrderUseCase",
 ]
-
-# Error reasons; the same strings as the ErrorReason enum in api/order/v1/order.proto.
-ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
-ORDER_INVALID = "ORDER_INVALID"
-ORDER_ALREADY_PAID = "ORDER_ALREADY_PAID"
 
 _log = logging.getLogger(__name__)
 
@@ -75,13 +71,12 @@ class OrderUseCase:
 
     async def create(self, customer_id: str, amount_cents: int, currency: str = "EUR") -> Order:
         if not customer_id:
-            raise BadRequest(ORDER_INVALID, "customer_id is required")
+            raise error_order_invalid("customer_id is required")
         if amount_cents <= 0:
-            raise BadRequest(ORDER_INVALID, "amount_cents must be positive",
-                             amount_cents=str(amount_cents))
+            raise error_order_invalid("amount_cents must be positive",
+                                      amount_cents=str(amount_cents))
         if len(currency) != 3 or not currency.isalpha():
-            raise BadRequest(ORDER_INVALID, "currency must be a 3-letter ISO code",
-                             currency=currency)
+            raise error_order_invalid("currency must be a 3-letter ISO code", currency=currency)
         order = Order(customer_id=customer_id, amount_cents=amount_cents,
                       currency=currency.upper())
         await self.repo.save(order)
@@ -91,7 +86,7 @@ class OrderUseCase:
     async def get(self, order_id: str) -> Order:
         order = await self.repo.get(order_id)
         if order is None:
-            raise NotFound(ORDER_NOT_FOUND, f"order {order_id} not found", order_id=order_id)
+            raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
         return order
 
     async def list(self, limit: int = 50) -> list[Order]:
@@ -101,8 +96,8 @@ class OrderUseCase:
         """Record that payment was requested and publish ``payment-success``."""
         order = await self.get(order_id)
         if order.status is OrderStatus.PAID:
-            raise Conflict(ORDER_ALREADY_PAID, f"order {order_id} is already paid",
-                           order_id=order_id)
+            raise error_order_already_paid(f"order {order_id} is already paid",
+                                           order_id=order_id)
         updated = await self.repo.set_status(order_id, OrderStatus.PAYMENT_PENDING)
         assert updated is not None
         await self.events.payment_succeeded(updated)

@@ -16,6 +16,7 @@ __all__ = [
     "HttpConf",
     "LogConf",
     "ServerConf",
+    "TracingConf",
 ]
 
 
@@ -71,6 +72,13 @@ class LogConf(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class TracingConf(_Strict):
+    enabled: bool = False
+    exporter: Literal["none", "console", "otlp"] = "console"
+    endpoint: str | None = Field(None, description="OTLP collector endpoint (exporter otlp)")
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
 class Bootstrap(_Strict):
     """The whole configuration tree."""
 
@@ -78,3 +86,4 @@ class Bootstrap(_Strict):
     server: ServerConf = ServerConf()
     data: DataConf = DataConf()
     log: LogConf = LogConf()
+    tracing: TracingConf = TracingConf()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from framework.middleware import Middleware, access_log, recovery, timeout, validate
+from framework.tracing import otel_available, tracing
 
 __all__ = ["default_middlewares"]
 
 
 def default_middlewares(timeout_seconds: float) -> list[Middleware]:
-    # access_log outermost so it measures and logs everything, including recovered errors.
-    return [access_log(), recovery(), timeout(timeout_seconds), validate()]
+    """Tracing first so access logs carry the trace id and spans see recovered errors; it is
+    a pass-through until ``tracing.enabled`` installs a tracer provider."""
+    middlewares = [tracing()] if otel_available() else []
+    # access_log before recovery so it measures and logs everything, including recovered errors.
+    return [*middlewares, access_log(), recovery(), timeout(timeout_seconds), validate()]

@@ -43,6 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     setup_logging(bootstrap.log.format, bootstrap.log.level)
+    if bootstrap.tracing.enabled:
+        from framework.tracing import setup_tracing
+
+        setup_tracing(
+            bootstrap.app.name,
+            bootstrap.tracing.exporter,
+            service_version=bootstrap.app.version,
+            endpoint=bootstrap.tracing.endpoint,
+            sample_ratio=bootstrap.tracing.sample_ratio,
+        )
     try:
         app = wire_app(bootstrap)
     except Exception:
