@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -76,8 +76,8 @@ class _RawClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.on_frame: Callable[[bytes], None] = lambda _data: None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+    def connection_made(self, transport: Any) -> None:  # uvloop's is no asyncio.Transport
+        self.transport = transport
         transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -163,9 +163,13 @@ async def _echo_load(port: int, conns: int, round_trips: int) -> dict[str, Any]:
         transport = client.transport
         assert transport is not None
 
-        def on_frame(data: bytes, frames: list[bytes] = frames, state: dict[str, int] = state,
-                     future: asyncio.Future[bytes] = future,
-                     transport: asyncio.Transport = transport) -> None:
+        def on_frame(
+            data: bytes,
+            frames: list[bytes] = frames,
+            state: dict[str, int] = state,
+            future: asyncio.Future[bytes] = future,
+            transport: asyncio.Transport = transport,
+        ) -> None:
             n = state["next"]
             if n < len(frames):
                 transport.write(frames[n])
@@ -358,7 +362,11 @@ class BareTarget(Target):
         from websockets.asyncio.server import serve
 
         self.server = await serve(
-            self._handler, "127.0.0.1", 0, ping_interval=None, write_limit=64 * 1024,
+            self._handler,
+            "127.0.0.1",
+            0,
+            ping_interval=None,
+            write_limit=64 * 1024,
             **_SERVE_KW,
         )
         self.port = self.server.sockets[0].getsockname()[1]
@@ -481,7 +489,7 @@ def main() -> None:
     if args.client:
         client_main()
         return
-    runner: Callable[[Awaitable[None]], None] = asyncio.run
+    runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     if not args.no_uvloop:
         with contextlib.suppress(ImportError):
             import uvloop

@@ -60,24 +60,32 @@ async def test_two_members_of_one_group_split_the_partitions(
             seen[name].append(ev.id)
             total.add()
 
-        return BrokerServer(KafkaBroker(bootstrap, client_id=name), [router])
+        # No periodic commit within the test: only the revocation can commit a's work.
+        kafka = KafkaBroker(bootstrap, client_id=name, commit_interval=60, commit_every=10**6)
+        return BrokerServer(kafka, [router])
+
+    async def publish(ids: range) -> None:
+        publisher = broker.batch_publisher()
+        futures = [await publisher.submit(topic, event(i), key=b"k%d" % i) for i in ids]
+        await asyncio.gather(*futures)
 
     a, b = member("a"), member("b")
     await a.start()
-    await b.start()  # joins: the group rebalances, a gives up two partitions
     try:
+        await publish(range(100))
+        await total.wait_for(100)  # a alone: all four partitions
+        await b.start()  # the group rebalances: a commits its work and gives up two partitions
         # b's join fixed the split; a takes its half when it re-syncs, even if after this.
-        publisher = broker.batch_publisher()
-        futures = [await publisher.submit(topic, event(i), key=b"k%d" % i) for i in range(200)]
-        await asyncio.gather(*futures)
-        await total.wait_for(200)
+        await publish(range(100, 300))
+        await total.wait_for(300)
         (sub_a,), (sub_b,) = subscriptions(a), subscriptions(b)
         assert len(sub_a.assignment) == len(sub_b.assignment) == 2
         assert not sub_a.assignment & sub_b.assignment
     finally:
         await asyncio.gather(a.stop(5), b.stop(5))
-    assert seen["a"] and seen["b"]
-    assert sorted(seen["a"] + seen["b"]) == list(range(200))  # each message once
+    assert seen["a"] and [i for i in seen["b"] if i >= 100]
+    # Each message once: what a handled before the rebalance was committed on revocation.
+    assert sorted(seen["a"] + seen["b"]) == list(range(300))
 
 
 async def test_two_groups_each_get_every_message(
@@ -256,3 +264,34 @@ async def test_batch_handler_gets_lists(
     assert sorted(ids) == list(range(120))
     assert max(sizes) <= 50
     assert max(sizes) > 1
+
+
+async def test_broadcast_gives_every_instance_every_new_message(
+    broker: KafkaBroker, bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    topic = unique("config-changed")
+    await broker.publish(topic, event(-1))  # before start: broadcast starts at "latest"
+    got: dict[str, list[int]] = {"one": [], "two": []}
+    both = Waiter()
+
+    def instance(name: str) -> BrokerServer:
+        router = Router()
+
+        @router.subscriber(topic, broadcast=True)
+        async def handle(ev: Event) -> None:
+            got[name].append(ev.id)
+            both.add()
+
+        return BrokerServer(KafkaBroker(bootstrap), [router])
+
+    one, two = instance("one"), instance("two")
+    await asyncio.gather(one.start(), two.start())
+    try:
+        groups = {s.group_id for server in (one, two) for s in subscriptions(server)}
+        assert len(groups) == 2  # a group per instance
+        for i in range(20):
+            await broker.publish(topic, event(i), key=b"k%d" % i)
+        await both.wait_for(40)
+    finally:
+        await asyncio.gather(one.stop(5), two.stop(5))
+    assert sorted(got["one"]) == sorted(got["two"]) == list(range(20))

@@ -13,7 +13,7 @@ from framework.broker import BrokerServer, Message, Router
 from framework.broker.options import UnsupportedOptionError
 from framework.broker.processor import SubscriberProcessor
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.kafka import KafkaBroker, KafkaUnavailableError
+from framework.transport.kafka import KafkaBroker, KafkaProducerError, KafkaUnavailableError
 from framework.transport.kafka.tansu import free_port
 from tests.kafka.conftest import create_topic, read_topic
 
@@ -143,3 +143,17 @@ async def test_subscribe_refuses_unknown_options_and_needs_connect(bootstrap: st
         await kafka.subscribe(plain, SubscriberProcessor(plain, broker_kind="kafka"))
     with pytest.raises(ValueError, match="ordering"):
         KafkaBroker(bootstrap, ordering="random")
+
+
+async def test_idempotent_producer_is_opt_in(bootstrap: str, unique: Callable[[str], str]) -> None:
+    kafka = KafkaBroker(bootstrap, enable_idempotence=True)
+    try:
+        await kafka.connect()
+    except KafkaProducerError as exc:
+        assert "InitProducerId" in str(exc)  # the failure says what is missing
+        pytest.skip("this broker (Tansu) has no idempotent producer: InitProducerId fails")
+    try:
+        result = await kafka.publish(unique("idempotent"), b"once")
+        assert result.offset is not None
+    finally:
+        await kafka.close()

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from framework.transport.websocket import WebSocketServer
+from framework.transport.websocket import Session, WebSocketServer
 
 TIMEOUT = 10.0  # generous per-operation bound for a busy machine
 
@@ -39,7 +39,7 @@ async def recv_json(client: ClientConnection) -> Any:
         return orjson.loads(await client.recv())
 
 
-async def request(client: ClientConnection, kind: str, payload: Any = None, id: Any = None) -> Any:  # noqa: A002
+async def request(client: ClientConnection, kind: str, payload: Any = None, id: Any = None) -> Any:
     """Send an envelope and return the next message."""
     envelope: dict[str, Any] = {"type": kind, "payload": payload}
     if id is not None:
@@ -64,11 +64,8 @@ def small_buffer_socket(endpoint: str, size: int = 4096) -> socket.socket:
     return sock
 
 
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Yield to the loop until ``predicate()`` holds (bounded; no sleeps in a busy loop)."""
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting until {what}")
+def shrink_send_buffer(session: Session, size: int = 4096) -> None:
+    """Shrink the server side's kernel send buffer (autotuned up to MiBs on loopback), so the
+    frames a non-reading client leaves behind pile up in the session, not in the kernel."""
+    sock = session.connection.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)

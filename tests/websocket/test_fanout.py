@@ -61,9 +61,11 @@ async def recv_three(client: Any) -> list[Any]:
 async def test_room_send_only_reaches_members(serve: Serve) -> None:
     ws, by_name, gone = rooms_server()
     await serve(ws)
-    async with open_client(f"{ws.endpoint}/?name=a") as a, open_client(
-        f"{ws.endpoint}/?name=b"
-    ) as b, open_client(f"{ws.endpoint}/?name=c") as c:
+    async with (
+        open_client(f"{ws.endpoint}/?name=a") as a,
+        open_client(f"{ws.endpoint}/?name=b") as b,
+        open_client(f"{ws.endpoint}/?name=c") as c,
+    ):
         assert (await request(a, "join", "orders:1", id=1))["payload"] == ["orders:1"]
         assert (await request(b, "join", "orders:1", id=1))["payload"] == ["orders:1"]
         assert (await request(b, "join", "orders:2", id=2))["payload"] == ["orders:1", "orders:2"]
@@ -107,3 +109,23 @@ async def test_session_send_from_handler_keeps_order_with_reply(serve: Serve) ->
         got = [await recv_json(client) for _ in range(4)]
     assert [m["type"] for m in got] == ["event", "event", "event", "subscribe.reply"]
     assert [m["payload"]["n"] for m in got[:3]] == [0, 1, 2]
+
+
+async def test_compression_negotiated_per_connection(serve: Serve) -> None:
+    ws = WebSocketServer(compression="deflate")
+
+    @ws.on("echo")
+    async def echo(payload: Any) -> Any:
+        return payload
+
+    await serve(ws)
+    async with (
+        open_client(ws.endpoint) as deflating,
+        open_client(ws.endpoint, compression=None) as plain,
+    ):
+        assert deflating.protocol.extensions and not plain.protocol.extensions
+        text = "compressible " * 200
+        assert (await request(deflating, "echo", text, id=1))["payload"] == text
+        assert await ws.broadcast({"text": text}, type="news") == 2
+        for client in (deflating, plain):
+            assert await recv_json(client) == {"type": "news", "payload": {"text": text}}

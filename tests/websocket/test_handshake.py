@@ -87,7 +87,9 @@ async def test_broken_authenticate_hook_is_a_500_not_an_open_door(serve: Serve) 
 
 async def test_origin_check(serve: Serve) -> None:
     ws = await serve(
-        whoami_server(allowed_origins=["https://shop.example", re.compile(r"https://.*\.shop\.example")])
+        whoami_server(
+            allowed_origins=["https://shop.example", re.compile(r"https://.*\.shop\.example")]
+        )
     )
     status, body = await rejected(ws.endpoint, origin="https://evil.example")
     assert (status, body["reason"]) == (403, "ORIGIN_NOT_ALLOWED")
@@ -129,3 +131,28 @@ async def test_path_routing(serve: Serve) -> None:
         assert (await request(client, "kind", id=1))["payload"] == "prices"
     status, body = await rejected(ws.endpoint + "/ws/unknown")
     assert (status, body["reason"]) == (404, "ROUTE_NOT_FOUND")
+
+
+async def test_router_declared_elsewhere_is_mounted_and_route_handlers_win(serve: Serve) -> None:
+    from framework.transport.websocket import WebSocketRouter
+
+    service = WebSocketRouter()
+
+    @service.on("hello")
+    async def hello(name: str) -> str:
+        return f"hello {name}"
+
+    @service.route("/ws/special").on("hello")
+    async def special_hello(name: str) -> str:
+        return f"special {name}"
+
+    ws = WebSocketServer()
+    ws.include_router(service)
+    ws.route("/ws/plain")
+    await serve(ws)
+    with pytest.raises(RuntimeError, match="before websocket server"):
+        ws.on("late")
+    async with open_client(ws.endpoint + "/ws/plain") as client:
+        assert (await request(client, "hello", "ann", id=1))["payload"] == "hello ann"
+    async with open_client(ws.endpoint + "/ws/special") as client:
+        assert (await request(client, "hello", "ann", id=1))["payload"] == "special ann"

@@ -62,8 +62,11 @@ async def test_typed_round_trip_with_correlation_id(serve: Serve) -> None:
     ws = await serve(shop_server())
     async with open_client(ws.endpoint) as client:
         reply = await request(client, "price.get", {"sku": "apple", "quantity": 3}, id="c-1")
-        assert reply == {"type": "price.get.reply", "id": "c-1",
-                         "payload": {"sku": "apple", "total_cents": 750}}
+        assert reply == {
+            "type": "price.get.reply",
+            "id": "c-1",
+            "payload": {"sku": "apple", "total_cents": 750},
+        }
         reply = await request(client, "price.get", {"sku": "pear"}, id=42)
         assert (reply["id"], reply["payload"]["total_cents"]) == (42, 250)
 
@@ -75,8 +78,12 @@ async def test_handler_error_becomes_error_frame_and_connection_stays_up(serve: 
         assert reply == {
             "type": "error",
             "id": 7,
-            "error": {"code": 404, "reason": "SKU_NOT_FOUND", "message": "no sku missing",
-                      "metadata": {"sku": "missing"}},
+            "error": {
+                "code": 404,
+                "reason": "SKU_NOT_FOUND",
+                "message": "no sku missing",
+                "metadata": {"sku": "missing"},
+            },
         }
         # An unexpected exception is a 500 that does not leak its text.
         reply = await request(client, "crash", id=8)
@@ -136,7 +143,10 @@ async def test_reply_without_id_and_none_result(serve: Serve) -> None:
         assert await asyncio.wait_for(seen.get(), TIMEOUT) == 1
         # With an id the client is waiting: a reply with a null payload acknowledges it.
         assert await request(client, "note", 2, id="a") == {
-            "type": "note.reply", "id": "a", "payload": None}
+            "type": "note.reply",
+            "id": "a",
+            "payload": None,
+        }
 
 
 async def test_binary_framing(serve: Serve) -> None:
@@ -151,17 +161,26 @@ async def test_binary_framing(serve: Serve) -> None:
         await client.send(encode_binary("reverse", b"\x00\x01\xff", "r1"))
         reply = decode_binary(await client.recv())
         assert (reply.type, reply.id, reply.payload, reply.binary) == (
-            "reverse.reply", "r1", b"\xff\x01\x00", True)
+            "reverse.reply",
+            "r1",
+            b"\xff\x01\x00",
+            True,
+        )
         # A JSON payload in a binary frame, validated into the model.
         await client.send(encode_binary("price.get", {"sku": "kiwi", "quantity": 2}, "p"))
         reply = decode_binary(await client.recv())
         assert (reply.type, orjson.loads(reply.payload)) == (
-            "price.get.reply", {"sku": "kiwi", "total_cents": 500})
+            "price.get.reply",
+            {"sku": "kiwi", "total_cents": 500},
+        )
         # Errors come back binary too.
         await client.send(encode_binary("price.get", {"sku": "missing"}, "q"))
         reply = decode_binary(await client.recv())
         assert (reply.type, reply.id, orjson.loads(reply.payload)["reason"]) == (
-            "error", "q", "SKU_NOT_FOUND")
+            "error",
+            "q",
+            "SKU_NOT_FOUND",
+        )
         await client.send(b"\x00")
         reply = decode_binary(await client.recv())
         assert orjson.loads(reply.payload)["reason"] == "BAD_FRAME"
@@ -184,8 +203,9 @@ async def test_middleware_sees_transport_context_and_session(serve: Serve) -> No
         return middleware
 
     ws = await serve(shop_server(middlewares=[recovery(), spy(), validate()]))
-    async with open_client(ws.endpoint + "/ws?room=1", additional_headers={"X-Tenant": "t1"}
-                           ) as client:
+    async with open_client(
+        ws.endpoint + "/ws?room=1", additional_headers={"X-Tenant": "t1"}
+    ) as client:
         await request(client, "price.get", {"sku": "fig"}, id=1)
     transport, payload = seen[0]
     assert transport.kind == "websocket"
@@ -227,8 +247,9 @@ class Container(containers.DeclarativeContainer):
 
 
 @inject
-async def priced(query: PriceQuery, session: Session,
-                 pricing: Pricing = Provide[Container.pricing]) -> dict[str, Any]:
+async def priced(
+    query: PriceQuery, session: Session, pricing: Pricing = Provide[Container.pricing]
+) -> dict[str, Any]:
     return {"cents": 100 * query.quantity * pricing.factor, "session": session.id != ""}
 
 

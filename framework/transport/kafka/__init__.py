@@ -8,7 +8,11 @@ Needs the ``kafka`` extra (``pip install pykratos[kafka]``).
 """
 
 from framework.transport.kafka.broker import KafkaBroker
-from framework.transport.kafka.errors import KafkaJoinError, KafkaUnavailableError
+from framework.transport.kafka.errors import (
+    KafkaJoinError,
+    KafkaProducerError,
+    KafkaUnavailableError,
+)
 from framework.transport.kafka.offsets import PartitionOffsets
 from framework.transport.kafka.options import KafkaOptions
 from framework.transport.kafka.publisher import BatchingPublisher
@@ -19,6 +23,7 @@ __all__ = [
     "KafkaBroker",
     "KafkaJoinError",
     "KafkaOptions",
+    "KafkaProducerError",
     "KafkaSubscription",
     "KafkaUnavailableError",
     "PartitionOffsets",

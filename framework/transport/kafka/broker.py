@@ -11,18 +11,17 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, get_args
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.options import check_options
 from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.kafka.errors import KafkaUnavailableError
+from framework.transport.kafka.errors import KafkaProducerError, KafkaUnavailableError
 from framework.transport.kafka.options import AutoOffsetReset, KafkaOptions, Ordering
 from framework.transport.kafka.publisher import BatchingPublisher
 from framework.transport.kafka.records import encode_headers
@@ -94,14 +93,20 @@ class KafkaBroker(Broker):
         try:
             async with asyncio.timeout(options.connect_timeout):
                 await producer.start()
-        except (TimeoutError, KafkaConnectionError, OSError) as exc:
+        except BaseException as exc:
             await producer.stop()
-            cause = (
-                f"no answer within {options.connect_timeout:g}s"
-                if isinstance(exc, TimeoutError)
-                else exc
-            )
-            raise KafkaUnavailableError(options.bootstrap_servers, cause) from exc
+            if isinstance(exc, TimeoutError):
+                cause = f"no answer within {options.connect_timeout:g}s"
+                raise KafkaUnavailableError(options.bootstrap_servers, cause) from exc
+            if isinstance(exc, KafkaConnectionError | OSError):
+                raise KafkaUnavailableError(options.bootstrap_servers, exc) from exc
+            if isinstance(exc, KafkaError) and options.enable_idempotence:
+                raise KafkaProducerError(
+                    f"Kafka producer on {options.bootstrap_servers} could not start with "
+                    f"enable_idempotence=True: InitProducerId failed ({exc!r}); the broker "
+                    "may not support idempotence (Tansu does not)"
+                ) from exc
+            raise
         self._producer = producer
 
     async def close(self) -> None:
@@ -194,11 +199,16 @@ class KafkaBroker(Broker):
         """
         check_options(spec, self.supported_options, self.kind)
         self._require_producer()  # dead letters go through it
-        reset: AutoOffsetReset = spec.options.get(
+        reset = spec.options.get(
             "auto_offset_reset", "latest" if spec.broadcast else self.options.auto_offset_reset
         )
-        ordering: Ordering = spec.options.get("ordering", self.options.ordering)
-        replace(self.options, auto_offset_reset=reset, ordering=ordering)  # validates both
+        ordering = spec.options.get("ordering", self.options.ordering)
+        if reset not in get_args(AutoOffsetReset) or ordering not in get_args(Ordering):
+            raise ValueError(
+                f"subscriber {spec.display_name} on {spec.topic!r}: auto_offset_reset must be "
+                f"one of {get_args(AutoOffsetReset)} (got {reset!r}) and ordering one of "
+                f"{get_args(Ordering)} (got {ordering!r})"
+            )
         subscription = KafkaSubscription(
             spec,
             processor,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["KafkaJoinError", "KafkaUnavailableError"]
+__all__ = ["KafkaJoinError", "KafkaProducerError", "KafkaUnavailableError"]
 
 
 class KafkaUnavailableError(ConnectionError):
@@ -16,3 +16,7 @@ class KafkaUnavailableError(ConnectionError):
 
 class KafkaJoinError(RuntimeError):
     """A consumer could not join its group or got no partition assignment in time."""
+
+
+class KafkaProducerError(RuntimeError):
+    """The cluster answered but the producer could not start (e.g. no idempotent producer)."""

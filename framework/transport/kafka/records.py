@@ -41,9 +41,10 @@ def to_message(record: Any) -> Message:
     topic = record.topic
     partition = record.partition
     offset = record.offset
+    value = record.value
     # Positional construction: this runs once per consumed message.
     return Message(
-        record.value if record.value is not None else b"",
+        b"" if value is None else value,
         topic,
         record.key,
         decode_headers(raw_headers) if raw_headers else {},

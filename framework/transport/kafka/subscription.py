@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from operator import attrgetter
 from typing import Any
 
@@ -54,6 +54,9 @@ _log = logging.getLogger("pykratos.kafka")
 _offset = attrgetter("offset")
 _DEAD = Outcome.DEAD
 _MAX_BACKOFF = 5.0
+# A stop must not hang on a dead broker: bounds for the final commit and the group leave.
+_FINAL_COMMIT_TIMEOUT = 5.0
+_CLOSE_TIMEOUT = 5.0
 
 
 async def _leave_generation_zero(consumer: AIOKafkaConsumer, group_id: str) -> None:
@@ -143,7 +146,10 @@ class KafkaSubscription:
         """
         work = self._work_batch if self.spec.batch is not None else self._work
         for worker in self._workers:
-            worker.task = asyncio.create_task(work(worker), name=f"kafka-worker-{worker.index}")
+            worker.task = asyncio.create_task(
+                self._guarded(f"worker {worker.index}", work(worker)),
+                name=f"kafka-worker-{worker.index}",
+            )
         try:
             try:
                 await self._join(self._options.session_timeout_ms)
@@ -159,8 +165,20 @@ class KafkaSubscription:
         except BaseException:
             await self.stop(0)
             raise
-        self._tasks.append(asyncio.create_task(self._fetch_loop(), name="kafka-fetch"))
-        self._tasks.append(asyncio.create_task(self._commit_loop(), name="kafka-commit"))
+        for name, body in (("fetch", self._fetch_loop()), ("commit", self._commit_loop())):
+            self._tasks.append(asyncio.create_task(self._guarded(name, body), name=f"kafka-{name}"))
+
+    async def _guarded(self, what: str, body: Coroutine[Any, Any, None]) -> None:
+        # Expected failures are handled inside each loop; this only makes a bug loud.
+        try:
+            await body
+        except Exception:
+            _log.exception(
+                "%s: Kafka %s task crashed; partitions it served stop progressing",
+                self.spec.display_name,
+                what,
+            )
+            raise
 
     async def _join(self, session_timeout_ms: int) -> None:
         options = self._options
@@ -183,6 +201,10 @@ class KafkaSubscription:
             async with asyncio.timeout(options.join_timeout):
                 await consumer.start()
                 await self._assigned.wait()
+                # Resolve where each partition starts now: with "latest", a message published
+                # after subscribe() returned must not fall before a lazily resolved position.
+                for tp in consumer.assignment():
+                    await consumer.position(tp)
         except TimeoutError:
             await self._close_consumer()
             raise KafkaJoinError(
@@ -227,15 +249,25 @@ class KafkaSubscription:
                     task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)
         if self._consumer is not None and self._partitions:
-            await self._commit(list(self._partitions.items()))
+            try:
+                async with asyncio.timeout(_FINAL_COMMIT_TIMEOUT):
+                    await self._commit(list(self._partitions.items()))
+            except TimeoutError:
+                _log.warning(
+                    "%s: final commit for group %r timed out; finished messages since the "
+                    "last commit will be redelivered",
+                    self.spec.display_name,
+                    self.group_id,
+                )
         await self._close_consumer()
 
     async def _close_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
-                await _leave_generation_zero(consumer, self.group_id)
-                await consumer.stop()
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await _leave_generation_zero(consumer, self.group_id)
+                    await consumer.stop()
             except Exception as exc:  # closing must not hide the original outcome
                 _log.warning("error while closing Kafka consumer %r: %r", self.group_id, exc)
 
@@ -347,15 +379,18 @@ class KafkaSubscription:
             event.set()
 
     async def _work(self, worker: Worker) -> None:
+        # The per-message hot path: keep the loop body to what each message needs.
         queue = worker.queue
         process = self._processor.process
         commit_every = self._options.commit_every
         while await self._next_chunk(worker):
             state, records = queue.popleft()
+            finish = state.finish
+            handled = 0
+            stop_at = state.stop_at
             try:
                 for record in records:
                     offset = record.offset
-                    stop_at = state.stop_at
                     if stop_at is not None and offset >= stop_at:
                         break
                     if offset > state.started:
@@ -367,14 +402,17 @@ class KafkaSubscription:
                         result = self._processor_failed(message, exc)
                     if result.outcome is _DEAD and not await self._dead(state, message, result):
                         break
-                    state.finish(offset)
-                    if state.stop_at is not None:
+                    finish(offset)
+                    handled += 1
+                    stop_at = state.stop_at  # closed while the handler ran?
+                    if stop_at is not None:
                         self._finished_one(state)
-                    self._finished += 1
-                    if self._finished >= commit_every:
-                        self._commit_now.set()
             finally:
                 self._release(len(records))
+                # Counted per chunk (at most max_records); commit_interval covers slow chunks.
+                self._finished += handled
+                if self._finished >= commit_every:
+                    self._commit_now.set()
 
     async def _work_batch(self, worker: Worker) -> None:
         policy = self.spec.batch

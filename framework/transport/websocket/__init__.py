@@ -40,6 +40,7 @@ from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.server import GOING_AWAY, IDLE_CLOSE_CODE, WebSocketServer
 from framework.transport.websocket.session import (
     SLOW_CLIENT_CLOSE_CODE,
+    Outgoing,
     Session,
     SlowClientPolicy,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "HandlerSignatureError",
     "Handshake",
     "Incoming",
+    "Outgoing",
     "Route",
     "Session",
     "SlowClientPolicy",

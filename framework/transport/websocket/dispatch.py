@@ -14,18 +14,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from framework.errors import BadRequest, Error, InternalServer
+from framework.errors import BadRequest, Error, InternalServer, ServiceUnavailable
 from framework.middleware import INTERNAL_ERROR
 from framework.middleware.core import Middleware
 from framework.transport.context import Transport, current_transport
 from framework.transport.websocket.envelope import (
     BAD_FRAME,
     REPLY_SUFFIX,
+    SHUTTING_DOWN,
     UNKNOWN_TYPE,
     FrameError,
     Incoming,
-    decode_binary,
-    decode_text,
+    decode,
     encode_binary,
     encode_error,
     encode_text,
@@ -39,7 +39,7 @@ from framework.transport.websocket.handler import (
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Session
 
-__all__ = ["KIND", "RouteTable", "compile_router", "dispatch"]
+__all__ = ["KIND", "RouteTable", "compile_router", "dispatch", "refuse"]
 
 #: ``Transport.kind`` of WebSocket messages.
 KIND = "websocket"
@@ -102,7 +102,7 @@ async def dispatch(session: Session, table: RouteTable, raw: str | bytes, endpoi
     """Serve one frame received from ``session``."""
     binary = not isinstance(raw, str)
     try:
-        incoming = decode_binary(raw) if binary else decode_text(raw)  # type: ignore[arg-type]
+        incoming = decode(raw)
     except FrameError as exc:
         _error(session, BadRequest(BAD_FRAME, str(exc)), None, binary)
         return
@@ -132,3 +132,14 @@ async def dispatch(session: Session, table: RouteTable, raw: str | bytes, endpoi
         _error(session, InternalServer(INTERNAL_ERROR, "internal error"), incoming.id, binary)
     finally:
         current_transport.reset(token)
+
+
+def refuse(session: Session, raw: str | bytes) -> None:
+    """Answer a frame that arrived during the stop with a 503 ``SHUTTING_DOWN`` error."""
+    binary = not isinstance(raw, str)
+    try:
+        incoming_id = decode(raw).id
+    except FrameError:
+        incoming_id = None
+    error = ServiceUnavailable(SHUTTING_DOWN, "server is shutting down")
+    session.push(encode_error(error, incoming_id, binary=binary), not binary)

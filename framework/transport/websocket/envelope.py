@@ -46,6 +46,7 @@ __all__ = [
     "UNKNOWN_TYPE",
     "FrameError",
     "Incoming",
+    "decode",
     "decode_binary",
     "decode_text",
     "dumps",
@@ -144,6 +145,11 @@ def decode_binary(raw: bytes) -> Incoming:
     except UnicodeDecodeError:
         raise FrameError("binary frame: type/id are not UTF-8") from None
     return Incoming(kind, bytes(raw[payload_at:]), correlation, True)
+
+
+def decode(raw: str | bytes) -> Incoming:
+    """Decode a received frame: ``str`` (text frame) or ``bytes`` (binary frame)."""
+    return decode_text(raw) if isinstance(raw, str) else decode_binary(raw)
 
 
 def encode_text(kind: str, payload: Any = None, id: Any = None) -> bytes:

@@ -83,6 +83,7 @@ class _Params:
     payload_type: Any
     session: str | None
     positional_payload: bool
+    session_keyword_only: bool
 
 
 def _analyse(fn: Callable[..., Any], what: str, *, takes_payload: bool) -> _Params:
@@ -96,6 +97,7 @@ def _analyse(fn: Callable[..., Any], what: str, *, takes_payload: bool) -> _Para
     payload_type: Any = Any
     session: str | None = None
     positional = False
+    session_keyword_only = False
     for name, param in signature.parameters.items():
         if name in markers or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
@@ -104,6 +106,10 @@ def _analyse(fn: Callable[..., Any], what: str, *, takes_payload: bool) -> _Para
             name == "session" and hint is inspect.Parameter.empty
         ):
             session = name
+            session_keyword_only = param.kind is param.KEYWORD_ONLY
+        elif not takes_payload and session is None:
+            session = name  # a callback's one parameter is the session, whatever its name
+            session_keyword_only = param.kind is param.KEYWORD_ONLY
         elif takes_payload and payload is None:
             payload = name
             payload_type = Any if hint is inspect.Parameter.empty else hint
@@ -113,7 +119,7 @@ def _analyse(fn: Callable[..., Any], what: str, *, takes_payload: bool) -> _Para
                 f"{what}: cannot supply parameter {name!r} (expected the payload, a Session"
                 " parameter, or dependency-injector Provide[...] defaults)"
             )
-    return _Params(payload, payload_type, session, positional)
+    return _Params(payload, payload_type, session, positional, session_keyword_only)
 
 
 def _payload_decoder(payload_type: Any) -> Callable[[Any], Any] | None:
@@ -222,8 +228,15 @@ def bind_callback(fn: Callable[..., Any], what: str) -> Callback:
     session_name = params.session
     is_async = inspect.iscoroutinefunction(fn)
 
+    by_keyword = params.session_keyword_only
+
     async def callback(session: Session) -> None:
-        result = fn(**({session_name: session} if session_name else {}))
+        if session_name is None:
+            result = fn()
+        elif by_keyword:
+            result = fn(**{session_name: session})
+        else:
+            result = fn(session)
         if is_async or inspect.isawaitable(result):
             await result
 

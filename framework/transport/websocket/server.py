@@ -26,8 +26,8 @@ from websockets.http11 import Request, Response
 
 from framework.errors import Error, NotFound, ServiceUnavailable
 from framework.middleware.core import Middleware, chain
-from framework.transport.websocket.dispatch import RouteTable, compile_router, dispatch
-from framework.transport.websocket.envelope import SHUTTING_DOWN, encode_error, encode_outbound
+from framework.transport.websocket.dispatch import RouteTable, compile_router, dispatch, refuse
+from framework.transport.websocket.envelope import SHUTTING_DOWN, encode_outbound
 from framework.transport.websocket.handshake import (
     ROUTE_NOT_FOUND,
     Authenticate,
@@ -37,9 +37,10 @@ from framework.transport.websocket.handshake import (
     check_origin,
     reject,
 )
+from framework.transport.websocket.idle import IdleWatch
 from framework.transport.websocket.registry import SessionRegistry
 from framework.transport.websocket.router import Route, WebSocketRouter
-from framework.transport.websocket.session import Session, SlowClientPolicy
+from framework.transport.websocket.session import Outgoing, Session, SlowClientPolicy
 
 __all__ = ["GOING_AWAY", "IDLE_CLOSE_CODE", "WebSocketServer"]
 
@@ -138,28 +139,37 @@ class WebSocketServer:
         self._inflight_done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    # -- registration (delegates to the router) ------------------------------------------
+    # -- registration (delegates to the router; handlers are bound at start) --------------
+
+    def _check_not_started(self, what: str) -> None:
+        if self._server is not None:
+            raise RuntimeError(
+                f"{what} must be called before websocket server {self.name!r} starts"
+            )
 
     def on(self, type: str) -> Callable[[F], F]:
         """Register the handler for messages of ``type`` on every path."""
+        self._check_not_started("on()")
         return self.router.on(type)
 
     def on_connect(self, fn: F) -> F:
         """Call ``fn(session)`` when a client connects (every path)."""
+        self._check_not_started("on_connect()")
         return self.router.on_connect(fn)
 
     def on_disconnect(self, fn: F) -> F:
         """Call ``fn(session)`` when a client is gone (every path)."""
+        self._check_not_started("on_disconnect()")
         return self.router.on_disconnect(fn)
 
     def route(self, path: str) -> Route:
         """Handlers for one path (see :class:`~framework.transport.websocket.router.Route`)."""
+        self._check_not_started("route()")
         return self.router.route(path)
 
     def include_router(self, router: WebSocketRouter) -> None:
         """Mount the handlers of a router declared elsewhere (the service layer)."""
-        if self._server is not None:
-            raise RuntimeError("include_router() must be called before start()")
+        self._check_not_started("include_router()")
         self.router.include(router)
 
     # -- Server protocol -----------------------------------------------------------------
@@ -266,13 +276,13 @@ class WebSocketServer:
         members = self._registry.members(room)
         if not members:
             return 0
-        data, text = encode_outbound(obj, type)
-        return sum(1 for session in members if session.push(data, text))
+        frame = Outgoing(*encode_outbound(obj, type))
+        return sum(1 for session in members if session.push_frame(frame))
 
     async def broadcast(self, obj: Any, *, type: str | None = None) -> int:
         """Send ``obj`` to every connected session; returns how many took it."""
-        data, text = encode_outbound(obj, type)
-        return sum(1 for session in self._registry if session.push(data, text))
+        frame = Outgoing(*encode_outbound(obj, type))
+        return sum(1 for session in self._registry if session.push_frame(frame))
 
     # -- connection handling -------------------------------------------------------------
 
@@ -321,7 +331,9 @@ class WebSocketServer:
         )
         self._registry.add(session)
         session.start()
-        idle = _IdleWatch(session, self._idle_timeout) if self._idle_timeout else None
+        idle = (
+            IdleWatch(session, self._idle_timeout, IDLE_CLOSE_CODE) if self._idle_timeout else None
+        )
         try:
             if await self._connected(session, table):
                 await self._read(session, table)
@@ -358,9 +370,7 @@ class WebSocketServer:
             async for raw in session.connection:
                 session.last_seen = clock()
                 if self._stopping:
-                    binary = not isinstance(raw, str)
-                    error = ServiceUnavailable(SHUTTING_DOWN, "server is shutting down")
-                    session.push(encode_error(error, binary=binary), not binary)
+                    refuse(session, raw)
                     continue
                 self._inflight += 1
                 try:
@@ -371,33 +381,3 @@ class WebSocketServer:
                         self._inflight_done.set()
         except ConnectionClosed:
             pass  # oversize (1009), ping timeout, abrupt disconnect: the session just ends
-
-
-class _IdleWatch:
-    """Closes a session that received nothing for ``timeout`` seconds.
-
-    One timer per session, re-armed only when it fires early, so a busy connection costs a
-    clock read per message instead of a timer per message.
-    """
-
-    __slots__ = ("_handle", "_session", "_task", "_timeout")
-
-    def __init__(self, session: Session, timeout: float) -> None:
-        self._session = session
-        self._timeout = timeout
-        self._task: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        session.last_seen = loop.time()
-        self._handle = loop.call_at(session.last_seen + timeout, self._check)
-
-    def _check(self) -> None:
-        loop = asyncio.get_running_loop()
-        due = self._session.last_seen + self._timeout
-        if loop.time() < due:
-            self._handle = loop.call_at(due, self._check)
-            return
-        _log.info("closing idle websocket session %s", self._session.id)
-        self._task = loop.create_task(self._session.close(IDLE_CLOSE_CODE, "idle timeout"))
-
-    def cancel(self) -> None:
-        self._handle.cancel()

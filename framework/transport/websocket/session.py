@@ -1,10 +1,11 @@
 """One connected client: identity, rooms and a bounded outbound queue with its writer task.
 
-Sending never waits for the socket. :meth:`Session.push` writes the frame straight into the
-connection's transport when nothing is queued and the transport's write buffer is below
-``write_limit`` (the common case: no task switch, no copy per frame beyond the frame header).
-Otherwise the frame joins a bounded queue that the session's writer task drains as the client
-reads. When the queue is full the slow-client policy applies:
+Sending never waits for the socket. :meth:`Session.push_frame` writes the frame straight into
+the connection's transport when nothing is queued and the transport's write buffer is below
+``write_limit`` (the common case: no task switch, and a broadcast frames its message once for
+every client, see :class:`Outgoing`). Otherwise the frame joins a bounded queue that the
+session's writer task drains as the client reads. When the queue is full the slow-client
+policy applies:
 
 - ``"drop_oldest"``: the oldest queued frame is discarded (counted in :attr:`Session.dropped`);
   fine for state updates where the newest matters most;
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN
 
 from framework.transport.websocket.envelope import encode_outbound
@@ -33,7 +35,7 @@ from framework.transport.websocket.envelope import encode_outbound
 if TYPE_CHECKING:
     from framework.transport.websocket.registry import SessionRegistry
 
-__all__ = ["SLOW_CLIENT_CLOSE_CODE", "Session", "SlowClientPolicy"]
+__all__ = ["SLOW_CLIENT_CLOSE_CODE", "Outgoing", "Session", "SlowClientPolicy"]
 
 SlowClientPolicy = Literal["drop_oldest", "disconnect"]
 
@@ -41,6 +43,38 @@ SlowClientPolicy = Literal["drop_oldest", "disconnect"]
 SLOW_CLIENT_CLOSE_CODE = 1013
 
 _log = logging.getLogger("pykratos.websocket")
+
+
+class Outgoing:
+    """One outbound message, shareable by any number of sessions.
+
+    Server frames are not masked, so every connection without extensions puts the very same
+    bytes on the wire: :attr:`wire` frames the message once, on first use, and a broadcast
+    then costs one ``transport.write`` per client.
+    """
+
+    __slots__ = ("_wire", "data", "text")
+
+    def __init__(self, data: bytes, text: bool = True) -> None:
+        self.data = data
+        self.text = text
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        """The complete, unmasked WebSocket frame."""
+        if self._wire is None:
+            opcode = Opcode.TEXT if self.text else Opcode.BINARY
+            self._wire = Frame(opcode, self.data).serialize(mask=False)
+        return self._wire
+
+    def send_via(self, connection: ServerConnection) -> None:
+        """Frame it through the connection's protocol (negotiated extensions apply)."""
+        if self.text:
+            connection.protocol.send_text(self.data)
+        else:
+            connection.protocol.send_binary(self.data)
+        connection.send_data()
 
 
 class Session:
@@ -112,7 +146,7 @@ class Session:
         self.rooms_joined: set[str] = set()
         self._connection = connection
         self._registry = registry
-        self._queue: deque[tuple[bytes, bool]] = deque()
+        self._queue: deque[Outgoing] = deque()
         self._queue_size = send_queue_size
         self._policy = slow_client_policy
         self._write_limit = write_limit
@@ -172,28 +206,32 @@ class Session:
         return self.push(data, text)
 
     def push(self, data: bytes, text: bool = True) -> bool:
-        """Queue an already encoded frame (used for fan-out: encode once, push to many)."""
+        """Queue an already encoded message (``text``: send it as a text frame)."""
+        return self.push_frame(Outgoing(data, text))
+
+    def push_frame(self, frame: Outgoing) -> bool:
+        """Queue a message shared by many sessions (fan-out: encoded and framed once)."""
         if self._closed:
             return False
         if not self._queue and not self._writing:
             connection = self._connection
             if connection.protocol.state is not OPEN:
                 return False
-            if connection.transport.get_write_buffer_size() <= self._write_limit:
-                # Fast path, as websockets.broadcast does: frame it and hand it to the transport
-                # now; nothing is queued ahead of it, so ordering holds.
+            transport = connection.transport
+            if transport.get_write_buffer_size() <= self._write_limit:
+                # Fast path, as websockets.broadcast does: hand the frame to the transport now;
+                # nothing is queued ahead of it, so ordering holds.
                 try:
-                    if text:
-                        connection.protocol.send_text(data)
+                    if connection.protocol.extensions:  # e.g. deflate: frame per connection
+                        frame.send_via(connection)
                     else:
-                        connection.protocol.send_binary(data)
-                    connection.send_data()
+                        transport.write(frame.wire)
                 except Exception as exc:  # the transport broke under us: the reader sees it
                     _log.debug("write to session %s failed: %r", self.id, exc)
                     return False
                 return True
         queue = self._queue
-        queue.append((data, text))
+        queue.append(frame)
         if len(queue) > self._queue_size:
             self._overflow()
         elif len(queue) == 1:
@@ -226,12 +264,12 @@ class Session:
             await self._wakeup.wait()
             self._wakeup.clear()
             while queue:
-                data, text = queue.popleft()
+                frame = queue.popleft()
                 self._writing = True
                 try:
                     # send() writes, then waits while the transport is above its high-water
                     # mark: the writer advances only as fast as the client reads.
-                    await connection.send(data, text=text)
+                    await connection.send(frame.data, text=frame.text)
                 except ConnectionClosed:
                     queue.clear()
                     self._closed = True
