@@ -16,8 +16,10 @@ from app_template.data.order_repo import SqlOrderRepo
 from app_template.server.grpc import new_grpc_server
 from app_template.server.http import new_http_server
 from app_template.server.middleware import default_middlewares
+from app_template.server.websocket import new_websocket_server
 from app_template.service.order_grpc import OrderGrpcService
 from app_template.service.order_http import OrderHttpService
+from app_template.service.order_ws import OrderWsService
 from framework.broker import create_broker
 from framework.tracing import TracedPublisher
 
@@ -51,6 +53,7 @@ class Container(containers.DeclarativeContainer):
     # service
     order_http = providers.Singleton(OrderHttpService, usecase=order_usecase)
     order_grpc = providers.Singleton(OrderGrpcService, usecase=order_usecase)
+    order_ws = providers.Singleton(OrderWsService, usecase=order_usecase)
 
     # servers
     http_server = providers.Singleton(
@@ -64,4 +67,11 @@ class Container(containers.DeclarativeContainer):
         conf=config.provided.server.grpc,
         middlewares=providers.Callable(default_middlewares, config.provided.server.grpc.timeout),
         orders=order_grpc,
+    )
+    ws_server = providers.Singleton(
+        new_websocket_server,
+        conf=config.provided.server.websocket,
+        middlewares=providers.Callable(default_middlewares,
+                                       config.provided.server.websocket.timeout),
+        orders=order_ws,
     )

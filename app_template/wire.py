@@ -25,14 +25,20 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
     broker_server = BrokerServer(
         container.broker(),
         routers=[order_events.router],
-        middlewares=default_middlewares(bootstrap.server.http.timeout),
+        middlewares=default_middlewares(bootstrap.data.broker.timeout),
         name="events",
     )
     return App(
         bootstrap.app.name,
         version=bootstrap.app.version,
-        # Stopped in reverse: HTTP and gRPC stop taking requests before the broker drains.
-        servers=[broker_server, container.grpc_server(), container.http_server()],
+        # Stopped in reverse: HTTP and gRPC stop taking requests first; the WebSocket server
+        # closes its sessions (1001) before the broker, whose subscribers push to them, drains.
+        servers=[
+            broker_server,
+            container.ws_server(),
+            container.grpc_server(),
+            container.http_server(),
+        ],
         resources=[container.database()],
         stop_timeout=bootstrap.app.stop_timeout,
         drain_delay=bootstrap.app.drain_delay,

@@ -265,13 +265,12 @@ async def run(servers: str, count: int, partitions: int, rounds: int) -> None:
             f"{d.name:<42}{d.rate:>10,.0f}{d.rate / raw.rate:>8.2f}x"
             f"{d.rate / faststream.rate:>7.2f}x{d.start_to_first:>11.2f}s"
         )
-    print(
-        "  all rounds, msg/s: "
-        + "; ".join(
-            f"{found[0].name.split(' (')[0]} " + "/".join(f"{d.rate:,.0f}" for d in found)
-            for found in results
-        )
+    labels = ["raw/json", "raw/orjson", "raw/pydantic", "pykratos", "FastStream"]
+    every = "; ".join(
+        f"{label} " + "/".join(f"{d.rate:,.0f}" for d in found)
+        for label, found in zip(labels, results, strict=True)
     )
+    print(f"  every round, msg/s: {every}")
 
     batching_rates, raw_rates = [], []
     for _ in range(rounds):

@@ -17,6 +17,7 @@ __all__ = [
     "LogConf",
     "ServerConf",
     "TracingConf",
+    "WebSocketConf",
 ]
 
 
@@ -45,9 +46,20 @@ class GrpcConf(_Strict):
     reflection: bool = True
 
 
+class WebSocketConf(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(8001, ge=0, le=65535)
+    timeout: float = Field(30.0, gt=0, description="per-message handler timeout, seconds")
+    max_message_size: int = Field(64 * 1024, gt=0, description="bytes; larger frames close 1009")
+    send_queue_size: int = Field(256, gt=0, description="frames queued per slow client")
+    slow_client_policy: Literal["drop_oldest", "disconnect"] = "drop_oldest"
+    allowed_origins: list[str] | None = Field(None, description="None allows any origin")
+
+
 class ServerConf(_Strict):
     http: HttpConf = HttpConf()
     grpc: GrpcConf = GrpcConf()
+    websocket: WebSocketConf = WebSocketConf()
 
 
 class DatabaseConf(_Strict):
@@ -58,6 +70,7 @@ class DatabaseConf(_Strict):
 
 class BrokerConf(_Strict):
     kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
+    timeout: float = Field(30.0, gt=0, description="per-message handler timeout, seconds")
     #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ)
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -13,7 +13,9 @@ from dependency_injector.wiring import Provide, inject
 
 from app_template.api.order.v1.events import ORDER_PAID, PAYMENT_SUCCESS, OrderPaid, PaymentSucceeded
 from app_template.biz.order import OrderUseCase
+from app_template.service.order_ws import push_order_status
 from framework.broker import Router
+from framework.transport.websocket import WebSocketServer
 
 __all__ = ["router"]
 
@@ -40,3 +42,12 @@ async def notify_order_paid(event: OrderPaid) -> None:
         event.customer_id,
         extra={"order_id": event.order_id, "customer_id": event.customer_id},
     )
+
+
+# broadcast: every instance gets every event, because the watching clients are spread over
+# the instances' WebSocket servers.
+@router.subscriber(ORDER_PAID, broadcast=True)
+@inject
+async def push_order_paid(event: OrderPaid, ws: WebSocketServer = Provide["ws_server"]) -> None:
+    """Push the new status to the WebSocket clients watching this order."""
+    await push_order_status(ws, event)

@@ -22,6 +22,7 @@ def make_bootstrap(db_url: str, schema: str | None = None) -> Bootstrap:
             "server": {
                 "http": {"host": "127.0.0.1", "port": 0},
                 "grpc": {"host": "127.0.0.1", "port": 0},
+                "websocket": {"host": "127.0.0.1", "port": 0},
             },
             "data": {"database": {"url": db_url, "schema": schema}},
             "app": {"stop_timeout": 5},

@@ -45,6 +45,8 @@ async def test_runs_on_embedded_defaults_and_stops_on_sigterm(tmp_path: Path) ->
         "HTTP_PORT": str(http_port),
         "APP_SERVER__GRPC__PORT": str(grpc_port),  # the env-override path, not a placeholder
         "APP_SERVER__GRPC__HOST": "127.0.0.1",
+        "WS_HOST": "127.0.0.1",
+        "WS_PORT": "0",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}",
     }
     proc = await asyncio.create_subprocess_exec(

@@ -37,6 +37,8 @@ def service_env(tmp: Path, http_port: int, grpc_port: int) -> dict[str, str]:
         "HTTP_PORT": str(http_port),
         "GRPC_HOST": "127.0.0.1",
         "GRPC_PORT": str(grpc_port),
+        "WS_HOST": "127.0.0.1",
+        "WS_PORT": "0",  # any free port: these tests do not talk WebSocket
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'orders.db'}",
     }
 

@@ -26,6 +26,7 @@ def _default(value: Any) -> Any:
 
 HTTP_PORT = int(_default(CONFIG["server"]["http"]["port"]))
 GRPC_PORT = int(_default(CONFIG["server"]["grpc"]["port"]))
+WS_PORT = int(_default(CONFIG["server"]["websocket"]["port"]))
 STOP_TIMEOUT = float(CONFIG["app"]["stop_timeout"])
 
 
@@ -70,7 +71,7 @@ def test_kustomization_lists_every_manifest() -> None:
 def test_deployment_ports_and_probes_match_the_config() -> None:
     container = _container()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": HTTP_PORT, "grpc": GRPC_PORT}
+    assert ports == {"http": HTTP_PORT, "grpc": GRPC_PORT, "ws": WS_PORT}
     live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
     assert (live["path"], _port_number(container, live["port"])) == ("/healthz", HTTP_PORT)
     assert (ready["path"], _port_number(container, ready["port"])) == ("/readyz", HTTP_PORT)
@@ -109,6 +110,7 @@ def test_service_and_hpa_target_the_deployment() -> None:
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
         "http": HTTP_PORT,
         "grpc": GRPC_PORT,
+        "ws": WS_PORT,
     }
     hpa = _load("hpa.yaml")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
@@ -126,7 +128,9 @@ def test_compose_has_the_stack_and_consistent_ports() -> None:
     assert (DEPLOY / app["build"]["context"] / app["build"]["dockerfile"]).resolve() == (
         DEPLOY / "Dockerfile"
     )
-    assert {f"{HTTP_PORT}:{HTTP_PORT}", f"{GRPC_PORT}:{GRPC_PORT}"} <= set(app["ports"])
+    assert {f"{HTTP_PORT}:{HTTP_PORT}", f"{GRPC_PORT}:{GRPC_PORT}", f"{WS_PORT}:{WS_PORT}"} <= set(
+        app["ports"]
+    )
     grace = float(app["stop_grace_period"].removesuffix("s"))
     assert grace > STOP_TIMEOUT
     for volume in services["otel-collector"]["volumes"]:
@@ -135,7 +139,9 @@ def test_compose_has_the_stack_and_consistent_ports() -> None:
 
 def test_dockerfile_exposes_the_ports_and_runs_the_service() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert re.search(rf"^EXPOSE {HTTP_PORT} {GRPC_PORT}$", dockerfile, re.M)
+    exposed = re.search(r"^EXPOSE (.+)$", dockerfile, re.M)
+    assert exposed is not None
+    assert set(exposed.group(1).split()) == {str(HTTP_PORT), str(GRPC_PORT), str(WS_PORT)}
     assert dockerfile.count("\nFROM ") == 2  # multi-stage
     cmd = re.findall(r"^CMD (.+)$", dockerfile, re.M)
     assert cmd == ['["python", "-m", "cmd.server", "-conf", "configs/"]']

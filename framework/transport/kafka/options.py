@@ -40,7 +40,7 @@ class KafkaOptions:
         compression_type: ``None``, ``"gzip"``, ``"snappy"``, ``"lz4"`` or ``"zstd"``.
         session_timeout_ms: consumer group session timeout.
         fallback_session_timeout_ms: used when the broker rejects ``session_timeout_ms``.
-        heartbeat_interval_ms: consumer heartbeat period (must be < session timeout / 3).
+        heartbeat_interval_ms: consumer heartbeat period (capped at a third of the session timeout).
         max_poll_interval_ms: maximum time between two fetches before leaving the group.
         join_timeout: seconds ``subscribe`` waits for the group join and assignment.
         auto_offset_reset: where a group without committed offsets starts; a broadcast

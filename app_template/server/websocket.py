@@ -1,0 +1,27 @@
+"""Build the WebSocket server from config and the service layer."""
+
+from __future__ import annotations
+
+from app_template.conf.conf import WebSocketConf
+from app_template.service.order_ws import OrderWsService
+from framework.middleware import Middleware
+from framework.transport.websocket import WebSocketServer
+
+__all__ = ["new_websocket_server"]
+
+
+def new_websocket_server(
+    conf: WebSocketConf, middlewares: list[Middleware], orders: OrderWsService
+) -> WebSocketServer:
+    server = WebSocketServer(
+        conf.host,
+        conf.port,
+        middlewares=middlewares,
+        name="websocket",
+        max_message_size=conf.max_message_size,
+        send_queue_size=conf.send_queue_size,
+        slow_client_policy=conf.slow_client_policy,
+        allowed_origins=conf.allowed_origins,
+    )
+    server.include_router(orders.router)
+    return server
