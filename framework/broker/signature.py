@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from framework.broker.message import Message
+from framework.di import WiringError, check_wired, is_marker
 
 __all__ = [
     "HandlerSignature",
@@ -32,10 +33,6 @@ __all__ = [
     "remember_signature",
     "signature_of",
 ]
-
-
-class WiringError(RuntimeError):
-    """A handler depends on dependency-injector markers that were never wired."""
 
 
 class UnresolvedAnnotationError(TypeError):
@@ -73,18 +70,12 @@ def handler_name(fn: Callable[..., Any]) -> str:
     return f"{module}.{qualname}" if module else qualname
 
 
-def _is_marker(value: Any) -> bool:
-    # dependency-injector's Provide/Provider/Closing markers all carry this class flag; testing
-    # it avoids importing dependency_injector.wiring in code paths that do not use DI.
-    return getattr(type(value), "__IS_MARKER__", False) is True
-
-
 def _marker_of(parameter: inspect.Parameter, annotation: Any) -> Any:
     if typing.get_origin(annotation) is Annotated:
         for extra in typing.get_args(annotation)[1:]:
-            if _is_marker(extra):
+            if is_marker(extra):
                 return extra
-    if _is_marker(parameter.default):
+    if is_marker(parameter.default):
         return parameter.default
     return None
 
@@ -210,43 +201,6 @@ def signature_of(fn: Callable[..., Any]) -> HandlerSignature:
     return cached if cached is not None else inspect_handler(fn)
 
 
-def _wired_injections(fn: Callable[..., Any]) -> dict[str, Any] | None:
-    """Parameter -> provider bound by wiring, or ``None`` if ``fn`` is not ``@inject``-ed."""
-    try:
-        from dependency_injector import wiring
-    except ImportError:  # pragma: no cover - dependency-injector is a core dependency
-        return None
-    # dependency-injector keeps the bindings of each @inject-ed function in a registry that
-    # container.wire() fills; there is no public accessor, so read it defensively.
-    registry = getattr(wiring, "_patched_registry", None)
-    get_callable = getattr(registry, "get_callable", None)
-    if get_callable is None:  # pragma: no cover - a future dependency-injector
-        return {}
-    patched = get_callable(fn)
-    if patched is None:
-        return None
-    injections: dict[str, Any] = patched.injections
-    return injections
-
-
 def check_wiring(fn: Callable[..., Any], signature: HandlerSignature, name: str = "") -> None:
     """Raise :class:`WiringError` if ``fn`` would receive a bare ``Provide`` marker."""
-    if not signature.markers:
-        return
-    label = name or handler_name(fn)
-    injections = _wired_injections(fn)
-    if injections is None:
-        param, marker = signature.markers[0]
-        raise WiringError(
-            f"handler {label}: parameter {param!r} defaults to the dependency-injector marker "
-            f"{marker!r} but the handler is not injected; decorate it with @inject (placed "
-            "below @router.subscriber) and wire its module with container.wire(modules=[...]) "
-            "before starting the server"
-        )
-    for param, marker in signature.markers:
-        if param not in injections:
-            raise WiringError(
-                f"handler {label}: parameter {param!r} ({marker!r}) was never wired; call "
-                "container.wire(modules=[...]) on the handler's module before starting the "
-                "server (and check that the container provides it)"
-            )
+    check_wired(fn, f"handler {name or handler_name(fn)}", signature.markers)

@@ -13,6 +13,7 @@ See :mod:`.envelope` for the wire format, :mod:`.session` for queues and slow cl
 :mod:`.bridge` to push broker events to rooms.
 """
 
+from framework.di import WiringError
 from framework.transport.websocket.bridge import room_pusher
 from framework.transport.websocket.dispatch import KIND
 from framework.transport.websocket.envelope import (
@@ -35,7 +36,6 @@ from framework.transport.websocket.handshake import (
     Authenticate,
     Handshake,
 )
-from framework.transport.websocket.injection import WiringError
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.server import GOING_AWAY, IDLE_CLOSE_CODE, WebSocketServer
 from framework.transport.websocket.session import (

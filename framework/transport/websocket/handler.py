@@ -27,11 +27,11 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from framework.di import check_wired, marker_parameters
 from framework.errors import BadRequest
 from framework.middleware.core import Handler, Middleware
 from framework.transport.context import current_transport
 from framework.transport.websocket.envelope import BAD_PAYLOAD
-from framework.transport.websocket.injection import check_wired, marker_parameters
 from framework.transport.websocket.session import Session
 
 __all__ = [
