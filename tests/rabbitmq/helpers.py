@@ -20,38 +20,12 @@ import aio_pika
 from framework.broker import BrokerServer, Router
 from framework.middleware.core import Middleware
 from framework.transport.rabbitmq import RabbitBroker
+from tests.broker.helpers import Collector
 from tests.services import unavailable
 
 __all__ = ["Collector", "RabbitEnv", "rabbitmqctl", "read_queue"]
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-class Collector:
-    """Collects items; :meth:`wait` returns once ``count`` items arrived (or fails)."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._wanted = 0
-        self._event = asyncio.Event()
-
-    def add(self, item: Any) -> None:
-        self.items.append(item)
-        if self._wanted and len(self.items) >= self._wanted:
-            self._event.set()
-
-    async def wait(self, count: int, timeout: float = 10.0) -> list[Any]:
-        if len(self.items) < count:
-            self._wanted = count
-            self._event.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._event.wait()
-            except TimeoutError:
-                raise AssertionError(
-                    f"got {len(self.items)} of {count} items within {timeout}s: {self.items!r}"
-                ) from None
-        return self.items
 
 
 def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:
