@@ -1,0 +1,89 @@
+"""The reference service on the real brokers: switching is configuration only.
+
+The same routers (payment-success -> mark paid -> order-paid -> notification + WebSocket push)
+run on RabbitMQ and on a Kafka-protocol broker (Tansu) with nothing changed but
+``data.broker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from app_template.wire import wire_app
+from framework import App
+from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
+from tests.app_template.conftest import endpoint, make_bootstrap
+from tests.rabbitmq.helpers import rabbitmqctl
+from tests.services import require_port, unavailable
+
+
+@pytest.fixture(scope="module")
+def tansu() -> Iterator[TansuProcess]:
+    try:
+        process = TansuProcess().start()
+    except TansuUnavailable as exc:
+        unavailable(f"Tansu (Kafka-protocol broker): {exc}")
+        raise
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def rabbit_vhost() -> Iterator[str]:
+    """A private RabbitMQ vhost: the service's durable queues vanish with it."""
+    require_port("127.0.0.1", 5672, "RabbitMQ")
+    vhost = f"pykratos-svc-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(params=["rabbitmq", "kafka"])
+async def service_on_broker(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[App]:
+    kind = request.param
+    options: dict[str, Any]
+    if kind == "rabbitmq":
+        options = {"url": request.getfixturevalue("rabbit_vhost")}
+    else:
+        tansu: TansuProcess = request.getfixturevalue("tansu")
+        options = {"bootstrap_servers": tansu.bootstrap_servers}
+    bootstrap = make_bootstrap(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
+    bootstrap.data.broker.kind = kind
+    bootstrap.data.broker.options = options
+    app = wire_app(bootstrap)
+    app.handle_signals = False
+    async with app:
+        yield app
+
+
+async def test_pay_flow_and_websocket_push_on_a_real_broker(service_on_broker: App) -> None:
+    ws_url = endpoint(service_on_broker, "ws") + "/ws/orders"
+    async with httpx.AsyncClient(base_url=endpoint(service_on_broker, "http")) as http, \
+            websockets.connect(ws_url) as watcher:
+        order = (await http.post("/v1/orders", json={"customer_id": "c9",
+                                                     "amount_cents": 4200})).json()
+        await watcher.send(json.dumps({"type": "order.watch",
+                                       "payload": {"order_id": order["id"]}}))
+        await asyncio.wait_for(watcher.recv(), 10)  # the watch reply
+        assert (await http.post(f"/v1/orders/{order['id']}/pay")).status_code == 202
+        pushed = json.loads(await asyncio.wait_for(watcher.recv(), 20))
+        assert pushed["type"] == "order.status"
+        assert pushed["payload"]["status"] == "PAID"
+        stored = (await http.get(f"/v1/orders/{order['id']}")).json()
+        assert stored["status"] == "PAID"
