@@ -20,10 +20,19 @@ from app_template.server.websocket import new_websocket_server
 from app_template.service.order_grpc import OrderGrpcService
 from app_template.service.order_http import OrderHttpService
 from app_template.service.order_ws import OrderWsService
-from framework.broker import create_broker
+from app_template.conf.conf import BrokerConf
+from framework.broker import Broker, create_broker
 from framework.tracing import TracedPublisher
 
 __all__ = ["Container"]
+
+
+def _broker_from(conf: BrokerConf | None) -> Broker | None:
+    return create_broker(conf.kind, **conf.options) if conf is not None else None
+
+
+def _publisher_for(broker: Broker | None) -> TracedPublisher | None:
+    return TracedPublisher(broker) if broker is not None else None
 
 
 class Container(containers.DeclarativeContainer):
@@ -38,14 +47,15 @@ class Container(containers.DeclarativeContainer):
         schema=config.provided.data.database.schema_name,
         echo=config.provided.data.database.echo,
     )
-    broker = providers.Singleton(
-        lambda conf: create_broker(conf.kind, **conf.options),
-        config.provided.data.broker,
-    )
+    broker = providers.Singleton(_broker_from, config.provided.data.broker)
     # TracedPublisher: a plain Publisher plus a PRODUCER span and trace headers when tracing is on.
     publisher = providers.Singleton(TracedPublisher, broker=broker)
+    notification_broker = providers.Singleton(_broker_from, config.provided.data.notifications)
+    notification_publisher = providers.Singleton(_publisher_for, notification_broker)
     order_repo = providers.Singleton(SqlOrderRepo, database=database)
-    order_events = providers.Singleton(BrokerOrderEvents, publisher=publisher)
+    order_events = providers.Singleton(
+        BrokerOrderEvents, publisher=publisher, notifications=notification_publisher
+    )
 
     # biz
     order_usecase = providers.Singleton(OrderUseCase, repo=order_repo, events=order_events)

@@ -22,19 +22,33 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
     container.config.override(bootstrap)
     container.check_dependencies()
     container.wire(modules=[order_events])
-    broker_server = BrokerServer(
-        container.broker(),
-        routers=[order_events.router],
-        middlewares=default_middlewares(bootstrap.data.broker.timeout),
-        name="events",
-    )
+    notification_broker = container.notification_broker()
+    broker_servers = [
+        BrokerServer(
+            container.broker(),
+            routers=[order_events.router]
+            + ([order_events.notifications] if notification_broker is None else []),
+            middlewares=default_middlewares(bootstrap.data.broker.timeout),
+            name="events",
+        )
+    ]
+    if notification_broker is not None:
+        assert bootstrap.data.notifications is not None
+        broker_servers.append(
+            BrokerServer(
+                notification_broker,
+                routers=[order_events.notifications],
+                middlewares=default_middlewares(bootstrap.data.notifications.timeout),
+                name="notifications",
+            )
+        )
     return App(
         bootstrap.app.name,
         version=bootstrap.app.version,
         # Stopped in reverse: HTTP and gRPC stop taking requests first; the WebSocket server
         # closes its sessions (1001) before the broker, whose subscribers push to them, drains.
         servers=[
-            broker_server,
+            *broker_servers,
             container.ws_server(),
             container.grpc_server(),
             container.http_server(),

@@ -78,6 +78,8 @@ class BrokerConf(_Strict):
 class DataConf(_Strict):
     database: DatabaseConf = DatabaseConf()
     broker: BrokerConf = BrokerConf()
+    #: a separate broker for customer notifications; ``None`` keeps them on ``broker``
+    notifications: BrokerConf | None = None
 
 
 class LogConf(_Strict):

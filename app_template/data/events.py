@@ -18,10 +18,16 @@ __all__ = ["BrokerOrderEvents"]
 
 
 class BrokerOrderEvents:
-    """:class:`app_template.biz.OrderEvents` on top of a broker publisher."""
+    """:class:`app_template.biz.OrderEvents` on top of broker publishers.
 
-    def __init__(self, publisher: Publisher) -> None:
+    ``notifications`` is the publisher of a separate notification broker (e.g. RabbitMQ while
+    the events run on Kafka); ``order-paid`` then goes to both brokers: the events broker
+    feeds the WebSocket push, the notification broker the customer notification.
+    """
+
+    def __init__(self, publisher: Publisher, notifications: Publisher | None = None) -> None:
         self.publisher = publisher
+        self.notifications = notifications
 
     async def payment_succeeded(self, order: Order) -> None:
         event = PaymentSucceeded(order_id=order.id, amount_cents=order.amount_cents,
@@ -32,3 +38,5 @@ class BrokerOrderEvents:
         event = OrderPaid(order_id=order.id, customer_id=order.customer_id,
                           status=order.status.value, paid_at=datetime.now(order.created_at.tzinfo))
         await self.publisher.publish(ORDER_PAID, event, key=order.id)
+        if self.notifications is not None:
+            await self.notifications.publish(ORDER_PAID, event, key=order.id)

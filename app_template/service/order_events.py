@@ -17,11 +17,13 @@ from app_template.service.order_ws import push_order_status
 from framework.broker import Router
 from framework.transport.websocket import WebSocketServer
 
-__all__ = ["router"]
+__all__ = ["notifications", "router"]
 
 _log = logging.getLogger(__name__)
 
 router = Router()
+#: Customer notifications: mounted on ``data.notifications`` when that broker is configured.
+notifications = Router()
 
 
 @router.subscriber(PAYMENT_SUCCESS, group="order-svc", concurrency=4)
@@ -33,7 +35,7 @@ async def on_payment_succeeded(
     await orders.mark_paid(event.order_id)
 
 
-@router.subscriber(ORDER_PAID, group="order-notifications")
+@notifications.subscriber(ORDER_PAID, group="order-notifications")
 async def notify_order_paid(event: OrderPaid) -> None:
     """Send the "order paid" notification to the customer (here: a log line)."""
     _log.info(

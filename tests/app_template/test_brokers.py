@@ -18,6 +18,7 @@ import httpx
 import pytest
 import websockets
 
+from app_template.conf.conf import BrokerConf
 from app_template.wire import wire_app
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
@@ -87,3 +88,27 @@ async def test_pay_flow_and_websocket_push_on_a_real_broker(service_on_broker: A
         assert pushed["payload"]["status"] == "PAID"
         stored = (await http.get(f"/v1/orders/{order['id']}")).json()
         assert stored["status"] == "PAID"
+
+
+async def test_events_on_kafka_and_notifications_on_rabbitmq(
+    tansu: TansuProcess, rabbit_vhost: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bootstrap = make_bootstrap(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
+    bootstrap.data.broker.kind = "kafka"
+    bootstrap.data.broker.options = {"bootstrap_servers": tansu.bootstrap_servers}
+    bootstrap.data.notifications = BrokerConf(kind="rabbitmq", options={"url": rabbit_vhost})
+    app = wire_app(bootstrap)
+    app.handle_signals = False
+    caplog.set_level("INFO", logger="app_template.service.order_events")
+    async with app, httpx.AsyncClient(base_url=endpoint(app, "http")) as http:
+        assert [type(s.broker).__name__ for s in app.servers[:2]] == [  # type: ignore[attr-defined]
+            "KafkaBroker", "RabbitBroker"]
+        order = (await http.post("/v1/orders", json={"customer_id": "c7",
+                                                     "amount_cents": 10})).json()
+        await http.post(f"/v1/orders/{order['id']}/pay")
+        expected = f"notification: order {order['id']} of customer c7 is paid"
+        for _ in range(200):
+            if expected in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert expected in caplog.text
