@@ -8,11 +8,13 @@ down can never hide behind a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 
 import pytest
 
-__all__ = ["require_port", "services_required", "unavailable"]
+__all__ = ["rabbitmqctl", "require_port", "services_required", "unavailable"]
 
 
 def services_required() -> bool:
@@ -34,3 +36,15 @@ def require_port(host: str, port: int, what: str, timeout: float = 1.0) -> None:
             return
     except OSError:
         unavailable(f"{what} on {host}:{port}")
+
+
+def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:
+    """Run ``rabbitmqctl``; :func:`unavailable` when it is not installed."""
+    if shutil.which("rabbitmqctl") is None:
+        unavailable("rabbitmqctl")
+    done = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
+    return done.stdout

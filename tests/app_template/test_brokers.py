@@ -23,8 +23,7 @@ from app_template.wire import wire_app
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
 from tests.app_template.conftest import endpoint, make_bootstrap
-from tests.rabbitmq.helpers import rabbitmqctl
-from tests.services import require_port, unavailable
+from tests.services import rabbitmqctl, require_port, unavailable
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ DELAY = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
 
 
 class SlowOrders(order_pb2_grpc.OrderServiceServicer):
-    async def GetOrder(  # noqa: N802
+    async def GetOrder(
         self, request: order_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.Order:
         await asyncio.sleep(DELAY)

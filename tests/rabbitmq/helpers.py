@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import subprocess
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -21,23 +19,11 @@ from framework.broker import BrokerServer, Router
 from framework.middleware.core import Middleware
 from framework.transport.rabbitmq import RabbitBroker
 from tests.broker.helpers import Collector
-from tests.services import unavailable
+from tests.services import rabbitmqctl
 
 __all__ = ["Collector", "RabbitEnv", "rabbitmqctl", "read_queue"]
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:
-    """Run ``rabbitmqctl``; skip (or fail in CI) when it is not installed."""
-    if shutil.which("rabbitmqctl") is None:
-        unavailable("rabbitmqctl")
-    done = subprocess.run(
-        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
-    return done.stdout
 
 
 async def read_queue(
