@@ -1,0 +1,301 @@
+"""The reference service's get-order, through the framework vs bare FastAPI and bare grpc.aio.
+
+HTTP: ``GET /v1/orders/{id}`` of the fully wired reference service (HTTP, gRPC, WebSocket and
+broker servers running, default middleware) against a bare FastAPI app doing the same work
+(``OrderUseCase.get`` on the same repository, the same pydantic response model), both on
+uvicorn with httptools and uvloop, each in its own process, loaded in turns by ``wrk``
+(Debian package). Two repositories: ``sql`` (the real SQLite repository: the end-to-end
+figure) and ``memory`` (a dict: exposes the framework's own overhead).
+
+gRPC: ``OrderService/GetOrder`` of the same reference service against a bare ``grpc.aio``
+server running the same servicer class (``OrderGrpcService``) with no framework around it,
+loaded in turns by a grpc.aio client in its own process.
+
+Each row gives req/s (best of the rounds) and the server's CPU time per request (user+system
+from /proc, lowest of the rounds): on a noisy machine req/s swings, CPU per request much less.
+
+    python -m bench.service_bench [--seconds 5] [--connections 32] [--calls 20000] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from app_template.service.order_http import OrderView
+from bench._util import free_port, print_table, serve_in_subprocess
+
+ORDER_ID = "0" * 31 + "1"
+
+
+class MemoryOrderRepo:
+    """A dict-backed OrderRepo with one seeded order."""
+
+    def __init__(self) -> None:
+        from app_template.biz.order import Order
+
+        self.orders = {ORDER_ID: Order(id=ORDER_ID, customer_id="c1", amount_cents=1250)}
+
+    async def save(self, order: object) -> None:
+        raise NotImplementedError
+
+    async def get(self, order_id: str) -> object:
+        return self.orders.get(order_id)
+
+    async def list(self, limit: int) -> list[object]:
+        return list(self.orders.values())[:limit]
+
+    async def set_status(self, order_id: str, status: object) -> object:
+        raise NotImplementedError
+
+
+async def _seed(db_url: str) -> None:
+    from app_template.biz.order import Order
+    from app_template.data import Database, SqlOrderRepo
+
+    database = Database(db_url)
+    await database.start()
+    await SqlOrderRepo(database).save(Order(id=ORDER_ID, customer_id="c1", amount_cents=1250))
+    await database.close()
+
+
+def _usecase(repo: str, db_url: str) -> Any:
+    from app_template.biz.order import OrderUseCase
+    from app_template.data import Database, SqlOrderRepo
+
+    store = MemoryOrderRepo() if repo == "memory" else SqlOrderRepo(Database(db_url))
+    return OrderUseCase(store, events=None)  # type: ignore[arg-type]  # get() publishes nothing
+
+
+def serve_framework(port: int, grpc_port: int, repo: str, db_url: str) -> None:
+    """The reference service, fully wired (HTTP, gRPC, WebSocket, broker)."""
+    import logging
+
+    from dependency_injector import providers
+
+    from app_template.conf.conf import Bootstrap
+    from app_template.container import Container
+    from app_template.wire import wire_app
+
+    bootstrap = Bootstrap.model_validate(
+        {
+            "server": {"http": {"host": "127.0.0.1", "port": port},
+                       "grpc": {"host": "127.0.0.1", "port": grpc_port},
+                       "websocket": {"host": "127.0.0.1", "port": 0}},
+            "data": {"database": {"url": db_url}},
+            "log": {"level": "WARNING"},
+        }
+    )
+    logging.basicConfig(level=logging.WARNING)
+    container = Container()
+    if repo == "memory":
+        container.order_repo.override(providers.Singleton(MemoryOrderRepo))
+    wire_app(bootstrap, container).main()
+
+
+def serve_bare_http(port: int, repo: str, db_url: str) -> None:
+    """Bare FastAPI + uvicorn doing the same work, no framework."""
+    import uvicorn
+    import uvloop
+    from fastapi import FastAPI
+
+    usecase = _usecase(repo, db_url)
+    app = FastAPI()
+
+    @app.get("/v1/orders/{order_id}")
+    async def get_order(order_id: str) -> OrderView:
+        return OrderView.of(await usecase.get(order_id))
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            access_log=False, lifespan="off", http="httptools", loop="none")
+    uvloop.run(uvicorn.Server(config).serve())
+
+
+def serve_bare_grpc(port: int, repo: str, db_url: str) -> None:
+    """Bare grpc.aio running the reference service's own servicer, no framework."""
+    import grpc
+    import uvloop
+
+    from app_template.api.order.v1 import order_pb2_grpc
+    from app_template.service.order_grpc import OrderGrpcService
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        order_pb2_grpc.add_OrderServiceServicer_to_server(
+            OrderGrpcService(_usecase(repo, db_url)), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    uvloop.run(serve())
+
+
+def grpc_client(target: str, calls: int, concurrency: int) -> None:
+    """Make ``calls`` GetOrder calls from ``concurrency`` callers; print JSON figures."""
+    import json
+    import time
+
+    import grpc
+    import uvloop
+
+    from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+
+    async def run() -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = order_pb2_grpc.OrderServiceStub(channel)
+            request = order_pb2.GetOrderRequest(id=ORDER_ID)
+            for _ in range(200):  # warm-up
+                await stub.GetOrder(request)
+            remaining = calls
+
+            async def caller() -> None:
+                nonlocal remaining
+                while remaining > 0:
+                    remaining -= 1
+                    await stub.GetOrder(request)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(caller() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+        print(json.dumps({"calls": calls, "warmup": 200, "seconds": elapsed}))
+
+    uvloop.run(run())
+
+
+def measure_grpc(port: int, calls: int, concurrency: int) -> tuple[float, int]:
+    """Requests per second and the number of calls the server handled."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.service_bench", "--grpc-client", f"127.0.0.1:{port}",
+         "--calls", str(calls), "--concurrency", str(concurrency)],
+        check=True, capture_output=True, text=True, timeout=600,
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    return figures["calls"] / figures["seconds"], figures["calls"] + figures["warmup"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int) -> tuple[float, int]:
+    """Requests per second and the number of requests served."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"non-2xx answers from {url}:\n{out}")
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rate is None or count is None:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    return float(rate.group(1)), int(count.group(1))
+
+
+def measure(
+    kind: str, transport: str, repo: str, db_url: str, args: argparse.Namespace
+) -> tuple[float, float]:
+    """Start one server process, load it; return (req/s, server CPU us per request)."""
+    listen = free_port()
+    if kind == "framework":  # one process serves both; only ``transport`` is loaded
+        other = free_port()
+        http_port, grpc_port = (listen, other) if transport == "http" else (other, listen)
+        launch = ["--serve", "framework", "--port", str(http_port), "--grpc-port", str(grpc_port)]
+    else:
+        launch = ["--serve", f"bare-{transport}", "--port", str(listen)]
+    command = ["-m", "bench.service_bench", *launch, "--repo", repo, "--db", db_url]
+    with serve_in_subprocess(command, listen) as proc:
+        if transport == "http":
+            url = f"http://127.0.0.1:{listen}/v1/orders/{ORDER_ID}"
+            wrk(url, 1, args.connections)  # warm-up
+            before = cpu_seconds(proc.pid)
+            per_second, served = wrk(url, args.seconds, args.connections)
+        else:
+            before = cpu_seconds(proc.pid)
+            per_second, served = measure_grpc(listen, args.calls, args.concurrency)
+        used = cpu_seconds(proc.pid) - before
+    return per_second, used / served * 1e6
+
+
+def _row(label: str, rate: dict[str, float], cpu: dict[str, float]) -> tuple[str, ...]:
+    return (
+        label,
+        f"{rate['framework']:.0f}", f"{rate['bare']:.0f}",
+        f"{rate['framework'] / rate['bare']:.2f}x",
+        f"{cpu['framework']:.0f}", f"{cpu['bare']:.0f}",
+        f"{cpu['bare'] / cpu['framework']:.2f}x",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per measurement")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--calls", type=int, default=20000, help="gRPC calls per measurement")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent gRPC callers")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="measurements per server, interleaved; the best is kept")
+    parser.add_argument("--serve", choices=["framework", "bare-http", "bare-grpc"],
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--grpc-client", metavar="TARGET", help=argparse.SUPPRESS)
+    parser.add_argument("--repo", choices=["sql", "memory"], default="memory",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--grpc-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.grpc_client:
+        grpc_client(args.grpc_client, args.calls, args.concurrency)
+        return
+    if args.serve == "framework":
+        serve_framework(args.port, args.grpc_port, args.repo, args.db)
+        return
+    if args.serve:
+        serve = serve_bare_http if args.serve == "bare-http" else serve_bare_grpc
+        serve(args.port, args.repo, args.db)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+
+    rows: dict[str, list[tuple[str, ...]]] = {"http": [], "grpc": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'orders.db'}"
+        asyncio.run(_seed(db_url))
+        for repo in ("memory", "sql"):
+            for transport in ("http", "grpc"):
+                rate = {"framework": 0.0, "bare": 0.0}
+                cpu = {"framework": float("inf"), "bare": float("inf")}
+                for _ in range(args.rounds):
+                    for kind in ("framework", "bare"):
+                        per_second, cpu_us = measure(kind, transport, repo, db_url, args)
+                        rate[kind] = max(rate[kind], per_second)
+                        cpu[kind] = min(cpu[kind], cpu_us)
+                label = "HTTP GET order" if transport == "http" else "gRPC GetOrder"
+                rows[transport].append(_row(f"{label} ({repo} repo)", rate, cpu))
+    print_table(
+        f"Reference service get-order, best of {args.rounds} rounds. HTTP: wrk -t1 "
+        f"-c{args.connections} -d{args.seconds}s vs bare FastAPI. gRPC: {args.calls} calls, "
+        f"{args.concurrency} callers vs bare grpc.aio. Server CPU per request: lower is "
+        "better, its ratio is bare/framework.",
+        ["workload", "framework req/s", "bare req/s", "req/s ratio",
+         "framework CPU us/req", "bare CPU us/req", "CPU ratio"],
+        [*rows["http"], *rows["grpc"]],
+    )
+
+
+if __name__ == "__main__":
+    main()
