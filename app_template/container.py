@@ -69,7 +69,9 @@ class Container(containers.DeclarativeContainer):
     http_server = providers.Singleton(
         new_http_server,
         conf=config.provided.server.http,
-        middlewares=providers.Callable(default_middlewares, config.provided.server.http.timeout),
+        middlewares=providers.Callable(
+            default_middlewares, config.provided.server.http.timeout, validation=False
+        ),
         orders=order_http,
     )
     grpc_server = providers.Singleton(

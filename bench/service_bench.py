@@ -248,6 +248,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent gRPC callers")
     parser.add_argument("--rounds", type=int, default=2,
                         help="measurements per server, interleaved; the best is kept")
+    parser.add_argument("--transport", choices=["http", "grpc"], action="append",
+                        help="measure only this transport (repeatable; default: both)")
     parser.add_argument("--serve", choices=["framework", "bare-http", "bare-grpc"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--grpc-client", metavar="TARGET", help=argparse.SUPPRESS)
@@ -276,7 +278,7 @@ def main() -> None:
         db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'orders.db'}"
         asyncio.run(_seed(db_url))
         for repo in ("memory", "sql"):
-            for transport in ("http", "grpc"):
+            for transport in args.transport or ("http", "grpc"):
                 rate = {"framework": 0.0, "bare": 0.0}
                 cpu = {"framework": float("inf"), "bare": float("inf")}
                 for _ in range(args.rounds):

@@ -8,9 +8,15 @@ from framework.tracing import otel_available, tracing
 __all__ = ["default_middlewares"]
 
 
-def default_middlewares(timeout_seconds: float) -> list[Middleware]:
+def default_middlewares(timeout_seconds: float, *, validation: bool = True) -> list[Middleware]:
     """Tracing first so access logs carry the trace id and spans see recovered errors; it is
-    a pass-through until ``tracing.enabled`` installs a tracer provider."""
+    a pass-through until ``tracing.enabled`` installs a tracer provider.
+
+    ``validation=False`` for HTTP: FastAPI already validates request bodies against their
+    pydantic models (and the server reports it as the same 400 ``VALIDATOR``), and a starlette
+    request has no ``validate()`` of its own, so the middleware would only cost time there.
+    """
     middlewares = [tracing()] if otel_available() else []
     # access_log before recovery so it measures and logs everything, including recovered errors.
-    return [*middlewares, access_log(), recovery(), timeout(timeout_seconds), validate()]
+    middlewares += [access_log(), recovery(), timeout(timeout_seconds)]
+    return [*middlewares, validate()] if validation else middlewares

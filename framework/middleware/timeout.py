@@ -39,11 +39,6 @@ class _DeadlineBuckets:
         bucket.add(task)
         return slot
 
-    def discard(self, slot: int, task: asyncio.Task[Any]) -> None:
-        bucket = self.buckets.get(slot)
-        if bucket is not None:
-            bucket.discard(task)
-
     def _expire(self, slot: int) -> None:
         for task in self.buckets.pop(slot, ()):
             if not task.done():
@@ -68,6 +63,8 @@ def timeout(seconds: float, *, resolution: float | None = None) -> Middleware:
     def middleware(handler: Handler) -> Handler:
         deadlines = _DeadlineBuckets(seconds, step)
 
+        buckets, expired = deadlines.buckets, deadlines.expired
+
         async def run(request: Any) -> Any:
             task = asyncio.current_task()
             if task is None:  # not inside a task: nothing to cancel
@@ -76,13 +73,15 @@ def timeout(seconds: float, *, resolution: float | None = None) -> Middleware:
             try:
                 return await handler(request)
             except asyncio.CancelledError as exc:
-                if task in deadlines.expired:
-                    deadlines.expired.discard(task)
+                if task in expired:
+                    expired.discard(task)
                     if task.uncancel() == 0:
                         raise GatewayTimeout(TIMEOUT, f"handler exceeded {seconds}s") from exc
                 raise
             finally:
-                deadlines.discard(slot, task)
+                bucket = buckets.get(slot)
+                if bucket is not None:
+                    bucket.discard(task)
 
         return run
 

@@ -69,27 +69,31 @@ class OperationRoute(APIRoute):
                     raise  # let recovery log the stack
                 raise error from exc
 
-        # Cached per pipeline: the chain is built once, not per request.
-        chained: dict[int, Handler] = {}
+        # Per request only the Transport is built: the chain (per serving app) and the
+        # operation names (per method) are computed once.
+        operations = {method: f"{method} {path}" for method in self.methods or ()}
+        bound: dict[object, tuple[Handler, Pipeline | None]] = {}
+
+        def bind(app: object) -> tuple[Handler, Pipeline | None]:
+            pipeline: Pipeline | None = getattr(getattr(app, "state", None), PIPELINE_STATE, None)
+            entry = bound[app] = (pipeline.wrap(inner) if pipeline else inner, pipeline)
+            return entry
 
         async def handle(request: Request) -> Response:
-            pipeline: Pipeline | None = getattr(request.app.state, PIPELINE_STATE, None)
+            scope = request.scope
+            app = scope["app"]
+            run, pipeline = bound.get(app) or bind(app)
+            method = scope["method"]
             transport = Transport(
                 kind="http",
-                operation=f"{request.method} {path}",
+                operation=operations.get(method) or f"{method} {path}",
                 request_headers=request.headers,
                 endpoint=pipeline.endpoint if pipeline else "",
                 raw=request,
             )
             token = current_transport.set(transport)
             try:
-                if pipeline is None:
-                    response: Response = await inner(request)
-                else:
-                    run = chained.get(id(pipeline))
-                    if run is None:
-                        run = chained[id(pipeline)] = pipeline.wrap(inner)
-                    response = await run(request)
+                response: Response = await run(request)
             except Exception as exc:
                 response = error_response(_unhandled(exc))
             finally:
