@@ -97,6 +97,27 @@ async def test_timer_flushes_a_partial_batch() -> None:
     await acker.close()
 
 
+async def test_deliveries_left_behind_a_gap_by_a_batch_flush_are_acked_on_the_timer() -> None:
+    acker, channel = make(batch=4, interval=0.01)
+    acked = asyncio.Event()
+    record = channel.basic_ack
+
+    async def basic_ack(tag: int, multiple: bool = False, wait: bool = True) -> None:
+        await record(tag, multiple, wait)
+        if tag == 5:
+            acked.set()
+
+    channel.basic_ack = basic_ack  # type: ignore[method-assign]
+    due = [acker.finished(tag) for tag in (1, 2, 4, 5)]  # 3 is still being handled
+    assert due == [False, False, False, True]
+    await acker.flush()
+    assert channel.acks == [(2, True)]
+    async with asyncio.timeout(2):  # no other delivery finishes: the timer must still run
+        await acked.wait()
+    assert channel.acks == [(2, True), (4, False), (5, False)]
+    await acker.close()
+
+
 async def test_acks_on_a_closed_channel_are_dropped_quietly() -> None:
     acker, channel = make()
 

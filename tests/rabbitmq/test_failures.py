@@ -178,3 +178,26 @@ async def test_batch_handler_gets_lists_and_an_undecodable_message_is_dead_lette
     assert dead.body == b"garbage"
     await server.stop(5)
     assert await queue_depth(env.url, f"g.{topic}") == 0
+
+
+async def test_an_unreadable_attempt_header_from_another_producer_counts_as_a_first_delivery(
+    env: RabbitEnv,
+) -> None:
+    topic = env.topic("foreign")
+    attempts = Collector()
+    router = Router()
+
+    @router.subscriber(topic, group="g")
+    async def handle(event: Event, message: Message) -> None:
+        attempts.add((event.n, message.attempt))
+
+    server = await env.serve(router)
+    connection = await aio_pika.connect(env.url)
+    async with connection:
+        exchange = await (await connection.channel()).get_exchange(env.exchange)
+        for n, attempt in ((1, "not a number"), (2, "2")):
+            message = aio_pika.Message(body(n), headers={"x-pykratos-attempt": attempt})
+            await exchange.publish(message, routing_key=topic)
+    assert sorted(await attempts.wait(2)) == [(1, 1), (2, 2)]
+    await server.stop(5)
+    assert await queue_depth(env.url, f"g.{topic}") == 0, "both acked, none left stuck"

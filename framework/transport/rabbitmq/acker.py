@@ -82,8 +82,11 @@ class Acker:
         if self._pending >= self._batch:
             return True
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._interval, self._on_timer)
+            self._arm()
         return False
+
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._interval, self._on_timer)
 
     def settled(self, tag: int) -> None:
         """Record that the caller settled ``tag`` itself (e.g. a nack): never ack it again."""
@@ -135,6 +138,8 @@ class Acker:
             self._settled |= loose
             loose = set()
         self._pending = len(loose)
+        if loose:  # the gap may persist: ack them one by one within the interval
+            self._arm()
         if not frames:
             return
         try:

@@ -57,7 +57,8 @@ _BUCKET_MARGIN_MS = 120_000
 
 
 def _safe_url(url: str) -> str:
-    return str(URL(url).with_password("***")) if URL(url).password else url
+    parsed = URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url
 
 
 class RabbitBroker(Broker):

@@ -19,7 +19,8 @@ A worker runs the processor (``retry_in_process=False``) and then:
   exchange, then the delivery is finished.
 
 Finished deliveries are acked in batches by :class:`Acker`. If the retry/DLQ publish
-fails, the delivery is nacked back to the queue after a pause (never dropped).
+fails, the delivery is nacked back to the queue after a pause (never dropped). What the
+copies carry is in :mod:`~framework.transport.rabbitmq.deliveries`.
 
 Retries go through the broker rather than sleeping in the worker, so a failing message
 never blocks its worker nor holds a prefetch slot; the price is that, while it waits in the
@@ -40,19 +41,17 @@ from typing import Any
 
 import aio_pika.abc
 import aiormq.abc
-from pamqp import commands as spec
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, RetryLater
 from framework.broker.message import Message
-from framework.broker.policy import (
-    DLQ_ATTEMPTS,
-    DLQ_ERROR_TYPE,
-    DLQ_ORIGINAL_TOPIC,
-    DLQ_REASON,
-)
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.acker import Acker
+from framework.transport.rabbitmq.deliveries import (
+    copy_properties,
+    dead_letter_headers,
+    retry_headers,
+    to_message,
+)
 from framework.transport.rabbitmq.options import SubscriberTopology
 from framework.transport.rabbitmq.topology import declare_retry_queue, declare_subscription
 
@@ -67,83 +66,12 @@ _Item = tuple[Message, Acker]
 # Seconds a worker waits before nacking a delivery whose retry/DLQ publish failed, so a
 # broken DLQ does not turn into a hot redelivery loop.
 _FAILURE_PAUSE = 1.0
-# AMQP headers share one frame with the properties: keep a stack-sized reason bounded.
-_MAX_REASON = 1000
 
 
 def worker_for(key: bytes, workers: int) -> int:
     """The worker (0-based) that handles messages with ``key``: a stable hash (CRC-32, not
     the per-process salted ``hash``), so the mapping is the same in every process."""
     return zlib.crc32(key) % workers
-
-
-def _to_message(delivered: aiormq.abc.DeliveredMessage) -> Message:
-    props = delivered.header.properties
-    deliver: spec.Basic.Deliver = delivered.delivery  # type: ignore[assignment]  # consumer
-    topic: str = deliver.routing_key or ""
-    key: bytes | None = None
-    attempt = 1
-    raw_headers = props.headers
-    if raw_headers:
-        value = raw_headers.get(hdr.KEY)
-        if value is not None:
-            key = bytes(value) if isinstance(value, bytes | bytearray) else str(value).encode()
-        value = raw_headers.get(hdr.ATTEMPT)
-        if value is not None:
-            attempt = value if isinstance(value, int) else int(str(value))
-        value = raw_headers.get(hdr.TOPIC)
-        if value is not None:
-            topic = str(value)
-        headers = hdr.to_str_headers(raw_headers)
-    else:
-        headers = {}
-    stamp = props.timestamp
-    return Message(
-        body=delivered.body,
-        topic=topic,
-        key=key,
-        headers=headers,
-        id=props.message_id or "",
-        delivery_tag=deliver.delivery_tag,
-        timestamp=stamp.timestamp() if stamp is not None else 0.0,
-        attempt=attempt,
-        raw=delivered,
-    )
-
-
-def _copy_properties(message: Message, headers: dict[str, Any]) -> spec.Basic.Properties:
-    """Properties for a republished copy: the original ones minus ``expiration`` (a
-    per-message TTL would cut the retry delay short) and ``user_id`` (the broker checks it
-    against the publishing connection)."""
-    props = message.raw.header.properties if message.raw is not None else None
-    if props is None:
-        return spec.Basic.Properties(
-            headers=headers, delivery_mode=2, message_id=message.id or uuid.uuid4().hex
-        )
-    return spec.Basic.Properties(
-        content_type=props.content_type,
-        content_encoding=props.content_encoding,
-        headers=headers,
-        delivery_mode=2,
-        priority=props.priority,
-        correlation_id=props.correlation_id,
-        reply_to=props.reply_to,
-        message_id=props.message_id or message.id or uuid.uuid4().hex,
-        timestamp=props.timestamp,
-        message_type=props.message_type,
-        app_id=props.app_id,
-    )
-
-
-def _original_headers(message: Message) -> dict[str, Any]:
-    """The delivery's AMQP headers for a republished copy, without the broker's
-    dead-lettering headers (it adds fresh ones)."""
-    props = message.raw.header.properties if message.raw is not None else None
-    raw = props.headers if props is not None and props.headers else message.headers
-    out = {k: hdr.encodable(v) for k, v in raw.items() if k not in hdr.BROKER_DEAD_LETTER}
-    if message.key is not None:
-        out[hdr.KEY] = bytearray(message.key)
-    return out
 
 
 class RabbitSubscription:
@@ -183,7 +111,6 @@ class RabbitSubscription:
         self._retry_ms: set[int] = set()
         self._declare_lock = asyncio.Lock()
         self._stopping = False
-        self._stopped = False
 
     @property
     def queue(self) -> str:
@@ -209,9 +136,18 @@ class RabbitSubscription:
 
     async def _consume(self) -> None:
         raw = await self._channel.get_underlay_channel()
-        # The acker exists before the first delivery on this channel can arrive.
-        self._acker = Acker(raw, batch=self._ack_batch, interval=self._ack_interval)
+        # The acker exists before the first delivery on this channel can arrive (and stop()
+        # finds the channel to cancel the consumer on).
+        self._acker_for(raw)
         await raw.basic_consume(self.topology.queue, self._on_delivery, consumer_tag=self._tag)
+
+    def _acker_for(self, channel: aiormq.abc.AbstractChannel) -> Acker:
+        # Delivery tags are per channel: a delivery of another channel than the current
+        # acker's (around a reconnect) must never be acked through it.
+        acker = self._acker
+        if acker is None or acker.channel is not channel:
+            acker = self._acker = Acker(channel, batch=self._ack_batch, interval=self._ack_interval)
+        return acker
 
     def _on_reopen(self, _channel: Any) -> Awaitable[None]:
         return self._resume()
@@ -228,12 +164,8 @@ class RabbitSubscription:
     async def _on_delivery(self, delivered: aiormq.abc.DeliveredMessage) -> None:
         if self._stopping:
             return  # left unacked: redelivered once the channel closes
-        acker = self._acker
-        if acker is None or delivered.channel is not acker.channel:
-            acker = self._acker = Acker(
-                delivered.channel, batch=self._ack_batch, interval=self._ack_interval
-            )
-        message = _to_message(delivered)
+        acker = self._acker_for(delivered.channel)
+        message = to_message(delivered)
         inboxes = self._inboxes
         if len(inboxes) == 1:
             index = 0
@@ -328,25 +260,13 @@ class RabbitSubscription:
     async def _settle_retry(self, messages: list[Message], acker: Acker, later: RetryLater) -> None:
         if acker.closed:
             return
-        delay_ms = round(later.delay * 1000)
         try:
-            routing_key = await self._retry_route(delay_ms)
-            for message in messages:
-                headers = _original_headers(message)
-                headers[hdr.ATTEMPT] = message.attempt + 1
-                headers[hdr.TOPIC] = message.topic
-                await self._publish_raw(
-                    exchange="",
-                    routing_key=routing_key,
-                    body=message.body,
-                    properties=_copy_properties(message, headers),
-                    mandatory=True,
-                )
+            routing_key = await self._retry_route(round(later.delay * 1000))
         except Exception:
-            log.exception("cannot schedule the retry of %s", self.spec.display_name)
+            log.exception("cannot declare a retry queue for %s", self.spec.display_name)
             await self._requeue(messages, acker)
             return
-        await self._finish(messages, acker)
+        await self._republish(messages, acker, "", routing_key, retry_headers)
 
     async def _retry_route(self, delay_ms: int) -> str:
         if delay_ms <= 0:
@@ -364,8 +284,8 @@ class RabbitSubscription:
     ) -> None:
         if acker.closed:
             return
-        dlq = self.topology.dlq_routing_key
-        if dlq is None:
+        topology = self.topology
+        if topology.dlq_routing_key is None:
             log.error(
                 "dropping %d message(s) of %s after %d attempt(s): %s (dead-lettering disabled)",
                 len(messages),
@@ -375,25 +295,42 @@ class RabbitSubscription:
             )
             await self._finish(messages, acker)
             return
+        await self._republish(
+            messages,
+            acker,
+            topology.dead_letter_exchange,
+            topology.dlq_routing_key,
+            lambda message: dead_letter_headers(message, result, topology.queue),
+        )
+
+    async def _republish(
+        self,
+        messages: list[Message],
+        acker: Acker,
+        exchange: str,
+        routing_key: str,
+        headers: Callable[[Message], dict[str, Any]],
+    ) -> None:
+        """Publish a confirmed copy of each message (with ``headers(message)``), then finish
+        them all. If a publish fails they are all requeued instead: never lost, but a copy
+        already confirmed is published again when its message is redelivered."""
         try:
             for message in messages:
-                headers = _original_headers(message)
-                headers.pop(hdr.ATTEMPT, None)
-                headers.pop(hdr.TOPIC, None)
-                headers[DLQ_REASON] = result.reason[:_MAX_REASON]
-                headers[DLQ_ERROR_TYPE] = result.error_type
-                headers[DLQ_ORIGINAL_TOPIC] = message.topic
-                headers[DLQ_ATTEMPTS] = str(max(result.attempts, message.attempt))
-                headers[hdr.ORIGINAL_QUEUE] = self.topology.queue
                 await self._publish_raw(
-                    exchange=self.topology.dead_letter_exchange,
-                    routing_key=dlq,
+                    exchange=exchange,
+                    routing_key=routing_key,
                     body=message.body,
-                    properties=_copy_properties(message, headers),
+                    properties=copy_properties(message, headers(message)),
                     mandatory=True,
                 )
         except Exception:
-            log.exception("cannot dead-letter a message of %s", self.spec.display_name)
+            log.exception(
+                "cannot republish %d message(s) of %s to exchange %r with routing key %r",
+                len(messages),
+                self.spec.display_name,
+                exchange,
+                routing_key,
+            )
             await self._requeue(messages, acker)
             return
         await self._finish(messages, acker)
@@ -414,9 +351,9 @@ class RabbitSubscription:
     async def stop(self, timeout: float) -> None:
         """Stop intake, let in-flight handlers finish within ``timeout``, ack what finished
         and close the channel; deliveries not finished are redelivered by the broker."""
-        if self._stopped:
+        if self._stopping:
             return
-        self._stopped = self._stopping = True
+        self._stopping = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         self._channel.reopen_callbacks.discard(self._on_reopen)

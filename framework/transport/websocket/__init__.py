@@ -37,7 +37,12 @@ from framework.transport.websocket.handshake import (
     Handshake,
 )
 from framework.transport.websocket.router import Route, WebSocketRouter
-from framework.transport.websocket.server import GOING_AWAY, IDLE_CLOSE_CODE, WebSocketServer
+from framework.transport.websocket.server import (
+    GOING_AWAY,
+    IDLE_CLOSE_CODE,
+    POLICY_VIOLATION,
+    WebSocketServer,
+)
 from framework.transport.websocket.session import (
     SLOW_CLIENT_CLOSE_CODE,
     Outgoing,
@@ -52,6 +57,7 @@ __all__ = [
     "IDLE_CLOSE_CODE",
     "KIND",
     "ORIGIN_NOT_ALLOWED",
+    "POLICY_VIOLATION",
     "ROUTE_NOT_FOUND",
     "SHUTTING_DOWN",
     "SLOW_CLIENT_CLOSE_CODE",

@@ -20,7 +20,6 @@ from framework.middleware.core import Middleware
 from framework.transport.context import Transport, current_transport
 from framework.transport.websocket.envelope import (
     BAD_FRAME,
-    REPLY_SUFFIX,
     SHUTTING_DOWN,
     UNKNOWN_TYPE,
     FrameError,
@@ -30,12 +29,7 @@ from framework.transport.websocket.envelope import (
     encode_error,
     encode_text,
 )
-from framework.transport.websocket.handler import (
-    BoundHandler,
-    Callback,
-    bind_callback,
-    bind_handler,
-)
+from framework.transport.websocket.handler import BoundHandler, Callback, bind_callback
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Session
 
@@ -62,9 +56,7 @@ def _table(scopes: tuple[Route, ...], middleware: Middleware) -> RouteTable:
     for scope in scopes:
         sources.update(scope.handlers)
     return RouteTable(
-        handlers={
-            kind: bind_handler(kind, fn, middleware, REPLY_SUFFIX) for kind, fn in sources.items()
-        },
+        handlers={kind: BoundHandler(kind, fn, middleware) for kind, fn in sources.items()},
         on_connect=tuple(
             bind_callback(fn, "connect") for s in scopes for fn in s.connect_callbacks
         ),
@@ -141,5 +133,6 @@ def refuse(session: Session, raw: str | bytes) -> None:
         incoming_id = decode(raw).id
     except FrameError:
         incoming_id = None
-    error = ServiceUnavailable(SHUTTING_DOWN, "server is shutting down")
-    session.push(encode_error(error, incoming_id, binary=binary), not binary)
+    _error(
+        session, ServiceUnavailable(SHUTTING_DOWN, "server is shutting down"), incoming_id, binary
+    )

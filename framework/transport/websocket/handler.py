@@ -31,14 +31,13 @@ from framework.di import check_wired, marker_parameters
 from framework.errors import BadRequest
 from framework.middleware.core import Handler, Middleware
 from framework.transport.context import current_transport
-from framework.transport.websocket.envelope import BAD_PAYLOAD
+from framework.transport.websocket.envelope import BAD_PAYLOAD, REPLY_SUFFIX
 from framework.transport.websocket.session import Session
 
 __all__ = [
     "BoundHandler",
     "HandlerSignatureError",
     "bind_callback",
-    "bind_handler",
     "describe",
     "remember_namespace",
 ]
@@ -134,6 +133,8 @@ def _payload_decoder(payload_type: Any) -> Callable[[Any], Any] | None:
 class BoundHandler:
     """A message handler ready to serve: payload decoding plus the middleware-wrapped call.
 
+    Built at server start: checks ``fn``'s signature and DI wiring, wraps it in ``middleware``.
+
     Attributes:
         type: the message type it serves.
         reply_type: the type of its reply envelope (``"<type>.reply"``).
@@ -144,11 +145,9 @@ class BoundHandler:
 
     __slots__ = ("_decode", "call", "name", "reply_type", "type", "wants_bytes")
 
-    def __init__(
-        self, kind: str, fn: Callable[..., Any], middleware: Middleware, reply_suffix: str
-    ) -> None:
+    def __init__(self, kind: str, fn: Callable[..., Any], middleware: Middleware) -> None:
         self.type = kind
-        self.reply_type = kind + reply_suffix
+        self.reply_type = kind + REPLY_SUFFIX
         self.name = describe(fn)
         what = f"websocket handler {self.name} for {kind!r}"
         check_wired(fn, what)
@@ -213,22 +212,13 @@ def _endpoint(fn: Callable[..., Any], params: _Params) -> Handler:
     return endpoint
 
 
-def bind_handler(
-    kind: str, fn: Callable[..., Any], middleware: Middleware, reply_suffix: str
-) -> BoundHandler:
-    """Check ``fn``'s signature and DI wiring and wrap it in ``middleware``."""
-    return BoundHandler(kind, fn, middleware, reply_suffix)
-
-
 def bind_callback(fn: Callable[..., Any], what: str) -> Callback:
     """A connect/disconnect callback: takes the session (and DI markers), nothing else."""
     label = f"websocket {what} callback {describe(fn)}"
     check_wired(fn, label)
     params = _analyse(fn, label, takes_payload=False)
-    session_name = params.session
+    session_name, by_keyword = params.session, params.session_keyword_only
     is_async = inspect.iscoroutinefunction(fn)
-
-    by_keyword = params.session_keyword_only
 
     async def callback(session: Session) -> None:
         if session_name is None:

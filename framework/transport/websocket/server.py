@@ -26,6 +26,7 @@ from websockets.http11 import Request, Response
 
 from framework.errors import Error, NotFound, ServiceUnavailable
 from framework.middleware.core import Middleware, chain
+from framework.transport.address import host_port
 from framework.transport.websocket.dispatch import RouteTable, compile_router, dispatch, refuse
 from framework.transport.websocket.envelope import SHUTTING_DOWN, encode_outbound
 from framework.transport.websocket.handshake import (
@@ -42,7 +43,7 @@ from framework.transport.websocket.registry import SessionRegistry
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Outgoing, Session, SlowClientPolicy
 
-__all__ = ["GOING_AWAY", "IDLE_CLOSE_CODE", "WebSocketServer"]
+__all__ = ["GOING_AWAY", "IDLE_CLOSE_CODE", "POLICY_VIOLATION", "WebSocketServer"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,7 +216,7 @@ class WebSocketServer:
             server_header=None,
         )
         port = self._server.sockets[0].getsockname()[1]
-        self._endpoint = f"ws://{self.host}:{port}"
+        self._endpoint = f"ws://{host_port(self.host, port)}"
         _log.info("websocket server %s listening on %s", self.name, self._endpoint)
 
     async def stop(self, timeout: float = 10.0) -> None:
