@@ -229,8 +229,14 @@ class App:
             (time.perf_counter() - started_at) * 1000,
             extra={"app_id": self.id, "endpoints": list(self.info.endpoints)},
         )
-        for hook in self.after_start:
-            await _call(hook)
+        try:
+            for hook in self.after_start:
+                await _call(hook)
+        except BaseException:
+            # The servers are serving and the caller gets no App to stop (``run`` and
+            # ``async with`` both end here): stop them now, not at interpreter exit.
+            await self.shutdown()
+            raise
 
     async def shutdown(self) -> None:
         """Run the stop sequence once; safe to call twice."""

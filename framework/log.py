@@ -9,9 +9,11 @@ are empty otherwise.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -22,12 +24,26 @@ __all__ = ["ConsoleFormatter", "JsonFormatter", "TraceContextFilter", "setup_log
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
-def _current_trace_ids() -> tuple[str, str]:
+@functools.cache
+def _span_getter() -> Callable[[], Any] | None:
+    """OpenTelemetry's ``get_current_span``, or ``None`` without the otel extra.
+
+    Imported on the first record rather than with this module (the core never imports
+    OpenTelemetry by itself), and only once: retrying a failed import would cost ~35 us on
+    every record.
+    """
     try:
-        from opentelemetry import trace
+        from opentelemetry.trace import get_current_span
     except ImportError:
+        return None
+    return get_current_span
+
+
+def _current_trace_ids() -> tuple[str, str]:
+    get_current_span = _span_getter()
+    if get_current_span is None:
         return "", ""
-    ctx = trace.get_current_span().get_span_context()
+    ctx = get_current_span().get_span_context()
     if not ctx.is_valid:
         return "", ""
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")

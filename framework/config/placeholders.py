@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from framework.config.errors import ConfigError
-from framework.config.tree import KeyPath, Origin, format_key, nearest_origin
+from framework.config.tree import SCALAR_TYPES, KeyPath, Origin, format_key, nearest_origin
 
 __all__ = ["resolve_placeholders", "resolve_string"]
 
@@ -26,7 +26,6 @@ __all__ = ["resolve_placeholders", "resolve_string"]
 # that a typo (``${PORT-80}``, an unclosed brace) is reported instead of kept verbatim.
 _TOKEN = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def resolve_placeholders(
@@ -98,4 +97,4 @@ def _typed_default(default: str) -> Any:
         value = yaml.safe_load(default)
     except yaml.YAMLError:
         return default
-    return value if isinstance(value, _SCALARS) else default
+    return value if isinstance(value, SCALAR_TYPES) else default

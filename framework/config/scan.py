@@ -9,12 +9,11 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from framework.config.errors import ConfigError
-from framework.config.tree import KeyPath, Origin, format_key, nearest_origin
+from framework.config.tree import SCALAR_TYPES, KeyPath, Origin, format_key, nearest_origin
 
 __all__ = ["describe_validation_error", "validate"]
 
 T = TypeVar("T")
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def validate(target: type[T], value: Any, base: KeyPath, origins: Mapping[KeyPath, Origin]) -> T:
@@ -41,6 +40,6 @@ def _describe(error: ErrorDetails, base: KeyPath, origins: Mapping[KeyPath, Orig
     path = (*base, *error["loc"])
     message = error["msg"]
     value = error.get("input")
-    if error["type"] != "missing" and isinstance(value, _SCALARS):
+    if error["type"] != "missing" and isinstance(value, SCALAR_TYPES):
         message += f", got {value!r}"
     return f"{nearest_origin(origins, path)}: {format_key(path)}: {message}"

@@ -10,10 +10,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KeyPath", "Origin", "format_key", "nearest_origin", "prune", "resolve_key", "walk"]
+__all__ = [
+    "SCALAR_TYPES",
+    "KeyPath",
+    "Origin",
+    "format_key",
+    "nearest_origin",
+    "prune",
+    "resolve_key",
+    "walk",
+]
 
 #: A path into the tree: mapping keys are ``str``, list indices are ``int``.
 KeyPath = tuple[str | int, ...]
+
+#: The types of a tree's leaves: what a YAML or JSON scalar loads as.
+SCALAR_TYPES = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from framework.middleware.core import Handler, Middleware, chain
 from framework.middleware.logging import access_log
-from framework.middleware.recovery import INTERNAL_ERROR, recovery
+from framework.middleware.recovery import INTERNAL_ERROR, internal_error, recovery
 from framework.middleware.selector import Selector, selector
 from framework.middleware.timeout import TIMEOUT, timeout
 from framework.middleware.validate import VALIDATOR, validate
@@ -16,6 +16,7 @@ __all__ = [
     "Selector",
     "access_log",
     "chain",
+    "internal_error",
     "recovery",
     "selector",
     "timeout",

@@ -62,7 +62,6 @@ def timeout(seconds: float, *, resolution: float | None = None) -> Middleware:
 
     def middleware(handler: Handler) -> Handler:
         deadlines = _DeadlineBuckets(seconds, step)
-
         buckets, expired = deadlines.buckets, deadlines.expired
 
         async def run(request: Any) -> Any:
@@ -82,6 +81,12 @@ def timeout(seconds: float, *, resolution: float | None = None) -> Middleware:
                 bucket = buckets.get(slot)
                 if bucket is not None:
                     bucket.discard(task)
+                elif task in expired:
+                    # Expired, but the handler swallowed the cancellation: withdraw it (as
+                    # asyncio.timeout does), or the task would stay cancelling and its next
+                    # timeout here would surface as a CancelledError, not a 504.
+                    expired.discard(task)
+                    task.uncancel()
 
         return run
 

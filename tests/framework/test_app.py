@@ -118,6 +118,26 @@ async def test_server_failing_to_start_stops_the_others_and_names_the_cause() ->
     assert journal[-3:] == ["stop bad", "stop good", "resource close"]
 
 
+async def test_failing_after_start_hook_stops_what_started() -> None:
+    journal: list[str] = []
+
+    async def broken() -> None:
+        raise RuntimeError("registration failed")
+
+    app = App(
+        "svc",
+        servers=[RecordingServer("a", journal)],
+        resources=[Resource(journal)],
+        after_start=[broken],
+        handle_signals=False,
+    )
+    with pytest.raises(RuntimeError, match="registration failed"):
+        async with app:
+            pytest.fail("the body must not run when starting failed")
+    assert journal[-3:] == ["a serving=False", "stop a", "resource close"]
+    assert app_info() is None
+
+
 def test_main_exits_non_zero_on_start_failure(caplog: pytest.LogCaptureFixture) -> None:
     app = App("svc", servers=[RecordingServer("bad", [], fail=True)], handle_signals=False)
     assert app.main() == 1

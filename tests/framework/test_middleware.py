@@ -157,3 +157,26 @@ async def test_cancellation_from_elsewhere_is_not_reported_as_timeout() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_handler_swallowing_its_timeout_leaves_the_task_usable() -> None:
+    async def stubborn(_: Any) -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return "gave up"
+        return "finished"
+
+    async def slow(_: Any) -> Any:
+        await asyncio.sleep(5)
+
+    async def worker() -> None:  # one task serving requests in turn, like a consumer's worker
+        task = asyncio.current_task()
+        assert task is not None
+        assert await timeout(0.05)(stubborn)(None) == "gave up"
+        assert task.cancelling() == 0
+        with pytest.raises(Error) as raised:
+            await timeout(0.05)(slow)(None)
+        assert raised.value.reason == TIMEOUT
+
+    await asyncio.wait_for(asyncio.create_task(worker()), 5)

@@ -102,7 +102,8 @@ async def test_unexpected_exception_without_recovery_is_still_mapped(
     assert caught.value.code() is grpc.StatusCode.INTERNAL
     assert from_exception(caught.value).reason == INTERNAL_ERROR
     assert "secret" not in (caught.value.details() or "")
-    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+    [record] = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert (record.kind, record.operation) == ("grpc", "/echo.v1.Echo/Unary")  # type: ignore[attr-defined]
 
 
 async def test_error_mid_server_stream_is_mapped_after_sent_messages(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
@@ -81,6 +82,24 @@ async def test_routes_errors_and_reply_headers() -> None:
             assert nowhere.json()["reason"] == "NOT_FOUND"
 
 
+async def test_unexpected_exception_without_recovery_is_logged_with_its_operation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = HttpServer(port=0)
+    server.include_router(build_router())
+    async with (
+        App("t", servers=[server], handle_signals=False),
+        httpx.AsyncClient(base_url=server.endpoint) as client,
+    ):
+        with caplog.at_level(logging.ERROR, "pykratos.http"):
+            boom = await client.get("/v1/items/500")
+    assert boom.status_code == 500
+    assert boom.json()["reason"] == "INTERNAL_ERROR"
+    assert "exploded" not in boom.text
+    [record] = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert (record.kind, record.operation) == ("http", "GET /v1/items/{item_id}")  # type: ignore[attr-defined]
+
+
 async def test_selected_middleware_only_runs_on_matching_operations() -> None:
     seen: list[str] = []
 
@@ -150,3 +169,17 @@ async def test_port_in_use_names_the_server() -> None:
         await second.stop(1)
     finally:
         await first.stop(1)
+
+
+async def test_ipv6_endpoint_is_a_valid_url() -> None:
+    server = HttpServer("::1", port=0)
+    try:
+        await server.start()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    try:
+        assert server.endpoint.startswith("http://[::1]:")
+        async with httpx.AsyncClient(base_url=server.endpoint) as client:
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await server.stop(1)

@@ -108,7 +108,7 @@ async def _fail(context: Any, exc: Exception, transport: Transport, domain: str)
         raise exc
     if isinstance(exc, NotImplementedError):
         exc = NotImplemented_(NOT_IMPLEMENTED, f"{transport.operation} is not implemented")
-    error = to_error(exc, transport.operation)
+    error = to_error(exc)
     code, details, trailers = to_abort_args(error, None, domain)
     headers = _merge_trailers(context, transport.reply_headers)
     await context.abort(code, details, headers + trailers)

@@ -29,6 +29,7 @@ from framework.app import app_info
 from framework.middleware.core import Middleware, chain
 from framework.middleware.logging import access_log
 from framework.middleware.recovery import recovery
+from framework.transport.address import host_port
 from framework.transport.grpc.health import HEALTH_SERVICE_NAME, NOT_SERVING, HealthServicer
 from framework.transport.grpc.interceptor import (
     CallSettings,
@@ -40,10 +41,6 @@ from framework.transport.grpc.registry import AddServicerFn, ServiceRegistry
 __all__ = ["GrpcServer"]
 
 _log = logging.getLogger("pykratos.grpc")
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 class GrpcServer:
@@ -135,7 +132,7 @@ class GrpcServer:
     def endpoint(self) -> str:
         """``grpc://host:port``; the real port once started."""
         port = self._bound_port if self._bound_port is not None else self.port
-        return f"grpc://{_host_port(self.host, port)}"
+        return f"grpc://{host_port(self.host, port)}"
 
     async def start(self) -> None:
         """Bind, register every service, start serving; returns once calls are accepted."""
@@ -147,7 +144,7 @@ class GrpcServer:
             maximum_concurrent_rpcs=self.maximum_concurrent_rpcs,
         )
         self._server = server
-        address = _host_port(self.host, self.port)
+        address = host_port(self.host, self.port)
         try:
             self._bound_port = server.add_insecure_port(address)
         except RuntimeError as exc:

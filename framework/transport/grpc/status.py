@@ -15,7 +15,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from framework.errors import Error, grpc_code_to_http
-from framework.middleware.recovery import INTERNAL_ERROR
+from framework.middleware.recovery import internal_error
 
 __all__ = [
     "STATUS_DETAILS_KEY",
@@ -52,22 +52,16 @@ def to_rpc_status(error: Error, domain: str = "") -> status_pb2.Status:
     )
 
 
-def to_error(exc: BaseException, operation: str = "") -> Error:
+def to_error(exc: BaseException) -> Error:
     """The :class:`Error` sent for ``exc``.
 
     An :class:`Error` is sent as is. Anything else only gets here when no recovery middleware
-    is installed; it is logged with its stack and sent as the same generic 500
-    ``INTERNAL_ERROR`` recovery would send, so internals never leak to the client.
+    is installed; it is logged with its stack and the current operation and sent as the same
+    generic 500 ``INTERNAL_ERROR`` recovery would send, so internals never leak to the client.
     """
     if isinstance(exc, Error):
         return exc
-    _log.error(
-        "handler raised %s",
-        type(exc).__name__,
-        exc_info=exc,
-        extra={"kind": "grpc", "operation": operation},
-    )
-    return Error(500, INTERNAL_ERROR, "internal error")
+    return internal_error(exc, logger=_log, hint=" (not caught by a recovery middleware)")
 
 
 def to_abort_args(

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from framework.errors import Error
 from framework.middleware.core import Handler
-from framework.middleware.recovery import INTERNAL_ERROR
+from framework.middleware.recovery import internal_error
 from framework.transport.context import Transport, current_transport
 from framework.transport.http.errors import error_response, to_error
 
@@ -44,8 +44,7 @@ def _unhandled(exc: Exception) -> Error:
     """An exception that left the chain: known ones map, unknown ones are logged, not leaked."""
     error = to_error(exc)
     if error.code >= 500 and not isinstance(exc, Error):
-        _log.exception("unhandled %s (add the recovery middleware)", type(exc).__name__)
-        return Error(500, INTERNAL_ERROR, "internal error")
+        return internal_error(exc, logger=_log, hint=" (not caught by a recovery middleware)")
     return error
 
 
@@ -53,6 +52,7 @@ class OperationRoute(APIRoute):
     """An ``APIRoute`` whose handler runs inside the framework's middleware pipeline."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler for this route, run inside the transport context and the chain."""
         fastapi_handler = super().get_route_handler()
         path = self.path_format
 
@@ -65,7 +65,7 @@ class OperationRoute(APIRoute):
                 raise
             except Exception as exc:
                 error = to_error(exc)
-                if error.code >= 500 and not isinstance(exc, Error):
+                if error.code >= 500:
                     raise  # let recovery log the stack
                 raise error from exc
 

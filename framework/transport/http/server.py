@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from framework.middleware.core import Middleware, chain
+from framework.transport.address import host_port
 from framework.transport.http.errors import JsonResponse, error_response, to_error
 from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
 
@@ -109,7 +110,8 @@ class HttpServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """``http://host:port``; the real port once started."""
+        return f"http://{host_port(self.host, self.port)}"
 
     def set_serving(self, serving: bool) -> None:
         """Flip readiness: ``/readyz`` answers 200 only while serving."""
