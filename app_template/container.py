@@ -9,7 +9,7 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from app_template.biz.order import OrderUseCase
-from app_template.conf.conf import Bootstrap
+from app_template.conf.conf import Bootstrap, BrokerConf
 from app_template.data.db import Database
 from app_template.data.events import BrokerOrderEvents
 from app_template.data.order_repo import SqlOrderRepo
@@ -20,18 +20,21 @@ from app_template.server.websocket import new_websocket_server
 from app_template.service.order_grpc import OrderGrpcService
 from app_template.service.order_http import OrderHttpService
 from app_template.service.order_ws import OrderWsService
-from app_template.conf.conf import BrokerConf
 from framework.broker import Broker, create_broker
 from framework.tracing import TracedPublisher
 
 __all__ = ["Container"]
 
 
-def _broker_from(conf: BrokerConf | None) -> Broker | None:
-    return create_broker(conf.kind, **conf.options) if conf is not None else None
+def _broker(conf: BrokerConf) -> Broker:
+    return create_broker(conf.kind, **conf.options)
 
 
-def _publisher_for(broker: Broker | None) -> TracedPublisher | None:
+def _optional_broker(conf: BrokerConf | None) -> Broker | None:
+    return _broker(conf) if conf is not None else None
+
+
+def _optional_publisher(broker: Broker | None) -> TracedPublisher | None:
     return TracedPublisher(broker) if broker is not None else None
 
 
@@ -47,11 +50,11 @@ class Container(containers.DeclarativeContainer):
         schema=config.provided.data.database.schema_name,
         echo=config.provided.data.database.echo,
     )
-    broker = providers.Singleton(_broker_from, config.provided.data.broker)
+    broker = providers.Singleton(_broker, config.provided.data.broker)
     # TracedPublisher: a plain Publisher plus a PRODUCER span and trace headers when tracing is on.
     publisher = providers.Singleton(TracedPublisher, broker=broker)
-    notification_broker = providers.Singleton(_broker_from, config.provided.data.notifications)
-    notification_publisher = providers.Singleton(_publisher_for, notification_broker)
+    notification_broker = providers.Singleton(_optional_broker, config.provided.data.notifications)
+    notification_publisher = providers.Singleton(_optional_publisher, notification_broker)
     order_repo = providers.Singleton(SqlOrderRepo, database=database)
     order_events = providers.Singleton(
         BrokerOrderEvents, publisher=publisher, notifications=notification_publisher
@@ -83,7 +86,8 @@ class Container(containers.DeclarativeContainer):
     ws_server = providers.Singleton(
         new_websocket_server,
         conf=config.provided.server.websocket,
-        middlewares=providers.Callable(default_middlewares,
-                                       config.provided.server.websocket.timeout),
+        middlewares=providers.Callable(
+            default_middlewares, config.provided.server.websocket.timeout
+        ),
         orders=order_ws,
     )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from app_template.conf.conf import Bootstrap
+from app_template.conf.conf import Bootstrap, BrokerConf
 from app_template.container import Container
-from app_template.service import order_events
 from app_template.server.middleware import default_middlewares
+from app_template.service import order_events
 from framework import App
-from framework.broker import BrokerServer
+from framework.broker import Broker, BrokerServer, Router
 
 __all__ = ["wire_app"]
+
+
+def _broker_server(broker: Broker, conf: BrokerConf, name: str, *routers: Router) -> BrokerServer:
+    return BrokerServer(
+        broker, routers=list(routers), middlewares=default_middlewares(conf.timeout), name=name
+    )
 
 
 def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
@@ -22,26 +28,26 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
     container.config.override(bootstrap)
     container.check_dependencies()
     container.wire(modules=[order_events])
+    events, notifications = bootstrap.data.broker, bootstrap.data.notifications
     notification_broker = container.notification_broker()
-    broker_servers = [
-        BrokerServer(
-            container.broker(),
-            routers=[order_events.router]
-            + ([order_events.notifications] if notification_broker is None else []),
-            middlewares=default_middlewares(bootstrap.data.broker.timeout),
-            name="events",
-        )
-    ]
-    if notification_broker is not None:
-        assert bootstrap.data.notifications is not None
-        broker_servers.append(
-            BrokerServer(
-                notification_broker,
-                routers=[order_events.notifications],
-                middlewares=default_middlewares(bootstrap.data.notifications.timeout),
-                name="notifications",
+    if notification_broker is None or notifications is None:
+        # One broker carries the events and the customer notifications.
+        broker_servers = [
+            _broker_server(
+                container.broker(),
+                events,
+                "events",
+                order_events.router,
+                order_events.notifications,
             )
-        )
+        ]
+    else:
+        broker_servers = [
+            _broker_server(container.broker(), events, "events", order_events.router),
+            _broker_server(
+                notification_broker, notifications, "notifications", order_events.notifications
+            ),
+        ]
     return App(
         bootstrap.app.name,
         version=bootstrap.app.version,

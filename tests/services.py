@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-__all__ = ["rabbitmqctl", "require_port", "services_required", "unavailable"]
+__all__ = ["free_port", "rabbitmqctl", "require_port", "services_required", "unavailable"]
 
 
 def services_required() -> bool:
@@ -48,3 +48,10 @@ def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:
     if done.returncode != 0:
         raise AssertionError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
     return done.stdout
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -23,37 +23,45 @@ __all__ = [
 
 class _Strict(BaseModel):
     # A misspelt key is an error naming the key, not a silently ignored setting.
+    # Defaults go in Field(default=...): without the pydantic mypy plugin, a type checker only
+    # sees a keyword default, and would otherwise demand every field in ``HttpConf()``.
     model_config = ConfigDict(extra="forbid")
 
 
 class AppConf(_Strict):
     name: str = "app_template"
     version: str = "0.1.0"
-    stop_timeout: float = Field(10.0, gt=0, description="seconds the graceful stop may take")
-    drain_delay: float = Field(0.0, ge=0, description="seconds between readiness off and stop")
+    stop_timeout: float = Field(
+        default=10.0, gt=0, description="seconds the graceful stop may take"
+    )
+    drain_delay: float = Field(
+        default=0.0, ge=0, description="seconds between readiness off and stop"
+    )
 
 
 class HttpConf(_Strict):
     host: str = "0.0.0.0"
-    port: int = Field(8000, ge=0, le=65535)
-    timeout: float = Field(30.0, gt=0, description="per-request handler timeout, seconds")
+    port: int = Field(default=8000, ge=0, le=65535)
+    timeout: float = Field(default=30.0, gt=0, description="per-request handler timeout, seconds")
 
 
 class GrpcConf(_Strict):
     host: str = "0.0.0.0"
-    port: int = Field(9000, ge=0, le=65535)
-    timeout: float = Field(30.0, gt=0, description="per-call handler timeout, seconds")
+    port: int = Field(default=9000, ge=0, le=65535)
+    timeout: float = Field(default=30.0, gt=0, description="per-call handler timeout, seconds")
     reflection: bool = True
 
 
 class WebSocketConf(_Strict):
     host: str = "0.0.0.0"
-    port: int = Field(8001, ge=0, le=65535)
-    timeout: float = Field(30.0, gt=0, description="per-message handler timeout, seconds")
-    max_message_size: int = Field(64 * 1024, gt=0, description="bytes; larger frames close 1009")
-    send_queue_size: int = Field(256, gt=0, description="frames queued per slow client")
+    port: int = Field(default=8001, ge=0, le=65535)
+    timeout: float = Field(default=30.0, gt=0, description="per-message handler timeout, seconds")
+    max_message_size: int = Field(
+        default=64 * 1024, gt=0, description="bytes; larger frames close 1009"
+    )
+    send_queue_size: int = Field(default=256, gt=0, description="frames queued per slow client")
     slow_client_policy: Literal["drop_oldest", "disconnect"] = "drop_oldest"
-    allowed_origins: list[str] | None = Field(None, description="None allows any origin")
+    allowed_origins: list[str] | None = Field(default=None, description="None allows any origin")
 
 
 class ServerConf(_Strict):
@@ -64,13 +72,13 @@ class ServerConf(_Strict):
 
 class DatabaseConf(_Strict):
     url: str = "sqlite+aiosqlite:///orders.db"
-    schema_name: str | None = Field(None, alias="schema")
+    schema_name: str | None = Field(default=None, alias="schema")
     echo: bool = False
 
 
 class BrokerConf(_Strict):
     kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
-    timeout: float = Field(30.0, gt=0, description="per-message handler timeout, seconds")
+    timeout: float = Field(default=30.0, gt=0, description="per-message handler timeout, seconds")
     #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ)
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -90,8 +98,10 @@ class LogConf(_Strict):
 class TracingConf(_Strict):
     enabled: bool = False
     exporter: Literal["none", "console", "otlp"] = "console"
-    endpoint: str | None = Field(None, description="OTLP collector endpoint (exporter otlp)")
-    sample_ratio: float = Field(1.0, ge=0, le=1)
+    endpoint: str | None = Field(
+        default=None, description="OTLP collector endpoint (exporter otlp)"
+    )
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
 
 
 class Bootstrap(_Strict):

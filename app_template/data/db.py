@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from sqlalchemy import DateTime, String, BigInteger
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import BigInteger, DateTime, String
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "Database", "OrderRow"]
@@ -25,7 +31,7 @@ class OrderRow(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[object] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Database:
@@ -45,8 +51,7 @@ class Database:
         if schema and url.startswith("postgresql+asyncpg"):
             connect_args["server_settings"] = {"search_path": schema}
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args=connect_args)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
-                                           class_=AsyncSession)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     async def start(self) -> None:
         """Check connectivity and create the tables that do not exist yet."""

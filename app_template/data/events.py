@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from app_template.biz.order import Order
-from framework.broker import Publisher
+from datetime import UTC, datetime
 
 from app_template.api.order.v1.events import (
     ORDER_PAID,
@@ -13,6 +10,8 @@ from app_template.api.order.v1.events import (
     OrderPaid,
     PaymentSucceeded,
 )
+from app_template.biz.order import Order
+from framework.broker import Publisher
 
 __all__ = ["BrokerOrderEvents"]
 
@@ -30,13 +29,18 @@ class BrokerOrderEvents:
         self.notifications = notifications
 
     async def payment_succeeded(self, order: Order) -> None:
-        event = PaymentSucceeded(order_id=order.id, amount_cents=order.amount_cents,
-                                 currency=order.currency)
+        event = PaymentSucceeded(
+            order_id=order.id, amount_cents=order.amount_cents, currency=order.currency
+        )
         await self.publisher.publish(PAYMENT_SUCCESS, event, key=order.id)
 
     async def order_paid(self, order: Order) -> None:
-        event = OrderPaid(order_id=order.id, customer_id=order.customer_id,
-                          status=order.status.value, paid_at=datetime.now(order.created_at.tzinfo))
+        event = OrderPaid(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            status=order.status.value,
+            paid_at=datetime.now(UTC),
+        )
         await self.publisher.publish(ORDER_PAID, event, key=order.id)
         if self.notifications is not None:
             await self.notifications.publish(ORDER_PAID, event, key=order.id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 from sqlalchemy import select, update
 
@@ -14,7 +14,6 @@ __all__ = ["SqlOrderRepo"]
 
 def _to_entity(row: OrderRow) -> Order:
     created = row.created_at
-    assert isinstance(created, datetime)
     if created.tzinfo is None:  # SQLite drops the zone; values are written in UTC
         created = created.replace(tzinfo=UTC)
     return Order(

@@ -11,7 +11,12 @@ import logging
 
 from dependency_injector.wiring import Provide, inject
 
-from app_template.api.order.v1.events import ORDER_PAID, PAYMENT_SUCCESS, OrderPaid, PaymentSucceeded
+from app_template.api.order.v1.events import (
+    ORDER_PAID,
+    PAYMENT_SUCCESS,
+    OrderPaid,
+    PaymentSucceeded,
+)
 from app_template.biz.order import OrderUseCase
 from app_template.service.order_ws import push_order_status
 from framework.broker import Router

@@ -24,12 +24,15 @@ def to_proto(order: Order) -> order_pb2.Order:
 
 
 class OrderGrpcService(order_pb2_grpc.OrderServiceServicer):
-    """Errors raised by the use case are mapped to gRPC status codes by the server."""
+    """Errors raised by the use case are mapped to gRPC status codes by the server.
+
+    The CamelCase method names are the RPC names the generated servicer declares.
+    """
 
     def __init__(self, usecase: OrderUseCase) -> None:
         self.usecase = usecase
 
-    async def CreateOrder(  # noqa: N802 - generated method names
+    async def CreateOrder(
         self, request: order_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.Order:
         order = await self.usecase.create(
@@ -37,23 +40,23 @@ class OrderGrpcService(order_pb2_grpc.OrderServiceServicer):
         )
         return to_proto(order)
 
-    async def GetOrder(  # noqa: N802
+    async def GetOrder(
         self, request: order_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.Order:
         return to_proto(await self.usecase.get(request.id))
 
-    async def ListOrders(  # noqa: N802
+    async def ListOrders(
         self, request: order_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.ListOrdersResponse:
         orders = await self.usecase.list(request.page_size)
         return order_pb2.ListOrdersResponse(orders=[to_proto(o) for o in orders])
 
-    async def PayOrder(  # noqa: N802
+    async def PayOrder(
         self, request: order_pb2.PayOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.Order:
         return to_proto(await self.usecase.pay(request.id))
 
-    async def StreamOrders(  # noqa: N802
+    async def StreamOrders(
         self, request: order_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[order_pb2.Order]:
         for order in await self.usecase.list(request.page_size):

@@ -51,6 +51,9 @@ class OrderWsService:
 
 async def push_order_status(server: WebSocketServer, event: OrderPaid) -> int:
     """Send the new status to the clients watching the order; returns how many got it."""
-    payload = {"order_id": event.order_id, "status": event.status,
-               "changed_at": event.paid_at.isoformat()}
+    payload = {
+        "order_id": event.order_id,
+        "status": event.status,
+        "changed_at": event.paid_at.isoformat(),
+    }
     return await server.send_to_room(order_room(event.order_id), payload, type=ORDER_STATUS)

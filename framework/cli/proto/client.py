@@ -8,7 +8,7 @@ from pathlib import Path
 from framework.cli.exceptions import CliError
 from framework.cli.proto.errors_gen import error_enums, render_errors_module
 from framework.cli.proto.paths import ensure_packages, find_project_root, relative_proto
-from framework.cli.proto.protoc import load_descriptors, run_protoc
+from framework.cli.proto.protoc import load_descriptors
 
 __all__ = ["generate_client"]
 
@@ -28,12 +28,9 @@ def generate_client(
         raise CliError(f"{proto} does not exist (create one with: pykratos proto add {proto})")
     root = (root or find_project_root(proto.parent)).resolve()
     name = relative_proto(proto, root).as_posix()
-    file, _ = load_descriptors(root, name, includes)  # validates before writing anything
-    run_protoc(
-        root,
-        name,
-        ["--python_out=.", "--pyi_out=.", "--grpc_python_out=."],
-        includes,
+    # One protoc run: the descriptors (for the error enums) and the code.
+    file, _ = load_descriptors(
+        root, name, includes, ["--python_out=.", "--pyi_out=.", "--grpc_python_out=."]
     )
     directory = root / Path(name).parent
     stem = Path(name).stem

@@ -43,23 +43,20 @@ def run_protoc(
 
 
 def load_descriptors(
-    root: Path, proto_name: str, includes: Sequence[Path] = ()
+    root: Path, proto_name: str, includes: Sequence[Path] = (), outputs: Sequence[str] = ()
 ) -> tuple[Any, list[Any]]:
     """Compile ``proto_name`` to descriptors: ``(its FileDescriptorProto, every file's)``.
 
     Source info is included, so leading/trailing comments are available (they carry the
-    ``@code=`` tags of error reasons).
+    ``@code=`` tags of error reasons). ``outputs`` are more protoc flags for the same run
+    (e.g. ``--python_out=.``): protoc writes nothing unless the whole file compiles.
     """
     from google.protobuf import descriptor_pb2
 
     with tempfile.TemporaryDirectory(prefix="pykratos-proto-") as tmp:
         out = Path(tmp) / "set.pb"
-        run_protoc(
-            root,
-            proto_name,
-            [f"--descriptor_set_out={out}", "--include_source_info", "--include_imports"],
-            includes,
-        )
+        flags = [f"--descriptor_set_out={out}", "--include_source_info", "--include_imports"]
+        run_protoc(root, proto_name, [*flags, *outputs], includes)
         fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     files = list(fds.file)
     for file in files:

@@ -177,5 +177,4 @@ def generate_server(
     target.mkdir(parents=True, exist_ok=True)
     for path, text in outputs.items():
         path.write_text(text)
-    created = ensure_packages(target, root) if root in target.resolve().parents else []
-    return [*outputs, *created]
+    return [*outputs, *ensure_packages(target, root)]
