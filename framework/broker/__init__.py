@@ -26,7 +26,12 @@ from framework.broker.codec import (
 from framework.broker.factory import BROKER_KINDS, create_broker
 from framework.broker.memory import MemoryBroker
 from framework.broker.message import Message
-from framework.broker.options import UnsupportedOptionError, check_options
+from framework.broker.options import (
+    AutoOffsetReset,
+    UnsupportedOptionError,
+    check_options,
+    option_choice,
+)
 from framework.broker.policy import (
     DLQ_ATTEMPTS,
     DLQ_ERROR_TYPE,
@@ -52,6 +57,7 @@ __all__ = [
     "DLQ_ORIGINAL_PARTITION",
     "DLQ_ORIGINAL_TOPIC",
     "DLQ_REASON",
+    "AutoOffsetReset",
     "BatchPolicy",
     "Broker",
     "BrokerServer",
@@ -79,4 +85,5 @@ __all__ = [
     "check_options",
     "create_broker",
     "dead_letter",
+    "option_choice",
 ]

@@ -42,6 +42,8 @@ class RetryLater(Exception):
 
 
 class Outcome(enum.Enum):
+    """What a broker does with a processed message (or batch)."""
+
     ACK = "ack"  # handled: acknowledge / commit
     DEAD = "dead"  # undecodable, invalid, or retries exhausted: dead-letter, then ack/commit
 

@@ -18,6 +18,8 @@ import orjson
 import pydantic
 import pydantic_core
 
+from framework.broker.message import Message
+
 __all__ = [
     "BytesCodec",
     "Codec",
@@ -122,14 +124,6 @@ def _str_decoder(data: bytes) -> str:
         raise DecodeError(f"not UTF-8 text: {exc}") from exc
 
 
-def _reject_message_type(type_: Any) -> None:
-    from framework.broker.message import Message
-
-    if type_ is Message:
-        # The processor hands the raw Message through itself; a codec only sees bytes.
-        raise TypeError("Message is passed through by the processor, not decoded by a codec")
-
-
 class _CachingCodec:
     """Shared ``decode``/``decoder`` plumbing: one resolved decoder per requested type."""
 
@@ -143,13 +137,19 @@ class _CachingCodec:
         except KeyError:
             pass
         except TypeError:  # unhashable annotation: resolve without caching
-            return self._build(type_)
-        decoder = self._decoders[type_] = self._build(type_)
+            return self._resolve(type_)
+        decoder = self._decoders[type_] = self._resolve(type_)
         return decoder
 
     def decode(self, data: bytes, type_: Any) -> Any:
         """Decode ``data`` into ``type_``; raise :class:`DecodeError` on bad input."""
         return self.decoder(type_)(data)
+
+    def _resolve(self, type_: Any) -> Decoder:
+        if type_ is Message:
+            # The processor hands the raw Message through itself; a codec only sees bytes.
+            raise TypeError("Message is passed through by the processor, not decoded by a codec")
+        return self._build(type_)
 
     def _build(self, type_: Any) -> Decoder:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -201,7 +201,6 @@ class JsonCodec(_CachingCodec):
             raise TypeError(f"JsonCodec cannot encode {type(obj).__name__}: {exc}") from exc
 
     def _build(self, type_: Any) -> Decoder:
-        _reject_message_type(type_)
         if type_ in _UNTYPED:
             return _orjson_decoder(None)
         if type_ is bytes:
@@ -211,7 +210,7 @@ class JsonCodec(_CachingCodec):
         if type_ is dict or type_ is list:
             return _orjson_decoder(type_)
         if _is_model(type_):
-            return _model_decoder(type_)
+            return _pydantic_decoder(type_.model_validate_json, type_)
         struct = _msgspec_struct(type_)
         if struct is not None:
             return _struct_decoder(struct, type_)
@@ -219,7 +218,7 @@ class JsonCodec(_CachingCodec):
             adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(type_)
         except pydantic.PydanticUserError as exc:  # incl. PydanticSchemaGenerationError
             raise TypeError(f"JsonCodec cannot decode into {type_!r}: {exc}") from exc
-        return _adapter_decoder(adapter, type_)
+        return _pydantic_decoder(adapter.validate_json, type_)
 
 
 def _orjson_decoder(expected: type | None) -> Decoder:
@@ -237,18 +236,6 @@ def _orjson_decoder(expected: type | None) -> Decoder:
     return decode
 
 
-def _model_decoder(model: type[pydantic.BaseModel]) -> Decoder:
-    validate = model.model_validate_json
-
-    def decode(data: bytes) -> Any:
-        try:
-            return validate(data)
-        except pydantic.ValidationError as exc:
-            raise DecodeError(_validation_reason(exc, model)) from exc
-
-    return decode
-
-
 def _struct_decoder(msgspec: Any, struct: type) -> Decoder:
     decode_json = msgspec.json.Decoder(struct).decode
     errors = msgspec.MsgspecError
@@ -262,8 +249,9 @@ def _struct_decoder(msgspec: Any, struct: type) -> Decoder:
     return decode
 
 
-def _adapter_decoder(adapter: pydantic.TypeAdapter[Any], type_: Any) -> Decoder:
-    validate = adapter.validate_json
+def _pydantic_decoder(validate: Decoder, type_: Any) -> Decoder:
+    """``validate`` (a model's ``model_validate_json``, a ``TypeAdapter``'s ``validate_json``)
+    raising :class:`DecodeError` instead of ``ValidationError``."""
 
     def decode(data: bytes) -> Any:
         try:
@@ -274,46 +262,52 @@ def _adapter_decoder(adapter: pydantic.TypeAdapter[Any], type_: Any) -> Decoder:
     return decode
 
 
-class BytesCodec(_CachingCodec):
-    """Raw bytes: payloads are ``bytes`` (or ``str``, sent as UTF-8) both ways."""
+class _TextOrBytesCodec(_CachingCodec):
+    """Payloads that are ``bytes`` or ``str`` (sent as UTF-8) both ways.
+
+    ``_untyped`` is what an unannotated (``Any``) payload decodes into; ``_kinds`` names the
+    accepted types, in that order, in error messages.
+    """
+
+    _untyped: type
+    _kinds: str
 
     def encode(self, obj: Any) -> bytes:
-        """``bytes``-like objects as they are, ``str`` as UTF-8; anything else is an error."""
+        """``bytes`` as they are, ``str`` as UTF-8; anything else is an error."""
         if isinstance(obj, bytes):
             return obj
-        if isinstance(obj, bytearray | memoryview):
-            return bytes(obj)
         if isinstance(obj, str):
             return obj.encode("utf-8")
-        raise TypeError(f"BytesCodec encodes bytes or str, not {type(obj).__name__}")
+        raise TypeError(f"{type(self).__name__} encodes {self._kinds}, not {type(obj).__name__}")
 
     def _build(self, type_: Any) -> Decoder:
-        _reject_message_type(type_)
-        if type_ in _UNTYPED or type_ is bytes:
+        if type_ in _UNTYPED:
+            type_ = self._untyped
+        if type_ is bytes:
             return _bytes_decoder
         if type_ is str:
             return _str_decoder
-        raise TypeError(f"BytesCodec decodes into bytes or str, not {type_!r}")
+        raise TypeError(f"{type(self).__name__} decodes into {self._kinds}, not {type_!r}")
 
 
-class StrCodec(_CachingCodec):
-    """UTF-8 text: payloads are ``str`` (``bytes`` pass through unchanged)."""
+class BytesCodec(_TextOrBytesCodec):
+    """Raw bytes: payloads are ``bytes`` (or ``str``, sent as UTF-8) both ways."""
+
+    _untyped = bytes
+    _kinds = "bytes or str"
 
     def encode(self, obj: Any) -> bytes:
-        """``str`` as UTF-8, ``bytes`` as they are; anything else is an error."""
-        if isinstance(obj, str):
-            return obj.encode("utf-8")
-        if isinstance(obj, bytes):
-            return obj
-        raise TypeError(f"StrCodec encodes str or bytes, not {type(obj).__name__}")
+        """``bytes``-like objects as they are, ``str`` as UTF-8; anything else is an error."""
+        if isinstance(obj, bytearray | memoryview):
+            return bytes(obj)
+        return super().encode(obj)
 
-    def _build(self, type_: Any) -> Decoder:
-        _reject_message_type(type_)
-        if type_ in _UNTYPED or type_ is str:
-            return _str_decoder
-        if type_ is bytes:
-            return _bytes_decoder
-        raise TypeError(f"StrCodec decodes into str or bytes, not {type_!r}")
+
+class StrCodec(_TextOrBytesCodec):
+    """UTF-8 text: payloads are ``str`` (``bytes`` pass through unchanged)."""
+
+    _untyped = str
+    _kinds = "str or bytes"
 
 
 class ProtobufCodec(_CachingCodec):
@@ -341,7 +335,6 @@ class ProtobufCodec(_CachingCodec):
         raise TypeError(f"ProtobufCodec encodes protobuf messages, not {type(obj).__name__}")
 
     def _build(self, type_: Any) -> Decoder:
-        _reject_message_type(type_)
         if type_ in _UNTYPED or type_ is bytes:
             return _bytes_decoder
         if not (isinstance(type_, type) and issubclass(type_, self._message_type)):

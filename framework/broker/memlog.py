@@ -2,8 +2,9 @@
 
 A topic has N :class:`Partition` logs (append-only, offsets from 0). Each consumer group has
 one :class:`Cursor` per partition: the next offset to fetch, the offsets dispatched but not
-finished, and so the *committed* offset (everything before it finished). A partition forgets
-records once every group's cursor has committed past them.
+finished (an :class:`~framework.broker.offsets.InFlightOffsets`), and so the *committed*
+offset (everything before it finished). A partition forgets records once every group's cursor
+has committed past them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import zlib
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+from framework.broker.offsets import InFlightOffsets
 
 __all__ = ["Cursor", "Partition", "Record", "Topic"]
 
@@ -61,6 +63,7 @@ class Partition:
         return offset
 
     def get(self, offset: int) -> Record:
+        """The record at ``offset`` (still retained: not below ``base``)."""
         return self.log[offset - self.base]
 
     async def wait(self) -> None:
@@ -79,47 +82,43 @@ class Partition:
             self.base += consumed
 
 
-class Cursor:
+class Cursor(InFlightOffsets):
     """One consumer group's progress in one partition.
 
-    ``position`` is the next offset to fetch; ``pending`` the dispatched offsets in order,
-    ``done`` those of them that finished out of order; ``committed`` is the first unfinished
-    offset. ``inflight`` counts dispatched messages not yet finished *or dropped*, so a
+    ``position`` is the next offset to fetch; ``committed`` the first dispatched offset not
+    finished yet. ``inflight`` counts dispatched messages not yet finished *or dropped*, so a
     partition can be handed to another group member only once its old owner is idle.
     """
 
-    __slots__ = ("_idle", "done", "inflight", "owner", "partition", "pending", "position")
+    __slots__ = ("_idle", "inflight", "owner", "partition", "position")
 
     def __init__(self, partition: Partition, position: int) -> None:
+        super().__init__()
         self.partition = partition
         self.position = position
-        self.pending: deque[int] = deque()
-        self.done: set[int] = set()
         self.inflight = 0
         self.owner: Any = None  # the group member fetching this partition
         self._idle: asyncio.Event | None = None
 
     @property
     def committed(self) -> int:
-        return self.pending[0] if self.pending else self.position
+        """The first offset not finished yet: everything before it is committed."""
+        pending = self._pending
+        return pending[0] if pending else self.position
 
     def dispatched(self, offset: int) -> None:
         """``offset`` was handed to a worker."""
-        self.pending.append(offset)
+        self._pending.append(offset)
         self.position = offset + 1
         self.inflight += 1
 
-    def complete(self, offset: int) -> None:
-        """``offset`` finished (handled or dead-lettered): advance the commit if contiguous."""
-        pending = self.pending
-        if not pending or pending[0] != offset:
-            self.done.add(offset)
-            return
-        pending.popleft()
-        done = self.done
-        while pending and pending[0] in done:
-            done.remove(pending.popleft())
-        self.partition.trim()
+    def finish(self, offset: int) -> bool:
+        """``offset`` finished (handled or dead-lettered): advance the commit if contiguous,
+        and let the partition forget what every group committed."""
+        if super().finish(offset):
+            self.partition.trim()
+            return True
+        return False
 
     def release(self) -> None:
         """A dispatched message left the worker (finished, failed or dropped)."""
@@ -139,8 +138,7 @@ class Cursor:
     def rewind(self) -> None:
         """Restart fetching at the committed offset: unfinished messages are redelivered."""
         self.position = self.committed
-        self.pending.clear()
-        self.done.clear()
+        self.forget()
 
 
 class Topic:
@@ -154,6 +152,7 @@ class Topic:
         self._rotation = itertools.cycle(self.partitions)
 
     def partition_for(self, key: bytes | None) -> Partition:
+        """The partition of ``key`` (always the same one); the next in turn when keyless."""
         if key is None:
             return next(self._rotation)
         # crc32, not hash(): the member's worker choice uses hash(), and the two must not be

@@ -19,6 +19,7 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
+from typing import get_args
 
 from framework.broker.broker import (
     Broker,
@@ -29,7 +30,7 @@ from framework.broker.broker import (
 )
 from framework.broker.memlog import Cursor, Record, Topic
 from framework.broker.message import Message
-from framework.broker.options import UnsupportedOptionError, check_options
+from framework.broker.options import AutoOffsetReset, check_options, option_choice
 from framework.broker.publisher import dead_letter
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
@@ -37,7 +38,6 @@ from framework.broker.subscriber import SubscriberSpec
 __all__ = ["MemoryBroker"]
 
 _log = logging.getLogger("pykratos.broker.memory")
-_OFFSET_RESETS = ("earliest", "latest")
 # Messages a worker may have queued ahead: bounds memory and lets a stop drop them quickly.
 _PREFETCH = 256
 
@@ -47,9 +47,7 @@ _QueueItem = tuple[Cursor, Message] | None
 class _Group:
     """A consumer group on one topic: one cursor per partition, shared by its members."""
 
-    def __init__(self, topic: Topic, name: str, start: str, ephemeral: bool) -> None:
-        self.topic = topic
-        self.name = name
+    def __init__(self, topic: Topic, start: str, ephemeral: bool) -> None:
         self.ephemeral = ephemeral
         self.members: list[_Consumer] = []
         self.lock = asyncio.Lock()  # one rebalance at a time
@@ -191,7 +189,7 @@ class _Consumer:
                 # Never commit past it: it stays pending and is redelivered to the group.
                 _log.exception("%s: processing failed unexpectedly", self._spec.display_name)
             else:
-                cursor.complete(message.offset)  # type: ignore[arg-type]
+                cursor.finish(message.offset)  # type: ignore[arg-type]
             finally:
                 cursor.release()
 
@@ -242,7 +240,7 @@ class _Consumer:
             _log.exception("%s: batch processing failed unexpectedly", self._spec.display_name)
             return
         for cursor, message in batch:
-            cursor.complete(message.offset)  # type: ignore[arg-type]
+            cursor.finish(message.offset)  # type: ignore[arg-type]
 
     # -- stop --------------------------------------------------------------------------------
 
@@ -311,6 +309,7 @@ class MemoryBroker(Broker):
 
     @property
     def endpoint(self) -> str:
+        """``memory://<name>``."""
         return f"memory://{self.name}"
 
     async def connect(self) -> None:
@@ -387,20 +386,18 @@ class MemoryBroker(Broker):
         """Join ``spec``'s group (a private one for broadcast) and start consuming."""
         self._check_connected()
         check_options(spec, self.supported_options, self.kind)
-        start = spec.options.get("auto_offset_reset", "latest" if spec.broadcast else "earliest")
-        if start not in _OFFSET_RESETS:
-            raise UnsupportedOptionError(
-                f"subscriber {spec.display_name}: auto_offset_reset must be one of "
-                f"{', '.join(_OFFSET_RESETS)}, got {start!r}"
-            )
+        start = option_choice(
+            spec,
+            "auto_offset_reset",
+            get_args(AutoOffsetReset),
+            "latest" if spec.broadcast else "earliest",
+        )
         topic = self._topic(spec.topic)
         if spec.broadcast:
-            group = _Group(topic, f"broadcast-{next(self._ids)}", start, ephemeral=True)
+            group = _Group(topic, start, ephemeral=True)
         else:
             name = spec.group or handler_name(spec.handler)
-            group = self._groups.get((spec.topic, name)) or _Group(
-                topic, name, start, ephemeral=False
-            )
+            group = self._groups.get((spec.topic, name)) or _Group(topic, start, ephemeral=False)
             self._groups[(spec.topic, name)] = group
         consumer = _Consumer(self, spec, processor, group)
         self._consumers.add(consumer)

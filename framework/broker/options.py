@@ -5,16 +5,22 @@ RabbitMQ, ``auto_offset_reset`` for Kafka and memory, ...). A broker that does n
 option must refuse it loudly rather than ignore it; :func:`check_options` gives every broker
 the same error. A broker declares what it accepts in a ``supported_options`` class attribute,
 which lets :class:`~framework.broker.server.BrokerServer` check every subscriber before
-subscribing any.
+subscribing any. :func:`option_choice` reads an option that takes one of a few values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Literal, TypeVar, cast
 
 from framework.broker.subscriber import SubscriberSpec
 
-__all__ = ["UnsupportedOptionError", "check_options"]
+__all__ = ["AutoOffsetReset", "UnsupportedOptionError", "check_options", "option_choice"]
+
+#: Where a consumer group without a committed position starts (memory and Kafka brokers).
+AutoOffsetReset = Literal["earliest", "latest"]
+
+_T = TypeVar("_T")
 
 
 class UnsupportedOptionError(ValueError):
@@ -31,3 +37,15 @@ def check_options(spec: SubscriberSpec, supported: Collection[str], kind: str) -
             f"{', '.join(unknown)} not supported by the {kind or 'this'} broker "
             f"(it accepts: {accepted})"
         )
+
+
+def option_choice(spec: SubscriberSpec, name: str, choices: tuple[_T, ...], default: _T) -> _T:
+    """``spec.options[name]``, ``default`` when absent; :class:`UnsupportedOptionError` naming
+    the subscriber and the valid values when it is not one of ``choices``."""
+    value = spec.options.get(name, default)
+    if value not in choices:
+        raise UnsupportedOptionError(
+            f"subscriber {spec.display_name} on {spec.topic!r}: {name} must be one of "
+            f"{', '.join(map(str, choices))}, got {value!r}"
+        )
+    return cast(_T, value)

@@ -49,9 +49,6 @@ class RetryPolicy:
         return min(self.backoff * self.multiplier ** max(attempt - 1, 0), self.max_backoff)
 
 
-NO_RETRY = RetryPolicy(max_attempts=1)
-
-
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
     """Deliver messages to a batch handler in lists of up to ``max_size``, waiting at most

@@ -62,4 +62,5 @@ class SubscriberSpec:
 
     @property
     def display_name(self) -> str:
+        """``name``, else the handler's qualified name: how logs and errors name it."""
         return self.name or getattr(self.handler, "__qualname__", repr(self.handler))

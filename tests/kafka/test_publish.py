@@ -9,11 +9,16 @@ from collections.abc import Callable
 import pytest
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from framework.broker import BrokerServer, Message, Router
+from framework.broker import BrokerServer, Message, PublishResult, Router
 from framework.broker.options import UnsupportedOptionError
 from framework.broker.processor import SubscriberProcessor
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.kafka import KafkaBroker, KafkaProducerError, KafkaUnavailableError
+from framework.transport.kafka import (
+    BatchingPublisher,
+    KafkaBroker,
+    KafkaProducerError,
+    KafkaUnavailableError,
+)
 from framework.transport.kafka.tansu import free_port
 from tests.kafka.conftest import create_topic, read_topic
 
@@ -120,6 +125,46 @@ async def test_batching_publisher_fails_only_the_messages_that_failed(
         await kafka.close()
 
 
+async def test_batching_publisher_backpressure_holds_for_every_waiting_submitter(
+    broker: KafkaBroker, bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    topic = unique("bounded")
+    await create_topic(bootstrap, topic, 1)
+    futures: list[asyncio.Future[PublishResult]] = []
+    most_unresolved = 0
+
+    async def submit(publisher: BatchingPublisher, i: int) -> None:
+        nonlocal most_unresolved
+        futures.append(await publisher.submit(topic, f"m{i}".encode()))
+        most_unresolved = max(most_unresolved, sum(not f.done() for f in futures))
+
+    async with broker.batch_publisher(chunk_size=1, max_pending=2) as publisher:
+        # Many submitters block on the bound at once; one acknowledgement must not let
+        # them all through.
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(submit(publisher, i) for i in range(12)))
+    assert len(futures) == 12
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert most_unresolved <= 2
+
+
+async def test_batching_publisher_refuses_a_submit_that_waited_through_close(
+    broker: KafkaBroker, bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    topic = unique("closing")
+    await create_topic(bootstrap, topic, 1)
+    publisher = broker.batch_publisher(chunk_size=1, max_pending=1)
+    first = await publisher.submit(topic, b"first")
+    waiting = asyncio.create_task(publisher.submit(topic, b"second"))
+    await asyncio.sleep(0)  # one step: the second submit now waits for room
+    assert not waiting.done()
+    async with asyncio.timeout(10):
+        await publisher.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await waiting
+    assert (await first).topic == topic
+
+
 async def test_unreachable_bootstrap_names_the_address_quickly() -> None:
     address = f"127.0.0.1:{free_port()}"
     kafka = KafkaBroker(address, connect_timeout=5)
@@ -143,6 +188,16 @@ async def test_subscribe_refuses_unknown_options_and_needs_connect(bootstrap: st
         await kafka.subscribe(plain, SubscriberProcessor(plain, broker_kind="kafka"))
     with pytest.raises(ValueError, match="ordering"):
         KafkaBroker(bootstrap, ordering="random")
+
+
+async def test_subscribe_refuses_invalid_option_values(broker: KafkaBroker) -> None:
+    async def handler(message: Message) -> None: ...
+
+    for options in ({"ordering": "random"}, {"auto_offset_reset": "newest"}):
+        spec = SubscriberSpec("t", handler, options=options)
+        (name,) = options
+        with pytest.raises(UnsupportedOptionError, match=f"{name} must be one of"):
+            await broker.subscribe(spec, SubscriberProcessor(spec, broker_kind="kafka"))
 
 
 async def test_idempotent_producer_is_opt_in(bootstrap: str, unique: Callable[[str], str]) -> None:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
-from framework.broker.options import check_options
+from framework.broker.options import check_options, option_choice
 from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.kafka.errors import KafkaProducerError, KafkaUnavailableError
@@ -199,16 +199,13 @@ class KafkaBroker(Broker):
         """
         check_options(spec, self.supported_options, self.kind)
         self._require_producer()  # dead letters go through it
-        reset = spec.options.get(
-            "auto_offset_reset", "latest" if spec.broadcast else self.options.auto_offset_reset
+        reset = option_choice(
+            spec,
+            "auto_offset_reset",
+            get_args(AutoOffsetReset),
+            "latest" if spec.broadcast else self.options.auto_offset_reset,
         )
-        ordering = spec.options.get("ordering", self.options.ordering)
-        if reset not in get_args(AutoOffsetReset) or ordering not in get_args(Ordering):
-            raise ValueError(
-                f"subscriber {spec.display_name} on {spec.topic!r}: auto_offset_reset must be "
-                f"one of {get_args(AutoOffsetReset)} (got {reset!r}) and ordering one of "
-                f"{get_args(Ordering)} (got {ordering!r})"
-            )
+        ordering = option_choice(spec, "ordering", get_args(Ordering), self.options.ordering)
         subscription = KafkaSubscription(
             spec,
             processor,

@@ -1,21 +1,20 @@
-"""Per-partition offset tracking: what may be committed without skipping a message.
+"""Per-partition offset tracking of a Kafka subscription: what may be committed.
 
-A Kafka commit says "everything before this offset is done". Committing the offset of the
-last *finished* message (what go-queue and kratos-transport do with concurrent workers)
-silently skips any earlier message that is still running or failed. :class:`PartitionOffsets`
-instead remembers every handed-out offset in fetch order and only ever reports the lowest
-unfinished one, so a crash can redeliver messages but never lose one.
+:class:`PartitionOffsets` is an :class:`~framework.broker.offsets.InFlightOffsets` (a commit
+never passes an unfinished message) that also knows what was fetched, started and committed,
+and where a revoked or stopping partition stops starting messages.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
+
+from framework.broker.offsets import InFlightOffsets
 
 __all__ = ["PartitionOffsets"]
 
 
-class PartitionOffsets:
+class PartitionOffsets(InFlightOffsets):
     """The offsets of one assigned partition: handed out, finished and committed.
 
     ``track`` is called in fetch (offset) order; ``finish`` in any order. ``committable``
@@ -23,11 +22,10 @@ class PartitionOffsets:
     highest finished offset when nothing is outstanding.
     """
 
-    __slots__ = ("_done", "_last", "_pending", "committed", "started", "stop_at")
+    __slots__ = ("_last", "committed", "started", "stop_at")
 
     def __init__(self) -> None:
-        self._pending: deque[int] = deque()  # handed out, not finished, in offset order
-        self._done: set[int] = set()  # finished out of order, still behind an unfinished one
+        super().__init__()
         self._last = -1  # highest offset handed out
         self.started = -1  # highest offset a worker started (maintained by the workers)
         self.committed: int | None = None  # last offset acknowledged by the broker
@@ -45,19 +43,6 @@ class PartitionOffsets:
     def accepts(self, offset: int) -> bool:
         """False for an offset at or below one already handed out (a stale re-fetch)."""
         return offset > self._last
-
-    def finish(self, offset: int) -> None:
-        """Mark ``offset`` finished (handled, or dead-lettered)."""
-        pending = self._pending
-        if pending and pending[0] == offset:
-            pending.popleft()
-            done = self._done
-            if done:
-                # Earlier out-of-order completions may now be contiguous.
-                while pending and pending[0] in done:
-                    done.discard(pending.popleft())
-        else:
-            self._done.add(offset)
 
     def close(self) -> None:
         """Stop starting new offsets (partition revoked or subscription stopping).
@@ -81,11 +66,6 @@ class PartitionOffsets:
         if self._pending:
             return self._pending[0]
         return self._last + 1 if self._last >= 0 else None
-
-    @property
-    def outstanding(self) -> int:
-        """How many handed-out offsets are not finished."""
-        return len(self._pending)
 
     def to_commit(self) -> int | None:
         """``committable`` if it moved past ``committed``, else ``None``."""

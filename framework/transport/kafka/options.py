@@ -16,11 +16,12 @@ The defaults favour a fast group join and at-least-once delivery:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+from framework.broker.options import AutoOffsetReset
 
 __all__ = ["AutoOffsetReset", "KafkaOptions", "Ordering"]
 
-AutoOffsetReset = Literal["earliest", "latest"]
 Ordering = Literal["auto", "partition", "key"]
 
 
@@ -95,14 +96,13 @@ class KafkaOptions:
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():
             raise ValueError("bootstrap_servers must name at least one host:port")
-        if self.auto_offset_reset not in ("earliest", "latest"):
-            raise ValueError(
-                f"auto_offset_reset must be 'earliest' or 'latest', got {self.auto_offset_reset!r}"
-            )
-        if self.ordering not in ("auto", "partition", "key"):
-            raise ValueError(
-                f"ordering must be 'auto', 'partition' or 'key', got {self.ordering!r}"
-            )
+        choices = {
+            "auto_offset_reset": (self.auto_offset_reset, get_args(AutoOffsetReset)),
+            "ordering": (self.ordering, get_args(Ordering)),
+        }
+        for name, (chosen, allowed) in choices.items():
+            if chosen not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {chosen!r}")
         positive = {
             "connect_timeout": self.connect_timeout,
             "join_timeout": self.join_timeout,

@@ -97,9 +97,13 @@ class BatchingPublisher:
 
         Waits only while ``max_pending`` messages are unacknowledged (backpressure).
         """
-        if self._closed:
-            raise RuntimeError("BatchingPublisher is closed")
-        if self._pending >= self._max_pending:
+        # Re-checked after every wait: several submitters may wake at once, and close() may
+        # have run meanwhile (a message buffered then would start a sender nobody stops).
+        while True:
+            if self._closed:
+                raise RuntimeError("BatchingPublisher is closed")
+            if self._pending < self._max_pending:
+                break
             self._room.clear()
             await self._room.wait()
         loop = self._loop

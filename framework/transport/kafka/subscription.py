@@ -1,18 +1,19 @@
 """One running Kafka subscription: a group consumer, ordered workers, and safe commits.
 
-Flow: a fetch task pulls records in batches (``getmany``) and routes them to
-``spec.concurrency`` ordered :class:`~framework.transport.kafka.workers.Worker` lanes; each
-worker runs the :class:`~framework.broker.broker.MessageProcessor` (decode, middleware,
-handler, in-process retries), dead-letters ``DEAD`` results, then marks the offset finished
-in the partition's :class:`~framework.transport.kafka.offsets.PartitionOffsets`. A commit task
-commits the lowest unfinished offset of every partition every ``commit_interval`` seconds or
-after ``commit_every`` finished messages.
+Flow: the consumer joins the group (:mod:`~framework.transport.kafka.group`); a fetch task
+pulls records in batches (``getmany``) and routes them to ``spec.concurrency`` ordered
+:class:`~framework.transport.kafka.workers.Worker` lanes; each worker runs the
+:class:`~framework.broker.broker.MessageProcessor` (decode, middleware, handler, in-process
+retries), dead-letters ``DEAD`` results, then marks the offset finished in the partition's
+:class:`~framework.transport.kafka.offsets.PartitionOffsets`. The
+:class:`~framework.transport.kafka.commits.Committer` commits the lowest unfinished offset of
+every partition every ``commit_interval`` seconds or after ``commit_every`` finished messages.
 
-Stopping and revocation (rebalance) are graceful: no new message is started at or beyond
-the highest offset already started in each partition; messages in flight, and unstarted ones
-below that offset (gaps left by per-key workers), are finished (within the stop timeout, or
-``rebalance_drain_timeout``); then the offsets are committed and, on stop, the consumer
-leaves the group.
+Stopping and revocation (rebalance, :mod:`~framework.transport.kafka.assignment`) are
+graceful: no new message is started at or beyond the highest offset already started in each
+partition; messages in flight, and unstarted ones below that offset (gaps left by per-key
+workers), are finished (within the stop timeout, or ``rebalance_drain_timeout``); then the
+offsets are committed and, on stop, the consumer leaves the group.
 
 Delivery is at-least-once. What a restarted (or new) owner gets again:
 
@@ -27,82 +28,53 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from operator import attrgetter
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import InvalidSessionTimeoutError, KafkaConnectionError, KafkaError
-from aiokafka.protocol.group import LeaveGroupRequest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
+from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.kafka.errors import KafkaJoinError, KafkaUnavailableError
+from framework.transport.kafka import group
+from framework.transport.kafka.assignment import Assignment
+from framework.transport.kafka.commits import Committer
 from framework.transport.kafka.offsets import PartitionOffsets
 from framework.transport.kafka.options import AutoOffsetReset, KafkaOptions, Ordering
 from framework.transport.kafka.records import to_message
 from framework.transport.kafka.workers import Router, Worker
 
-__all__ = ["DeadLetter", "KafkaSubscription"]
-
-#: Publishes a DEAD message to the dead-letter topic (``framework.broker.publisher.dead_letter``
-#: bound to the broker and spec); raising means "not published, try again".
-DeadLetter = Callable[[Message, ProcessResult], Awaitable[Any]]
+__all__ = ["KafkaSubscription"]
 
 _log = logging.getLogger("pykratos.kafka")
 _offset = attrgetter("offset")
 _DEAD = Outcome.DEAD
 _MAX_BACKOFF = 5.0
-# A stop must not hang on a dead broker: bounds for the final commit and the group leave.
-_FINAL_COMMIT_TIMEOUT = 5.0
-_CLOSE_TIMEOUT = 5.0
-
-
-async def _leave_generation_zero(consumer: AIOKafkaConsumer, group_id: str) -> None:
-    """Send the LeaveGroup that aiokafka skips when the group generation is 0.
-
-    aiokafka only leaves a group whose generation is > 0 (Kafka starts at 1); Tansu starts at
-    0, so without this a restarted member waits several seconds for its predecessor's session
-    to expire before the group forms again. Reaches into aiokafka internals, guarded so that
-    another aiokafka version merely skips it.
-    """
-    coordinator = getattr(consumer, "_coordinator", None)
-    client = getattr(consumer, "_client", None)
-    if coordinator is None or client is None:
-        return
-    generation = getattr(coordinator, "generation", None)
-    member_id = getattr(coordinator, "member_id", "")
-    node_id = getattr(coordinator, "coordinator_id", None)
-    if generation != 0 or not member_id or node_id is None:
-        return
-    await coordinator.close()  # stops heartbeats first; consumer.stop() then skips it
-    try:
-        await client.send(node_id, LeaveGroupRequest(group_id, member_id))
-    except KafkaError as exc:
-        _log.debug("LeaveGroup for %r failed: %r", group_id, exc)
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, subscription: KafkaSubscription) -> None:
-        self._subscription = subscription
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._subscription._on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self._subscription._on_assigned(assigned)
 
 
 class KafkaSubscription:
-    """A running subscription returned by :meth:`KafkaBroker.subscribe` (use :meth:`stop`)."""
+    """A running subscription returned by :meth:`KafkaBroker.subscribe` (use :meth:`stop`).
+
+    Args:
+        spec: the subscriber.
+        processor: decodes and handles each message (or batch).
+        options: the broker's options.
+        dead_letter: publishes a ``DEAD`` message to the dead-letter topic
+            (``framework.broker.publisher.dead_letter`` bound to the broker and spec); raising
+            means "not published, try again".
+        group_id: the consumer group to join.
+        auto_offset_reset: where the group starts without a committed offset.
+        ordering: how records are routed to workers (see :mod:`framework.transport.kafka.workers`).
+    """
 
     def __init__(
         self,
         spec: SubscriberSpec,
         processor: MessageProcessor,
         options: KafkaOptions,
-        dead_letter: DeadLetter,
+        dead_letter: DeadLetterSink,
         *,
         group_id: str,
         auto_offset_reset: AutoOffsetReset,
@@ -115,20 +87,18 @@ class KafkaSubscription:
         self._dead_letter = dead_letter
         self._auto_offset_reset = auto_offset_reset
         self._consumer: AIOKafkaConsumer | None = None
-        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._workers = [Worker(i) for i in range(max(1, spec.concurrency))]
         self._router = Router(self._workers, ordering)
-        self._assigned = asyncio.Event()
+        label = spec.display_name
+        self._assignment = Assignment(self._router, label, options.rebalance_drain_timeout)
+        self._committer = Committer(
+            label, group_id, interval=options.commit_interval, every=options.commit_every
+        )
         self._space = asyncio.Event()  # set while fewer than max_buffered records wait
         self._space.set()
         self._buffered = 0
         self._resume_at = max(1, options.max_buffered // 2)
-        self._finished = 0  # messages finished since the last commit request
-        self._commit_now = asyncio.Event()
-        self._commit_lock = asyncio.Lock()
-        self._drains: dict[PartitionOffsets, asyncio.Event] = {}  # revoked, still finishing
-        self._closing = False
-        self._stopped = False
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -136,13 +106,14 @@ class KafkaSubscription:
     @property
     def assignment(self) -> frozenset[TopicPartition]:
         """The partitions this member currently owns."""
-        return frozenset(self._partitions)
+        return frozenset(self._assignment.partitions)
 
     async def start(self) -> None:
         """Join the group and start consuming; return once partitions are assigned.
 
-        Raises :class:`KafkaUnavailableError` when the cluster cannot be reached and
-        :class:`KafkaJoinError` when no assignment arrives within ``join_timeout``.
+        Raises :class:`~framework.transport.kafka.errors.KafkaUnavailableError` when the
+        cluster cannot be reached and :class:`~framework.transport.kafka.errors.KafkaJoinError`
+        when no assignment arrives within ``join_timeout``.
         """
         work = self._work_batch if self.spec.batch is not None else self._work
         for worker in self._workers:
@@ -151,21 +122,22 @@ class KafkaSubscription:
                 name=f"kafka-worker-{worker.index}",
             )
         try:
-            try:
-                await self._join(self._options.session_timeout_ms)
-            except InvalidSessionTimeoutError:
-                _log.warning(
-                    "broker rejected session_timeout_ms=%d for group %r (Apache Kafka's "
-                    "group.min.session.timeout.ms); retrying with %d",
-                    self._options.session_timeout_ms,
-                    self.group_id,
-                    self._options.fallback_session_timeout_ms,
-                )
-                await self._join(self._options.fallback_session_timeout_ms)
+            self._consumer = consumer = await group.join(
+                self._options,
+                group_id=self.group_id,
+                topic=self.spec.topic,
+                auto_offset_reset=self._auto_offset_reset,
+                on_assigned=self._on_assigned,
+                on_revoked=self._on_revoked,
+            )
         except BaseException:
             await self.stop(0)
             raise
-        for name, body in (("fetch", self._fetch_loop()), ("commit", self._commit_loop())):
+        loops = (
+            ("fetch", self._fetch_loop(consumer)),
+            ("commit", self._committer.run(consumer, self._assignment.partitions)),
+        )
+        for name, body in loops:
             self._tasks.append(asyncio.create_task(self._guarded(name, body), name=f"kafka-{name}"))
 
     async def _guarded(self, what: str, body: Coroutine[Any, Any, None]) -> None:
@@ -180,58 +152,17 @@ class KafkaSubscription:
             )
             raise
 
-    async def _join(self, session_timeout_ms: int) -> None:
-        options = self._options
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=options.servers,
-            client_id=options.client_id,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=self._auto_offset_reset,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=min(options.heartbeat_interval_ms, session_timeout_ms // 3),
-            max_poll_interval_ms=options.max_poll_interval_ms,
-            max_partition_fetch_bytes=options.max_partition_fetch_bytes,
-            fetch_max_wait_ms=options.fetch_max_wait_ms,
-            request_timeout_ms=options.request_timeout_ms,
-        )
-        consumer.subscribe([self.spec.topic], listener=_Listener(self))
-        self._consumer = consumer
-        try:
-            async with asyncio.timeout(options.join_timeout):
-                await consumer.start()
-                await self._assigned.wait()
-                # Resolve where each partition starts now: with "latest", a message published
-                # after subscribe() returned must not fall before a lazily resolved position.
-                for tp in consumer.assignment():
-                    await consumer.position(tp)
-        except TimeoutError:
-            await self._close_consumer()
-            raise KafkaJoinError(
-                f"consumer group {self.group_id!r} got no partition assignment for topic "
-                f"{self.spec.topic!r} from {options.bootstrap_servers} within "
-                f"{options.join_timeout:g}s"
-            ) from None
-        except KafkaConnectionError as exc:
-            await self._close_consumer()
-            raise KafkaUnavailableError(options.bootstrap_servers, exc) from exc
-        except BaseException:
-            await self._close_consumer()
-            raise
-
     async def stop(self, timeout: float) -> None:
         """Stop fetching, give in-flight messages ``timeout`` seconds, commit what finished,
         leave the group. Unfinished messages stay uncommitted and will be redelivered."""
-        if self._stopped:
+        if self._stopping:
             return
-        self._stopped = True
-        self._closing = True
+        self._stopping = True
         fetch_and_commit, self._tasks = self._tasks, []
         for task in fetch_and_commit:
             task.cancel()
         await asyncio.gather(*fetch_and_commit, return_exceptions=True)
-        for state in self._partitions.values():
-            state.close()  # workers still fill the gaps below what already started
+        self._assignment.close()
         workers = [w.task for w in self._workers if w.task is not None]
         for worker in self._workers:
             worker.wake.set()
@@ -248,77 +179,35 @@ class KafkaSubscription:
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)
-        if self._consumer is not None and self._partitions:
-            try:
-                async with asyncio.timeout(_FINAL_COMMIT_TIMEOUT):
-                    await self._commit(list(self._partitions.items()))
-            except TimeoutError:
-                _log.warning(
-                    "%s: final commit for group %r timed out; finished messages since the "
-                    "last commit will be redelivered",
-                    self.spec.display_name,
-                    self.group_id,
-                )
-        await self._close_consumer()
-
-    async def _close_consumer(self) -> None:
-        consumer, self._consumer = self._consumer, None
+        consumer = self._consumer
         if consumer is not None:
-            try:
-                async with asyncio.timeout(_CLOSE_TIMEOUT):
-                    await _leave_generation_zero(consumer, self.group_id)
-                    await consumer.stop()
-            except Exception as exc:  # closing must not hide the original outcome
-                _log.warning("error while closing Kafka consumer %r: %r", self.group_id, exc)
+            partitions = self._assignment.partitions
+            if partitions:
+                await self._committer.commit_final(consumer, list(partitions.items()))
+            self._consumer = None
+            await group.leave(consumer, self.group_id)
 
     # -- rebalance -------------------------------------------------------------------------
 
     def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        for tp in assigned:
-            if tp not in self._partitions:
-                self._partitions[tp] = PartitionOffsets()
-        self._router.assign(self._partitions)
+        self._assignment.assign(assigned)
         _log.info(
             "%s: group %r assigned %s",
             self.spec.display_name,
             self.group_id,
-            sorted(tp.partition for tp in self._partitions),
+            sorted(tp.partition for tp in self._assignment.partitions),
         )
-        self._assigned.set()
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        states = [(tp, self._partitions.pop(tp)) for tp in revoked if tp in self._partitions]
-        if not states:
-            return
-        draining = []
-        for _, state in states:
-            state.close()
-            if not state.drained():
-                draining.append(self._drains.setdefault(state, asyncio.Event()).wait())
-        # In-flight messages of the revoked partitions (and unstarted gaps below them) get
-        # rebalance_drain_timeout to finish, so that the commit covers them.
-        if draining:
-            try:
-                async with asyncio.timeout(self._options.rebalance_drain_timeout):
-                    await asyncio.gather(*draining)
-            except TimeoutError:
-                _log.warning(
-                    "%s: in-flight messages of revoked partitions did not finish within "
-                    "%.1fs; the new owner will process them again",
-                    self.spec.display_name,
-                    self._options.rebalance_drain_timeout,
-                )
-        for _, state in states:
-            self._drains.pop(state, None)
-        await self._commit(states)
+        states = await self._assignment.revoke(revoked)
+        if states:
+            await self._committer.commit(self._consumer, states)
 
     # -- fetching --------------------------------------------------------------------------
 
-    async def _fetch_loop(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+    async def _fetch_loop(self, consumer: AIOKafkaConsumer) -> None:
         getmany = consumer.getmany
-        partitions = self._partitions
+        partitions = self._assignment.partitions  # updated in place by rebalances
         route = self._router.route
         space = self._space
         limit = self._options.max_buffered
@@ -366,23 +255,17 @@ class KafkaSubscription:
     async def _next_chunk(self, worker: Worker) -> bool:
         """Wait until ``worker`` has queued work; False once closing with nothing queued."""
         while not worker.queue:
-            if self._closing:
+            if self._stopping:
                 return False
             worker.wake.clear()
             await worker.wake.wait()
         return True
 
-    def _finished_one(self, state: PartitionOffsets) -> None:
-        # Off the hot path: a closed partition may have become drained.
-        event = self._drains.get(state)
-        if event is not None and state.drained():
-            event.set()
-
     async def _work(self, worker: Worker) -> None:
         # The per-message hot path: keep the loop body to what each message needs.
         queue = worker.queue
         process = self._processor.process
-        commit_every = self._options.commit_every
+        check_drained = self._assignment.check_drained
         while await self._next_chunk(worker):
             state, records = queue.popleft()
             finish = state.finish
@@ -406,13 +289,11 @@ class KafkaSubscription:
                     handled += 1
                     stop_at = state.stop_at  # closed while the handler ran?
                     if stop_at is not None:
-                        self._finished_one(state)
+                        check_drained(state)  # off the hot path: only once closed
             finally:
                 self._release(len(records))
                 # Counted per chunk (at most max_records); commit_interval covers slow chunks.
-                self._finished += handled
-                if self._finished >= commit_every:
-                    self._commit_now.set()
+                self._committer.finished(handled)
 
     async def _work_batch(self, worker: Worker) -> None:
         policy = self.spec.batch
@@ -433,7 +314,7 @@ class KafkaSubscription:
                             records = records[:room]
                         taken.extend((state, record) for record in records)
                     remaining = deadline - loop.time()
-                    if len(taken) >= policy.max_size or remaining <= 0 or self._closing:
+                    if len(taken) >= policy.max_size or remaining <= 0 or self._stopping:
                         break
                     worker.wake.clear()
                     try:
@@ -465,10 +346,8 @@ class KafkaSubscription:
                 return
             state.finish(record.offset)
             if state.stop_at is not None:
-                self._finished_one(state)
-        self._finished += len(items)
-        if self._finished >= self._options.commit_every:
-            self._commit_now.set()
+                self._assignment.check_drained(state)
+        self._committer.finished(len(items))
 
     def _processor_failed(self, message: Message, exc: Exception) -> ProcessResult:
         # A processor reports handler failures as results; an exception here is a bug in
@@ -504,44 +383,3 @@ class KafkaSubscription:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
-
-    # -- commits ---------------------------------------------------------------------------
-
-    async def _commit_loop(self) -> None:
-        interval = self._options.commit_interval
-        wanted = self._commit_now
-        while True:
-            try:
-                async with asyncio.timeout(interval):
-                    await wanted.wait()
-            except TimeoutError:
-                pass
-            wanted.clear()
-            self._finished = 0
-            await self._commit(list(self._partitions.items()))
-
-    async def _commit(self, states: list[tuple[TopicPartition, PartitionOffsets]]) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        async with self._commit_lock:
-            offsets = {}
-            for tp, state in states:
-                offset = state.to_commit()
-                if offset is not None:
-                    offsets[tp] = (state, offset)
-            if not offsets:
-                return
-            try:
-                await consumer.commit({tp: offset for tp, (_, offset) in offsets.items()})
-            except (KafkaError, OSError) as exc:
-                # Not committed is safe (redelivery); the next commit carries the offsets.
-                _log.warning(
-                    "%s: offset commit for group %r failed: %r",
-                    self.spec.display_name,
-                    self.group_id,
-                    exc,
-                )
-                return
-            for state, offset in offsets.values():
-                state.committed = offset

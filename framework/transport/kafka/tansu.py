@@ -63,9 +63,11 @@ class TansuProcess:
 
     @property
     def bootstrap_servers(self) -> str:
+        """``127.0.0.1:<port>``, for ``KafkaBroker``."""
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> TansuProcess:
+        """Start the broker; return once it accepts connections (see the class docstring)."""
         url = f"tcp://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
             [_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
@@ -96,6 +98,7 @@ class TansuProcess:
         return self._log.read().decode("utf-8", "replace")[-2000:]
 
     def stop(self) -> None:
+        """Terminate the broker (killed after 5 s); safe to call twice or before start."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()

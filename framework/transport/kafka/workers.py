@@ -42,6 +42,7 @@ class Worker:
         self.task: asyncio.Task[None] | None = None
 
     def put(self, chunk: Chunk) -> None:
+        """Queue ``chunk`` behind this lane's earlier ones and wake the worker."""
         self.queue.append(chunk)
         self.wake.set()
 
