@@ -21,7 +21,10 @@ import orjson
 __all__ = ["ConsoleFormatter", "JsonFormatter", "TraceContextFilter", "setup_logging"]
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# ...plus uvicorn's ANSI-coloured duplicate of the message, which is not a field.
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message", "asctime", "taskName", "color_message"
+}
 
 
 @functools.cache
