@@ -19,11 +19,12 @@ from framework.broker.policy import (
 )
 from framework.broker.subscriber import SubscriberSpec
 
-__all__ = ["Publisher", "dead_letter"]
+__all__ = ["MAX_DLQ_REASON", "Publisher", "dead_letter", "dlq_headers"]
 
 _log = logging.getLogger("pykratos.broker")
-# Headers travel in every broker's frame; a stack-trace-sized reason must not break a publish.
-_MAX_REASON = 1000
+#: Longest reason written into a DLQ header: headers travel in every broker's frame, and a
+#: stack-trace-sized reason must not break a publish.
+MAX_DLQ_REASON = 1000
 
 
 class Publisher:
@@ -65,6 +66,25 @@ class Publisher:
         return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
 
 
+def dlq_headers(
+    message: Message, result: ProcessResult, *, topic: str, attempts: int | None = None
+) -> dict[str, str]:
+    """The headers every broker writes on a dead-lettered copy of ``message``: the reason
+    (truncated to a sane size), the error type, the original topic, the attempt count and,
+    where the broker has them, the original partition and offset."""
+    headers = {
+        DLQ_REASON: result.reason[:MAX_DLQ_REASON],
+        DLQ_ERROR_TYPE: result.error_type,
+        DLQ_ORIGINAL_TOPIC: topic,
+        DLQ_ATTEMPTS: str(result.attempts if attempts is None else attempts),
+    }
+    if message.partition is not None:
+        headers[DLQ_ORIGINAL_PARTITION] = str(message.partition)
+    if message.offset is not None:
+        headers[DLQ_ORIGINAL_OFFSET] = str(message.offset)
+    return headers
+
+
 async def dead_letter(
     broker: Broker, spec: SubscriberSpec, message: Message, result: ProcessResult
 ) -> PublishResult | None:
@@ -75,7 +95,7 @@ async def dead_letter(
     came from and how many attempts were made. With dead-lettering disabled (``dlq=""``) the
     message is logged and dropped, and ``None`` is returned.
     """
-    reason = result.reason[:_MAX_REASON]
+    reason = result.reason[:MAX_DLQ_REASON]
     topic = message.topic or spec.topic
     destination = spec.dlq_topic
     if destination is None:
@@ -88,15 +108,7 @@ async def dead_letter(
             extra={"subscriber": spec.display_name, "topic": topic},
         )
         return None
-    headers = dict(message.headers)
-    headers[DLQ_REASON] = reason
-    headers[DLQ_ERROR_TYPE] = result.error_type
-    headers[DLQ_ORIGINAL_TOPIC] = topic
-    headers[DLQ_ATTEMPTS] = str(result.attempts)
-    if message.partition is not None:
-        headers[DLQ_ORIGINAL_PARTITION] = str(message.partition)
-    if message.offset is not None:
-        headers[DLQ_ORIGINAL_OFFSET] = str(message.offset)
+    headers = {**message.headers, **dlq_headers(message, result, topic=topic)}
     published = await broker.publish(destination, message.body, key=message.key, headers=headers)
     _log.warning(
         "%s: dead-lettered message from %s to %s: %s",

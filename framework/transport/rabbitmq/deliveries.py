@@ -18,18 +18,10 @@ from pamqp import commands as spec
 
 from framework.broker.broker import ProcessResult
 from framework.broker.message import Message
-from framework.broker.policy import (
-    DLQ_ATTEMPTS,
-    DLQ_ERROR_TYPE,
-    DLQ_ORIGINAL_TOPIC,
-    DLQ_REASON,
-)
+from framework.broker.publisher import dlq_headers
 from framework.transport.rabbitmq import headers as hdr
 
 __all__ = ["copy_properties", "dead_letter_headers", "retry_headers", "to_message"]
-
-# AMQP headers share one frame with the properties: keep a stack-sized reason bounded.
-_MAX_REASON = 1000
 
 
 def _attempt(value: Any) -> int:
@@ -129,9 +121,9 @@ def dead_letter_headers(message: Message, result: ProcessResult, queue: str) -> 
     headers = _original_headers(message)
     headers.pop(hdr.ATTEMPT, None)
     headers.pop(hdr.TOPIC, None)
-    headers[DLQ_REASON] = result.reason[:_MAX_REASON]
-    headers[DLQ_ERROR_TYPE] = result.error_type
-    headers[DLQ_ORIGINAL_TOPIC] = message.topic
-    headers[DLQ_ATTEMPTS] = str(max(result.attempts, message.attempt))
+    # A TTL retry redelivers with attempt+1 in a header, so the message may know more
+    # attempts than this process made.
+    attempts = max(result.attempts, message.attempt)
+    headers.update(dlq_headers(message, result, topic=message.topic, attempts=attempts))
     headers[hdr.ORIGINAL_QUEUE] = queue
     return headers
