@@ -11,6 +11,7 @@ processing has not finished.
 from __future__ import annotations
 
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Protocol
 
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+
+_log = logging.getLogger("pykratos.broker")
 
 __all__ = [
     "Broker",
@@ -56,6 +59,23 @@ class ProcessResult:
     attempts: int = 1
     reason: str = ""  # human-readable cause for DEAD ("decode: ...", "ValueError: ...")
     error_type: str = ""  # exception class name for DEAD
+
+    @classmethod
+    def processor_failed(
+        cls, spec: SubscriberSpec, exc: Exception, attempts: int = 1
+    ) -> ProcessResult:
+        """DEAD for a processor that raised instead of returning a result.
+
+        Handler failures come back as results; an exception out of the processor is a bug
+        in the pipeline itself. Brokers dead-letter the message (logged with the stack)
+        rather than wedge a partition or hold a prefetch slot forever.
+        """
+        _log.error(
+            "%s: processor raised instead of returning a result; dead-lettering",
+            spec.display_name,
+            exc_info=exc,
+        )
+        return cls(Outcome.DEAD, attempts, f"processor error: {exc!r}", type(exc).__name__)
 
 
 @dataclass(frozen=True, slots=True)

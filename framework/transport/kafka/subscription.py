@@ -282,7 +282,7 @@ class KafkaSubscription:
                     try:
                         result = await process(message)
                     except Exception as exc:
-                        result = self._processor_failed(message, exc)
+                        result = ProcessResult.processor_failed(self.spec, exc, message.attempt)
                     if result.outcome is _DEAD and not await self._dead(state, message, result):
                         break
                     finish(offset)
@@ -340,7 +340,7 @@ class KafkaSubscription:
         try:
             result = await self._processor.process_batch(messages)
         except Exception as exc:
-            result = self._processor_failed(messages[0], exc)
+            result = ProcessResult.processor_failed(self.spec, exc, messages[0].attempt)
         for (state, record), message in zip(items, messages, strict=True):
             if result.outcome is _DEAD and not await self._dead(state, message, result):
                 return
@@ -348,14 +348,6 @@ class KafkaSubscription:
             if state.stop_at is not None:
                 self._assignment.check_drained(state)
         self._committer.finished(len(items))
-
-    def _processor_failed(self, message: Message, exc: Exception) -> ProcessResult:
-        # A processor reports handler failures as results; an exception here is a bug in
-        # the pipeline itself. Dead-letter the message rather than wedge the partition.
-        _log.exception("%s: processor raised on %s", self.spec.display_name, message.id)
-        return ProcessResult(
-            _DEAD, message.attempt, f"processor error: {exc!r}", type(exc).__name__
-        )
 
     async def _dead(self, state: PartitionOffsets, message: Message, result: ProcessResult) -> bool:
         """Dead-letter ``message``, retrying until published; False if the partition was

@@ -192,7 +192,7 @@ class RabbitSubscription:
                 await self._settle_retry([message], acker, later)
                 continue
             except Exception as exc:  # a processor bug must not kill the worker
-                result = self._processor_failed(exc)
+                result = ProcessResult.processor_failed(self.spec, exc)
             if result.outcome is Outcome.DEAD:
                 await self._settle_dead([message], acker, result)
             elif acker.finished(message.delivery_tag or 0):
@@ -232,21 +232,11 @@ class RabbitSubscription:
                 await self._settle_retry(messages, acker, later)
                 continue
             except Exception as exc:
-                result = self._processor_failed(exc)
+                result = ProcessResult.processor_failed(self.spec, exc)
             if result.outcome is Outcome.DEAD:
                 await self._settle_dead(messages, acker, result)
             else:
                 await self._finish(messages, acker)
-
-    def _processor_failed(self, exc: Exception) -> ProcessResult:
-        log.error(
-            "processor of %s raised instead of returning a result; dead-lettering",
-            self.spec.display_name,
-            exc_info=exc,
-        )
-        return ProcessResult(
-            Outcome.DEAD, reason=f"processor error: {exc!r}", error_type=type(exc).__name__
-        )
 
     # -- settling ----------------------------------------------------------------------
 
