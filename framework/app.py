@@ -137,6 +137,7 @@ class App:
         self._started_resources: list[object] = []
         self._token: contextvars.Token[AppInfo | None] | None = None
         self._signal_count = 0
+        self._run_task: asyncio.Task[Any] | None = None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -152,6 +153,7 @@ class App:
         Raises :class:`AppStartError` if anything failed to start (after cleaning up).
         """
         await self.start()
+        self._run_task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
         if self.handle_signals:
@@ -263,10 +265,11 @@ class App:
             _log.info("received %s, stopping gracefully", sig.name)
             self.stop()
         else:
-            # A second signal means "now": stop waiting for drains.
+            # A second signal means "now": cancel in-flight work so every drain ends at once,
+            # but not the task running the stop sequence, which still closes everything.
             _log.warning("received %s again, cancelling in-flight work", sig.name)
             for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
+                if task is not self._run_task:
                     task.cancel()
 
     async def _start_resource(self, resource: object) -> None:
@@ -308,6 +311,12 @@ class App:
                 await asyncio.wait_for(server.stop(remaining), remaining + 1.0)
             except TimeoutError:
                 _log.error("%s did not stop within %.1fs", _describe(server), remaining)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this stop sequence itself is being cancelled
+                # A second signal cancelled the server's own work: it is stopped, move on.
+                _log.warning("%s: stop cut short by a forced exit", _describe(server))
             except Exception:
                 _log.exception("%s failed to stop", _describe(server))
         while self._started_resources:

@@ -45,3 +45,30 @@ async def test_sigterm_drains_in_flight_http_and_grpc_calls_then_exits_zero() ->
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_second_sigterm_cancels_the_drain_and_still_exits_cleanly() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.framework.slow_service", "60",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().split()
+        assert line[0] == "READY", line
+        async with httpx.AsyncClient(base_url=line[1], timeout=30) as client:
+            in_flight = asyncio.create_task(client.get("/slow"))  # would take 60 s
+            await asyncio.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            # Well before the 5 s stop timeout: the second signal did not wait for the drain.
+            assert time.monotonic() - signalled < 3
+            reply = await asyncio.gather(in_flight, return_exceptions=True)
+        assert not (isinstance(reply[0], httpx.Response) and reply[0].status_code == 200)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
