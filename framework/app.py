@@ -216,7 +216,7 @@ class App:
             for resource in self.resources:
                 await self._start_resource(resource)
             for hook in self.before_start:
-                await _call(hook)
+                await self._run_start_hook(hook, "before-start")
             await self._start_servers()
         except BaseException:
             await self._release()
@@ -233,7 +233,7 @@ class App:
         )
         try:
             for hook in self.after_start:
-                await _call(hook)
+                await self._run_start_hook(hook, "after-start")
         except BaseException:
             # The servers are serving and the caller gets no App to stop (``run`` and
             # ``async with`` both end here): stop them now, not at interpreter exit.
@@ -271,6 +271,14 @@ class App:
             for task in asyncio.all_tasks():
                 if task is not self._run_task:
                     task.cancel()
+
+    async def _run_start_hook(self, hook: Hook, stage: str) -> None:
+        try:
+            await _call(hook)
+        except Exception as exc:
+            # AppStartError, so main() reports it like any start failure (exit 1, no traceback).
+            name = getattr(hook, "__qualname__", repr(hook))
+            raise AppStartError(f"{stage} hook {name} failed: {exc!r}") from exc
 
     async def _start_resource(self, resource: object) -> None:
         starter = getattr(resource, "start", None) or getattr(resource, "connect", None)

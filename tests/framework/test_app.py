@@ -161,3 +161,18 @@ async def test_stop_timeout_is_shared_and_a_hanging_server_does_not_block_the_re
 def test_invalid_stop_timeout() -> None:
     with pytest.raises(ValueError, match="stop_timeout"):
         App("svc", stop_timeout=0)
+
+
+def test_main_reports_a_failing_before_start_hook_and_exits_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    journal: list[str] = []
+
+    def migrate() -> None:
+        raise ValueError("schema is newer than the code")
+
+    app = App("svc", servers=[RecordingServer("a", journal)], before_start=[migrate],
+              handle_signals=False)
+    assert app.main() == 1
+    assert "before-start hook" in caplog.text and "schema is newer" in caplog.text
+    assert "start a" not in journal
