@@ -23,7 +23,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 __all__ = ["Acker"]
 
-log = logging.getLogger("framework.transport.rabbitmq")
+log = logging.getLogger("pykratos.rabbitmq")
 
 # Acks on a channel that just closed fail; the broker requeues those deliveries itself.
 _CLOSED_ERRORS = (ChannelInvalidStateError, AMQPError, ConnectionError)

@@ -48,7 +48,7 @@ from framework.transport.rabbitmq.topology import declare_delay_bucket
 
 __all__ = ["RabbitBroker"]
 
-log = logging.getLogger("framework.transport.rabbitmq")
+log = logging.getLogger("pykratos.rabbitmq")
 
 # A delay bucket is deleted by RabbitMQ after this long unused (on top of its TTL), and
 # re-declared (which renews the lease) when older than half of it: a message is always

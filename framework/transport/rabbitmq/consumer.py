@@ -57,7 +57,7 @@ from framework.transport.rabbitmq.topology import declare_retry_queue, declare_s
 
 __all__ = ["PublishRaw", "RabbitSubscription", "worker_for"]
 
-log = logging.getLogger("framework.transport.rabbitmq")
+log = logging.getLogger("pykratos.rabbitmq")
 
 #: ``publish_raw(exchange=, routing_key=, body=, properties=, mandatory=)``: confirmed publish.
 PublishRaw = Callable[..., Awaitable[None]]
