@@ -135,9 +135,11 @@ def check_wired(
     if injections is None:
         name, marker = next(iter(found.items()))
         raise WiringError(
-            f"{what}: parameter {name!r} defaults to the dependency-injector marker {marker!r} "
+            f"{what}: parameter {name!r} takes the dependency-injector marker {marker!r} "
             "but the function is not @inject-decorated: put @inject directly under the "
-            "registering decorator"
+            "registering decorator (dependency-injector also skips markers in string "
+            "annotations, e.g. Annotated[..., Provide[...]] under "
+            "`from __future__ import annotations`)"
         )
     for name, marker in found.items():
         if name not in injections:
