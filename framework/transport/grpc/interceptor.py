@@ -7,7 +7,9 @@ Per call the wrapper only builds the :class:`~framework.transport.Transport`, se
 contextvar and awaits the chain.
 
 ``Transport.request_headers`` is the invocation metadata as a dict (the last value wins for a
-repeated key; ``-bin`` values are bytes); ``Transport.raw`` is the grpc ``ServicerContext``.
+repeated key; ``-bin`` values are bytes); ``Transport.raw`` is the grpc ``ServicerContext``
+(for a request stream, a thin wrapper of it whose ``read()`` checks each message, see
+:class:`~framework.transport.grpc.decode.CheckedContext`).
 What the chain puts in ``Transport.reply_headers`` is sent as trailing metadata (keys
 lower-cased), on success and with an error status alike.
 

@@ -92,6 +92,8 @@ class HttpServer:
         self.name = name
         self.app = app or FastAPI(title=name)
         self.app.router.route_class = OperationRoute
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError(f"{name}: max_body_size must be >= 0 bytes, got {max_body_size}")
         self.max_body_size = max_body_size
         if max_body_size is not None:
             self.app.add_middleware(BodyLimit, max_body_size=max_body_size)
