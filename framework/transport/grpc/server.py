@@ -71,9 +71,10 @@ class GrpcServer:
         name: name used in logs and App error messages.
         options: grpc channel arguments, e.g. ``[("grpc.max_send_message_length", n)]``;
             ``grpc.so_reuseport`` defaults to 0 so that a port in use fails :meth:`start`.
-        max_receive_message_length: largest request message in bytes (> 0); grpc refuses a
-            larger one with RESOURCE_EXHAUSTED before reading it. Also settable as the
-            ``grpc.max_receive_message_length`` entry of ``options``, not both.
+        max_receive_message_length: largest request message in bytes (default 1 MiB; -1 for
+            no limit); grpc refuses a larger one with RESOURCE_EXHAUSTED before reading it.
+            Also settable as the ``grpc.max_receive_message_length`` entry of ``options``, not
+            both.
         maximum_concurrent_rpcs: answer RESOURCE_EXHAUSTED beyond this many in-flight calls.
         interceptors: raw ``grpc.aio.ServerInterceptor`` objects, run before the middleware.
         error_domain: ``ErrorInfo.domain`` of the errors sent; ``None`` uses the running App's
@@ -130,10 +131,10 @@ class GrpcServer:
         limit = explicit if explicit is not None else (
             given[-1] if given else DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH
         )
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        if not isinstance(limit, int) or isinstance(limit, bool) or (limit <= 0 and limit != -1):
             raise ValueError(
-                f"{self.name}: max_receive_message_length must be a positive number of bytes, "
-                f"got {limit!r}"
+                f"{self.name}: max_receive_message_length must be a positive number of bytes "
+                f"(or -1, grpc's 'no limit'), got {limit!r}"
             )
         if not given:
             self.options += ((_MAX_RECEIVE_OPTION, limit),)
