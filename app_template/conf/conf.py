@@ -43,6 +43,9 @@ class HttpConf(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=0, le=65535)
     timeout: float = Field(default=30.0, gt=0, description="per-request handler timeout, seconds")
+    max_body_size: int = Field(
+        default=1024 * 1024, ge=0, description="bytes; larger request bodies get 413"
+    )
 
 
 class GrpcConf(_Strict):
@@ -50,6 +53,9 @@ class GrpcConf(_Strict):
     port: int = Field(default=9000, ge=0, le=65535)
     timeout: float = Field(default=30.0, gt=0, description="per-call handler timeout, seconds")
     reflection: bool = True
+    max_receive_message_length: int = Field(
+        default=1024 * 1024, gt=0, description="bytes; larger messages get RESOURCE_EXHAUSTED"
+    )
 
 
 class WebSocketConf(_Strict):

@@ -15,7 +15,12 @@ def new_grpc_server(
     conf: GrpcConf, middlewares: list[Middleware], orders: OrderGrpcService
 ) -> GrpcServer:
     server = GrpcServer(
-        conf.host, conf.port, middlewares=middlewares, reflection=conf.reflection, name="grpc"
+        conf.host,
+        conf.port,
+        middlewares=middlewares,
+        reflection=conf.reflection,
+        name="grpc",
+        max_receive_message_length=conf.max_receive_message_length,
     )
     server.register(order_pb2_grpc.add_OrderServiceServicer_to_server, orders)
     return server

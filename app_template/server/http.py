@@ -13,6 +13,12 @@ __all__ = ["new_http_server"]
 def new_http_server(
     conf: HttpConf, middlewares: list[Middleware], orders: OrderHttpService
 ) -> HttpServer:
-    server = HttpServer(conf.host, conf.port, middlewares=middlewares, name="http")
+    server = HttpServer(
+        conf.host,
+        conf.port,
+        middlewares=middlewares,
+        name="http",
+        max_body_size=conf.max_body_size,
+    )
     server.include_router(orders.router)
     return server

@@ -171,3 +171,61 @@ async def test_stop_cancels_calls_still_running_after_the_timeout(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await slow
     assert caught.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+
+
+class _CleansUpAfterAnswering(echo_pb2_grpc.EchoServicer):  # type: ignore[misc]
+    """``Unary`` aborts (the client has its answer), then cleans up until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.cleaning = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cleaned = False
+
+    async def Unary(self, request: Any, context: Any) -> Any:
+        try:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not yours")
+        finally:
+            self.cleaning.set()
+            await self.release.wait()
+            self.cleaned = True
+
+
+async def _answered_then_cleaning(server: GrpcServer, servicer: _CleansUpAfterAnswering) -> None:
+    async with grpc.aio.insecure_channel(target(server)) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await echo_pb2_grpc.EchoStub(channel).Unary(echo_pb2.EchoRequest(), timeout=10)
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    await asyncio.wait_for(servicer.cleaning.wait(), 5)
+
+
+async def test_item16_stop_waits_for_a_method_whose_client_already_has_its_answer() -> None:
+    servicer = _CleansUpAfterAnswering()
+    server = GrpcServer()
+    server.register(echo_pb2_grpc.add_EchoServicer_to_server, servicer)
+    await server.start()
+    await _answered_then_cleaning(server, servicer)
+
+    stopping = asyncio.create_task(server.stop(30))
+    # grpc considers the call over; the stop must still wait for the method itself.
+    done, _ = await asyncio.wait({stopping}, timeout=0.5)
+    assert not done, "stop() returned while the method was still running"
+    servicer.release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert servicer.cleaned
+
+
+async def test_item16_stop_cancels_a_method_still_running_at_the_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    servicer = _CleansUpAfterAnswering()
+    server = GrpcServer()
+    server.register(echo_pb2_grpc.add_EchoServicer_to_server, servicer)
+    await server.start()
+    await _answered_then_cleaning(server, servicer)
+
+    started = time.monotonic()
+    await server.stop(0.3)  # release is never set: the cleanup is cancelled
+
+    assert time.monotonic() - started < 5
+    assert not servicer.cleaned
+    assert "1 method(s) still running after the 0.3s stop timeout" in caplog.text

@@ -98,7 +98,7 @@ def is_$snake(err: BaseException | None) -> bool:
     return err is not None and errors.from_exception(err).reason == "$reason"
 
 
-def error_$snake(message: str = "", **metadata: str) -> errors.Error:
+def error_$snake(message: str = "", **metadata: object) -> errors.Error:
     """A ``$reason`` error: HTTP $code, gRPC $grpc.$doc"""
     return errors.Error($code, "$reason", message, metadata)
 ''')

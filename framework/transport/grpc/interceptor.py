@@ -7,7 +7,9 @@ Per call the wrapper only builds the :class:`~framework.transport.Transport`, se
 contextvar and awaits the chain.
 
 ``Transport.request_headers`` is the invocation metadata as a dict (the last value wins for a
-repeated key; ``-bin`` values are bytes); ``Transport.raw`` is the grpc ``ServicerContext``.
+repeated key; ``-bin`` values are bytes); ``Transport.raw`` is the grpc ``ServicerContext``
+(for a request stream, a thin wrapper of it whose ``read()`` checks each message, see
+:class:`~framework.transport.grpc.decode.CheckedContext`).
 What the chain puts in ``Transport.reply_headers`` is sent as trailing metadata (keys
 lower-cased), on success and with an error status alike.
 
@@ -34,13 +36,18 @@ Servicer methods may be ``async def`` (the fast path), async generators (streami
 coroutines using ``context.write``/``context.read``, or plain functions; plain functions run
 on the event loop thread, so they must not block. ``NotImplementedError`` (what generated
 base classes raise for a method left unimplemented) is sent as 501 / UNIMPLEMENTED.
+
+Request bytes the method's deserializer cannot decode are answered 400 / INVALID_ARGUMENT
+``MALFORMED_REQUEST`` (see :mod:`framework.transport.grpc.decode`). The task running each
+method is registered in the server's :class:`~framework.transport.grpc.inflight.InFlight`
+until the method returns, so a stop waits for it even when the client already has its answer.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
@@ -49,7 +56,16 @@ from grpc.aio import AbortError
 from framework.errors import Error, NotImplemented_
 from framework.middleware.core import Handler, Middleware
 from framework.transport.context import Transport, current_transport
+from framework.transport.grpc.decode import (
+    CheckedContext,
+    RequestGuard,
+    Undecodable,
+    checked_requests,
+    guard_deserializer,
+)
+from framework.transport.grpc.inflight import InFlight
 from framework.transport.grpc.status import error_from_abort, to_abort_args, to_error
+from framework.transport.grpc.wiring import method_behavior
 
 __all__ = [
     "NOT_IMPLEMENTED",
@@ -72,11 +88,13 @@ class CallSettings:
         middleware: the composed chain, or ``None`` to run the servicer directly.
         endpoint: the server endpoint, copied into each :class:`Transport`.
         domain: the ``google.rpc.ErrorInfo.domain`` of errors this server sends.
+        inflight: where each running method registers its task (the server waits on it).
     """
 
     middleware: Middleware | None
     endpoint: str
     domain: str
+    inflight: InFlight = field(default_factory=InFlight)
 
 
 class _HandlerAborted(Error):
@@ -115,27 +133,47 @@ async def _fail(context: Any, exc: Exception, transport: Transport, domain: str)
     raise AssertionError("unreachable: context.abort() always raises")  # pragma: no cover
 
 
-def _serve(chained: Handler, operation: str, settings: CallSettings) -> Behavior:
+async def _refuse(context: Any, error: Error, domain: str) -> NoReturn:
+    """Answer ``error`` without running the chain (there is no request to run it with)."""
+    code, details, trailers = to_abort_args(error, None, domain)
+    await context.abort(code, details, trailers)
+    raise AssertionError("unreachable: context.abort() always raises")  # pragma: no cover
+
+
+def _serve(
+    chained: Handler, operation: str, settings: CallSettings, request_streaming: bool
+) -> Behavior:
     """The coroutine grpc calls: set the transport context, run the chain, map errors."""
     endpoint = settings.endpoint
     domain = settings.domain
+    inflight = settings.inflight
+    guard = RequestGuard(operation)
     set_transport = current_transport.set
     reset_transport = current_transport.reset
 
     async def rpc(request: Any, context: Any) -> Any:
-        transport = Transport(
-            "grpc", operation, dict(context.invocation_metadata()), {}, endpoint, context
-        )
-        token = set_transport(transport)
+        task = inflight.enter()
         try:
-            reply = await chained(request)
-        except Exception as exc:
-            await _fail(context, exc, transport, domain)
+            if request_streaming:
+                request = checked_requests(request, guard)
+                context = CheckedContext(context, guard)
+            elif request.__class__ is Undecodable:
+                await _refuse(context, guard.error(request), domain)
+            transport = Transport(
+                "grpc", operation, dict(context.invocation_metadata()), {}, endpoint, context
+            )
+            token = set_transport(transport)
+            try:
+                reply = await chained(request)
+            except Exception as exc:
+                await _fail(context, exc, transport, domain)
+            finally:
+                reset_transport(token)
+            if transport.reply_headers:
+                context.set_trailing_metadata(_merge_trailers(context, transport.reply_headers))
+            return reply
         finally:
-            reset_transport(token)
-        if transport.reply_headers:
-            context.set_trailing_metadata(_merge_trailers(context, transport.reply_headers))
-        return reply
+            inflight.leave(task)
 
     return rpc
 
@@ -204,17 +242,17 @@ def wrap_method_handler(
     """A method handler that runs ``handler`` inside the middleware chain.
 
     ``operation`` is the full method name (``"/echo.v1.Echo/Unary"``); it becomes
-    ``Transport.operation``. Serializers and streaming flags are kept as they are.
+    ``Transport.operation``. The response serializer and streaming flags are kept as they are;
+    the request deserializer is guarded (see :mod:`framework.transport.grpc.decode`).
     """
+    behavior = method_behavior(handler)
     if handler.response_streaming:
-        behavior = handler.stream_stream if handler.request_streaming else handler.unary_stream
         terminal = _stream_terminal(behavior, operation)
     else:
-        behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
         terminal = _unary_terminal(behavior, operation)
     chained = settings.middleware(terminal) if settings.middleware is not None else terminal
-    rpc = _serve(chained, operation, settings)
-    deserializer = handler.request_deserializer
+    rpc = _serve(chained, operation, settings, handler.request_streaming)
+    deserializer = guard_deserializer(handler.request_deserializer)
     serializer = handler.response_serializer
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(rpc, deserializer, serializer)

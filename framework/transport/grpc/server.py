@@ -13,10 +13,16 @@ Every registered method runs inside the middleware chain with a
 standard health service follows the App's readiness, and server reflection lists the
 registered services. Health and reflection calls bypass the middleware chain: a probe or a
 ``grpcurl list`` should neither need credentials nor fill the access log.
+
+Bad input is a client error: request bytes that do not decode are answered INVALID_ARGUMENT
+``MALFORMED_REQUEST`` (:mod:`framework.transport.grpc.decode`), and a message larger than
+``max_receive_message_length`` is refused by grpc itself with RESOURCE_EXHAUSTED before it is
+buffered (:func:`framework.errors.from_exception` reads it back as 413 ``PAYLOAD_TOO_LARGE``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -31,16 +37,24 @@ from framework.middleware.logging import access_log
 from framework.middleware.recovery import recovery
 from framework.transport.address import host_port
 from framework.transport.grpc.health import HEALTH_SERVICE_NAME, NOT_SERVING, HealthServicer
+from framework.transport.grpc.inflight import InFlight
 from framework.transport.grpc.interceptor import (
     CallSettings,
     WrappingGenericHandler,
     wrap_method_handler,
 )
 from framework.transport.grpc.registry import AddServicerFn, ServiceRegistry
+from framework.transport.grpc.wiring import check_services_wired
 
-__all__ = ["GrpcServer"]
+__all__ = ["DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH", "GrpcServer"]
 
 _log = logging.getLogger("pykratos.grpc")
+
+#: Largest request message accepted by default, in bytes: 1 MiB, the same bound as the HTTP
+#: body and the WebSocket message defaults.
+DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 1024 * 1024
+
+_MAX_RECEIVE_OPTION = "grpc.max_receive_message_length"
 
 
 class GrpcServer:
@@ -55,8 +69,12 @@ class GrpcServer:
         reflection: serve ``grpc.reflection.v1alpha.ServerReflection`` for the registered
             services and health.
         name: name used in logs and App error messages.
-        options: grpc channel arguments, e.g. ``[("grpc.max_receive_message_length", n)]``;
+        options: grpc channel arguments, e.g. ``[("grpc.max_send_message_length", n)]``;
             ``grpc.so_reuseport`` defaults to 0 so that a port in use fails :meth:`start`.
+        max_receive_message_length: largest request message in bytes (default 1 MiB; -1 for
+            no limit); grpc refuses a larger one with RESOURCE_EXHAUSTED before reading it.
+            Also settable as the ``grpc.max_receive_message_length`` entry of ``options``, not
+            both.
         maximum_concurrent_rpcs: answer RESOURCE_EXHAUSTED beyond this many in-flight calls.
         interceptors: raw ``grpc.aio.ServerInterceptor`` objects, run before the middleware.
         error_domain: ``ErrorInfo.domain`` of the errors sent; ``None`` uses the running App's
@@ -77,6 +95,7 @@ class GrpcServer:
         maximum_concurrent_rpcs: int | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         error_domain: str | None = None,
+        max_receive_message_length: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -90,6 +109,7 @@ class GrpcServer:
         self.options: tuple[tuple[str, Any], ...] = tuple(options)
         if not any(key == "grpc.so_reuseport" for key, _ in self.options):
             self.options += (("grpc.so_reuseport", 0),)
+        self.max_receive_message_length = self._receive_limit(max_receive_message_length)
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.interceptors = tuple(interceptors)
         self.error_domain = error_domain
@@ -98,6 +118,27 @@ class GrpcServer:
         self._health.set("", NOT_SERVING)
         self._server: grpc.aio.Server | None = None
         self._bound_port: int | None = None
+        self._inflight = InFlight()
+
+    def _receive_limit(self, explicit: int | None) -> int:
+        """The request size limit, from the argument or ``options``; written into ``options``."""
+        given = [value for key, value in self.options if key == _MAX_RECEIVE_OPTION]
+        if explicit is not None and given:
+            raise ValueError(
+                f"{self.name}: max_receive_message_length is given both as an argument and in "
+                f"options ({_MAX_RECEIVE_OPTION}); keep one"
+            )
+        limit = explicit if explicit is not None else (
+            given[-1] if given else DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH
+        )
+        if not isinstance(limit, int) or isinstance(limit, bool) or (limit <= 0 and limit != -1):
+            raise ValueError(
+                f"{self.name}: max_receive_message_length must be a positive number of bytes "
+                f"(or -1, grpc's 'no limit'), got {limit!r}"
+            )
+        if not given:
+            self.options += ((_MAX_RECEIVE_OPTION, limit),)
+        return limit
 
     # -- registration ---------------------------------------------------------------------
 
@@ -135,9 +176,16 @@ class GrpcServer:
         return f"grpc://{host_port(self.host, port)}"
 
     async def start(self) -> None:
-        """Bind, register every service, start serving; returns once calls are accepted."""
+        """Bind, register every service, start serving; returns once calls are accepted.
+
+        Raises:
+            framework.di.WiringError: a servicer method takes a dependency-injector marker no
+                wiring resolves, or a servicer holds a bare marker (checked before binding).
+            OSError: the address cannot be bound.
+        """
         if self._server is not None:
             raise RuntimeError(f"{self.name}: already started")
+        check_services_wired(self._registry.services)
         server = grpc.aio.server(
             interceptors=self.interceptors or None,
             options=self.options,
@@ -153,6 +201,7 @@ class GrpcServer:
             middleware=chain(*self.middlewares) if self.middlewares else None,
             endpoint=self.endpoint,
             domain=self._domain(),
+            inflight=self._inflight,
         )
         for service, handlers in self._registry.services.items():
             wrapped = {
@@ -182,16 +231,32 @@ class GrpcServer:
         )
 
     async def stop(self, timeout: float) -> None:
-        """Refuse new calls, let in-flight calls finish within ``timeout``, then cancel them.
+        """Refuse new calls, let running methods finish within ``timeout``, then cancel them.
 
-        Health turns NOT_SERVING and health ``Watch`` streams end first, so a watching client
-        does not hold the stop for the whole timeout. Safe before/after a failed start.
+        Returns once no servicer method runs any more, including one whose client already
+        has its answer (it returned or called ``context.abort()``) and that is still cleaning
+        up. Health turns NOT_SERVING and health ``Watch`` streams end first, so a watching
+        client does not hold the stop for the whole timeout. Safe before/after a failed start.
         """
         self._health.shutdown()
         server = self._server
         if server is None:
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        # grpc waits for the calls whose status is not sent yet (and cancels them at the end).
         await server.stop(grace=max(timeout, 0.0))
+        if await self._inflight.wait(deadline - loop.time()):
+            return
+        _log.warning(
+            "%s: %d method(s) still running after the %.1fs stop timeout: cancelling them",
+            self.name,
+            self._inflight.cancel(),
+            timeout,
+        )
+        # Cancelled methods only unwind their finally blocks now; do not wait on them forever.
+        if not await self._inflight.wait(1.0):
+            _log.error("%s: %d method(s) ignored cancellation", self.name, len(self._inflight))
 
     def set_serving(self, serving: bool) -> None:
         """Health of ``""`` and of every registered service: SERVING or NOT_SERVING."""

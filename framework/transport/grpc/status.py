@@ -14,7 +14,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from framework.errors import Error, grpc_code_to_http
+from framework.errors import Error, grpc_code_to_http, metadata_text
 from framework.middleware.recovery import internal_error
 
 __all__ = [
@@ -43,7 +43,7 @@ def grpc_status_code(error: Error) -> grpc.StatusCode:
 def to_rpc_status(error: Error, domain: str = "") -> status_pb2.Status:
     """The ``google.rpc.Status`` for ``error`` with one ``google.rpc.ErrorInfo`` detail."""
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=domain, metadata=dict(error.metadata)
+        reason=error.reason, domain=domain, metadata=metadata_text(error.metadata)
     )
     detail = any_pb2.Any()
     detail.Pack(info)

@@ -9,10 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from framework.errors import Error, from_exception
+from framework.errors import PAYLOAD_TOO_LARGE, Error, from_exception
 from framework.middleware.validate import VALIDATOR
 
-__all__ = ["JsonResponse", "error_response", "to_error"]
+__all__ = ["BodyTooLarge", "JsonResponse", "error_response", "to_error", "too_large"]
 
 
 class JsonResponse(Response):
@@ -24,7 +24,35 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
+def too_large(limit: int) -> Error:
+    """The 413 ``PAYLOAD_TOO_LARGE`` answered for a request body over ``limit`` bytes."""
+    return Error(
+        413,
+        PAYLOAD_TOO_LARGE,
+        f"request body is larger than the {limit} bytes this server accepts",
+        {"limit": limit},
+    )
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """The request body passed the server's limit while being read.
+
+    A Starlette ``HTTPException`` so that FastAPI's body parsing lets it through (it turns any
+    other exception into a 400); :func:`to_error` gives its :attr:`error`.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.error = too_large(limit)
+        super().__init__(413, self.error.message)
+
+
+# Reasons that differ from the status name (413's name also changed across Python versions).
+_REASONS = {413: PAYLOAD_TOO_LARGE}
+
+
 def _reason_for_status(code: int) -> str:
+    if code in _REASONS:
+        return _REASONS[code]
     try:
         return HTTPStatus(code).name
     except ValueError:
@@ -43,10 +71,13 @@ def to_error(exc: BaseException) -> Error:
     """Map FastAPI/Starlette exceptions and anything else to an :class:`Error`.
 
     Request validation failures become 400 ``VALIDATOR`` (the same reason the validate
-    middleware uses); ``HTTPException(404)`` becomes 404 ``NOT_FOUND`` and so on.
+    middleware uses); ``HTTPException(404)`` becomes 404 ``NOT_FOUND`` and so on, except 413,
+    which is ``PAYLOAD_TOO_LARGE`` (the body limit's reason).
     """
     if isinstance(exc, Error):
         return exc
+    if isinstance(exc, BodyTooLarge):
+        return exc.error
     if isinstance(exc, RequestValidationError):
         return Error(400, VALIDATOR, _describe_validation(exc))
     if isinstance(exc, StarletteHTTPException):

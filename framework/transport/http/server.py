@@ -1,4 +1,9 @@
-"""HTTP server: FastAPI on uvicorn, inside the App's event loop."""
+"""HTTP server: FastAPI on uvicorn, inside the App's event loop.
+
+Request bodies over ``max_body_size`` are refused with 413 ``PAYLOAD_TOO_LARGE`` while they
+stream in (:mod:`framework.transport.http.limits`); routes whose dependency-injector markers
+were never wired stop :meth:`HttpServer.start` (:mod:`framework.transport.http.wiring`).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ from starlette.responses import Response
 from framework.middleware.core import Middleware, chain
 from framework.transport.address import host_port
 from framework.transport.http.errors import JsonResponse, error_response, to_error
+from framework.transport.http.limits import DEFAULT_MAX_BODY_SIZE, BodyLimit
 from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
+from framework.transport.http.wiring import check_routes_wired
 
 __all__ = ["HttpServer"]
 
@@ -55,10 +62,16 @@ class HttpServer:
         health_path, ready_path: liveness (always 200 while the process serves) and
             readiness (200 only between App start and App stop, 503 otherwise).
         app: an existing FastAPI app to serve; a new one is created by default.
+        max_body_size: largest request body in bytes (default 1 MiB); a larger one is answered
+            413 ``PAYLOAD_TOO_LARGE`` before it is read whole (``Content-Length`` checked up
+            front, chunked bodies counted as they arrive). ``None`` removes the limit. The
+            limit is installed as an ASGI middleware of ``app``.
         uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
 
     Routers from the service layer are added with :meth:`include_router`; they must be built
     with :class:`framework.transport.http.Router` so the middleware pipeline runs.
+    :meth:`start` refuses routes with unwired dependency-injector markers
+    (:class:`framework.di.WiringError` naming the route).
     """
 
     def __init__(
@@ -71,6 +84,7 @@ class HttpServer:
         health_path: str = "/healthz",
         ready_path: str = "/readyz",
         app: FastAPI | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         **uvicorn_options: Any,
     ) -> None:
         self.host = host
@@ -78,6 +92,11 @@ class HttpServer:
         self.name = name
         self.app = app or FastAPI(title=name)
         self.app.router.route_class = OperationRoute
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError(f"{name}: max_body_size must be >= 0 bytes, got {max_body_size}")
+        self.max_body_size = max_body_size
+        if max_body_size is not None:
+            self.app.add_middleware(BodyLimit, max_body_size=max_body_size)
         self._pipeline = Pipeline(chain(*middlewares))
         setattr(self.app.state, PIPELINE_STATE, self._pipeline)
         self._uvicorn_options = uvicorn_options
@@ -118,7 +137,14 @@ class HttpServer:
         self._serving = serving
 
     async def start(self) -> None:
-        """Bind the socket and return once uvicorn accepts connections."""
+        """Check the routes' DI wiring, bind the socket, return once uvicorn accepts connections.
+
+        Raises:
+            framework.di.WiringError: a route (or a dependency it uses) takes a
+                dependency-injector marker that no wiring resolves.
+            OSError: the address cannot be bound.
+        """
+        check_routes_wired(self.app.routes)
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

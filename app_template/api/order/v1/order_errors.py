@@ -25,7 +25,7 @@ def is_order_not_found(err: BaseException | None) -> bool:
     return err is not None and errors.from_exception(err).reason == "ORDER_NOT_FOUND"
 
 
-def error_order_not_found(message: str = "", **metadata: str) -> errors.Error:
+def error_order_not_found(message: str = "", **metadata: object) -> errors.Error:
     """A ``ORDER_NOT_FOUND`` error: HTTP 404, gRPC NOT_FOUND."""
     return errors.Error(404, "ORDER_NOT_FOUND", message, metadata)
 
@@ -35,7 +35,7 @@ def is_order_invalid(err: BaseException | None) -> bool:
     return err is not None and errors.from_exception(err).reason == "ORDER_INVALID"
 
 
-def error_order_invalid(message: str = "", **metadata: str) -> errors.Error:
+def error_order_invalid(message: str = "", **metadata: object) -> errors.Error:
     """A ``ORDER_INVALID`` error: HTTP 400, gRPC INVALID_ARGUMENT."""
     return errors.Error(400, "ORDER_INVALID", message, metadata)
 
@@ -45,6 +45,6 @@ def is_order_already_paid(err: BaseException | None) -> bool:
     return err is not None and errors.from_exception(err).reason == "ORDER_ALREADY_PAID"
 
 
-def error_order_already_paid(message: str = "", **metadata: str) -> errors.Error:
+def error_order_already_paid(message: str = "", **metadata: object) -> errors.Error:
     """A ``ORDER_ALREADY_PAID`` error: HTTP 409, gRPC ABORTED."""
     return errors.Error(409, "ORDER_ALREADY_PAID", message, metadata)
