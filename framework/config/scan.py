@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from framework.config.errors import ConfigError
+from framework.config.keys import UNKNOWN_KEY
 from framework.config.tree import SCALAR_TYPES, KeyPath, Origin, format_key, nearest_origin
 
 __all__ = ["describe_validation_error", "validate"]
@@ -40,6 +41,8 @@ def _describe(error: ErrorDetails, base: KeyPath, origins: Mapping[KeyPath, Orig
     path = (*base, *error["loc"])
     message = error["msg"]
     value = error.get("input")
-    if error["type"] != "missing" and isinstance(value, SCALAR_TYPES):
+    # The value helps for a bad value, not for a missing or unknown key; and once is enough.
+    shown = error["type"] in ("missing", UNKNOWN_KEY) or message.endswith(f"got {value!r}")
+    if not shown and isinstance(value, SCALAR_TYPES):
         message += f", got {value!r}"
     return f"{nearest_origin(origins, path)}: {format_key(path)}: {message}"
