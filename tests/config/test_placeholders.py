@@ -24,7 +24,9 @@ def test_default_is_text_like_a_set_value(tmp_path: Path) -> None:
         "name: ${NAME:svc}\nempty: ${E:}\n",
     )
     cfg = load(path, environ={})
-    assert cfg.get() == {"port": "8000", "debug": "false", "ratio": "0.5", "name": "svc", "empty": ""}
+    assert cfg.get() == {
+        "port": "8000", "debug": "false", "ratio": "0.5", "name": "svc", "empty": ""
+    }
 
 
 # Issue 8 item 13: ``port_pin: "${PIN:0123}"`` was '0123' with PIN=0123 set but the int 83
