@@ -79,6 +79,32 @@ class DatabaseConf(_Strict):
     schema_name: str | None = Field(default=None, alias="schema")
     echo: bool = False
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        # Checked when the config is scanned, not when the engine is built: a malformed URL,
+        # a sync driver or a driver that is not installed is then a config error.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        example = "e.g. sqlite+aiosqlite:///orders.db or postgresql+asyncpg://user@host:5432/db"
+        try:
+            parsed = make_url(url)
+            dialect = parsed.get_dialect()
+        except NoSuchModuleError:  # an ArgumentError too: first
+            raise ValueError(f"unknown database dialect or driver; expected {example}") from None
+        except ArgumentError:
+            raise ValueError(f"not a database URL; expected {example}") from None
+        if not dialect.is_async:
+            raise ValueError(f"{parsed.drivername} is not an async driver; use {example}")
+        try:
+            dialect.import_dbapi()
+        except ImportError as exc:
+            raise ValueError(
+                f"the {parsed.drivername} driver needs {exc.name}, which is not installed"
+            ) from None
+        return url
+
 
 class BrokerConf(_Strict):
     kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
