@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from framework.broker.factory import BROKER_KINDS, normalize_kind, options_target
-from framework.config.keys import unknown_key_error, unknown_key_message
+from framework.config.keys import reraisable, unknown_key_error, unknown_key_message
 
 __all__ = [
     "REQUIRED",
@@ -115,14 +115,7 @@ def validate_broker_options(kind: str, options: Mapping[str, Any]) -> dict[str, 
         model = _options_model(normalize_kind(kind)).model_validate(known)
         typed = {name: getattr(model, name) for name in known}
     except ValidationError as exc:
-        errors.extend(
-            InitErrorDetails(
-                type=PydanticCustomError(error["type"], error["msg"]),
-                loc=error["loc"],
-                input=error.get("input"),
-            )
-            for error in exc.errors(include_url=False)
-        )
+        errors.extend(reraisable(error) for error in exc.errors(include_url=False))
     if errors:
         raise ValidationError.from_exception_data(f"{kind} broker options", errors)
     try:

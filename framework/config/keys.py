@@ -11,9 +11,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-__all__ = ["UNKNOWN_KEY", "did_you_mean", "unknown_key_error", "unknown_key_message"]
+__all__ = [
+    "UNKNOWN_KEY",
+    "did_you_mean",
+    "reraisable",
+    "unknown_key_error",
+    "unknown_key_message",
+]
 
 #: The pydantic error type of an unknown key (``error["type"]`` in a ValidationError).
 UNKNOWN_KEY = "unknown_key"
@@ -47,4 +53,17 @@ def unknown_key_error(name: str, value: object, message: str) -> InitErrorDetail
     # No context is passed, so pydantic leaves braces in the message (a key like "{x}") alone.
     return InitErrorDetails(
         type=PydanticCustomError(UNKNOWN_KEY, message), loc=(name,), input=value
+    )
+
+
+def reraisable(error: ErrorDetails) -> InitErrorDetails:
+    """``error`` (from ``ValidationError.errors()``) as a line of a new ValidationError, with
+    the same type, location, input and message, for validators that add unknown-key lines to
+    the other errors."""
+    # A custom error of the same type and rendered message: the original context (which may
+    # hold exception objects) is not needed once the message is rendered.
+    return InitErrorDetails(
+        type=PydanticCustomError(error["type"], error["msg"]),
+        loc=error["loc"],
+        input=error.get("input"),
     )

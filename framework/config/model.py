@@ -13,9 +13,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails
 
-from framework.config.keys import unknown_key_error, unknown_key_message
+from framework.config.keys import reraisable, unknown_key_error, unknown_key_message
 
 __all__ = ["ConfigModel"]
 
@@ -56,13 +56,7 @@ def _reword(error: ErrorDetails, valid: list[str]) -> InitErrorDetails:
     if _is_own_extra(error):
         name = str(error["loc"][0])
         return unknown_key_error(name, error.get("input"), unknown_key_message(name, valid))
-    # Re-raised as a custom error of the same type and message: the original context (which
-    # may hold exception objects) is not needed once the message is rendered.
-    return InitErrorDetails(
-        type=PydanticCustomError(error["type"], error["msg"]),
-        loc=error["loc"],
-        input=error.get("input"),
-    )
+    return reraisable(error)
 
 
 def _input_names(model: type[BaseModel]) -> list[str]:
