@@ -29,7 +29,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from framework.broker.factory import BROKER_KINDS, normalize_kind, options_target
-from framework.config.keys import reraisable, unknown_key_error, unknown_key_message
+from framework.config.keys import (
+    did_you_mean,
+    reraisable,
+    unknown_key_error,
+    unknown_key_message,
+)
 
 __all__ = [
     "REQUIRED",
@@ -183,18 +188,26 @@ def _options_model(kind: str) -> type[BaseModel]:
 
 def _unknown_message(kind: str, name: str, valid: list[str]) -> str:
     message = unknown_key_message(name, valid, what="option")
-    # The common slip: a Kafka or RabbitMQ option while ``kind`` is still the default memory.
-    owners = [other for other in BROKER_KINDS if other != kind and _has_option(other, name)]
-    if owners:
-        message += f"; {name!r} is an option of the {' and '.join(owners)} broker, not {kind}"
+    if did_you_mean(name, valid) is not None:
+        return message
+    # The common slip: a Kafka or RabbitMQ option while ``kind`` is still the default memory,
+    # possibly misspelt as well.
+    for other in BROKER_KINDS:
+        if other == kind:
+            continue
+        guess = did_you_mean(name, _option_names(other))
+        if guess == name:
+            return f"{message}; {name!r} is an option of the {other} broker, not {kind}"
+        if guess is not None:
+            return f"{message}; did you mean {guess!r}, an option of the {other} broker?"
     return message
 
 
-def _has_option(kind: str, name: str) -> bool:
+def _option_names(kind: str) -> list[str]:
     try:
-        return any(option.name == name for option in broker_options(kind))
+        return [option.name for option in broker_options(kind)]
     except ImportError:  # that kind's client library is not installed: say nothing about it
-        return False
+        return []
 
 
 def _located(message: str, typed: Mapping[str, Any]) -> ValidationError | ValueError:

@@ -59,6 +59,15 @@ def test_an_option_of_another_kind_says_which() -> None:
     )
 
 
+def test_a_misspelt_option_of_another_kind_gets_a_guess_naming_it() -> None:
+    # The issue's own example: kind left at memory, and the Kafka option misspelt.
+    [(_, message)] = errors_of("memory", {"bootstrap_server": "h:9092"})
+    assert message == (
+        "unknown option 'bootstrap_server'; valid: name, partitions; "
+        "did you mean 'bootstrap_servers', an option of the kafka broker?"
+    )
+
+
 def test_values_are_typed_like_every_config_value() -> None:
     # What env overrides and placeholders produce: strings and numbers.
     assert validate_broker_options("memory", {"partitions": "3", "name": 7}) == {
