@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationInfo, field_validator
+
+from framework.broker.options_schema import validate_broker_options
+from framework.config.model import ConfigModel
 
 __all__ = [
     "AppConf",
@@ -21,11 +24,12 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    # A misspelt key is an error naming the key, not a silently ignored setting.
+class _Strict(ConfigModel):
+    # A misspelt key is an error naming the key and listing the valid ones (ConfigModel), not
+    # a silently ignored setting; a hot reload is held to the same rule.
     # Defaults go in Field(default=...): without the pydantic mypy plugin, a type checker only
     # sees a keyword default, and would otherwise demand every field in ``HttpConf()``.
-    model_config = ConfigDict(extra="forbid")
+    pass
 
 
 class AppConf(_Strict):
@@ -81,12 +85,47 @@ class DatabaseConf(_Strict):
     schema_name: str | None = Field(default=None, alias="schema")
     echo: bool = False
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        # Checked when the config is scanned, not when the engine is built: a malformed URL,
+        # a sync driver or a driver that is not installed is then a config error.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        example = "e.g. sqlite+aiosqlite:///orders.db or postgresql+asyncpg://user@host:5432/db"
+        try:
+            parsed = make_url(url)
+            dialect = parsed.get_dialect()
+        except NoSuchModuleError:  # an ArgumentError too: first
+            raise ValueError(f"unknown database dialect or driver; expected {example}") from None
+        except ArgumentError:
+            raise ValueError(f"not a database URL; expected {example}") from None
+        if not dialect.is_async:
+            raise ValueError(f"{parsed.drivername} is not an async driver; use {example}")
+        try:
+            dialect.import_dbapi()
+        except ImportError as exc:
+            raise ValueError(
+                f"the {parsed.drivername} driver needs {exc.name}, which is not installed"
+            ) from None
+        return url
+
 
 class BrokerConf(_Strict):
     kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
     timeout: float = Field(default=30.0, gt=0, description="per-message handler timeout, seconds")
-    #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ)
-    options: dict[str, Any] = Field(default_factory=dict)
+    #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ);
+    #: checked against ``kind``'s options when the config is scanned (README: broker options)
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Names, types and the broker's own checks, before anything starts; a bad ``kind``
+        # has its own error already.
+        kind = info.data.get("kind")
+        return options if kind is None else validate_broker_options(kind, options)
 
 
 class DataConf(_Strict):

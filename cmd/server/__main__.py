@@ -20,7 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Run the service: HTTP, gRPC, WebSocket and broker subscribers in one process.",
         epilog=(
             "Any config key can be overridden from the environment as "
-            f"{ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__HTTP__PORT=8080. "
+            f"{ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__HTTP__PORT=8080; broker "
+            f"options as {ENV_PREFIX}DATA__BROKER__OPTIONS__<NAME> (README: Config). "
             "SIGTERM/SIGINT stop gracefully."
         ),
     )

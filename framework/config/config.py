@@ -75,6 +75,8 @@ class Config:
         self.env_prefix = env_prefix
         self._environ = environ
         self._snapshot = self._build()
+        # (dotted key, model) of every successful scan: the rules a reload must pass.
+        self._schemas: list[tuple[str, Any]] = []
         self._watches = WatchRegistry(self.get)
         self._watcher: ConfigWatcher | None = None
 
@@ -97,30 +99,42 @@ class Config:
     def scan(self, model: type[T]) -> T:
         """Validate the whole config as ``model`` (pydantic model, dataclass, TypedDict...).
 
+        A successful scan also becomes a rule for every later reload (see :meth:`reload`).
+
         Raises:
             ConfigError: one line per problem, each naming the file or env var and the key.
         """
-        snapshot = self._snapshot
-        return validate(model, snapshot.data, (), snapshot.origins)
+        result = _validate_at(self._snapshot, "", model)
+        self._remember("", model)
+        return result
 
     def value(self, key: str, model: type[T]) -> T:
-        """Validate the value at dotted ``key`` as ``model``; a missing key is an error."""
-        snapshot = self._snapshot
-        found = resolve_key(snapshot.data, key)
-        if found is None:
-            path = tuple(key.split("."))
-            where = nearest_origin(snapshot.origins, path)
-            raise ConfigError(f"{where}: {format_key(path)}: key not found")
-        return validate(model, found[1], found[0], snapshot.origins)
+        """Validate the value at dotted ``key`` as ``model``; a missing key is an error.
+
+        Like :meth:`scan`, a successful call also validates every later reload.
+        """
+        result = _validate_at(self._snapshot, key, model)
+        self._remember(key, model)
+        return result
 
     # -- reloading and watching ------------------------------------------------------------
 
     def reload(self) -> None:
         """Re-read the sources now; on :class:`ConfigError` the old values stay.
 
-        Watch callbacks are driven by :meth:`watcher`, not by this method.
+        The new tree must pass every model this config was scanned with (:meth:`scan`,
+        :meth:`value`): a change that the next start would refuse (a misspelt key, a bad
+        value) is refused now too, with the same file, line and key, instead of being
+        accepted until the restart. Watch callbacks are driven by :meth:`watcher`, not by
+        this method.
+
+        Raises:
+            ConfigError: the sources cannot be read or the new values do not validate.
         """
-        self._snapshot = self._build()
+        snapshot = self._build()
+        for key, model in list(self._schemas):
+            _validate_at(snapshot, key, model)
+        self._snapshot = snapshot
 
     def watch(
         self, key: str, callback: WatchCallback, *, debounce: float = 0.2
@@ -143,6 +157,10 @@ class Config:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _remember(self, key: str, model: Any) -> None:
+        if (key, model) not in self._schemas:
+            self._schemas.append((key, model))
+
     def _build(self) -> _Snapshot:
         environ = os.environ if self._environ is None else self._environ
         data, origins = merge_documents(read_sources(self.source))
@@ -155,3 +173,13 @@ class Config:
 
     def __repr__(self) -> str:
         return f"Config(source={str(self.source)!r}, env_prefix={self.env_prefix!r})"
+
+
+def _validate_at(snapshot: _Snapshot, key: str, model: type[T]) -> T:
+    """Validate the value at dotted ``key`` (``""``: the whole tree) of ``snapshot``."""
+    found = resolve_key(snapshot.data, key)
+    if found is None:
+        path = tuple(key.split("."))
+        where = nearest_origin(snapshot.origins, path)
+        raise ConfigError(f"{where}: {format_key(path)}: key not found")
+    return validate(model, found[1], found[0], snapshot.origins)

@@ -1,8 +1,11 @@
 """``${VAR}`` / ``${VAR:default}`` placeholders in string values, resolved from the environment.
 
-- ``port: ${PORT:8000}``: a value that is exactly one placeholder takes the default as a
-  YAML scalar (int 8000) when ``PORT`` is unset, and the variable's string otherwise (typed
-  scanning coerces it).
+- ``port: ${PORT:8000}``: the value is a string, the variable's text when ``PORT`` is set and
+  the default's text (``"8000"``) when it is not; typed scanning turns it into the field's
+  type, so the model sees the int 8000 either way. A default is never parsed as YAML, so
+  it reads exactly like the same text in the variable: ``${PIN:0123}`` is ``"0123"`` (not
+  YAML 1.1's octal 83), ``${FLAG:on}`` is ``"on"``, ``${X:null}`` is ``"null"``, and
+  quoting the placeholder in YAML (``"${PORT:8000}"``) changes nothing.
 - ``url: http://${HOST:localhost}:${PORT:80}``: inside a longer string, text is substituted.
 - ``$${VAR}`` is the literal text ``${VAR}``.
 - An unset variable without a default, or a malformed placeholder, is a :class:`ConfigError`
@@ -15,10 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from framework.config.errors import ConfigError
-from framework.config.tree import SCALAR_TYPES, KeyPath, Origin, format_key, nearest_origin
+from framework.config.tree import KeyPath, Origin, format_key, nearest_origin
 
 __all__ = ["resolve_placeholders", "resolve_string"]
 
@@ -45,16 +46,13 @@ def resolve_placeholders(
     return data
 
 
-def resolve_string(text: str, environ: Mapping[str, str]) -> Any:
-    """Resolve the placeholders of one string; ``ValueError`` says what is wrong."""
-    whole = _TOKEN.fullmatch(text)
-    if whole is not None and whole.group("body") is not None:
-        name, default = _parse(whole.group("body"))
-        if name in environ:
-            return environ[name]
-        if default is None:
-            raise ValueError(_unset(name))
-        return _typed_default(default)
+def resolve_string(text: str, environ: Mapping[str, str]) -> str:
+    """Resolve the placeholders of one string; ``ValueError`` says what is wrong.
+
+    The result is always a string: a default is text, exactly like a variable's value
+    (typing it here, as YAML would, made ``${PIN:0123}`` the int 83 only while ``PIN`` was
+    unset).
+    """
 
     def substitute(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -87,14 +85,3 @@ def _parse(body: str) -> tuple[str, str | None]:
 
 def _unset(name: str) -> str:
     return f"environment variable {name} is not set and ${{{name}}} has no default"
-
-
-def _typed_default(default: str) -> Any:
-    # ``${X:}`` means the empty string, not YAML's null.
-    if default == "":
-        return ""
-    try:
-        value = yaml.safe_load(default)
-    except yaml.YAMLError:
-        return default
-    return value if isinstance(value, SCALAR_TYPES) else default

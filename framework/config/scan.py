@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from framework.config.errors import ConfigError
+from framework.config.keys import UNKNOWN_KEY
 from framework.config.tree import SCALAR_TYPES, KeyPath, Origin, format_key, nearest_origin
 
 __all__ = ["describe_validation_error", "validate"]
@@ -40,6 +42,17 @@ def _describe(error: ErrorDetails, base: KeyPath, origins: Mapping[KeyPath, Orig
     path = (*base, *error["loc"])
     message = error["msg"]
     value = error.get("input")
-    if error["type"] != "missing" and isinstance(value, SCALAR_TYPES):
-        message += f", got {value!r}"
+    # The value helps for a bad value, not for a missing or unknown key; and once is enough.
+    shown = error["type"] in ("missing", UNKNOWN_KEY) or message.endswith(f"got {value!r}")
+    if not shown and isinstance(value, SCALAR_TYPES):
+        message += f", got {_redact(value)!r}"
     return f"{nearest_origin(origins, path)}: {format_key(path)}: {message}"
+
+
+# ``scheme://user:secret@host``: the password part of a URL.
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):[^/@\s]*@")
+
+
+def _redact(value: Any) -> Any:
+    """A URL's password is replaced by ``***``: config errors end up in logs."""
+    return _URL_PASSWORD.sub(r"\1:***@", value) if isinstance(value, str) else value

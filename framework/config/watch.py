@@ -4,8 +4,9 @@
 period, only when their value really changed. :class:`ConfigWatcher` watches the source files
 with :func:`watchfiles.awatch`, reloads on change and lets the registry compare; it has
 ``async start()`` / ``async close()`` so it can be handed to an :class:`~framework.App` as a
-resource. A reload that fails (bad YAML, a missing variable) is logged, naming the file, and
-the previous values stay in force.
+resource. A reload that fails (bad YAML, a missing variable, a value the config's scanned
+models refuse) is logged at ERROR, naming the file, line and key, and the previous values stay
+in force.
 """
 
 from __future__ import annotations

@@ -98,3 +98,117 @@ def test_pdb_and_stdlib_cmd_still_import_from_the_repo_root() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+# -- issue 8 items 12 and 14: every config mistake is one line and exit 2, before anything ---
+
+
+def run_server(conf: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cmd.server", "-conf", str(conf)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+    )
+
+
+def assert_one_config_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") <= 1, result.stderr  # one line
+    assert result.stderr.startswith(f"config error: {expected}"), result.stderr
+
+
+def test_item12_unknown_broker_option_in_yaml_is_a_config_error(tmp_path: Path) -> None:
+    conf = tmp_path / "configs"
+    conf.mkdir()
+    (conf / "config.yaml").write_text("data:\n  broker:\n    options: {nope: 1}\n")
+    assert_one_config_error(
+        run_server(conf),
+        f"{conf / 'config.yaml'}:3: data.broker.options.nope: "
+        "unknown option 'nope'; valid: name, partitions",
+    )
+
+
+def test_item12_unknown_broker_option_from_env_names_the_variable() -> None:
+    result = run_server(
+        ROOT / "configs",
+        APP_DATA__BROKER__KIND="kafka",
+        APP_DATA__BROKER__OPTIONS__BOOTSTRAP_SERVER="127.0.0.1:1",
+    )
+    assert_one_config_error(
+        result,
+        "env APP_DATA__BROKER__OPTIONS__BOOTSTRAP_SERVER: data.broker.options.bootstrap_server: "
+        "unknown option 'bootstrap_server' (did you mean 'bootstrap_servers'?); valid: ",
+    )
+
+
+def test_item12_bad_broker_option_value_is_a_config_error() -> None:
+    result = run_server(ROOT / "configs", APP_DATA__BROKER__OPTIONS__PARTITIONS="0")
+    assert_one_config_error(
+        result,
+        "env APP_DATA__BROKER__OPTIONS__PARTITIONS: data.broker.options.partitions: "
+        "partitions must be >= 1, got 0",
+    )
+
+
+def test_item14_unknown_server_key_is_refused_at_start(tmp_path: Path) -> None:
+    conf = tmp_path / "configs"
+    conf.mkdir()
+    (conf / "config.yaml").write_text("server:\n  http:\n    port: 8000\n    bogus: 1\n")
+    assert_one_config_error(
+        run_server(conf), f"{conf / 'config.yaml'}:4: server.http.bogus: unknown key 'bogus'"
+    )
+
+
+async def test_item14_hot_reload_refuses_what_a_restart_would(tmp_path: Path) -> None:
+    conf = tmp_path / "configs"
+    conf.mkdir()
+    shipped = (ROOT / "configs" / "config.yaml").read_text()
+    (conf / "config.yaml").write_text(shipped)
+    http_port = free_port()
+    env = {
+        **os.environ,
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(http_port),
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": "0",
+        "WS_HOST": "127.0.0.1",
+        "WS_PORT": "0",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cmd.server", "-conf", str(conf), cwd=ROOT, env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    log: list[str] = []
+
+    async def until(text: str) -> str:
+        assert proc.stderr is not None
+        while True:
+            line = (await proc.stderr.readline()).decode()
+            assert line, f"service exited before logging {text!r}:\n{''.join(log)}"
+            log.append(line)
+            if text in line:
+                return line
+
+    try:
+        await wait_ready(f"http://127.0.0.1:{http_port}/readyz", proc)
+        # A running-service edit that also changes the watched log.level: refused as a whole.
+        edited = shipped.replace("    timeout: 30\n", "    timeout: 30\n    bogus: 1\n", 1)
+        edited = edited.replace("  level: INFO", "  level: DEBUG")
+        assert edited.count("bogus") == 1 and "level: DEBUG" in edited
+        bogus_line = edited.splitlines().index("    bogus: 1") + 1
+        tmp = conf / ".config.yaml.tmp"
+        tmp.write_text(edited)
+        tmp.replace(conf / "config.yaml")
+        line = await asyncio.wait_for(until("server.http.bogus"), 30)
+        assert "ERROR" in line and "keeping the previous values" in line
+        assert f"{conf / 'config.yaml'}:{bogus_line}: server.http.bogus: unknown key" in line
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        rest = (await proc.stderr.read()).decode()
+        assert "log level is now DEBUG" not in "".join(log) + rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

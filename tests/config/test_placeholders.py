@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from framework.config import ConfigError, load
 
@@ -16,14 +17,60 @@ def cfg_file(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_default_keeps_its_yaml_type_when_unset(tmp_path: Path) -> None:
+def test_default_is_text_like_a_set_value(tmp_path: Path) -> None:
     path = cfg_file(
         tmp_path,
         "port: ${PORT:8000}\ndebug: ${DEBUG:false}\nratio: ${R:0.5}\n"
         "name: ${NAME:svc}\nempty: ${E:}\n",
     )
     cfg = load(path, environ={})
-    assert cfg.get() == {"port": 8000, "debug": False, "ratio": 0.5, "name": "svc", "empty": ""}
+    assert cfg.get() == {
+        "port": "8000", "debug": "false", "ratio": "0.5", "name": "svc", "empty": ""
+    }
+
+
+# Issue 8 item 13: ``port_pin: "${PIN:0123}"`` was '0123' with PIN=0123 set but the int 83
+# (YAML 1.1 octal) with PIN unset. Every YAML 1.1 surprise, in every quoting, both ways.
+DEFAULTS = [
+    "0123", "007", "8000", "-5", "+1", "1_000", "0x1F", "0o17", "0b101", "1:30",
+    "1.5", ".5", "1e3", ".inf", ".nan",
+    "yes", "no", "on", "off", "y", "n", "true", "False", "TRUE",
+    "null", "Null", "~", "",
+    "2024-01-01", "svc", "a b", "[1, 2]",
+]
+
+
+@pytest.mark.parametrize("quote", ["", '"', "'"], ids=["plain", "double", "single"])
+@pytest.mark.parametrize("default", DEFAULTS)
+def test_item13_default_reads_exactly_like_the_same_text_set(
+    tmp_path: Path, default: str, quote: str
+) -> None:
+    path = cfg_file(tmp_path, f"value: {quote}${{V:{default}}}{quote}\n")
+    unset = load(path, environ={}).get("value")
+    set_to_default = load(path, environ={"V": default}).get("value")
+    assert unset == set_to_default == default
+    assert type(unset) is type(set_to_default) is str
+
+
+class Typed(BaseModel):
+    pin: str
+    port: int
+    flag: bool
+    ratio: float
+    name: str
+    none: int | None = None
+
+
+def test_item13_typed_scan_is_identical_set_or_unset(tmp_path: Path) -> None:
+    path = cfg_file(
+        tmp_path,
+        'pin: "${PIN:0123}"\nport: ${PORT:08000}\nflag: ${FLAG:on}\nratio: ${R:1e3}\n'
+        "name: '${NAME:null}'\n",
+    )
+    unset = load(path, environ={}).scan(Typed)
+    env = {"PIN": "0123", "PORT": "08000", "FLAG": "on", "R": "1e3", "NAME": "null"}
+    set_ = load(path, environ=env).scan(Typed)
+    assert unset == set_ == Typed(pin="0123", port=8000, flag=True, ratio=1000.0, name="null")
 
 
 def test_env_value_wins_as_a_string(tmp_path: Path) -> None:

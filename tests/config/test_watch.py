@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from framework.app import App
-from framework.config import Config, load
+from framework.config import Config, ConfigError, load
+from framework.config.model import ConfigModel
 from framework.config.watch import WatchRegistry
 
 WAIT = 10.0  # generous bound for a busy 2-core machine; a passing run takes ~0.1-0.5 s
@@ -208,3 +209,86 @@ def test_config_reload_is_explicit(conf: Path) -> None:
     assert cfg.get("log.level") == "info"
     cfg.reload()
     assert cfg.get("log.level") == "debug"
+
+
+# -- issue 8 item 14: a reload is held to the models the config was scanned with ----------
+
+
+class HttpSection(ConfigModel):
+    port: int = 8000
+
+
+class ServerSection(ConfigModel):
+    port: int = 8000
+    http: HttpSection = HttpSection()
+
+
+class LogSection(ConfigModel):
+    level: str = "info"
+
+
+class Strict(ConfigModel):
+    log: LogSection = LogSection()
+    server: ServerSection = ServerSection()
+
+
+def replace(path: Path, text: str) -> None:
+    """Write as editors and Kubernetes do (a new file renamed over the old one), so a reload
+    never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")  # hidden: not a config source
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+BOGUS = "log:\n  level: debug\nserver:\n  port: 8000\n  http:\n    port: 1\n    bogus: 1\n"
+
+
+def test_item14_reload_refuses_what_a_restart_would(conf: Path) -> None:
+    cfg = load(conf, environ={})
+    cfg.reload()  # nothing scanned yet: no rule to break
+    cfg.scan(Strict)
+    write(conf / "config.yaml", BOGUS)
+    with pytest.raises(ConfigError) as info:
+        cfg.reload()
+    assert str(info.value) == (
+        f"{conf / 'config.yaml'}:7: server.http.bogus: unknown key 'bogus'; valid: port"
+    )
+    assert cfg.get("log.level") == "info"  # the old values stay
+    with pytest.raises(ConfigError):
+        load(conf, environ={}).scan(Strict)  # ... exactly what a restart says
+
+
+def test_item14_reload_checks_a_scanned_subtree_too(conf: Path) -> None:
+    cfg = load(conf, environ={})
+    cfg.value("server", ServerSection)
+    write(conf / "config.yaml", "log:\n  level: debug\nserver:\n  port: x\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml:4: server\.port: Input should be"):
+        cfg.reload()
+    write(conf / "config.yaml", "log:\n  level: debug\n")
+    with pytest.raises(ConfigError, match=r": server: key not found$"):
+        cfg.reload()
+    assert cfg.get("log.level") == "info"
+
+
+async def test_item14_watcher_logs_file_line_and_key_and_keeps_old_values(
+    conf: Path, errors: ErrorLogged
+) -> None:
+    cfg = load(conf, environ={})
+    cfg.scan(Strict)
+    level = Calls()
+    cfg.watch("log.level", level, debounce=0.05)
+    watcher = cfg.watcher()
+    await watcher.start()
+    try:
+        replace(conf / "config.yaml", BOGUS)  # log.level changes too, in a refused edit
+        await asyncio.wait_for(errors.event.wait(), WAIT)
+        assert errors.messages[0] == (
+            "config reload failed, keeping the previous values: "
+            f"{conf / 'config.yaml'}:7: server.http.bogus: unknown key 'bogus'; valid: port"
+        )
+        assert cfg.get("log.level") == "info"
+        replace(conf / "config.yaml", CONFIG.format(level="error"))
+        await level.wait()
+        assert level.values == ["error"]  # never "debug" from the refused edit
+    finally:
+        await watcher.close()

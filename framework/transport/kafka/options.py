@@ -94,6 +94,12 @@ class KafkaOptions:
     ordering: Ordering = "auto"
 
     def __post_init__(self) -> None:
+        # A config value is text until typed ("1" from an env var or a ${ACKS:1} default);
+        # for acks, text of a number means that number, as the producer only takes 0/1/-1/all.
+        if isinstance(self.acks, str) and self.acks.strip().lstrip("-").isdigit():
+            object.__setattr__(self, "acks", int(self.acks))
+        if self.acks not in ("all", 0, 1, -1):
+            raise ValueError(f"acks must be one of all, 0, 1, -1, got {self.acks!r}")
         if not self.bootstrap_servers.strip():
             raise ValueError("bootstrap_servers must name at least one host:port")
         choices = {

@@ -1,0 +1,64 @@
+"""The reference service's config: every value is checked when it is scanned (issue 8 item 12),
+not when the service is built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from app_template.conf.conf import Bootstrap
+from framework.config import ConfigError, ConfigModel, load
+
+
+def test_every_section_of_the_reference_config_refuses_unknown_keys() -> None:
+    # A section added later on a plain BaseModel would silently ignore a misspelt key.
+    seen: set[type] = set()
+
+    def visit(model: type) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        assert issubclass(model, ConfigModel), f"{model.__name__} is not a ConfigModel"
+        for field in model.model_fields.values():
+            for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    visit(arg)
+
+    visit(Bootstrap)
+    assert len(seen) > 5
+
+
+def scan_with(tmp_path: Path, **environ: str) -> Bootstrap:
+    (tmp_path / "config.yaml").write_text("app:\n  name: t\n", encoding="utf-8")
+    return load(tmp_path / "config.yaml", env_prefix="APP_", environ=environ).scan(Bootstrap)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("nope", "not a database URL; expected e.g. sqlite+aiosqlite:///orders.db"),
+        ("foo+bar://h/db", "unknown database dialect or driver"),
+        ("postgresql://u@h/db", "postgresql is not an async driver"),
+        ("sqlite:///orders.db", "sqlite is not an async driver"),
+    ],
+)
+def test_database_url_is_checked_at_scan_time(tmp_path: Path, url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        scan_with(tmp_path, APP_DATA__DATABASE__URL=url)
+    assert str(info.value).startswith(
+        f"env APP_DATA__DATABASE__URL: data.database.url: Value error, {problem}"
+    )
+
+
+def test_accepted_database_urls(tmp_path: Path) -> None:
+    for url in ("sqlite+aiosqlite:///orders.db", "postgresql+asyncpg://u:p@127.0.0.1:5432/test"):
+        assert scan_with(tmp_path, APP_DATA__DATABASE__URL=url).data.database.url == url
+
+
+def test_a_refused_url_does_not_echo_its_password(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        scan_with(tmp_path, APP_DATA__DATABASE__URL="postgresql://app:s3cret@db:5432/orders")
+    assert "s3cret" not in str(info.value)
+    assert str(info.value).endswith("got 'postgresql://app:***@db:5432/orders'")
