@@ -17,6 +17,7 @@ registered services. Health and reflection calls bypass the middleware chain: a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,9 @@ from framework.transport.grpc.interceptor import (
     wrap_method_handler,
 )
 from framework.transport.grpc.registry import AddServicerFn, ServiceRegistry
+
+# Grace of the shutdown that stop_intake() begins: "until stop() says otherwise".
+_INTAKE_GRACE = 24 * 3600.0
 
 __all__ = ["GrpcServer"]
 
@@ -98,6 +102,7 @@ class GrpcServer:
         self._health.set("", NOT_SERVING)
         self._server: grpc.aio.Server | None = None
         self._bound_port: int | None = None
+        self._shutdown: asyncio.Task[None] | None = None  # begun by stop_intake()
 
     # -- registration ---------------------------------------------------------------------
 
@@ -181,6 +186,20 @@ class GrpcServer:
             extra={"kind": "grpc", "endpoint": self.endpoint},
         )
 
+    async def stop_intake(self) -> None:
+        """Refuse new calls now (health NOT_SERVING, ``Watch`` streams end); running calls go
+        on until :meth:`stop` gives them its timeout. Idempotent."""
+        self._health.shutdown()
+        server = self._server
+        if server is None or self._shutdown is not None:
+            return
+        # grpc.aio's stop() refuses new calls at once and cancels running ones only when its
+        # grace ends; a later call with a smaller grace stops sooner (documented), which is
+        # what stop() does with the real timeout. The task's first step, before its first
+        # suspension, is the one that refuses new calls: yielding once lets it run.
+        self._shutdown = asyncio.create_task(server.stop(grace=_INTAKE_GRACE))
+        await asyncio.sleep(0)
+
     async def stop(self, timeout: float) -> None:
         """Refuse new calls, let in-flight calls finish within ``timeout``, then cancel them.
 
@@ -192,6 +211,10 @@ class GrpcServer:
         if server is None:
             return
         await server.stop(grace=max(timeout, 0.0))
+        if self._shutdown is not None:
+            # Ends with the shutdown just completed.
+            await asyncio.gather(self._shutdown, return_exceptions=True)
+            self._shutdown = None
 
     def set_serving(self, serving: bool) -> None:
         """Health of ``""`` and of every registered service: SERVING or NOT_SERVING."""
