@@ -4,7 +4,8 @@ Start: resources -> before-start hooks -> every server started (concurrently; al
 readiness on -> a warning for any broker ``Router`` mounted on no broker server -> after-start
 hooks.
 
-Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the ``async with`` block), two-phase:
+Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the ``async with`` block) runs in this
+order, intake and drain being two separate phases:
 
 1. before-stop hooks -> readiness off (HTTP ``/readyz`` 503, gRPC health NOT_SERVING) ->
    optional ``drain_delay``;
@@ -384,8 +385,8 @@ class App:
         if not servers:
             return
         tasks = {asyncio.create_task(s.stop_intake()): s for s in servers}
-        # stop_intake must not wait for in-flight work, but a server that hangs in it must
-        # not take the drain's time: it gets what is left, and its stop() still runs after.
+        # stop_intake must not wait for in-flight work; one that hangs anyway is bounded by the
+        # stop timeout and logged, and its server's stop() still runs after.
         done, late = await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0.01))
         for task in late:
             _log.error("%s did not stop its intake in time", _describe(tasks[task]))
