@@ -323,8 +323,8 @@ class _Consumer:
         if unfinished:
             _log.warning(
                 "%s: stop timeout (%.1fs): %d message(s) not finished (%d cancelled in a "
-                "handler); they stay uncommitted and are lost with the process unless "
-                "another member of the group takes them",
+                "handler); they stay uncommitted for the group, and are lost if the process "
+                "exits before another member takes them",
                 self._spec.display_name,
                 timeout,
                 unfinished,
