@@ -98,7 +98,7 @@ def serve_framework(port: int, grpc_port: int, repo: str, db_url: str) -> None:
     container = Container()
     if repo == "memory":
         container.order_repo.override(providers.Singleton(MemoryOrderRepo))
-    wire_app(bootstrap, container).main()
+    raise SystemExit(wire_app(bootstrap, container).main())  # a failed start exits non-zero
 
 
 def serve_bare_http(port: int, repo: str, db_url: str) -> None:

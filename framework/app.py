@@ -1,13 +1,26 @@
 """The App: one process, many servers, an ordered start and a graceful stop.
 
 Start: resources -> before-start hooks -> every server started (concurrently; all ready) ->
-readiness on -> after-start hooks. Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the
-``async with`` block): before-stop hooks -> readiness off -> optional drain delay -> servers
-stopped in reverse order, each draining in-flight work within what is left of ``stop_timeout``
--> resources closed (reverse order) -> after-stop hooks.
+readiness on -> a warning for any broker ``Router`` mounted on no broker server -> after-start
+hooks.
+
+Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the ``async with`` block) runs in this
+order, intake and drain being two separate phases:
+
+1. before-stop hooks -> readiness off (HTTP ``/readyz`` 503, gRPC health NOT_SERVING) ->
+   optional ``drain_delay``;
+2. **intake stops everywhere at once**: ``stop_intake()`` on every server that has it
+   (:class:`~framework.transport.server.IntakeAware`: listeners close, new calls are refused,
+   Kafka/RabbitMQ consumers stop fetching), so no server takes new work while another drains;
+3. **drain in reverse start order**: ``stop(remaining)`` on each server, which finishes its
+   in-flight work within what is left of ``stop_timeout`` (final commits/acks), then closes.
+   List the servers that feed others after them: the reference service lists its broker
+   servers first, so the embedded memory broker drains last and still handles what HTTP
+   requests published while they finished;
+4. resources closed (reverse order) -> after-stop hooks.
 
 A server that fails to start stops the ones that did and raises :class:`AppStartError`, naming
-the server and the cause; :meth:`App.main` turns that into exit status 1.
+the server and the cause; :meth:`App.main` logs it and turns it into exit status 1.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ import contextvars
 import inspect
 import logging
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,7 +38,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from framework.transport.server import ReadinessAware, Server
+from framework.log import setup_logging
+from framework.transport.server import IntakeAware, ReadinessAware, Server
 
 __all__ = ["App", "AppInfo", "AppStartError", "Hook", "app_info"]
 
@@ -80,6 +95,14 @@ async def _call(fn: Callable[..., Any] | None) -> None:
         await result
 
 
+def _warn_unmounted_routers() -> None:
+    # Broker routers can only exist if their module was imported: looking it up rather than
+    # importing it keeps the broker package out of an App that has no broker at all.
+    router_module = sys.modules.get("framework.broker.router")
+    if router_module is not None:
+        router_module.warn_unmounted_routers()
+
+
 class App:
     """Owns the process lifecycle of a service.
 
@@ -88,12 +111,14 @@ class App:
         version: service version.
         id: instance id; a random UUID by default.
         metadata: free-form string metadata exposed in AppInfo.
-        servers: the servers to run, started concurrently and stopped in reverse order.
+        servers: the servers to run, started concurrently; on stop their intake stops at once,
+            then they drain in reverse order (see the module docstring).
         resources: objects started before the servers (``start()``/``connect()`` if present)
             and closed after them (``close()``/``aclose()``/``stop()``), e.g. a DB engine
             holder or a broker connection.
         before_start, after_start, before_stop, after_stop: hooks, sync or async, no args.
-        stop_timeout: seconds the whole stop may take; each server drains within what is left.
+        stop_timeout: seconds the whole stop may take (intake stop and every drain); each
+            server drains within what is left.
         drain_delay: seconds to wait between readiness off and stopping servers, so load
             balancers notice before connections are refused (0 by default).
         handle_signals: install SIGTERM/SIGINT handlers in :meth:`run` (off in tests that
@@ -171,12 +196,20 @@ class App:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
-    def main(self, *, uvloop: bool | None = None) -> int:
+    def main(self, *, uvloop: bool | None = None, log: bool = True) -> int:
         """Run the App in a new event loop; return the process exit status (0 or 1).
+
+        Use it as ``raise SystemExit(app.main())`` so a failed start exits non-zero.
 
         ``uvloop`` picks the event loop: ``None`` (default) uses uvloop when it is installed
         (it comes with the ``http`` extra), ``False`` forces the standard asyncio loop.
+        ``log=True`` (default) sets up console logging at INFO on stderr
+        (:func:`framework.log.setup_logging`) unless the root logger already has a handler,
+        so the start/stop lines and a start failure are seen; ``log=False`` leaves logging
+        alone.
         """
+        if log and not logging.getLogger().handlers:
+            setup_logging()
         loop_factory = _uvloop_factory() if uvloop is not False else None
         if uvloop and loop_factory is None:
             raise RuntimeError("uvloop=True but uvloop is not installed (pip install uvloop)")
@@ -223,6 +256,7 @@ class App:
             self._stop_requested = None
             raise
         self._set_serving(True)
+        _warn_unmounted_routers()
         _current_app.set(self.info)
         _log.info(
             "%s %s started in %.0f ms",
@@ -311,6 +345,7 @@ class App:
 
     async def _release(self) -> None:
         deadline = time.monotonic() + self.stop_timeout
+        await self._stop_intake(deadline)
         while self._started_servers:
             server = self._started_servers.pop()
             remaining = max(deadline - time.monotonic(), 0.01)
@@ -343,6 +378,26 @@ class App:
             except ValueError:
                 _current_app.set(None)
             self._token = None
+
+    async def _stop_intake(self, deadline: float) -> None:
+        """Phase one of the stop: every server refuses new work, all at once."""
+        servers = [s for s in self._started_servers if isinstance(s, IntakeAware)]
+        if not servers:
+            return
+        tasks = {asyncio.create_task(s.stop_intake()): s for s in servers}
+        # stop_intake must not wait for in-flight work; one that hangs anyway is bounded by the
+        # stop timeout and logged, and its server's stop() still runs after.
+        done, late = await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0.01))
+        for task in late:
+            _log.error("%s did not stop its intake in time", _describe(tasks[task]))
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                _log.error(
+                    "%s failed to stop its intake",
+                    _describe(tasks[task]),
+                    exc_info=task.exception(),
+                )
 
     async def _guarded(self, fn: Callable[..., Any] | None, what: str) -> None:
         try:

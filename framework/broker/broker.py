@@ -105,7 +105,12 @@ class MessageProcessor(Protocol):
 
 
 class Subscription(Protocol):
-    """A running subscription returned by :meth:`Broker.subscribe`."""
+    """A running subscription returned by :meth:`Broker.subscribe`.
+
+    It may also have ``async def stop_intake(self) -> None``: stop taking new messages at once
+    (stop fetching, cancel the consumer) without waiting for those already taken, which
+    ``stop`` then drains. The broker server calls it when the App's stop begins.
+    """
 
     async def stop(self, timeout: float) -> None:
         """Stop intake, wait up to ``timeout`` for in-flight messages, ack/commit what

@@ -6,10 +6,14 @@ the same partition), consumer groups (each group gets every message; members of 
 the partitions), broadcast subscriptions (a private group per subscription), per-key ordering
 with ``concurrency`` workers, and at-least-once delivery: a message is committed only when it
 and every message before it in its partition finished (handled, or dead-lettered after the
-processor's retries); whatever is unfinished when a subscription stops is delivered again to
-the group. ``publish(delay=...)`` defers delivery without blocking anything.
+processor's retries, or when the processing pipeline itself raised); whatever is unfinished
+when a subscription stops is delivered again to the group. ``publish(delay=...)`` defers
+delivery without blocking anything.
 
-Everything lives in this process: messages do not survive it.
+Everything lives in this process: messages do not survive it. So a graceful stop *drains*:
+a stopping subscription keeps consuming until every subscription of the broker has finished
+everything published to it (including what handlers publish to one another meanwhile), within
+the stop timeout, and logs how many messages it could not finish.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from framework.broker.broker import (
     Broker,
     MessageProcessor,
     Outcome,
+    ProcessResult,
     PublishResult,
     Subscription,
 )
@@ -38,8 +43,11 @@ from framework.broker.subscriber import SubscriberSpec
 __all__ = ["MemoryBroker"]
 
 _log = logging.getLogger("pykratos.broker.memory")
-# Messages a worker may have queued ahead: bounds memory and lets a stop drop them quickly.
+# Messages a worker may have queued ahead: bounds memory.
 _PREFETCH = 256
+# Seconds between attempts to dead-letter a message whose dead-letter publish failed.
+_DLQ_RETRY_BACKOFF = 0.1
+_DLQ_MAX_BACKOFF = 5.0
 
 _QueueItem = tuple[Cursor, Message] | None
 
@@ -109,7 +117,8 @@ class _Consumer:
         ]
         self._fetchers: dict[Cursor, asyncio.Task[None]] = {}
         self._rotation = itertools.count()
-        self.stopping = False
+        self._draining = False
+        self.stopping = False  # set once drained: the member no longer takes partitions
         label = spec.display_name
         work = self._work if spec.batch is None else self._work_batches
         self._workers = [
@@ -176,22 +185,26 @@ class _Consumer:
 
     async def _work(self, queue: asyncio.Queue[_QueueItem]) -> None:
         process = self._processor.process
+        settled = self._broker._settled
         while True:
             item = await queue.get()
             if item is None:
                 return
             cursor, message = item
             try:
-                result = await process(message)
+                try:
+                    result = await process(message)
+                except Exception as exc:
+                    # The pipeline itself failed (not the handler): dead-letter it like Kafka
+                    # and RabbitMQ do, rather than leave it pending forever.
+                    result = ProcessResult.processor_failed(self._spec, exc, message.attempt)
                 if result.outcome is Outcome.DEAD:
-                    await dead_letter(self._broker, self._spec, message, result)
-            except Exception:
-                # Never commit past it: it stays pending and is redelivered to the group.
-                _log.exception("%s: processing failed unexpectedly", self._spec.display_name)
-            else:
+                    await self._dead_letter(message, result)
                 cursor.finish(message.offset)  # type: ignore[arg-type]
             finally:
                 cursor.release()
+                if not cursor.inflight:
+                    settled()
 
     async def _work_batches(self, queue: asyncio.Queue[_QueueItem]) -> None:
         assert self._spec.batch is not None
@@ -226,6 +239,7 @@ class _Consumer:
             finally:
                 for cursor, _ in batch:
                     cursor.release()
+                self._broker._settled()
             if stopping:
                 return
 
@@ -233,25 +247,61 @@ class _Consumer:
         messages = [message for _, message in batch]
         try:
             result = await self._processor.process_batch(messages)
-            if result.outcome is Outcome.DEAD:
-                for message in messages:
-                    await dead_letter(self._broker, self._spec, message, result)
-        except Exception:
-            _log.exception("%s: batch processing failed unexpectedly", self._spec.display_name)
-            return
+        except Exception as exc:
+            result = ProcessResult.processor_failed(self._spec, exc, messages[0].attempt)
+        if result.outcome is Outcome.DEAD:
+            for message in messages:
+                await self._dead_letter(message, result)
         for cursor, message in batch:
             cursor.finish(message.offset)  # type: ignore[arg-type]
 
+    async def _dead_letter(self, message: Message, result: ProcessResult) -> None:
+        """Dead-letter ``message``, retrying with backoff until it is published.
+
+        Meanwhile this worker (so the keys it serves) waits, as a Kafka partition does: the
+        message is never finished without its dead letter. A stop that runs out of time
+        cancels the wait; the message then stays uncommitted.
+        """
+        delay = _DLQ_RETRY_BACKOFF
+        while True:
+            try:
+                await dead_letter(self._broker, self._spec, message, result)
+                return
+            except Exception as exc:
+                _log.error(
+                    "%s: cannot dead-letter message %s from %s, retrying in %.1fs "
+                    "(later messages of its worker wait): %r",
+                    self._spec.display_name,
+                    message.id,
+                    message.topic,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _DLQ_MAX_BACKOFF)
+
     # -- stop --------------------------------------------------------------------------------
 
-    async def stop(self, timeout: float) -> None:
-        """Stop fetching, finish in-flight messages within ``timeout``, leave the group.
+    def unfinished(self) -> int:
+        """Messages of this member's partitions published but not finished yet."""
+        return sum(cursor.partition.end - cursor.committed for cursor in self._fetchers)
 
-        Messages queued but not started are dropped and, like those still running at the
-        deadline (cancelled), stay uncommitted: the group gets them again.
+    async def stop(self, timeout: float) -> None:
+        """Drain within ``timeout``, then stop fetching, let the workers end, leave the group.
+
+        The memory log does not outlive the process, so this subscription keeps consuming
+        until the whole broker is drained (:meth:`MemoryBroker.drain`); there is no separate
+        intake to stop. Messages still unfinished at the deadline (queued, or running and
+        then cancelled) are counted in a WARNING and stay uncommitted: another member of the
+        group gets them, if there is one.
         """
-        if self.stopping:
+        if self._draining:
             return
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0)
+        drained = await self._broker.drain(max(deadline - loop.time(), 0))
+        unfinished = 0 if drained else self.unfinished()
         self.stopping = True
         fetchers = list(self._fetchers.values())
         for fetcher in fetchers:
@@ -259,23 +309,28 @@ class _Consumer:
         if fetchers:
             await asyncio.wait(fetchers)
         for queue in self._queues:
+            # Empty once drained; at the deadline, what is still queued will not start.
             while not queue.empty():
                 item = queue.get_nowait()
                 if item is not None:
                     item[0].release()
             queue.put_nowait(None)  # wakes an idle worker so it exits
-        _, unfinished = await asyncio.wait(self._workers, timeout=max(timeout, 0))
+        _, busy = await asyncio.wait(self._workers, timeout=max(deadline - loop.time(), 0))
+        for worker in busy:
+            worker.cancel()
+        if busy:
+            await asyncio.wait(busy)
         if unfinished:
             _log.warning(
-                "%s: %d worker(s) still busy after %.1fs, cancelling; their messages will be "
-                "redelivered",
+                "%s: stop timeout (%.1fs): %d message(s) not finished (%d cancelled in a "
+                "handler); they stay uncommitted for the group, and are lost if the process "
+                "exits before another member takes them",
                 self._spec.display_name,
-                len(unfinished),
                 timeout,
+                unfinished,
+                len(busy),
+                extra={"subscriber": self._spec.display_name, "topic": self._spec.topic},
             )
-            for worker in unfinished:
-                worker.cancel()
-            await asyncio.wait(unfinished)
         await self._broker._leave(self)
 
 
@@ -306,6 +361,7 @@ class MemoryBroker(Broker):
         self._timers: set[asyncio.TimerHandle] = set()
         self._ids = itertools.count(1)
         self._connected = False
+        self._settle: asyncio.Event | None = None  # set when a drain may have completed
 
     @property
     def endpoint(self) -> str:
@@ -414,6 +470,48 @@ class MemoryBroker(Broker):
         self._consumers.discard(consumer)
         if group.ephemeral:
             group.forget()
+        self._settled()
+
+    # -- draining ----------------------------------------------------------------------------
+
+    def drained(self) -> bool:
+        """True when every subscription has finished everything published to its partitions."""
+        for consumer in self._consumers:
+            for cursor in consumer._fetchers:
+                if cursor.inflight or cursor.committed < cursor.partition.end:
+                    return False
+        return True
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until :meth:`drained`, at most ``timeout`` seconds; return whether it is.
+
+        Subscriptions keep consuming meanwhile, so messages that handlers publish to other
+        subscribed topics while draining are drained too.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0)
+        while not self.drained():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            settle = self._settle
+            if settle is None:
+                settle = self._settle = asyncio.Event()
+            try:
+                async with asyncio.timeout(remaining):
+                    await settle.wait()
+            except TimeoutError:
+                return self.drained()
+            if self._settle is settle:
+                self._settle = None  # spent: the next wait needs a fresh event
+        return True
+
+    def _settled(self) -> None:
+        # Called when a partition's in-flight count fell to zero or a member left: the only
+        # moments the broker can become drained. One attribute check when nobody drains.
+        settle = self._settle
+        if settle is not None:
+            settle.set()
 
     def committed(self, topic: str, group: str) -> dict[int, int]:
         """Committed offset per partition of ``group`` on ``topic`` (for tests and health)."""

@@ -12,11 +12,17 @@
 The decorator only records a :class:`~framework.broker.subscriber.SubscriberSpec` and returns
 the function unchanged, so a unit test can call ``await on_payment(event, orders=fake)``. The
 same router mounts on a memory, Kafka or RabbitMQ :class:`~framework.broker.server.BrokerServer`.
+
+A router that is never mounted would drop its subscribers silently, so every router is
+remembered (weakly) and the App warns at start about any one with subscribers that no broker
+server mounts (:func:`warn_unmounted_routers`).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -32,9 +38,15 @@ from framework.broker.signature import (
 from framework.broker.subscriber import SubscriberSpec
 from framework.middleware.core import Middleware
 
-__all__ = ["Router"]
+__all__ = ["Router", "mark_mounted", "unmounted_routers", "warn_unmounted_routers"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+_log = logging.getLogger("pykratos.broker")
+# Weak: a router dropped by its owner (a test's local one) is no longer reported.
+_routers: weakref.WeakSet[Router] = weakref.WeakSet()
+_mounted: weakref.WeakSet[Router] = weakref.WeakSet()
+_warned: weakref.WeakSet[Router] = weakref.WeakSet()
 
 
 def _retry_policy(retry: RetryPolicy | int) -> RetryPolicy:
@@ -65,6 +77,9 @@ class Router:
         self.middlewares: tuple[Middleware, ...] = tuple(middlewares)
         self._specs: list[SubscriberSpec] = []
         self._children: list[Router] = []
+        #: The module that created this router: how the "mounted nowhere" warning names it.
+        self.module: str = sys._getframe(1).f_globals.get("__name__", "?")
+        _routers.add(self)
 
     @property
     def subscribers(self) -> list[SubscriberSpec]:
@@ -172,3 +187,45 @@ class Router:
             return fn
 
         return decorator
+
+
+def mark_mounted(routers: Iterable[Router]) -> None:
+    """Record that ``routers`` (and the routers included in them) are mounted on a broker
+    server; :class:`~framework.broker.server.BrokerServer` calls it."""
+    _mounted.update(routers)
+
+
+def unmounted_routers() -> list[Router]:
+    """Live routers with subscribers that no broker server mounts, outermost only (a router
+    included in an unmounted one is reported through it)."""
+    mounted: set[Router] = set()
+    for router in list(_mounted):
+        mounted.add(router)
+        mounted.update(router._descendants())
+    candidates = [r for r in list(_routers) if r not in mounted and r.subscribers]
+    inner = {child for r in candidates for child in r._descendants()}
+    return [r for r in candidates if r not in inner]
+
+
+def warn_unmounted_routers() -> int:
+    """Log a WARNING for each unmounted router (once per router), naming its module and its
+    subscribers; return how many were reported now. The App calls it once its servers started.
+    """
+    reported = 0
+    for router in unmounted_routers():
+        if router in _warned:
+            continue
+        _warned.add(router)
+        reported += 1
+        subscribers = ", ".join(
+            f"{spec.display_name} <- {spec.topic!r}" for spec in router.subscribers
+        )
+        _log.warning(
+            "broker Router created in %s is mounted on no broker server: its subscribers "
+            "receive nothing (%s); pass it to BrokerServer(routers=[...]) or to another "
+            "router's include_router()",
+            router.module,
+            subscribers,
+            extra={"router_module": router.module},
+        )
+    return reported

@@ -1,8 +1,9 @@
 """The :class:`BrokerServer`: a :class:`~framework.transport.server.Server` that consumes.
 
 It mounts transport-neutral routers on one broker (memory, Kafka, RabbitMQ): ``start``
-connects the broker and subscribes every subscriber, ``stop`` drains every subscription and
-closes the broker. Give it to :class:`framework.App` like any other server.
+connects the broker and subscribes every subscriber, ``stop_intake`` stops every subscription
+taking new messages, ``stop`` drains every subscription and closes the broker. Give it to
+:class:`framework.App` like any other server.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from framework.broker.codec import Codec, JsonCodec
 from framework.broker.options import check_options
 from framework.broker.processor import SubscriberProcessor
 from framework.broker.publisher import dead_letter
-from framework.broker.router import Router
+from framework.broker.router import Router, mark_mounted
 from framework.broker.subscriber import SubscriberSpec
 from framework.middleware.core import Middleware
 
@@ -54,6 +55,7 @@ class BrokerServer:
     ) -> None:
         self.broker = broker
         self.routers = list(routers)
+        mark_mounted(self.routers)
         self.middlewares = tuple(middlewares)
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.name = name or broker.kind
@@ -98,6 +100,7 @@ class BrokerServer:
         """Validate every subscriber, connect, subscribe all; return once all are subscribed."""
         if self._connected:
             raise RuntimeError(f"broker server {self.name} is already started")
+        mark_mounted(self.routers)  # routers appended since __init__ count as mounted too
         processors = self.processors()  # before connecting: fail fast on a wiring mistake
         if not processors:
             _log.warning("broker server %s has no subscribers", self.name)
@@ -129,6 +132,25 @@ class BrokerServer:
             self.endpoint,
             (time.perf_counter() - started) * 1000,
         )
+
+    async def stop_intake(self) -> None:
+        """Stop taking new messages on every subscription, all at once; return without
+        waiting for the messages already taken (:meth:`stop` drains them).
+
+        Kafka subscriptions stop fetching and RabbitMQ ones cancel their consumer, so what
+        they did not take stays on the broker for the next consumer. A subscription without
+        ``stop_intake`` (the memory broker's: its log dies with the process, so everything
+        in it is work the App already accepted) keeps consuming until :meth:`stop` drains it.
+        """
+        pausing = [
+            stop_intake()
+            for s in self._subscriptions
+            if (stop_intake := getattr(s, "stop_intake", None)) is not None
+        ]
+        results = await asyncio.gather(*pausing, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                _log.error("%s: a subscription failed to stop its intake: %r", self.name, result)
 
     async def stop(self, timeout: float) -> None:
         """Stop every subscription (each drains within ``timeout``), then close the broker.

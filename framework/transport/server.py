@@ -1,10 +1,15 @@
-"""The Server contract every transport implements (two methods, like go-kratos)."""
+"""The Server contract every transport implements (two methods, like go-kratos).
+
+Two optional protocols refine the stop: :class:`ReadinessAware` (readiness goes off before
+anything stops) and :class:`IntakeAware` (the App can stop every server's intake at once, then
+drain them one by one). A server without them still works: ``stop`` does both steps.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ReadinessAware", "Server"]
+__all__ = ["IntakeAware", "ReadinessAware", "Server"]
 
 
 @runtime_checkable
@@ -25,6 +30,24 @@ class Server(Protocol):
     def endpoint(self) -> str:
         """URL of the server (``http://127.0.0.1:8000``); port 0 is resolved after start."""
         ...
+
+
+@runtime_checkable
+class IntakeAware(Protocol):
+    """Optional: a server that can refuse new work before it drains.
+
+    When the App stops, it first calls ``stop_intake()`` on every server at once, then
+    ``stop(timeout)`` on each in reverse start order. So no server takes new work while
+    another one drains (a broker subscriber does not take a message while HTTP finishes its
+    requests).
+
+    ``stop_intake`` returns as soon as new work is refused: listeners closed, new calls or
+    connections refused, consumers paused or cancelled. It must not wait for work in flight
+    (``stop`` does), must be idempotent, and must be safe on a server whose ``start`` failed or
+    never ran. ``stop`` must work whether or not ``stop_intake`` was called first.
+    """
+
+    async def stop_intake(self) -> None: ...
 
 
 @runtime_checkable

@@ -46,6 +46,9 @@ from framework.transport.grpc.interceptor import (
 from framework.transport.grpc.registry import AddServicerFn, ServiceRegistry
 from framework.transport.grpc.wiring import check_services_wired
 
+# Grace of the shutdown that stop_intake() begins: "until stop() says otherwise".
+_INTAKE_GRACE = 24 * 3600.0
+
 __all__ = ["DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH", "GrpcServer"]
 
 _log = logging.getLogger("pykratos.grpc")
@@ -119,6 +122,7 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._bound_port: int | None = None
         self._inflight = InFlight()
+        self._shutdown: asyncio.Task[None] | None = None  # begun by stop_intake()
 
     def _receive_limit(self, explicit: int | None) -> int:
         """The request size limit, from the argument or ``options``; written into ``options``."""
@@ -230,6 +234,20 @@ class GrpcServer:
             extra={"kind": "grpc", "endpoint": self.endpoint},
         )
 
+    async def stop_intake(self) -> None:
+        """Refuse new calls now (health NOT_SERVING, ``Watch`` streams end); running calls go
+        on until :meth:`stop` gives them its timeout. Idempotent."""
+        self._health.shutdown()
+        server = self._server
+        if server is None or self._shutdown is not None:
+            return
+        # grpc.aio's stop() refuses new calls at once and cancels running ones only when its
+        # grace ends; a later call with a smaller grace stops sooner (documented), which is
+        # what stop() does with the real timeout. The task's first step, before its first
+        # suspension, is the one that refuses new calls: yielding once lets it run.
+        self._shutdown = asyncio.create_task(server.stop(grace=_INTAKE_GRACE))
+        await asyncio.sleep(0)
+
     async def stop(self, timeout: float) -> None:
         """Refuse new calls, let running methods finish within ``timeout``, then cancel them.
 
@@ -246,6 +264,10 @@ class GrpcServer:
         deadline = loop.time() + max(timeout, 0.0)
         # grpc waits for the calls whose status is not sent yet (and cancels them at the end).
         await server.stop(grace=max(timeout, 0.0))
+        if self._shutdown is not None:
+            # Ends with the shutdown just completed.
+            await asyncio.gather(self._shutdown, return_exceptions=True)
+            self._shutdown = None
         if await self._inflight.wait(deadline - loop.time()):
             return
         _log.warning(

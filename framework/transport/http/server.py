@@ -175,6 +175,22 @@ class HttpServer:
             raise RuntimeError(f"{self.name}: uvicorn exited before serving")
         _log.info("%s listening on %s", self.name, self.endpoint)
 
+    async def stop_intake(self) -> None:
+        """Stop accepting now: close the listener, ask every connection to close once its
+        current request is answered, and start uvicorn's shutdown. Requests in flight go on;
+        :meth:`stop` waits for them. Idempotent."""
+        self._serving = False
+        server = self._server
+        if server is None or server.should_exit:
+            return
+        # uvicorn would do the same on its next tick (every 0.1 s): doing it here makes the
+        # intake stop when the App says so, not up to a tick later.
+        for listener in server.servers:
+            listener.close()
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+        server.should_exit = True
+
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within ``timeout``, then close."""
         self._serving = False

@@ -100,6 +100,7 @@ class KafkaSubscription:
         self._resume_at = max(1, options.max_buffered // 2)
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._fetch_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,6 +140,7 @@ class KafkaSubscription:
         )
         for name, body in loops:
             self._tasks.append(asyncio.create_task(self._guarded(name, body), name=f"kafka-{name}"))
+        self._fetch_task = self._tasks[0]
 
     async def _guarded(self, what: str, body: Coroutine[Any, Any, None]) -> None:
         # Expected failures are handled inside each loop; this only makes a bug loud.
@@ -151,6 +153,14 @@ class KafkaSubscription:
                 what,
             )
             raise
+
+    async def stop_intake(self) -> None:
+        """Stop fetching at once (the member stays in the group); records already fetched
+        are handled by :meth:`stop`, those not fetched stay for the group. Idempotent."""
+        fetch, self._fetch_task = self._fetch_task, None
+        if fetch is not None:
+            fetch.cancel()
+            await asyncio.gather(fetch, return_exceptions=True)
 
     async def stop(self, timeout: float) -> None:
         """Stop fetching, give in-flight messages ``timeout`` seconds, commit what finished,

@@ -110,6 +110,7 @@ class RabbitSubscription:
         self._next = 0
         self._retry_ms: set[int] = set()
         self._declare_lock = asyncio.Lock()
+        self._intake_stopped = False
         self._stopping = False
 
     @property
@@ -153,7 +154,7 @@ class RabbitSubscription:
         return self._resume()
 
     async def _resume(self) -> None:
-        if self._stopping:
+        if self._intake_stopped:
             return
         try:
             await self._consume()
@@ -338,6 +339,23 @@ class RabbitSubscription:
 
     # -- stop --------------------------------------------------------------------------
 
+    async def stop_intake(self) -> None:
+        """Cancel the consumer: no new deliveries, nor a new consumer after a reconnect.
+        Messages already delivered are handled by :meth:`stop`. Idempotent."""
+        await self._cancel_consumer(5.0)
+
+    async def _cancel_consumer(self, limit: float) -> None:
+        if self._intake_stopped:
+            return
+        self._intake_stopped = True
+        self._channel.reopen_callbacks.discard(self._on_reopen)
+        acker = self._acker
+        if acker is not None and not acker.closed:
+            # Bounded: during a reconnect the cancel would wait for a connection.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(limit):
+                    await acker.channel.basic_cancel(self._tag)
+
     async def stop(self, timeout: float) -> None:
         """Stop intake, let in-flight handlers finish within ``timeout``, ack what finished
         and close the channel; deliveries not finished are redelivered by the broker."""
@@ -346,12 +364,7 @@ class RabbitSubscription:
         self._stopping = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
-        self._channel.reopen_callbacks.discard(self._on_reopen)
-        acker = self._acker
-        if acker is not None and not acker.closed:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(max(min(timeout, 5.0), 0.5)):
-                    await acker.channel.basic_cancel(self._tag)
+        await self._cancel_consumer(max(min(timeout, 5.0), 0.5))
         for inbox in self._inboxes:
             inbox.put_nowait(None)  # wakes idle workers; busy ones finish their message
         if self._workers:

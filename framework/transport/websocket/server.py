@@ -135,7 +135,8 @@ class WebSocketServer:
         ] = weakref.WeakKeyDictionary()
         self._server: _WSServer | None = None
         self._endpoint = ""
-        self._stopping = False
+        self._stopping = False  # intake stopped: new handshakes and messages are refused
+        self._draining = False
         self._inflight = 0
         self._inflight_done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -219,16 +220,25 @@ class WebSocketServer:
         self._endpoint = f"ws://{host_port(self.host, port)}"
         _log.info("websocket server %s listening on %s", self.name, self._endpoint)
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop listening, finish handlers in flight, flush queues, close 1001, all within
-        ``timeout`` seconds; connections still open then are aborted."""
+    async def stop_intake(self) -> None:
+        """Stop listening (handshakes get 503) and refuse new messages on open sessions (an
+        error frame); handlers in flight go on, :meth:`stop` drains them. Idempotent."""
         server = self._server
         if server is None or self._stopping:
             return
         self._stopping = True
+        server.close(close_connections=False)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop listening, finish handlers in flight, flush queues, close 1001, all within
+        ``timeout`` seconds; connections still open then are aborted."""
+        server = self._server
+        if server is None or self._draining:
+            return
+        self._draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
-        server.close(close_connections=False)  # stop accepting; handshakes now get 503
+        await self.stop_intake()
         try:
             async with asyncio.timeout_at(deadline):
                 if self._inflight:
@@ -260,6 +270,7 @@ class WebSocketServer:
             except TimeoutError:
                 _log.error("websocket server %s: handlers still running after abort", self.name)
         self._server = None
+        self._draining = False
         _log.info("websocket server %s stopped", self.name)
 
     # -- sending -------------------------------------------------------------------------
