@@ -42,6 +42,7 @@ from framework.transport.websocket.idle import IdleWatch
 from framework.transport.websocket.registry import SessionRegistry
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Outgoing, Session, SlowClientPolicy
+from framework.validation import excerpt
 
 __all__ = ["GOING_AWAY", "IDLE_CLOSE_CODE", "POLICY_VIOLATION", "WebSocketServer"]
 
@@ -295,7 +296,8 @@ class WebSocketServer:
             return reject(ServiceUnavailable(SHUTTING_DOWN, "server is shutting down"))
         table = self._tables.get(handshake.path, self._any_path)
         if table is None:
-            return reject(NotFound(ROUTE_NOT_FOUND, f"no websocket route {handshake.path!r}"))
+            path = excerpt(handshake.path)
+            return reject(NotFound(ROUTE_NOT_FOUND, f"no websocket route {path!r}"))
         if self._allowed_origins is not None:
             refused = check_origin(handshake, self._allowed_origins)
             if refused is not None:
