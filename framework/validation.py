@@ -120,18 +120,16 @@ class StorableText:
         return core_schema.no_info_after_validator_function(check_storable_text, text)
 
 
-def describe_errors(errors: Sequence[ErrorDetails], prefix: Sequence[str] = ()) -> str:
+def describe_errors(errors: Sequence[ErrorDetails]) -> str:
     """One line naming each failed field: ``"body.customer_id: String should have ..."``.
 
     The value the client sent is never included, and the field path and message are each cut
     to :data:`ECHO_LIMIT` characters, since both can carry client input (a dict key, a
-    validator's message quoting its input). Locations starting with ``prefix`` lose it.
+    validator's message quoting its input).
     """
     parts = []
     for error in errors[:_MAX_ERRORS_SHOWN]:
         loc = tuple(str(p) for p in error.get("loc", ()))
-        if prefix and loc[: len(prefix)] == tuple(prefix):
-            loc = loc[len(prefix) :]
         msg = error.get("msg", "invalid")
         if error.get("type") == "value_error":
             msg = msg.removeprefix("Value error, ")
@@ -141,9 +139,9 @@ def describe_errors(errors: Sequence[ErrorDetails], prefix: Sequence[str] = ()) 
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "") or "invalid input"
 
 
-def validation_error(exc: ValidationError, prefix: Sequence[str] = ()) -> Error:
+def validation_error(exc: ValidationError) -> Error:
     """The 400 ``VALIDATOR`` :class:`~framework.errors.Error` for a pydantic failure."""
-    return Error(400, VALIDATOR, describe_errors(exc.errors(include_url=False), prefix))
+    return Error(400, VALIDATOR, describe_errors(exc.errors(include_url=False)))
 
 
 def validated(fn: Callable[_P, _R]) -> Callable[_P, _R]:
