@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId, PageSize
 from app_template.api.order.v1.order_errors import (
     error_order_already_paid,
-    error_order_invalid,
     error_order_not_found,
 )
+from framework.validation import validated
 
 __all__ = [
     "Order",
@@ -67,39 +68,43 @@ class OrderEvents(Protocol):
 
 
 class OrderUseCase:
-    """Business rules for orders, independent of any transport."""
+    """Business rules for orders, independent of any transport.
+
+    Every method taking client input is :func:`~framework.validation.validated` against the
+    field types of :mod:`app_template.api.order.v1.fields`: whichever transport calls it
+    (HTTP, gRPC, WebSocket, a broker subscriber, a test), a value that could not be stored
+    is refused with 400 ``VALIDATOR`` before the database sees it.
+    """
 
     def __init__(self, repo: OrderRepo, events: OrderEvents) -> None:
         self.repo = repo
         self.events = events
 
-    async def create(self, customer_id: str, amount_cents: int, currency: str = "EUR") -> Order:
-        """Validate and store a new order (``ORDER_INVALID`` when a field is wrong)."""
-        if not customer_id:
-            raise error_order_invalid("customer_id is required")
-        if amount_cents <= 0:
-            raise error_order_invalid(
-                "amount_cents must be positive", amount_cents=str(amount_cents)
-            )
-        if len(currency) != 3 or not currency.isalpha():
-            raise error_order_invalid("currency must be a 3-letter ISO code", currency=currency)
+    @validated
+    async def create(
+        self, customer_id: CustomerId, amount_cents: AmountCents, currency: Currency = "EUR"
+    ) -> Order:
+        """Store a new order (400 ``VALIDATOR`` naming the field when one is invalid)."""
         order = Order(customer_id=customer_id, amount_cents=amount_cents, currency=currency.upper())
         await self.repo.save(order)
         _log.info("order created", extra={"order_id": order.id})
         return order
 
-    async def get(self, order_id: str) -> Order:
+    @validated
+    async def get(self, order_id: OrderId) -> Order:
         """The order ``order_id``, or ``ORDER_NOT_FOUND``."""
         order = await self.repo.get(order_id)
         if order is None:
             raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
         return order
 
-    async def list(self, limit: int = 50) -> list[Order]:
+    @validated
+    async def list(self, limit: PageSize = 50) -> list[Order]:
         """The newest orders, ``limit`` clamped to 1..500 (0 means the default, 50)."""
         return await self.repo.list(max(1, min(limit or 50, 500)))
 
-    async def pay(self, order_id: str) -> Order:
+    @validated
+    async def pay(self, order_id: OrderId) -> Order:
         """Record that payment was requested and publish ``payment-success``."""
         order = await self.get(order_id)
         if order.status is OrderStatus.PAID:
@@ -109,7 +114,8 @@ class OrderUseCase:
         await self.events.payment_succeeded(updated)
         return updated
 
-    async def mark_paid(self, order_id: str) -> Order:
+    @validated
+    async def mark_paid(self, order_id: OrderId) -> Order:
         """Consume a payment: idempotent, so an at-least-once redelivery is harmless."""
         order = await self.get(order_id)
         if order.status is OrderStatus.PAID:

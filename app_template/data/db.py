@@ -14,6 +14,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app_template.api.order.v1.fields import (
+    CURRENCY_LENGTH,
+    CUSTOMER_ID_MAX_LENGTH,
+    ORDER_ID_MAX_LENGTH,
+)
+
 __all__ = ["Base", "Database", "OrderRow"]
 
 _log = logging.getLogger(__name__)
@@ -24,12 +30,15 @@ class Base(DeclarativeBase):
 
 
 class OrderRow(Base):
+    """The ``orders`` table; sizes come from the field types every transport validates with
+    (:mod:`app_template.api.order.v1.fields`), so what passes validation fits here."""
+
     __tablename__ = "orders"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(64), index=True)
-    amount_cents: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
+    id: Mapped[str] = mapped_column(String(ORDER_ID_MAX_LENGTH), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(CUSTOMER_ID_MAX_LENGTH), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # AmountCents is an Int64
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH))
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 

@@ -8,6 +8,7 @@ import grpc
 
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from app_template.biz.order import Order, OrderUseCase
+from framework.timestamps import rfc3339
 
 __all__ = ["OrderGrpcService", "to_proto"]
 
@@ -19,12 +20,15 @@ def to_proto(order: Order) -> order_pb2.Order:
         amount_cents=order.amount_cents,
         currency=order.currency,
         status=order.status.value,
-        created_at=order.created_at.isoformat(),
+        created_at=rfc3339(order.created_at),
     )
 
 
 class OrderGrpcService(order_pb2_grpc.OrderServiceServicer):
     """Errors raised by the use case are mapped to gRPC status codes by the server.
+
+    The use case validates its arguments against the same field types as the HTTP bodies, so
+    a request field that could not be stored is ``INVALID_ARGUMENT`` / ``VALIDATOR`` here too.
 
     The CamelCase method names are the RPC names the generated servicer declares.
     """

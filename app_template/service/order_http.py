@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from pydantic import BaseModel
 
-from pydantic import BaseModel, Field
-
+from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId, PageSize
 from app_template.biz.order import Order, OrderUseCase
+from framework.timestamps import Timestamp
 from framework.transport.http import Router
 
 __all__ = ["CreateOrderBody", "OrderHttpService", "OrderList", "OrderView"]
 
 
 class CreateOrderBody(BaseModel):
-    customer_id: str = Field(min_length=1, max_length=64)
-    amount_cents: int = Field(gt=0)
-    currency: str = Field("EUR", min_length=3, max_length=3)
+    """The body of ``POST /v1/orders``: the field types the use case validates with too, so
+    the OpenAPI schema shows the real limits and a bad body fails before the use case runs."""
+
+    customer_id: CustomerId
+    amount_cents: AmountCents
+    currency: Currency = "EUR"
 
 
 class OrderView(BaseModel):
@@ -24,7 +27,7 @@ class OrderView(BaseModel):
     amount_cents: int
     currency: str
     status: str
-    created_at: datetime
+    created_at: Timestamp
 
     @classmethod
     def of(cls, order: Order) -> OrderView:
@@ -57,12 +60,12 @@ class OrderHttpService:
         order = await self.usecase.create(body.customer_id, body.amount_cents, body.currency)
         return OrderView.of(order)
 
-    async def get(self, order_id: str) -> OrderView:
+    async def get(self, order_id: OrderId) -> OrderView:
         return OrderView.of(await self.usecase.get(order_id))
 
-    async def list(self, limit: int = 50) -> OrderList:
+    async def list(self, limit: PageSize = 50) -> OrderList:
         return OrderList(orders=[OrderView.of(o) for o in await self.usecase.list(limit)])
 
-    async def pay(self, order_id: str) -> OrderView:
+    async def pay(self, order_id: OrderId) -> OrderView:
         """Accepted: the order becomes PAID once the payment event is consumed."""
         return OrderView.of(await self.usecase.pay(order_id))

@@ -11,8 +11,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from app_template.api.order.v1.events import OrderPaid
+from app_template.api.order.v1.fields import OrderId
 from app_template.biz.order import OrderUseCase
 from app_template.service.order_http import OrderView
+from framework.timestamps import rfc3339
 from framework.transport.websocket import Session, WebSocketRouter, WebSocketServer
 
 __all__ = ["ORDERS_PATH", "OrderWsService", "WatchOrder", "order_room", "push_order_status"]
@@ -26,7 +28,7 @@ def order_room(order_id: str) -> str:
 
 
 class WatchOrder(BaseModel):
-    order_id: str
+    order_id: OrderId
 
 
 class OrderWsService:
@@ -54,6 +56,6 @@ async def push_order_status(server: WebSocketServer, event: OrderPaid) -> int:
     payload = {
         "order_id": event.order_id,
         "status": event.status,
-        "changed_at": event.paid_at.isoformat(),
+        "changed_at": rfc3339(event.paid_at),
     }
     return await server.send_to_room(order_room(event.order_id), payload, type=ORDER_STATUS)

@@ -6,12 +6,13 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from framework.errors import BadRequest, Error
 from framework.middleware.core import Handler, Middleware
+from framework.validation import VALIDATOR, excerpt, validation_error
 
 __all__ = ["VALIDATOR", "validate"]
-
-VALIDATOR = "VALIDATOR"
 Validator = Callable[[Any], Any]
 
 
@@ -57,9 +58,12 @@ def validate(validators: Mapping[type, Validator] | None = None) -> Middleware:
                 except Error as exc:
                     if exc.code == 400:
                         raise
-                    raise BadRequest(VALIDATOR, exc.message or exc.reason) from exc
+                    raise BadRequest(VALIDATOR, excerpt(exc.message or exc.reason)) from exc
+                except ValidationError as exc:
+                    raise validation_error(exc) from exc
                 except (ValueError, TypeError, AssertionError) as exc:
-                    raise BadRequest(VALIDATOR, str(exc)) from exc
+                    # The text may quote the request: cut it like any echo of client input.
+                    raise BadRequest(VALIDATOR, excerpt(exc)) from exc
                 if outcome is False:
                     raise BadRequest(VALIDATOR, f"invalid {type(request).__name__}")
             return await handler(request)

@@ -25,12 +25,22 @@ class _Wake(SpanProcessor):
 
 
 class SpanRecorder:
-    """A TracerProvider exporting to an ``InMemorySpanExporter``, with waits on its spans."""
+    """A TracerProvider exporting to an ``InMemorySpanExporter``, with waits on its spans.
 
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+    By default it builds its own provider; pass ``provider`` and ``exporter`` to record the
+    spans of a provider built elsewhere (``setup_tracing(exporter=...)``).
+    """
+
+    def __init__(
+        self,
+        provider: TracerProvider | None = None,
+        exporter: InMemorySpanExporter | None = None,
+    ) -> None:
+        self.exporter = exporter or InMemorySpanExporter()
+        if provider is None:
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.provider = provider
         self._ended = asyncio.Event()
         self.provider.add_span_processor(_Wake(self._ended))
 

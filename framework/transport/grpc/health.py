@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
+from framework.validation import excerpt
+
 __all__ = ["HEALTH_SERVICE_NAME", "NOT_SERVING", "SERVICE_UNKNOWN", "SERVING", "HealthServicer"]
 
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -75,7 +77,8 @@ class HealthServicer:
         """Unary health check of ``request.service``."""
         status = self._status.get(request.service)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            service = excerpt(request.service)
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
     async def List(

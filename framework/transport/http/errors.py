@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from framework.errors import PAYLOAD_TOO_LARGE, Error, from_exception
-from framework.middleware.validate import VALIDATOR
+from framework.validation import VALIDATOR, describe_errors, excerpt
 
 __all__ = ["BodyTooLarge", "JsonResponse", "error_response", "to_error", "too_large"]
 
@@ -59,14 +59,6 @@ def _reason_for_status(code: int) -> str:
         return f"HTTP_{code}"
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        location = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{location}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
 def to_error(exc: BaseException) -> Error:
     """Map FastAPI/Starlette exceptions and anything else to an :class:`Error`.
 
@@ -79,9 +71,10 @@ def to_error(exc: BaseException) -> Error:
     if isinstance(exc, BodyTooLarge):
         return exc.error
     if isinstance(exc, RequestValidationError):
-        return Error(400, VALIDATOR, _describe_validation(exc))
+        # Field paths and messages only, each cut short: never the input, which FastAPI keeps.
+        return Error(400, VALIDATOR, describe_errors(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        detail = excerpt(exc.detail)
         return Error(exc.status_code, _reason_for_status(exc.status_code), detail)
     return from_exception(exc)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import socket
 from collections.abc import Generator, Sequence
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from framework.app import app_info
 from framework.middleware.core import Middleware, chain
 from framework.transport.address import host_port
 from framework.transport.http.errors import JsonResponse, error_response, to_error
@@ -32,6 +34,19 @@ from framework.transport.http.wiring import check_routes_wired
 __all__ = ["HttpServer"]
 
 _log = logging.getLogger("pykratos.http")
+
+# FastAPI >= 0.13x has built-in OpenTelemetry that starts its own SERVER span, in a trace of
+# its own, whenever a global tracer provider exists: next to the tracing middleware's span,
+# every request would be two spans in two traces. Older versions have no such switch.
+_NATIVE_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameters
+
+
+def _new_fastapi(name: str) -> FastAPI:
+    """The FastAPI app a server builds for itself, without FastAPI's own request tracing
+    (the framework's ``tracing()`` middleware makes the one server span per request)."""
+    if _NATIVE_TELEMETRY:
+        return FastAPI(title=name, telemetry={"tracing": False})  # type: ignore[call-arg,unused-ignore]
+    return FastAPI(title=name)
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -61,7 +76,12 @@ class HttpServer:
         name: label for logs.
         health_path, ready_path: liveness (always 200 while the process serves) and
             readiness (200 only between App start and App stop, 503 otherwise).
-        app: an existing FastAPI app to serve; a new one is created by default.
+        app: an existing FastAPI app to serve, used as it is (build it with
+            ``FastAPI(telemetry={"tracing": False})`` on FastAPI versions with built-in
+            OpenTelemetry, or each traced request gets a second server span). By default a new
+            one is created, titled and versioned in its OpenAPI document after the App it runs
+            in (:func:`framework.app_info`; ``name`` outside an App), with FastAPI's own
+            request tracing off.
         max_body_size: largest request body in bytes (default 1 MiB); a larger one is answered
             413 ``PAYLOAD_TOO_LARGE`` before it is read whole (``Content-Length`` checked up
             front, chunked bodies counted as they arrive). ``None`` removes the limit. The
@@ -90,7 +110,8 @@ class HttpServer:
         self.host = host
         self.port = port
         self.name = name
-        self.app = app or FastAPI(title=name)
+        self._owns_app = app is None
+        self.app = app or _new_fastapi(name)
         self.app.router.route_class = OperationRoute
         if max_body_size is not None and max_body_size < 0:
             raise ValueError(f"{name}: max_body_size must be >= 0 bytes, got {max_body_size}")
@@ -154,6 +175,7 @@ class HttpServer:
             raise OSError(exc.errno, f"{self.name}: cannot bind {self.host}:{self.port}: "
                           f"{exc.strerror}") from exc
         sock.set_inheritable(True)
+        self._name_after_app()
         self._socket = sock
         self.port = sock.getsockname()[1]
         self._pipeline.endpoint = self.endpoint
@@ -190,6 +212,16 @@ class HttpServer:
         for connection in list(server.server_state.connections):
             connection.shutdown()
         server.should_exit = True
+
+    def _name_after_app(self) -> None:
+        # The App's identity is known only once it starts us (App.start sets app_info()).
+        info = app_info()
+        if not self._owns_app or info is None:
+            return
+        self.app.title = info.name
+        if info.version:
+            self.app.version = info.version
+        self.app.openapi_schema = None  # rebuilt with the new title on the next request
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within ``timeout``, then close."""

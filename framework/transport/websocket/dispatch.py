@@ -32,6 +32,7 @@ from framework.transport.websocket.envelope import (
 from framework.transport.websocket.handler import BoundHandler, Callback, bind_callback
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Session
+from framework.validation import excerpt
 
 __all__ = ["KIND", "RouteTable", "compile_router", "dispatch", "refuse"]
 
@@ -102,7 +103,8 @@ async def dispatch(session: Session, table: RouteTable, raw: str | bytes, endpoi
     if handler is None:
         _error(
             session,
-            BadRequest(UNKNOWN_TYPE, f"no handler for message type {incoming.type!r}"),
+            # The type is client input: echo a bounded excerpt, never the whole frame.
+            BadRequest(UNKNOWN_TYPE, f"no handler for message type {excerpt(incoming.type)!r}"),
             incoming.id,
             binary,
         )

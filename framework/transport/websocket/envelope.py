@@ -5,7 +5,8 @@
     {"type": "order.get", "payload": {"id": 7}, "id": "c-42"}
 
 ``type`` is required (a non-empty string), ``payload`` defaults to ``null`` and ``id`` is an
-optional correlation id (string or number) that the server echoes back. Replies and errors::
+optional correlation id (string or number, at most :data:`MAX_ID_LENGTH` characters) that the
+server echoes back. Replies and errors::
 
     {"type": "order.get.reply", "id": "c-42", "payload": {...}}
     {"type": "error", "id": "c-42",
@@ -36,11 +37,13 @@ from typing import Any
 import orjson
 
 from framework.errors import Error
+from framework.validation import excerpt
 
 __all__ = [
     "BAD_FRAME",
     "BAD_PAYLOAD",
     "ERROR_TYPE",
+    "MAX_ID_LENGTH",
     "REPLY_SUFFIX",
     "SHUTTING_DOWN",
     "UNKNOWN_TYPE",
@@ -68,6 +71,9 @@ SHUTTING_DOWN = "SHUTTING_DOWN"
 ERROR_TYPE = "error"
 #: A reply's type is the request's type plus this suffix.
 REPLY_SUFFIX = ".reply"
+
+#: Longest correlation id accepted: it is echoed in every reply, so it must stay small.
+MAX_ID_LENGTH = 256
 
 _U16 = 0xFFFF
 
@@ -114,7 +120,7 @@ def decode_text(raw: str | bytes) -> Incoming:
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise FrameError(f"frame is not valid JSON: {exc}") from None
+        raise FrameError(f"frame is not valid JSON: {excerpt(exc)}") from None
     if type(envelope) is not dict:
         raise FrameError(f"envelope must be a JSON object, got {type(envelope).__name__}")
     kind = envelope.get("type")
@@ -123,6 +129,8 @@ def decode_text(raw: str | bytes) -> Incoming:
     correlation = envelope.get("id")
     if correlation is not None and type(correlation) not in (str, int, float):
         raise FrameError('"id" must be a string or a number')
+    if type(correlation) is str and len(correlation) > MAX_ID_LENGTH:
+        raise FrameError(f'"id" must be at most {MAX_ID_LENGTH} characters')
     return Incoming(kind, envelope.get("payload"), correlation, False)
 
 
@@ -139,6 +147,8 @@ def decode_binary(raw: bytes) -> Incoming:
     payload_at = id_at + 2 + id_len
     if payload_at > size:
         raise FrameError("binary frame: bad id length")
+    if id_len > MAX_ID_LENGTH:
+        raise FrameError(f"binary frame: id longer than {MAX_ID_LENGTH} bytes")
     try:
         kind = raw[2:id_at].decode()
         correlation = raw[id_at + 2 : payload_at].decode() if id_len else None

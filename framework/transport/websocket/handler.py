@@ -33,6 +33,7 @@ from framework.middleware.core import Handler, Middleware
 from framework.transport.context import current_transport
 from framework.transport.websocket.envelope import BAD_PAYLOAD, REPLY_SUFFIX
 from framework.transport.websocket.session import Session
+from framework.validation import describe_errors
 
 __all__ = [
     "BoundHandler",
@@ -172,21 +173,12 @@ class BoundHandler:
         try:
             return self._decode(payload)
         except ValidationError as exc:
-            raise BadRequest(
-                BAD_PAYLOAD, f"invalid payload for {self.type!r}: {_summary(exc)}"
-            ) from None
+            summary = describe_errors(exc.errors(include_url=False))
+            raise BadRequest(BAD_PAYLOAD, f"invalid payload for {self.type!r}: {summary}") from None
 
 
 def _json_body(body: bytes) -> Any:
     return orjson.loads(body) if body else None
-
-
-def _summary(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ())) or "payload"
-        parts.append(f"{where}: {err.get('msg', '')}")
-    return "; ".join(parts)
 
 
 def _endpoint(fn: Callable[..., Any], params: _Params) -> Handler:

@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 
 from framework.errors import Error, Forbidden, InternalServer, Unauthorized
 from framework.transport.websocket.envelope import dumps
+from framework.validation import excerpt
 
 __all__ = [
     "ORIGIN_NOT_ALLOWED",
@@ -103,7 +104,8 @@ def check_origin(handshake: Handshake, allowed: Sequence[OriginRule]) -> Error |
             rule == origin if isinstance(rule, str) else rule.fullmatch(origin)
         ):
             return None
-    return Forbidden(ORIGIN_NOT_ALLOWED, f"origin {origin!r} is not allowed")
+    shown = repr(origin if origin is None else excerpt(origin))
+    return Forbidden(ORIGIN_NOT_ALLOWED, f"origin {shown} is not allowed")
 
 
 async def authenticate_handshake(fn: Authenticate, handshake: Handshake) -> Any:

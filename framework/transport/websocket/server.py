@@ -27,6 +27,7 @@ from websockets.http11 import Request, Response
 from framework.errors import Error, NotFound, ServiceUnavailable
 from framework.middleware.core import Middleware, chain
 from framework.transport.address import host_port
+from framework.transport.websocket.connlog import ConnectionLog, peer_of
 from framework.transport.websocket.dispatch import RouteTable, compile_router, dispatch, refuse
 from framework.transport.websocket.envelope import SHUTTING_DOWN, encode_outbound
 from framework.transport.websocket.handshake import (
@@ -42,6 +43,7 @@ from framework.transport.websocket.idle import IdleWatch
 from framework.transport.websocket.registry import SessionRegistry
 from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Outgoing, Session, SlowClientPolicy
+from framework.validation import excerpt
 
 __all__ = ["GOING_AWAY", "IDLE_CLOSE_CODE", "POLICY_VIOLATION", "WebSocketServer"]
 
@@ -53,6 +55,8 @@ GOING_AWAY = 1001
 IDLE_CLOSE_CODE = 1000
 #: Close code when a connect callback refuses the client.
 POLICY_VIOLATION = 1008
+#: Close code websockets sends for a message over ``max_message_size``.
+MESSAGE_TOO_BIG = 1009
 
 _log = logging.getLogger("pykratos.websocket")
 
@@ -215,6 +219,8 @@ class WebSocketServer:
             close_timeout=self._close_timeout,
             write_limit=self._write_limit,
             server_header=None,
+            # Log lines that name the peer, path and close code, not the connection object.
+            logger=ConnectionLog(_log, self.name),
         )
         port = self._server.sockets[0].getsockname()[1]
         self._endpoint = f"ws://{host_port(self.host, port)}"
@@ -306,7 +312,8 @@ class WebSocketServer:
             return reject(ServiceUnavailable(SHUTTING_DOWN, "server is shutting down"))
         table = self._tables.get(handshake.path, self._any_path)
         if table is None:
-            return reject(NotFound(ROUTE_NOT_FOUND, f"no websocket route {handshake.path!r}"))
+            path = excerpt(handshake.path)
+            return reject(NotFound(ROUTE_NOT_FOUND, f"no websocket route {path!r}"))
         if self._allowed_origins is not None:
             refused = check_origin(handshake, self._allowed_origins)
             if refused is not None:
@@ -391,5 +398,19 @@ class WebSocketServer:
                     self._inflight -= 1
                     if not self._inflight and self._stopping:
                         self._inflight_done.set()
-        except ConnectionClosed:
-            pass  # oversize (1009), ping timeout, abrupt disconnect: the session just ends
+        except ConnectionClosed as exc:
+            # Ping timeout, abrupt disconnect: the session just ends (websockets logs how).
+            # A message over the limit is the client's mistake and easy to miss: say which.
+            if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG and not (
+                exc.rcvd_then_sent
+            ):
+                _log.warning(
+                    "websocket server %s: closed session %s of %s on %s with 1009: it sent a "
+                    "message larger than max_message_size (%d bytes)",
+                    self.name,
+                    session.id,
+                    peer_of(session.connection),
+                    session.path,
+                    self._max_message_size,
+                    extra={"session": session.id, "max_message_size": self._max_message_size},
+                )
