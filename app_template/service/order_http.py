@@ -6,8 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app_template.biz.order import Order, OrderUseCase
 from framework.transport.http import Router
+
+from app_template.biz.order import Order, OrderUseCase
 
 __all__ = ["CreateOrderBody", "OrderHttpService", "OrderList", "OrderView"]
 

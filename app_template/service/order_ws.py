@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from framework.transport.websocket import Session, WebSocketRouter, WebSocketServer
+
 from app_template.api.order.v1.events import OrderPaid
 from app_template.biz.order import OrderUseCase
 from app_template.service.order_http import OrderView
-from framework.transport.websocket import Session, WebSocketRouter, WebSocketServer
 
 __all__ = ["ORDERS_PATH", "OrderWsService", "WatchOrder", "order_room", "push_order_status"]
 

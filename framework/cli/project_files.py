@@ -35,6 +35,18 @@ _DEV = (
 )
 
 
+#: ruff's isort sections: "service" (the service package) comes after first-party, so that the
+#: import order of the template does not depend on the package's name.
+_ISORT_SECTIONS = (
+    "future",
+    "standard-library",
+    "third-party",
+    "first-party",
+    "service",
+    "local-folder",
+)
+
+
 def _toml_list(items: list[str] | tuple[str, ...], indent: str = "    ") -> str:
     return "[\n" + "".join(f'{indent}"{item}",\n' for item in items) + "]"
 
@@ -78,15 +90,26 @@ markers = {_toml_list(markers)}
 [tool.ruff]
 line-length = 100
 target-version = "py311"
-extend-exclude = ["*_pb2.py", "*_pb2_grpc.py", "*_pb2.pyi"]
+extend-exclude = ["*_pb2.py", "*_pb2_grpc.py", "*_pb2.pyi", "*_pb2_grpc.pyi"]
 
 [tool.ruff.lint]
 select = ["E", "F", "W", "I", "B", "UP", "RUF", "ASYNC", "SIM"]
+
+[tool.ruff.lint.isort]
+# As in the pykratos repository, whose reference service is this project's template: pykratos
+# sorts with the project's own modules, and the service package has a section of its own.
+known-first-party = ["framework"]
+section-order = {_toml_list(_ISORT_SECTIONS, indent="    ")}
+
+[tool.ruff.lint.isort.sections]
+service = ["{names.package}"]
 
 [tool.mypy]
 python_version = "3.11"
 strict = true
 ignore_missing_imports = true
+# `mypy` alone checks the project; protoc's modules are read through their .pyi stubs.
+files = ["{names.package}", "cmd", "tests"]
 exclude = ["_pb2\\\\.py$", "_pb2_grpc\\\\.py$"]
 """
 
@@ -156,6 +179,7 @@ this project has a `cmd/` directory: keep it.
 With the virtualenv active (`. .venv/bin/activate`):
 
 - `pykratos run --reload` restarts the service when a source or config file changes.
+- `ruff check .` and `mypy` (strict) pass on the project as generated: keep them so.
 - `pykratos proto add {names.package}/api/billing/v1/billing.proto` writes a new API;
   `pykratos proto client <proto>` generates its Python code, and
   `pykratos proto server <proto> -t {names.package}/service` its service-layer class.

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from app_template.conf.conf import Bootstrap
-from app_template.wire import wire_app
 from framework import App
 from tests.services import require_port
+
+from app_template.conf.conf import Bootstrap
+from app_template.wire import wire_app
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 

@@ -18,12 +18,14 @@ import httpx
 import pytest
 import websockets
 
-from app_template.conf.conf import BrokerConf
-from app_template.wire import wire_app
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
-from tests.app_template.conftest import endpoint, make_bootstrap
 from tests.services import rabbitmqctl, require_port, unavailable
+
+from app_template.conf.conf import BrokerConf
+from app_template.wire import wire_app
+
+from .conftest import endpoint, make_bootstrap
 
 
 @pytest.fixture(scope="module")
