@@ -71,7 +71,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--reload",
         action="store_true",
         help="restart the service whenever a .py/.yaml/.yml/.json/.toml/.proto file of the "
-        "project changes (development only)",
+        "project changes (development only); if the service exits by itself (e.g. it failed to "
+        "start), its exit status is printed and the next change starts it again",
     )
     parser.add_argument(
         "--grace",

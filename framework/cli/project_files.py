@@ -16,9 +16,9 @@ EXTRAS = "all"
 
 #: Markers the template's tests use (same names as in the pykratos repository).
 PYTEST_MARKERS: tuple[tuple[str, str], ...] = (
-    ("postgres", "needs PostgreSQL on 127.0.0.1:5432"),
+    ("postgres", "needs PostgreSQL (PYKRATOS_TEST_POSTGRES_URL, default 127.0.0.1:5432)"),
     ("kafka", "needs a Kafka-protocol broker (Tansu, started by the tests)"),
-    ("rabbitmq", "needs RabbitMQ on 127.0.0.1:5672"),
+    ("rabbitmq", "needs RabbitMQ (PYKRATOS_TEST_AMQP_URL, default 127.0.0.1:5672)"),
 )
 
 _DEV = (
@@ -168,7 +168,8 @@ Set up and test:
 | `{names.package}/container.py`, `wire.py` | dependency injection and the App |
 | `cmd/server/` | `python -m cmd.server -conf configs/` |
 | `configs/` | `config.yaml`; any key can be overridden by `APP_<SECTION>__<KEY>` env vars |
-| `tests/{names.package}/` | the service's tests; `tests/services.py`: skip-or-fail helpers |
+| `tests/{names.package}/` | the service's tests |
+| `tests/services.py` | where the real services are (`PYKRATOS_TEST_*` variables), skip-or-fail |
 | `deploy/` | Dockerfile, `compose.yaml` (with PostgreSQL, Kafka, RabbitMQ, OTel), Kubernetes |
 
 `cmd/__init__.py` keeps the standard library's `cmd` module usable (pdb, pytest) although
