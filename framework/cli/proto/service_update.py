@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.cli.exceptions import CliError
-from framework.cli.proto.server import class_name_for, render_method, service_full_name
+from framework.cli.proto.service_code import class_name_for, render_method, service_full_name
 from framework.cli.proto.type_refs import TypeRefs
 
 __all__ = ["add_missing_methods"]
