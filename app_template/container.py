@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+from framework.broker import Broker, create_broker
+from framework.tracing import TracedPublisher
+
 from app_template.biz.order import OrderUseCase
 from app_template.conf.conf import Bootstrap, BrokerConf
 from app_template.data.db import Database
@@ -20,8 +23,6 @@ from app_template.server.websocket import new_websocket_server
 from app_template.service.order_grpc import OrderGrpcService
 from app_template.service.order_http import OrderHttpService
 from app_template.service.order_ws import OrderWsService
-from framework.broker import Broker, create_broker
-from framework.tracing import TracedPublisher
 
 __all__ = ["Container"]
 

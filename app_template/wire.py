@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from framework import App
+from framework.broker import Broker, BrokerServer, Router
+
 from app_template.conf.conf import Bootstrap, BrokerConf
 from app_template.container import Container
 from app_template.server.middleware import default_middlewares
 from app_template.service import order_events
-from framework import App
-from framework.broker import Broker, BrokerServer, Router
 
 __all__ = ["wire_app"]
 

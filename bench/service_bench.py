@@ -30,8 +30,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from app_template.service.order_http import OrderView
 from bench._util import free_port, print_table, serve_in_subprocess
+
+from app_template.service.order_http import OrderView
 
 ORDER_ID = "0" * 31 + "1"
 

@@ -3,18 +3,49 @@
 Locally, an unreachable service skips its tests. In CI, ``.ci/run`` sets
 ``PYKRATOS_REQUIRE_SERVICES=1`` and the same situation fails the test, so a broker that is
 down can never hide behind a skip.
+
+Where the services are, and which ports the tests may take, comes from the environment (the
+defaults are the services on loopback); test code asks these helpers and never spells an
+address itself:
+
+- ``PYKRATOS_TEST_AMQP_URL``: RabbitMQ (default ``amqp://guest:guest@127.0.0.1:5672/``). Its
+  virtual host is the one tests use unless they make a private one (:func:`amqp_url`).
+- ``PYKRATOS_TEST_POSTGRES_URL``: PostgreSQL, as a SQLAlchemy URL (default
+  ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); tests make and drop their own schemas.
+- ``PYKRATOS_TEST_PORT_RANGE``: ``LOW-HIGH`` (inclusive): :func:`free_port`, hence the Tansu
+  broker the Kafka tests start and the services run as subprocesses, take ports from it only.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["free_port", "rabbitmqctl", "require_port", "services_required", "unavailable"]
+__all__ = [
+    "DEFAULT_AMQP_URL",
+    "DEFAULT_POSTGRES_URL",
+    "amqp_url",
+    "free_port",
+    "port_range",
+    "postgres_url",
+    "rabbitmqctl",
+    "require_port",
+    "require_url",
+    "services_required",
+    "unavailable",
+]
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+# Ports assumed when a URL names none (the services' standard ports).
+_DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "postgresql": 5432, "postgres": 5432}
 
 
 def services_required() -> bool:
@@ -38,6 +69,34 @@ def require_port(host: str, port: int, what: str, timeout: float = 1.0) -> None:
         unavailable(f"{what} on {host}:{port}")
 
 
+def require_url(url: str, what: str, timeout: float = 1.0) -> None:
+    """:func:`require_port` on the host and port of ``url`` (its scheme's port if it has none)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]  # postgresql+asyncpg -> postgresql
+    port = parts.port or _DEFAULT_PORTS.get(scheme)
+    if parts.hostname is None or port is None:
+        raise ValueError(f"{what}: cannot tell the host and port of {url!r}")
+    require_port(parts.hostname, port, what, timeout)
+
+
+def amqp_url(vhost: str | None = None) -> str:
+    """The RabbitMQ URL of the tests: ``PYKRATOS_TEST_AMQP_URL``, else :data:`DEFAULT_AMQP_URL`.
+
+    With ``vhost``, the same server and credentials on that virtual host (for tests that make
+    a private one with :func:`rabbitmqctl`, which talks to the RabbitMQ node of this machine).
+    """
+    url = os.environ.get("PYKRATOS_TEST_AMQP_URL") or DEFAULT_AMQP_URL
+    if vhost is None:
+        return url
+    return urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+
+
+def postgres_url() -> str:
+    """The PostgreSQL URL of the tests (SQLAlchemy form): ``PYKRATOS_TEST_POSTGRES_URL``, else
+    :data:`DEFAULT_POSTGRES_URL`."""
+    return os.environ.get("PYKRATOS_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
 def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:
     """Run ``rabbitmqctl``; :func:`unavailable` when it is not installed."""
     if shutil.which("rabbitmqctl") is None:
@@ -50,8 +109,46 @@ def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:
     return done.stdout
 
 
+def port_range() -> range | None:
+    """The ports of ``PYKRATOS_TEST_PORT_RANGE`` (``LOW-HIGH``, both included), or None.
+
+    Raises :class:`ValueError` for a value that is not two ports with LOW <= HIGH.
+    """
+    value = os.environ.get("PYKRATOS_TEST_PORT_RANGE", "").strip()
+    if not value:
+        return None
+    low, sep, high = value.partition("-")
+    try:
+        first, last = int(low), int(high)
+    except ValueError:
+        first = last = -1
+    if not sep or not 1 <= first <= last <= 65535:
+        raise ValueError(
+            f"PYKRATOS_TEST_PORT_RANGE must be LOW-HIGH with 1 <= LOW <= HIGH <= 65535, "
+            f"e.g. 20000-20999; got {value!r}"
+        )
+    return range(first, last + 1)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Taken from ``PYKRATOS_TEST_PORT_RANGE`` when it is set (tried in random order, so that
+    parallel callers rarely pick the same one), else chosen by the operating system. Raises
+    :class:`RuntimeError` when every port of the range is busy.
+    """
+    ports = port_range()
+    if ports is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for port in random.sample(ports, len(ports)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(
+        f"no free port in PYKRATOS_TEST_PORT_RANGE={ports.start}-{ports.stop - 1}: all are in use"
+    )

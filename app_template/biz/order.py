@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from framework.validation import validated
+
 from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId, PageSize
 from app_template.api.order.v1.order_errors import (
     error_order_already_paid,
     error_order_not_found,
 )
-from framework.validation import validated
 
 __all__ = [
     "Order",

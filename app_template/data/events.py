@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from framework.broker import Publisher
+
 from app_template.api.order.v1.events import (
     ORDER_PAID,
     PAYMENT_SUCCESS,
@@ -11,7 +13,6 @@ from app_template.api.order.v1.events import (
     PaymentSucceeded,
 )
 from app_template.biz.order import Order
-from framework.broker import Publisher
 
 __all__ = ["BrokerOrderEvents"]
 

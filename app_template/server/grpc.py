@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from framework.middleware import Middleware
+from framework.transport.grpc import GrpcServer
+
 from app_template.api.order.v1 import order_pb2_grpc
 from app_template.conf.conf import GrpcConf
 from app_template.service.order_grpc import OrderGrpcService
-from framework.middleware import Middleware
-from framework.transport.grpc import GrpcServer
 
 __all__ = ["new_grpc_server"]
 

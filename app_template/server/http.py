@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from app_template.conf.conf import HttpConf
-from app_template.service.order_http import OrderHttpService
 from framework.middleware import Middleware
 from framework.transport.http import HttpServer
+
+from app_template.conf.conf import HttpConf
+from app_template.service.order_http import OrderHttpService
 
 __all__ = ["new_http_server"]
 

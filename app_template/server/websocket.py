@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from app_template.conf.conf import WebSocketConf
-from app_template.service.order_ws import OrderWsService
 from framework.middleware import Middleware
 from framework.transport.websocket import WebSocketServer
+
+from app_template.conf.conf import WebSocketConf
+from app_template.service.order_ws import OrderWsService
 
 __all__ = ["new_websocket_server"]
 

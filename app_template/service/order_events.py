@@ -11,6 +11,9 @@ import logging
 
 from dependency_injector.wiring import Provide, inject
 
+from framework.broker import Router
+from framework.transport.websocket import WebSocketServer
+
 from app_template.api.order.v1.events import (
     ORDER_PAID,
     PAYMENT_SUCCESS,
@@ -19,8 +22,6 @@ from app_template.api.order.v1.events import (
 )
 from app_template.biz.order import OrderUseCase
 from app_template.service.order_ws import push_order_status
-from framework.broker import Router
-from framework.transport.websocket import WebSocketServer
 
 __all__ = ["notifications", "router"]
 

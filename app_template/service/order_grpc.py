@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from framework.timestamps import rfc3339
+
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from app_template.biz.order import Order, OrderUseCase
-from framework.timestamps import rfc3339
 
 __all__ = ["OrderGrpcService", "to_proto"]
 

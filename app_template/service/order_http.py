@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId, PageSize
-from app_template.biz.order import Order, OrderUseCase
 from framework.timestamps import Timestamp
 from framework.transport.http import Router
+
+from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId, PageSize
+from app_template.biz.order import Order, OrderUseCase
 
 __all__ = ["CreateOrderBody", "OrderHttpService", "OrderList", "OrderView"]
 

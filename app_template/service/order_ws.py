@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from framework.timestamps import rfc3339
+from framework.transport.websocket import Session, WebSocketRouter, WebSocketServer
+
 from app_template.api.order.v1.events import OrderPaid
 from app_template.api.order.v1.fields import OrderId
 from app_template.biz.order import OrderUseCase
 from app_template.service.order_http import OrderView
-from framework.timestamps import rfc3339
-from framework.transport.websocket import Session, WebSocketRouter, WebSocketServer
 
 __all__ = ["ORDERS_PATH", "OrderWsService", "WatchOrder", "order_room", "push_order_status"]
 

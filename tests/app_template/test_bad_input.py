@@ -10,12 +10,13 @@ import grpc
 import httpx
 import pytest
 
-from app_template.api.order.v1 import order_pb2, order_pb2_grpc
-from app_template.conf.conf import Bootstrap
-from app_template.wire import wire_app
 from framework import App, errors
 from framework.config import load
 from tests.app_template.conftest import endpoint, make_bootstrap
+
+from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+from app_template.conf.conf import Bootstrap
+from app_template.wire import wire_app
 
 LIMIT = 2048
 

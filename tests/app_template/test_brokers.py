@@ -18,18 +18,20 @@ import httpx
 import pytest
 import websockets
 
-from app_template.conf.conf import BrokerConf
-from app_template.wire import wire_app
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
-from tests.app_template.conftest import endpoint, make_bootstrap
-from tests.services import rabbitmqctl, require_port, unavailable
+from tests.services import amqp_url, free_port, rabbitmqctl, require_url, unavailable
+
+from app_template.conf.conf import BrokerConf
+from app_template.wire import wire_app
+
+from .conftest import endpoint, make_bootstrap
 
 
 @pytest.fixture(scope="module")
 def tansu() -> Iterator[TansuProcess]:
     try:
-        process = TansuProcess().start()
+        process = TansuProcess(port=free_port()).start()
     except TansuUnavailable as exc:
         unavailable(f"Tansu (Kafka-protocol broker): {exc}")
         raise
@@ -42,12 +44,12 @@ def tansu() -> Iterator[TansuProcess]:
 @pytest.fixture
 def rabbit_vhost() -> Iterator[str]:
     """A private RabbitMQ vhost: the service's durable queues vanish with it."""
-    require_port("127.0.0.1", 5672, "RabbitMQ")
+    require_url(amqp_url(), "RabbitMQ")
     vhost = f"pykratos-svc-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", vhost)
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        yield amqp_url(vhost)
     finally:
         rabbitmqctl("delete_vhost", vhost)
 

@@ -10,9 +10,10 @@ import grpc
 import httpx
 import websockets
 
-from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from framework import App
 from tests.app_template.conftest import endpoint
+
+from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 
 
 def _is_rfc3339_z(text: str) -> bool:

@@ -9,9 +9,11 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from framework import App, errors
-from tests.app_template.conftest import endpoint
+
+from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+
+from .conftest import endpoint
 
 
 def grpc_target(app: App) -> str:

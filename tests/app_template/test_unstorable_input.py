@@ -29,14 +29,15 @@ import pytest
 import pytest_asyncio
 import websockets
 
-from app_template.api.order.v1 import order_pb2, order_pb2_grpc
-from app_template.api.order.v1.events import PAYMENT_SUCCESS
-from app_template.wire import wire_app
 from framework import App, errors
 from framework.broker import BrokerServer, Router
 from framework.middleware import VALIDATOR
 from tests.app_template.conftest import POSTGRES_URL, _drop_schema, endpoint, make_bootstrap
 from tests.services import require_port
+
+from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+from app_template.api.order.v1.events import PAYMENT_SUCCESS
+from app_template.wire import wire_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

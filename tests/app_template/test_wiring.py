@@ -9,7 +9,8 @@ from dependency_injector import errors as di_errors
 
 from app_template.container import Container
 from app_template.wire import wire_app
-from tests.app_template.conftest import make_bootstrap
+
+from .conftest import make_bootstrap
 
 
 def test_container_without_config_fails_naming_the_dependency() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -51,3 +52,29 @@ def wait_for(
             pass
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def check_lint_and_types(project: Path, *paths: str) -> None:
+    """``ruff check`` and ``mypy`` (strict) on ``project`` with its own pyproject settings.
+
+    ``framework`` is put on ``MYPYPATH`` through a directory holding only a link to it: mypy
+    cannot follow an editable install's import hook, and ``MYPYPATH=ROOT`` would also hand it
+    this repository's ``tests`` and ``cmd`` packages instead of the project's.
+    """
+    targets = list(paths) or ["."]
+    lint = subprocess.run(
+        [PYTHON, "-m", "ruff", "check", "--no-cache", *targets],
+        cwd=project, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert lint.returncode == 0, f"ruff in {project}:\n{lint.stdout}{lint.stderr}"
+    stubs = project.parent / f".{project.name}-mypypath"
+    stubs.mkdir(exist_ok=True)
+    link = stubs / "framework"
+    if not link.exists():
+        link.symlink_to(ROOT / "framework", target_is_directory=True)
+    types = subprocess.run(
+        [PYTHON, "-m", "mypy", "--cache-dir", str(stubs / "cache"), *targets],
+        cwd=project, capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "MYPYPATH": str(stubs)},
+    )  # fmt: skip
+    assert types.returncode == 0, f"mypy in {project}:\n{types.stdout}{types.stderr}"

@@ -18,7 +18,7 @@ from framework.cli.names import project_names
 from framework.cli.project_files import PYTEST_MARKERS
 from framework.cli.scaffold import new_project
 from framework.cli.template import template_root
-from tests.cli.conftest import PYTHON, ROOT
+from tests.cli.conftest import PYTHON, ROOT, check_lint_and_types
 
 
 @pytest.mark.parametrize(
@@ -195,3 +195,26 @@ def test_scaffolded_tests_pass(project: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a_svc",  # sorts before "tests" and "framework"
+        pytest.param("zeta", marks=pytest.mark.slow),  # sorts after both
+        pytest.param("orders", marks=pytest.mark.slow),  # between them
+    ],
+)
+def test_scaffold_is_ruff_and_mypy_strict_clean(name: str, tmp_path: Path) -> None:
+    """Item 22: a new project passes its own ``ruff check`` and ``mypy --strict`` as made.
+
+    Import order must not depend on the package name (the service package has an isort
+    section of its own, in the repository and in projects) and generated protobuf code must not
+    fail strict mypy (typed ``x_pb2_grpc.pyi``, ``x_pb2.pyi`` marked as generated).
+    """
+    project = tmp_path / name
+    new_project(name, project)
+    config = tomllib.loads((project / "pyproject.toml").read_text())
+    assert config["tool"]["mypy"]["strict"] is True
+    assert config["tool"]["mypy"]["files"] == [name, "cmd", "tests"]
+    check_lint_and_types(project)  # `mypy` alone: the files come from pyproject.toml

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,9 +15,11 @@ import pytest
 from framework import errors
 from framework.cli.exceptions import CliError
 from framework.cli.main import main
+from framework.cli.names import project_names
+from framework.cli.project_files import pyproject
 from framework.cli.proto.skeleton import proto_package_for
 from framework.transport.grpc import GrpcServer
-from tests.cli.conftest import PYTHON
+from tests.cli.conftest import check_lint_and_types
 
 STREAMING_PROTO = """\
 syntax = "proto3";
@@ -48,6 +49,25 @@ message Summary {
   message Part { int32 n = 1; }
   int32 count = 1;
 }
+"""
+
+CALLER = """\
+\"\"\"Typed user code calling the generated stubs.\"\"\"
+
+from __future__ import annotations
+
+import grpc
+
+from {package}.api.chat.v1 import chat_pb2, chat_pb2_grpc
+from {package}.service.chat import ChatService
+
+
+async def send(channel: grpc.aio.Channel) -> None:
+    await chat_pb2_grpc.ChatStub(channel).Send(chat_pb2.Note(text="hi"))
+
+
+def register(server: grpc.aio.Server) -> None:
+    chat_pb2_grpc.add_ChatServicer_to_server(ChatService(), server)
 """
 
 
@@ -103,7 +123,9 @@ async def test_add_client_server_round_trip(project: tuple[Path, str]) -> None:
     assert main(["proto", "server", proto, "-t", f"{package}/service"]) == 0
     service_file = root / package / "service" / "billing.py"
     assert service_file.is_file()
-    assert main(["proto", "server", proto, "-t", f"{package}/service"]) == 1  # yours now
+    generated_text = service_file.read_text()
+    assert main(["proto", "server", proto, "-t", f"{package}/service"]) == 0  # nothing to add
+    assert service_file.read_text() == generated_text
 
     pb2 = _import(f"{package}.api.billing.v1.billing_pb2")
     pb2_grpc = _import(f"{package}.api.billing.v1.billing_pb2_grpc")
@@ -217,20 +239,19 @@ async def test_streaming_rpcs_and_error_helpers(project: tuple[Path, str]) -> No
         await server.stop(1.0)
 
 
-def test_generated_code_is_lint_clean(project: tuple[Path, str]) -> None:
+def test_generated_code_is_ruff_and_mypy_strict_clean(project: tuple[Path, str]) -> None:
+    """With a scaffolded project's settings: every RPC kind, a well-known type, nesting."""
     root, package = project
+    (root / "pyproject.toml").write_text(pyproject(project_names(package)))
     proto = root / package / "api" / "chat" / "v1" / "chat.proto"
     proto.parent.mkdir(parents=True)
     proto.write_text(STREAMING_PROTO)
     assert main(["proto", "client", str(proto)]) == 0
+    assert (proto.parent / "chat_pb2_grpc.pyi").is_file()
     assert main(["proto", "server", str(proto), "-t", str(root / package / "service")]) == 0
-    lint = subprocess.run(
-        [PYTHON, "-m", "ruff", "check", "--isolated", "--line-length", "100",
-         "--select", "E,F,W,I,B,UP,RUF", "--target-version", "py311",
-         f"{package}/service", f"{package}/api/chat/v1/chat_errors.py"],
-        cwd=root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert lint.returncode == 0, lint.stdout + lint.stderr
+    # A caller of the stubs and of add_..._to_server, type-checked like user code.
+    (root / package / "client.py").write_text(CALLER.format(package=package))
+    check_lint_and_types(root, package)
 
 
 async def _drain(call: AsyncIterator[object]) -> list[object]:
@@ -255,3 +276,95 @@ def test_missing_proto_is_reported(
 ) -> None:
     assert main(["proto", "client", "api/none/v1/none.proto"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+# Its own proto package: the default descriptor pool is process-wide and already holds chat.v1.
+FIRST_PROTO = STREAMING_PROTO.replace("package chat.v1;", "package growing.v1;")
+GROWN_PROTO = FIRST_PROTO.replace(
+    "  rpc Nested (Summary.Part) returns (Summary.Part);\n",
+    "  rpc Nested (Summary.Part) returns (Summary.Part);\n"
+    "  rpc Ping (google.protobuf.Empty) returns (google.protobuf.Empty);\n"
+    "  rpc Follow (stream Summary) returns (stream google.protobuf.Empty);\n",
+)
+
+
+async def test_proto_server_adds_new_rpcs_to_the_existing_class(
+    project: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 23: RPCs added to the proto become methods of the user's class, no second class."""
+    root, package = project
+    proto = root / package / "api" / "chat" / "v1" / "chat.proto"
+    proto.parent.mkdir(parents=True)
+    proto.write_text(FIRST_PROTO)
+    target = root / package / "service"
+    assert main(["proto", "client", str(proto)]) == 0
+    assert main(["proto", "server", str(proto), "-t", str(target)]) == 0
+    module = target / "chat.py"
+    # The user implements Send and adds code of their own, then the API grows by two RPCs
+    # (one streaming both ways, both on a well-known type the module does not import yet).
+    mine = module.read_text().replace(
+        '        raise errors.NotImplemented_(\n            "NOT_IMPLEMENTED", '
+        '"growing.v1.Chat/Send is not implemented"\n        )\n',
+        "        return empty_pb2.Empty()  # implemented by the user\n",
+    ).replace("import grpc\n", "import grpc\nfrom google.protobuf import empty_pb2\n", 1)
+    mine += "\n\nHELPER = 'user code after the class'\n"
+    module.write_text(mine)
+    proto.write_text(GROWN_PROTO)
+    assert main(["proto", "client", str(proto)]) == 0
+    capsys.readouterr()
+
+    assert main(["proto", "server", str(proto), "-t", str(target)]) == 0
+    assert f"added Ping, Follow to {module}" in capsys.readouterr().out
+    grown = module.read_text()
+    assert grown.count("class ") == 1 and grown.count("async def Send(") == 1
+    # Every line the user had is still there, in order; only new lines were inserted.
+    old_lines = iter(mine.splitlines())
+    pending = next(old_lines)
+    for line in grown.splitlines():
+        if line == pending:
+            pending = next(old_lines, None)  # type: ignore[arg-type]
+    assert pending is None, f"user line lost or moved: {pending!r}"
+    assert "from collections.abc import AsyncIterator" in grown
+
+    assert main(["proto", "server", str(proto), "-t", str(target)]) == 0  # idempotent
+    assert module.read_text() == grown
+    assert "left as it is" in capsys.readouterr().out
+
+    pb2_grpc = _import(f"{package}.api.chat.v1.chat_pb2_grpc")
+    service = _import(f"{package}.service.chat").ChatService()
+    server, channel = await _serve(pb2_grpc.add_ChatServicer_to_server, service)
+    from google.protobuf import empty_pb2
+
+    pb2 = _import(f"{package}.api.chat.v1.chat_pb2")
+    try:
+        stub = pb2_grpc.ChatStub(channel)
+        assert await stub.Send(pb2.Note(), timeout=10) == empty_pb2.Empty()  # the user's code
+        for call in (
+            lambda: stub.Ping(empty_pb2.Empty(), timeout=10),
+            lambda: _drain(stub.Follow(_one(pb2.Summary()), timeout=10)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call()
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await channel.close()
+        await server.stop(1.0)
+
+
+def test_proto_server_refuses_a_module_without_the_servicer_class(
+    project: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, package = project
+    proto = root / package / "api" / "chat" / "v1" / "chat.proto"
+    proto.parent.mkdir(parents=True)
+    proto.write_text(STREAMING_PROTO)
+    target = root / package / "service"
+    target.mkdir(parents=True)
+    (target / "chat.py").write_text("class Unrelated:\n    pass\n")
+    assert main(["proto", "server", str(proto), "-t", str(target)]) == 1
+    assert "no class deriving from ChatServicer" in capsys.readouterr().err
+    assert (target / "chat.py").read_text() == "class Unrelated:\n    pass\n"
+
+
+async def _one(item: object) -> AsyncIterator[object]:
+    yield item

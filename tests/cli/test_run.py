@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,13 +51,13 @@ def _pids(project: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def _start(project: Path, *args: str) -> subprocess.Popen[str]:
+def _start(project: Path, *args: str, stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [PYTHON, "-m", "framework.cli.main", "run", *args],
         cwd=project / "svc",  # a subdirectory: the project root is found above it
         env=env,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
 
@@ -105,6 +106,42 @@ def test_reload_restarts_on_a_source_change(fake_project: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 3
         assert "changed, restarting" in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_reload_reports_a_service_that_failed_to_start_and_waits_for_a_fix(
+    fake_project: Path,
+) -> None:
+    """Item 26: the child's exit status is reported, then the next change starts it again."""
+    main = fake_project / "cmd" / "server" / "__main__.py"
+    main.write_text(
+        "import sys\nprint('config error: nope', file=sys.stderr)\nsys.exit(2)\n" + FAKE_SERVER
+    )
+    log = fake_project / "run.log"
+    with log.open("w") as err:
+        proc = _start(fake_project, "--reload", "--grace", "5", stderr=err)
+    try:
+        wait_for(
+            lambda: "exited with status 2" in log.read_text(),
+            "the exit report",
+            timeout=30,
+            alive=lambda: proc.poll() is None,
+        )
+        assert "waiting for a change to restart it" in log.read_text()
+        assert _pids(fake_project) == []  # it really never got going
+        # The fix: the service starts again on the next change (the watcher may start just
+        # after the failed child: rewrite until the restart is seen).
+        deadline = time.monotonic() + 30
+        while not _pids(fake_project) and time.monotonic() < deadline:
+            main.write_text(FAKE_SERVER)
+            time.sleep(0.5)
+        assert _pids(fake_project), "no restart after fixing the service"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 3
+        # Only the unexpected exit was reported: the stop we asked for is no news.
+        assert log.read_text().count("exited with") == 1
     finally:
         proc.kill()
         proc.wait()

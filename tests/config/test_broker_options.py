@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from pydantic import Field, ValidationError
 
-from app_template.conf.conf import Bootstrap
 from framework.broker import BROKER_KINDS, create_broker, factory
 from framework.broker.options_schema import broker_options, validate_broker_options
 from framework.config import ConfigError, load
 from framework.config.model import ConfigModel
+
+from app_template.conf.conf import Bootstrap
 
 
 def errors_of(kind: str, options: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:

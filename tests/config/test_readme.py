@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from app_template.conf.conf import WebSocketConf
 from framework.broker import BROKER_KINDS
 from framework.broker.options_schema import broker_options, options_markdown
+
+from app_template.conf.conf import WebSocketConf
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

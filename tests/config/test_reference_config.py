@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from app_template.conf.conf import Bootstrap
 from framework.config import ConfigError, ConfigModel, load
+
+from app_template.conf.conf import Bootstrap
 
 
 def test_every_section_of_the_reference_config_refuses_unknown_keys() -> None:

@@ -10,11 +10,12 @@ import sys
 
 import grpc
 
-from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from framework import App
 from framework.middleware import recovery
 from framework.transport.grpc import GrpcServer
 from framework.transport.http import HttpServer, Router
+
+from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 
 DELAY = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
 

@@ -18,13 +18,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from framework.transport.kafka import KafkaBroker
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
-from tests.services import unavailable
+from tests.services import free_port, unavailable
 
 
 @pytest.fixture(scope="session")
 def tansu() -> Iterator[TansuProcess]:
     try:
-        process = TansuProcess().start()
+        process = TansuProcess(port=free_port()).start()
     except TansuUnavailable as exc:
         unavailable(f"Tansu (Kafka-protocol broker): {exc}")
         raise  # unreachable: unavailable() skips or fails

@@ -19,8 +19,8 @@ from framework.transport.kafka import (
     KafkaProducerError,
     KafkaUnavailableError,
 )
-from framework.transport.kafka.tansu import free_port
 from tests.kafka.conftest import create_topic, read_topic
+from tests.services import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -1,4 +1,5 @@
-"""Fixtures for the RabbitMQ tests (real RabbitMQ on 127.0.0.1:5672)."""
+"""Fixtures for the RabbitMQ tests (a real RabbitMQ: ``PYKRATOS_TEST_AMQP_URL``, see
+tests/services.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.rabbitmq.helpers import URL, RabbitEnv, rabbitmqctl
-from tests.services import require_port
+from tests.services import amqp_url, require_url
 
 pytestmark = pytest.mark.rabbitmq
 
 
 @pytest.fixture
 def rabbit_url() -> str:
-    require_port("127.0.0.1", 5672, "RabbitMQ")
+    require_url(URL, "RabbitMQ")
     return URL
 
 
@@ -36,6 +37,6 @@ def vhost_url(rabbit_url: str) -> Iterator[tuple[str, str]]:
     rabbitmqctl("add_vhost", vhost)
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield vhost, f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        yield vhost, amqp_url(vhost)
     finally:
         rabbitmqctl("delete_vhost", vhost)

@@ -19,11 +19,11 @@ from framework.broker import BrokerServer, Router
 from framework.middleware.core import Middleware
 from framework.transport.rabbitmq import RabbitBroker
 from tests.broker.helpers import Collector
-from tests.services import rabbitmqctl
+from tests.services import amqp_url, rabbitmqctl
 
 __all__ = ["Collector", "RabbitEnv", "rabbitmqctl", "read_queue"]
 
-URL = "amqp://guest:guest@127.0.0.1:5672/"
+URL = amqp_url()  # PYKRATOS_TEST_AMQP_URL, see tests/services.py
 
 
 async def read_queue(

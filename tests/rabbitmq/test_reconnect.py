@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from framework.broker import Message, Router
 from framework.transport.rabbitmq import PublishFailedError
 from tests.rabbitmq.helpers import RabbitEnv, rabbitmqctl
+from tests.services import amqp_url
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -79,7 +80,7 @@ async def test_publish_fails_after_publish_timeout_when_the_broker_stays_away(
     vhost = f"pykratos-test-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", vhost)
     deleted = False
-    env = RabbitEnv(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+    env = RabbitEnv(amqp_url(vhost))
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         publisher = await env.connected(mandatory=False, publish_timeout=1.0)

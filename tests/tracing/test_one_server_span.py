@@ -16,10 +16,11 @@ import httpx
 import websockets
 from opentelemetry.trace import SpanKind
 
-from app_template.api.order.v1 import order_pb2, order_pb2_grpc
-from app_template.wire import wire_app
 from tests.app_template.conftest import endpoint, make_bootstrap
 from tests.tracing.spans import SpanRecorder
+
+from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+from app_template.wire import wire_app
 
 CREATE = {"customer_id": "c-1", "amount_cents": 500, "currency": "EUR"}
 

@@ -7,16 +7,26 @@ from pathlib import Path
 
 from framework.cli.exceptions import CliError
 from framework.cli.proto.errors_gen import error_enums, render_errors_module
+from framework.cli.proto.grpc_stub import render_grpc_stub
 from framework.cli.proto.paths import ensure_packages, find_project_root, relative_proto
 from framework.cli.proto.protoc import load_descriptors
 
-__all__ = ["generate_client"]
+__all__ = ["PB2_STUB_HEADER", "generate_client"]
+
+#: First line of every ``x_pb2.pyi``: protoc's stubs leave type arguments out (``_Mapping``) and,
+#: without ``types-protobuf``, subclass an untyped ``Message``; strict mypy must not report
+#: generated code, while the types it declares are still used.
+PB2_STUB_HEADER = "# mypy: ignore-errors\n"
 
 
 def generate_client(
     proto: Path, *, root: Path | None = None, includes: Sequence[Path] = ()
 ) -> list[Path]:
-    """Generate ``x_pb2.py``, ``x_pb2.pyi``, ``x_pb2_grpc.py`` (and ``x_errors.py``) next to it.
+    """Generate ``x_pb2.py``, ``x_pb2.pyi``, ``x_pb2_grpc.py``, ``x_pb2_grpc.pyi`` (and
+    ``x_errors.py``) next to it.
+
+    ``x_pb2_grpc.pyi`` (see :mod:`framework.cli.proto.grpc_stub`) and the first line of
+    ``x_pb2.pyi`` make the generated code pass ``mypy --strict``.
 
     protoc runs with ``-I root`` (default: the nearest directory above ``proto`` holding a
     ``pyproject.toml``), so generated imports read ``from pkg.api.x.v1 import x_pb2`` and work
@@ -28,14 +38,21 @@ def generate_client(
         raise CliError(f"{proto} does not exist (create one with: pykratos proto add {proto})")
     root = (root or find_project_root(proto.parent)).resolve()
     name = relative_proto(proto, root).as_posix()
-    # One protoc run: the descriptors (for the error enums) and the code.
-    file, _ = load_descriptors(
+    # One protoc run: the descriptors (for the error enums and the gRPC stub) and the code.
+    file, files = load_descriptors(
         root, name, includes, ["--python_out=.", "--pyi_out=.", "--grpc_python_out=."]
     )
     directory = root / Path(name).parent
     stem = Path(name).stem
+    messages_stub = directory / f"{stem}_pb2.pyi"
+    messages_stub.write_text(PB2_STUB_HEADER + messages_stub.read_text())
+    grpc_stub = directory / f"{stem}_pb2_grpc.pyi"
+    grpc_stub.write_text(render_grpc_stub(file, files))
     # grpcio-tools always writes the _grpc module (empty without services).
-    written = [directory / f"{stem}{suffix}" for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
+    written = [
+        directory / f"{stem}{suffix}"
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+    ]
     enums = error_enums(file)
     if enums:
         errors_file = directory / f"{stem}_errors.py"

@@ -6,7 +6,7 @@ and starts in milliseconds::
     with TansuProcess() as tansu:
         broker = KafkaBroker(tansu.bootstrap_servers)
 
-Known differences from Apache Kafka (see DESIGN §5): the idempotent producer fails
+Known differences from Apache Kafka: the idempotent producer fails
 (``InitProducerId``), and a group join completes after about half the group's session timeout
 (rounded up to whole seconds; the group keeps the timeout of the member that created it).
 """

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId
 from framework.timestamps import Timestamp
+
+from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId
 
 __all__ = ["ORDER_PAID", "PAYMENT_SUCCESS", "OrderPaid", "PaymentSucceeded"]
 
