@@ -12,11 +12,12 @@ import pytest
 
 from framework import App, errors
 from framework.config import load
-from tests.app_template.conftest import endpoint, make_bootstrap
 
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from app_template.conf.conf import Bootstrap
 from app_template.wire import wire_app
+
+from .conftest import endpoint, make_bootstrap
 
 LIMIT = 2048
 

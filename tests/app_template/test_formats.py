@@ -11,9 +11,10 @@ import httpx
 import websockets
 
 from framework import App
-from tests.app_template.conftest import endpoint
 
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+
+from .conftest import endpoint
 
 
 def _is_rfc3339_z(text: str) -> bool:

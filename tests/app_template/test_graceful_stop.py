@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app_template.conftest import endpoint, make_bootstrap
-
 from app_template.biz.order import Order, OrderUseCase
 from app_template.wire import wire_app
+
+from .conftest import endpoint, make_bootstrap
 
 ORDERS = 60
 

@@ -32,17 +32,18 @@ import websockets
 from framework import App, errors
 from framework.broker import BrokerServer, Router
 from framework.middleware import VALIDATOR
-from tests.app_template.conftest import POSTGRES_URL, _drop_schema, endpoint, make_bootstrap
-from tests.services import require_port
+from tests.services import postgres_url, require_url
 
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from app_template.api.order.v1.events import PAYMENT_SUCCESS
 from app_template.wire import wire_app
 
+from .conftest import _drop_schema, endpoint, make_bootstrap
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 INT64_MAX = 2**63 - 1
-VALID = {"customer_id": "c-1", "amount_cents": 500, "currency": "EUR"}
+VALID: dict[str, Any] = {"customer_id": "c-1", "amount_cents": 500, "currency": "EUR"}
 
 # (field, bad value, why): the create-order request, every field.
 CREATE_CASES: list[tuple[str, Any, str]] = [
@@ -99,8 +100,8 @@ async def app(
     """The reference service plus a subscriber on the payment dead letters."""
     schema = None
     if request.param == "postgres":
-        require_port("127.0.0.1", 5432, "PostgreSQL")
-        url, schema = POSTGRES_URL, f"pykratos_test_{uuid.uuid4().hex[:12]}"
+        require_url(postgres_url(), "PostgreSQL")
+        url, schema = postgres_url(), f"pykratos_test_{uuid.uuid4().hex[:12]}"
     else:
         url = f"sqlite+aiosqlite:///{Path(tmp_path_factory.mktemp('db')) / 'orders.db'}"
     service = wire_app(make_bootstrap(url, schema))
