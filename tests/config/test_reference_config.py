@@ -54,7 +54,7 @@ def test_database_url_is_checked_at_scan_time(tmp_path: Path, url: str, problem:
 
 
 def test_accepted_database_urls(tmp_path: Path) -> None:
-    for url in ("sqlite+aiosqlite:///orders.db", "postgresql+asyncpg://u:p@127.0.0.1:5432/test"):
+    for url in ("sqlite+aiosqlite:///orders.db", "postgresql+asyncpg://u:p@db.example:5432/test"):
         assert scan_with(tmp_path, APP_DATA__DATABASE__URL=url).data.database.url == url
 
 

@@ -171,9 +171,9 @@ async def test_item18_websocket_stop_intake_refuses_handshakes() -> None:
 @pytest.mark.rabbitmq
 async def test_item18_a_rabbitmq_subscriber_takes_no_message_while_http_drains() -> None:
     from tests.rabbitmq.helpers import URL, RabbitEnv, read_queue
-    from tests.services import require_port
+    from tests.services import require_url
 
-    require_port("127.0.0.1", 5672, "RabbitMQ")
+    require_url(URL, "RabbitMQ")
     env = RabbitEnv(URL)
     try:
         topic = env.topic("stop-order")
