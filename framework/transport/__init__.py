@@ -5,9 +5,10 @@ Each concrete server lives in its own subpackage (``framework.transport.http``, 
 """
 
 from framework.transport.context import Transport, current_transport, from_context, transport_scope
-from framework.transport.server import ReadinessAware, Server
+from framework.transport.server import HealthReporting, ReadinessAware, Server
 
 __all__ = [
+    "HealthReporting",
     "ReadinessAware",
     "Server",
     "Transport",

@@ -348,6 +348,7 @@ class RabbitBroker(Broker):
             processor=processor,
             topology=topology,
             channel=channel,
+            connection=self.connection,
             publish_raw=self.publish_raw,
             ack_batch=min(self.ack_batch, max(1, topology.prefetch // 4)),
             ack_interval=self.ack_interval,
