@@ -23,7 +23,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["CLIENT_LOGGERS", "ConnectionLog", "connection_log", "quiet_client_loggers"]
 
@@ -36,11 +36,11 @@ CLIENT_LOGGERS: dict[str, tuple[str, ...]] = {
 _log = logging.getLogger("pykratos.broker")
 # What a library line about a lost or refused connection looks like (aiokafka: "Unable
 # connect to node", "Unable to update metadata", "NodeNotReadyError", "KafkaConnectionError",
-# "Got error produce response"; aiormq/aio-pika: "Connection attempt ... failed",
-# "Reconnecting", "error when creating transport").
+# "RequestTimedOutError"; aiormq/aio-pika: "Connection attempt ... failed", "Reconnecting",
+# "error when creating transport"). Other errors (a failed commit, a rebalance) pass.
 _CONNECTION_ERROR = re.compile(
-    r"connect|unable|timed? ?out|not ?ready|not ?available|refused|unreachable|"
-    r"reconnect|transport|bootstrap|metadata|broken pipe|reset by peer|produce response",
+    r"connect|timed ?out|nodenotready|not ?available|refused|unreachable|"
+    r"update metadata|creating transport|broken pipe|reset by peer",
     re.IGNORECASE,
 )
 _MAX_REASON = 300
@@ -66,6 +66,9 @@ class ConnectionLog(logging.Filter):
         self._down_since: float | None = None
         self._suppressed = 0
         self._connecting = 0
+        #: The last WARNING/ERROR line suppressed while a ``connect()`` ran (its cause).
+        self.last_connect_error = ""
+        self._listeners: list[Callable[[], None]] = []
 
     @property
     def available(self) -> bool:
@@ -96,6 +99,16 @@ class ConnectionLog(logging.Filter):
             if self not in logger.filters:
                 logger.addFilter(self)
 
+    def on_unavailable(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever the state turns unavailable (e.g. to start probing
+        for the recovery)."""
+        self._listeners.append(listener)
+
+    def forget(self, listener: Callable[[], None]) -> None:
+        """Remove a listener added with :meth:`on_unavailable`."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def unavailable(self, reason: str, endpoint: str = "") -> None:
         """The broker is unreachable: one WARNING now, library lines suppressed until
         :meth:`recovered`."""
@@ -111,6 +124,8 @@ class ConnectionLog(logging.Filter):
             reason[:_MAX_REASON],
             extra={"kind": self.kind, "state": "unavailable"},
         )
+        for listener in list(self._listeners):
+            listener()
 
     def recovered(self, endpoint: str = "") -> None:
         """An operation succeeded: one WARNING if the broker was unavailable (cheap otherwise)."""
@@ -130,8 +145,10 @@ class ConnectionLog(logging.Filter):
 
     @contextlib.contextmanager
     def connecting(self) -> Iterator[None]:
-        """Suppress the library's lines (but DEBUG) while a ``connect()`` runs."""
+        """Suppress the library's lines (but DEBUG) while a ``connect()`` runs; the last
+        error among them is kept in :attr:`last_connect_error`."""
         self._connecting += 1
+        self.last_connect_error = ""
         try:
             yield
         finally:
@@ -142,6 +159,8 @@ class ConnectionLog(logging.Filter):
         if record.levelno <= logging.DEBUG:
             return True
         if self._connecting:
+            if record.levelno >= logging.WARNING:
+                self.last_connect_error = record.getMessage()[:_MAX_REASON]
             return False
         if self._down_since is not None:
             self._suppressed += 1
