@@ -48,6 +48,8 @@ _MAX_REASON = 300
 
 def quiet_client_loggers(level: int | str = logging.WARNING) -> None:
     """Set every client library logger that has no level of its own to ``level``."""
+    if isinstance(level, str):
+        level = level.upper()
     for names in CLIENT_LOGGERS.values():
         for name in names:
             logger = logging.getLogger(name)
