@@ -8,6 +8,10 @@ stopped in reverse order, each draining in-flight work within what is left of ``
 
 A server that fails to start stops the ones that did and raises :class:`AppStartError`, naming
 the server and the cause; :meth:`App.main` turns that into exit status 1.
+
+Readiness is on while the App serves and no server reports a health problem
+(:class:`~framework.transport.server.HealthReporting`, e.g. a broker subscriber that cannot
+re-subscribe); it turns off, and back on, as those problems come and go.
 """
 
 from __future__ import annotations
