@@ -332,6 +332,7 @@ class RabbitBroker(Broker):
         except TopologyError:
             self._exchanges.discard(target)  # deleted meanwhile? check again next time
             raise
+        self._log_state.recovered(self.endpoint)  # a no-op unless an outage was reported
         return PublishResult(topic=topic, message_id=message_id)
 
     async def publish_raw(
