@@ -123,3 +123,26 @@ async def test_an_unhealthy_subscription_turns_the_app_not_ready_until_it_recove
         health.ok("consumer")
         assert readiness.states[-1] is True and server.health_problem is None
     assert readiness.states[-1] is False
+
+
+def test_setup_logging_quiets_the_client_libraries_unless_configured() -> None:
+    from framework.log import setup_logging
+
+    saved = {n: logging.getLogger(n).level for n in ("aiokafka", "aio_pika", "aiormq")}
+    root_level = logging.getLogger().level
+    try:
+        for name in saved:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger("aiormq").setLevel(logging.DEBUG)  # the user's own log config
+        setup_logging("console", "INFO")
+        assert logging.getLogger("aiokafka").level == logging.WARNING
+        assert logging.getLogger("aio_pika").level == logging.WARNING
+        assert logging.getLogger("aiormq").level == logging.DEBUG
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if getattr(handler, "_pykratos", False):
+                root.removeHandler(handler)
+        root.setLevel(root_level)
