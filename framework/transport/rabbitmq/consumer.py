@@ -478,6 +478,7 @@ class RabbitSubscription:
         self._channel.close_callbacks.discard(self._on_channel_closed)
         if self._recovery is not None:
             self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
         acker = self._acker
         if acker is not None and not acker.closed:
             with contextlib.suppress(Exception):
