@@ -33,6 +33,10 @@ class KafkaOptions:
         bootstrap_servers: ``host:port[,host:port...]`` of the cluster.
         client_id: client id sent to the broker; also prefixes default group names.
         connect_timeout: seconds to reach the cluster before ``connect`` fails.
+        publish_timeout: seconds ``publish`` waits for the acknowledgement before raising
+            :class:`~framework.transport.kafka.errors.KafkaPublishTimeoutError` (503
+            ``BROKER_UNAVAILABLE``); keep it below the request timeout of the servers that
+            publish, so a caller gets a 503 rather than a 504.
         request_timeout_ms: per-request timeout of producer and consumers.
         acks: producer acknowledgements (``"all"``, ``1`` or ``0``).
         enable_idempotence: idempotent producer (not supported by Tansu).
@@ -70,6 +74,7 @@ class KafkaOptions:
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "pykratos"
     connect_timeout: float = 10.0
+    publish_timeout: float = 5.0
     request_timeout_ms: int = 30_000
     acks: int | str = "all"
     enable_idempotence: bool = False
@@ -111,6 +116,7 @@ class KafkaOptions:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {chosen!r}")
         positive = {
             "connect_timeout": self.connect_timeout,
+            "publish_timeout": self.publish_timeout,
             "join_timeout": self.join_timeout,
             "max_records": self.max_records,
             "max_buffered": self.max_buffered,

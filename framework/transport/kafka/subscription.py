@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
+from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
@@ -52,6 +54,9 @@ _log = logging.getLogger("pykratos.kafka")
 _offset = attrgetter("offset")
 _DEAD = Outcome.DEAD
 _MAX_BACKOFF = 5.0
+# Consecutive failed fetches (group coordinator errors and the like, which aiokafka does not
+# retry by itself) after which the subscription reports itself unhealthy.
+_FETCH_FAILURES_UNHEALTHY = 5
 
 
 class KafkaSubscription:
@@ -67,6 +72,9 @@ class KafkaSubscription:
         group_id: the consumer group to join.
         auto_offset_reset: where the group starts without a committed offset.
         ordering: how records are routed to workers (see :mod:`framework.transport.kafka.workers`).
+
+    Its fetch, commit and worker tasks are restarted if they ever end on their own (logged
+    at WARNING); :attr:`health` fails while one keeps dying or fetches keep failing.
     """
 
     def __init__(
@@ -101,6 +109,7 @@ class KafkaSubscription:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._fetch_task: asyncio.Task[None] | None = None
+        self.health = Health(spec.display_name)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,10 +127,7 @@ class KafkaSubscription:
         """
         work = self._work_batch if self.spec.batch is not None else self._work
         for worker in self._workers:
-            worker.task = asyncio.create_task(
-                self._guarded(f"worker {worker.index}", work(worker)),
-                name=f"kafka-worker-{worker.index}",
-            )
+            worker.task = self._keep_running(f"worker {worker.index}", partial(work, worker))
         try:
             self._consumer = consumer = await group.join(
                 self._options,
@@ -134,25 +140,26 @@ class KafkaSubscription:
         except BaseException:
             await self.stop(0)
             raise
-        loops = (
-            ("fetch", self._fetch_loop(consumer)),
-            ("commit", self._committer.run(consumer, self._assignment.partitions)),
+        self._tasks.append(self._keep_running("fetch", partial(self._fetch_loop, consumer)))
+        self._tasks.append(
+            self._keep_running(
+                "commit",
+                partial(self._committer.run, consumer, self._assignment.partitions),
+            )
         )
-        for name, body in loops:
-            self._tasks.append(asyncio.create_task(self._guarded(name, body), name=f"kafka-{name}"))
         self._fetch_task = self._tasks[0]
 
-    async def _guarded(self, what: str, body: Coroutine[Any, Any, None]) -> None:
-        # Expected failures are handled inside each loop; this only makes a bug loud.
-        try:
-            await body
-        except Exception:
-            _log.exception(
-                "%s: Kafka %s task crashed; partitions it served stop progressing",
-                self.spec.display_name,
-                what,
-            )
-            raise
+    def _keep_running(self, what: str, body: Any) -> asyncio.Task[None]:
+        # Expected failures are handled inside each loop; an end nobody asked for is a bug:
+        # logged at WARNING with its stack, and the loop starts again. A crashed worker's
+        # unfinished records stay uncommitted (redelivered after a restart or rebalance).
+        return keep_running(
+            body,
+            what=f"{self.spec.display_name}: Kafka {what} task",
+            stopping=lambda: self._stopping,
+            logger=_log,
+            health=self.health,
+        )
 
     async def stop_intake(self) -> None:
         """Stop fetching at once (the member stays in the group); records already fetched
@@ -224,6 +231,7 @@ class KafkaSubscription:
         timeout_ms = self._options.fetch_timeout_ms
         max_records = self._options.max_records
         backoff = 0.1
+        failures = 0
         while True:
             if self._buffered >= limit:
                 space.clear()
@@ -239,9 +247,15 @@ class KafkaSubscription:
                     backoff,
                     exc,
                 )
+                failures += 1
+                if failures >= _FETCH_FAILURES_UNHEALTHY:
+                    self.health.fail("fetch", f"{failures} fetches in a row failed: {exc!r}")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
+            if failures:
+                failures = 0
+                self.health.ok("fetch")
             backoff = 0.1
             for tp, records in batches.items():
                 state = partitions.get(tp)

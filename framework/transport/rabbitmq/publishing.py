@@ -24,7 +24,12 @@ from aiormq.exceptions import (
 )
 from pamqp import commands as spec
 
-from framework.transport.rabbitmq.errors import PublishFailedError, TopologyError, UnroutableError
+from framework.transport.rabbitmq.errors import (
+    PublishFailedError,
+    PublishTimeoutError,
+    TopologyError,
+    UnroutableError,
+)
 
 __all__ = ["ConfirmedPublisher"]
 
@@ -55,7 +60,8 @@ class ConfirmedPublisher:
         Raises:
             UnroutableError: ``mandatory`` and no queue matched (the broker returned it).
             TopologyError: the exchange does not exist or may not be written to.
-            PublishFailedError: not confirmed within the timeout (broker down, nacks).
+            PublishTimeoutError: not confirmed within the timeout (broker down, nacks); a
+                503 ``BROKER_UNAVAILABLE`` error.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
@@ -69,9 +75,11 @@ class ConfirmedPublisher:
                         exchange, routing_key, body, properties, mandatory
                     )
             except TimeoutError as exc:
-                raise PublishFailedError(
+                raise PublishTimeoutError(
                     f"publish to {where} not confirmed within {self._timeout:g}s"
-                    + (f" (last error: {last_error!r})" if last_error else "")
+                    + (f" (last error: {last_error})" if last_error else ""),
+                    topic=routing_key,
+                    timeout=self._timeout,
                 ) from exc
             except PublishError as exc:
                 raise UnroutableError(
