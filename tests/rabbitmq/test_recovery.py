@@ -23,7 +23,7 @@ from tests.rabbitmq.helpers import Collector, RabbitEnv
 
 pytestmark = pytest.mark.rabbitmq
 
-RABBIT_LOG = "framework.transport.rabbitmq"
+RABBIT_LOG = "pykratos.rabbitmq"
 
 
 class Readiness:
