@@ -25,7 +25,7 @@ from framework.broker.codec import (
 )
 from framework.broker.factory import BROKER_KINDS, create_broker
 from framework.broker.memory import MemoryBroker
-from framework.broker.message import Message
+from framework.broker.message import Message, header_bytes, header_text
 from framework.broker.options import (
     AutoOffsetReset,
     UnsupportedOptionError,
@@ -85,5 +85,7 @@ __all__ = [
     "check_options",
     "create_broker",
     "dead_letter",
+    "header_bytes",
+    "header_text",
     "option_choice",
 ]

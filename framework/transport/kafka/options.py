@@ -38,6 +38,10 @@ class KafkaOptions:
         enable_idempotence: idempotent producer (not supported by Tansu).
         linger_ms: producer linger for ``publish`` (the batching publisher batches itself).
         max_batch_size: producer batch size in bytes (also the batching publisher's batch).
+        max_request_size: largest record (bytes, serialized) the producer sends; larger
+            ones fail at once with ``MessageSizeTooLargeError``. Match it to the topics'
+            ``max.message.bytes``: a dead letter bigger than this is dead-lettered truncated
+            (see :mod:`~framework.transport.kafka.deadletter`).
         compression_type: ``None``, ``"gzip"``, ``"snappy"``, ``"lz4"`` or ``"zstd"``.
         session_timeout_ms: consumer group session timeout.
         fallback_session_timeout_ms: used when the broker rejects ``session_timeout_ms``.
@@ -75,6 +79,7 @@ class KafkaOptions:
     enable_idempotence: bool = False
     linger_ms: int = 0
     max_batch_size: int = 64 * 1024
+    max_request_size: int = 1024 * 1024
     compression_type: str | None = None
     session_timeout_ms: int = 2_000
     fallback_session_timeout_ms: int = 10_000
@@ -107,6 +112,7 @@ class KafkaOptions:
             "connect_timeout": self.connect_timeout,
             "join_timeout": self.join_timeout,
             "max_records": self.max_records,
+            "max_request_size": self.max_request_size,
             "max_buffered": self.max_buffered,
             "commit_interval": self.commit_interval,
             "commit_every": self.commit_every,

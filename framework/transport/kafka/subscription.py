@@ -61,9 +61,9 @@ class KafkaSubscription:
         spec: the subscriber.
         processor: decodes and handles each message (or batch).
         options: the broker's options.
-        dead_letter: publishes a ``DEAD`` message to the dead-letter topic
-            (``framework.broker.publisher.dead_letter`` bound to the broker and spec); raising
-            means "not published, try again".
+        dead_letter: publishes a ``DEAD`` message to the dead-letter topic (a
+            :class:`~framework.transport.kafka.deadletter.KafkaDeadLetter`, which handles
+            permanent refusals itself); raising means "transient failure, try again".
         group_id: the consumer group to join.
         auto_offset_reset: where the group starts without a committed offset.
         ordering: how records are routed to workers (see :mod:`framework.transport.kafka.workers`).
