@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "MessageTooLargeError",
     "PublishFailedError",
     "RabbitUnavailableError",
     "TopologyError",
@@ -25,3 +26,8 @@ class PublishFailedError(RuntimeError):
 
 class UnroutableError(PublishFailedError):
     """A mandatory publish matched no queue: the broker returned it (nobody would get it)."""
+
+
+class MessageTooLargeError(PublishFailedError):
+    """The broker refused the message as larger than its ``max_message_size`` (the same
+    message is refused on every retry)."""
