@@ -57,7 +57,10 @@ class KafkaOptions:
             partitions, partitions that have data wait too: keep it short (the client
             default of 500 ms stalls a drain for up to that long).
         max_partition_fetch_bytes: bytes fetched per partition per request.
-        max_buffered: fetched records waiting for a worker before fetching pauses.
+        max_buffered: fetched records waiting for (or in) a worker before fetching waits.
+        pause_after: seconds the fetch buffer may stay full before the partitions filling it
+            are paused, so that one slow or blocked partition never stops the others (see
+            :mod:`~framework.transport.kafka.backpressure`).
         commit_interval: seconds between two offset commits while messages finish.
         commit_every: commit as soon as this many messages finished since the last commit.
         rebalance_drain_timeout: seconds a revocation waits for in-flight messages of the
@@ -92,6 +95,7 @@ class KafkaOptions:
     fetch_max_wait_ms: int = 100
     max_partition_fetch_bytes: int = 1024 * 1024
     max_buffered: int = 4_000
+    pause_after: float = 0.5
     commit_interval: float = 1.0
     commit_every: int = 1_000
     rebalance_drain_timeout: float = 5.0
@@ -114,6 +118,7 @@ class KafkaOptions:
             "max_records": self.max_records,
             "max_request_size": self.max_request_size,
             "max_buffered": self.max_buffered,
+            "pause_after": self.pause_after,
             "commit_interval": self.commit_interval,
             "commit_every": self.commit_every,
             "session_timeout_ms": self.session_timeout_ms,
