@@ -27,7 +27,7 @@ from framework.broker.errors import BROKER_UNAVAILABLE, BrokerUnavailableError
 from framework.broker.factory import BROKER_KINDS, create_broker
 from framework.broker.health import Health
 from framework.broker.memory import MemoryBroker
-from framework.broker.message import Message
+from framework.broker.message import Message, header_bytes, header_text
 from framework.broker.options import (
     AutoOffsetReset,
     UnsupportedOptionError,
@@ -90,5 +90,7 @@ __all__ = [
     "check_options",
     "create_broker",
     "dead_letter",
+    "header_bytes",
+    "header_text",
     "option_choice",
 ]

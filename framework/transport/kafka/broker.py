@@ -13,7 +13,6 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from functools import partial
 from typing import Any, get_args
 
 from aiokafka import AIOKafkaProducer
@@ -22,8 +21,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError,
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
-from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
+from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
 from framework.transport.kafka.errors import (
     KafkaProducerError,
     KafkaPublishTimeoutError,
@@ -104,6 +103,7 @@ class KafkaBroker(Broker):
             enable_idempotence=options.enable_idempotence,
             linger_ms=options.linger_ms,
             max_batch_size=options.max_batch_size,
+            max_request_size=options.max_request_size,
             compression_type=options.compression_type,
             request_timeout_ms=options.request_timeout_ms,
         )
@@ -277,10 +277,14 @@ class KafkaBroker(Broker):
     ) -> KafkaSubscription:
         """Join ``spec``'s group and start consuming; return once partitions are assigned.
 
-        Raises :class:`~framework.transport.kafka.errors.KafkaUnavailableError` or
+        Raises ``ValueError`` when the topic or dead-letter topic is not a valid Kafka topic
+        name, :class:`~framework.transport.kafka.errors.KafkaUnavailableError` or
         :class:`~framework.transport.kafka.errors.KafkaJoinError` within ``join_timeout``.
         """
         check_options(spec, self.supported_options, self.kind)
+        check_topic_name(spec.topic, f"subscriber {spec.display_name}: topic")
+        if spec.dlq_topic is not None:
+            check_topic_name(spec.dlq_topic, f"subscriber {spec.display_name}: dead-letter topic")
         self._require_producer()  # dead letters go through it
         reset = option_choice(
             spec,
@@ -293,7 +297,9 @@ class KafkaBroker(Broker):
             spec,
             processor,
             self.options,
-            partial(dead_letter, self, spec),
+            KafkaDeadLetter(
+                self._require_producer, spec, max_request_size=self.options.max_request_size
+            ),
             group_id=self.group_for(spec),
             auto_offset_reset=reset,
             ordering=ordering,

@@ -274,7 +274,8 @@ class RabbitBroker(Broker):
 
         Args:
             key: ordering key; subscribers handle messages with the same key in order.
-            headers: string headers.
+            headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
+                given in the form ``Message.headers`` uses (``header_text``).
             delay: seconds to hold the message before it is routed (TTL delay bucket).
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
@@ -291,7 +292,7 @@ class RabbitBroker(Broker):
             target = self.dead_letter_exchange
         else:
             target = self.exchange
-        amqp_headers: dict[str, Any] = dict(headers) if headers else {}
+        amqp_headers = hdr.to_amqp_headers(headers)
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
         route_exchange = target

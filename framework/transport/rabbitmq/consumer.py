@@ -24,7 +24,8 @@ A worker runs the processor (``retry_in_process=False``) and then:
   queue's TTL retry queue for that delay, which dead-letters it back to the work queue;
   then the delivery is finished. The copy keeps the original id, headers and key;
 * ``DEAD``: a copy with the DLQ headers is published (confirmed) to the dead-letter
-  exchange, then the delivery is finished.
+  exchange, then the delivery is finished; a copy the broker refuses for good is truncated
+  or parked (:mod:`~framework.transport.rabbitmq.deadletter`).
 
 Finished deliveries are acked in batches by :class:`Acker`. If the retry/DLQ publish
 fails, the delivery is nacked back to the queue after a pause (never dropped). What the
@@ -57,9 +58,9 @@ from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.rabbitmq.acker import Acker
+from framework.transport.rabbitmq.deadletter import RabbitDeadLetter
 from framework.transport.rabbitmq.deliveries import (
     copy_properties,
-    dead_letter_headers,
     retry_headers,
     to_message,
 )
@@ -134,6 +135,7 @@ class RabbitSubscription:
         self._recovery: asyncio.Task[None] | None = None
         self._consume_lock = asyncio.Lock()
         self.health = Health(spec.display_name)
+        self._dead_letter = RabbitDeadLetter(spec, topology, channel, publish_raw)
 
     @property
     def queue(self) -> str:
@@ -414,13 +416,19 @@ class RabbitSubscription:
             )
             await self._finish(messages, acker)
             return
-        await self._republish(
-            messages,
-            acker,
-            topology.dead_letter_exchange,
-            topology.dlq_routing_key,
-            lambda message: dead_letter_headers(message, result, topology.queue),
-        )
+        try:
+            for message in messages:
+                await self._dead_letter(message, result)
+        except Exception:  # transient (permanent refusals are handled by RabbitDeadLetter)
+            log.exception(
+                "cannot dead-letter %d message(s) of %s to exchange %r; requeued",
+                len(messages),
+                self.spec.display_name,
+                topology.dead_letter_exchange,
+            )
+            await self._requeue(messages, acker)
+            return
+        await self._finish(messages, acker)
 
     async def _republish(
         self,

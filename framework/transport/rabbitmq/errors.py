@@ -5,6 +5,7 @@ from __future__ import annotations
 from framework.broker.errors import BrokerUnavailableError
 
 __all__ = [
+    "MessageTooLargeError",
     "PublishFailedError",
     "PublishTimeoutError",
     "RabbitUnavailableError",
@@ -38,3 +39,8 @@ class PublishTimeoutError(PublishFailedError, BrokerUnavailableError):
 
 class UnroutableError(PublishFailedError):
     """A mandatory publish matched no queue: the broker returned it (nobody would get it)."""
+
+
+class MessageTooLargeError(PublishFailedError):
+    """The broker refused the message as larger than its ``max_message_size`` (the same
+    message is refused on every retry)."""

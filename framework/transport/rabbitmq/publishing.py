@@ -25,6 +25,7 @@ from aiormq.exceptions import (
 from pamqp import commands as spec
 
 from framework.transport.rabbitmq.errors import (
+    MessageTooLargeError,
     PublishFailedError,
     PublishTimeoutError,
     TopologyError,
@@ -60,6 +61,7 @@ class ConfirmedPublisher:
         Raises:
             UnroutableError: ``mandatory`` and no queue matched (the broker returned it).
             TopologyError: the exchange does not exist or may not be written to.
+            MessageTooLargeError: the body is larger than the broker's ``max_message_size``.
             PublishTimeoutError: not confirmed within the timeout (broker down, nacks); a
                 503 ``BROKER_UNAVAILABLE`` error.
         """
@@ -92,6 +94,12 @@ class ConfirmedPublisher:
                 # that publish fails, the others go again on the restored channel.
                 if f"'{exchange}'" in str(exc):
                     raise TopologyError(f"publish to {where} refused by the broker: {exc}") from exc
+                # "message size 200 is larger than configured max size 100": the size is
+                # this body's only if this publish is the culprit.
+                if f"message size {len(body)} is larger" in str(exc):
+                    raise MessageTooLargeError(
+                        f"publish to {where} refused by the broker: {exc}"
+                    ) from exc
                 last_error = exc
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
