@@ -136,7 +136,7 @@ async def test_item2_a_permanently_refused_dead_letter_is_parked_and_the_queue_f
     try:
         server = await env.serve(router)
         publisher = await env.connected()
-        with caplog.at_level(logging.CRITICAL, "framework.transport.rabbitmq"):
+        with caplog.at_level(logging.CRITICAL, "pykratos.rabbitmq"):
             await publisher.publish(topic, b"bad")
             for n in range(5):
                 await publisher.publish(topic, b"%d" % n)
@@ -200,7 +200,7 @@ async def test_item2_a_truncated_copy_refused_too_is_parked(
 ) -> None:
     publish = _FakePublish(refusals=2)
     sink = _sink(publish)
-    with caplog.at_level(logging.CRITICAL, "framework.transport.rabbitmq"):
+    with caplog.at_level(logging.CRITICAL, "pykratos.rabbitmq"):
         await sink(Message(b"y" * 100_000, "orders", id="m-2"), _DEAD)  # returns: acked
     assert sink.parked == 1 and publish.sent == []
     assert "m-2" in caplog.records[-1].getMessage()

@@ -311,6 +311,9 @@ class KafkaSubscription:
                     stop_at = state.stop_at  # closed while the handler ran?
                     if stop_at is not None:
                         check_drained(state)  # off the hot path: only once closed
+            except BaseException:
+                self._abandon([lane])
+                raise
             finally:
                 self._backpressure.released(state, len(records))
                 # Counted per chunk (at most max_records); commit_interval covers slow chunks.
@@ -370,6 +373,9 @@ class KafkaSubscription:
                 ]
                 if live:
                     await self._handle_batch(live)
+            except BaseException:
+                self._abandon(owned)
+                raise
             finally:
                 counts: dict[PartitionOffsets, int] = {}
                 for state, _ in taken:
@@ -377,6 +383,14 @@ class KafkaSubscription:
                 for state, count in counts.items():
                     self._backpressure.released(state, count)
             carry = [lane for lane in owned if lanes.release(lane, keep=self._stopping)]
+
+    def _abandon(self, owned: list[Lane]) -> None:
+        # A worker that dies (a bug, or a cancellation nobody asked for) hands its lanes
+        # back, so the worker that replaces it goes on with their next records. What it
+        # held in hand stays unfinished: the partition's commit waits at that offset until
+        # a rebalance or restart redelivers it.
+        for lane in owned:
+            self._lanes.release(lane)
 
     async def _handle_batch(self, items: list[tuple[PartitionOffsets, Any]]) -> None:
         for state, record in items:

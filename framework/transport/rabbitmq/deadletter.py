@@ -50,7 +50,7 @@ from framework.transport.rabbitmq.options import SubscriberTopology
 
 __all__ = ["RabbitDeadLetter"]
 
-log = logging.getLogger("framework.transport.rabbitmq")
+log = logging.getLogger("pykratos.rabbitmq")
 
 
 class RabbitDeadLetter:
