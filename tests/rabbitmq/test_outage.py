@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -16,7 +17,7 @@ from framework.broker import BROKER_UNAVAILABLE, BrokerUnavailableError
 from framework.errors import from_exception
 from framework.transport.rabbitmq import PublishFailedError, RabbitBroker, RabbitUnavailableError
 from tests.rabbitmq.helpers import RabbitEnv, rabbitmqctl
-from tests.services import free_port
+from tests.services import amqp_url, free_port
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -61,7 +62,7 @@ async def test_outage_publish_fails_with_503_and_logs_one_line_per_state_change(
     vhost = f"pykratos-test-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", vhost)
     exists = True
-    env = RabbitEnv(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+    env = RabbitEnv(amqp_url(vhost))
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         publisher = await env.connected(
@@ -121,18 +122,22 @@ async def _connect_error(url: str, caplog: pytest.LogCaptureFixture) -> tuple[st
 
 
 async def test_unknown_vhost_is_named(rabbit_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    message, _ = await _connect_error("amqp://guest:guest@127.0.0.1:5672/nope-vhost", caplog)
+    message, _ = await _connect_error(amqp_url("nope-vhost"), caplog)
     assert "vhost 'nope-vhost' not found or access refused for user 'guest'" in message
     assert "after 0." in message, message  # the real elapsed time
 
 
 async def test_wrong_password_is_named(rabbit_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    message, _ = await _connect_error("amqp://guest:wrong@127.0.0.1:5672/", caplog)
-    assert "login refused for user 'guest'" in message
+    url = urlsplit(amqp_url())
+    user = url.username or "guest"
+    wrong = url._replace(netloc=f"{user}:wrong-{uuid.uuid4().hex[:6]}@{url.hostname}:{url.port}")
+    message, _ = await _connect_error(urlunsplit(wrong), caplog)
+    assert f"login refused for user '{user}'" in message
     assert "wrong" not in message.split("@")[0], "the password is not shown"
 
 
 async def test_refused_connection_is_named(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
-    message, _ = await _connect_error(f"amqp://guest:guest@127.0.0.1:{port}/", caplog)
+    url = urlsplit(amqp_url())._replace(netloc=f"guest:guest@127.0.0.1:{port}", path="/")
+    message, _ = await _connect_error(urlunsplit(url), caplog)
     assert f"connection refused by 127.0.0.1:{port}" in message
