@@ -90,7 +90,7 @@ class Cursor(InFlightOffsets):
     partition can be handed to another group member only once its old owner is idle.
     """
 
-    __slots__ = ("_idle", "inflight", "owner", "partition", "position")
+    __slots__ = ("_idle", "_room", "inflight", "owner", "partition", "position")
 
     def __init__(self, partition: Partition, position: int) -> None:
         super().__init__()
@@ -99,6 +99,7 @@ class Cursor(InFlightOffsets):
         self.inflight = 0
         self.owner: Any = None  # the group member fetching this partition
         self._idle: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
 
     @property
     def committed(self) -> int:
@@ -123,9 +124,21 @@ class Cursor(InFlightOffsets):
     def release(self) -> None:
         """A dispatched message left the worker (finished, failed or dropped)."""
         self.inflight -= 1
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
         if self.inflight == 0 and self._idle is not None:
             self._idle.set()
             self._idle = None
+
+    async def below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` dispatched messages are queued or running (the
+        fetcher's back-pressure: per partition, so a full one never stops the others)."""
+        while self.inflight >= limit:
+            if self._room is None:
+                self._room = asyncio.Event()
+            await self._room.wait()
 
     async def idle(self) -> None:
         """Wait until no dispatched message of this cursor is in a worker or its queue."""

@@ -35,6 +35,7 @@ from framework.broker.broker import (
     Subscription,
 )
 from framework.broker.health import Health, keep_running
+from framework.broker.lanes import LaneScheduler
 from framework.broker.memlog import Cursor, Record, Topic
 from framework.broker.message import Message
 from framework.broker.options import AutoOffsetReset, check_options, option_choice
@@ -45,13 +46,14 @@ from framework.broker.subscriber import SubscriberSpec
 __all__ = ["MemoryBroker"]
 
 _log = logging.getLogger("pykratos.broker.memory")
-# Messages a worker may have queued ahead: bounds memory.
+# Messages of one partition fetched ahead of its handlers: bounds memory per partition (a
+# full partition stops being fetched; the others go on).
 _PREFETCH = 256
 # Seconds between attempts to dead-letter a message whose dead-letter publish failed.
 _DLQ_RETRY_BACKOFF = 0.1
 _DLQ_MAX_BACKOFF = 5.0
 
-_QueueItem = tuple[Cursor, Message] | None
+_Item = tuple[Cursor, Message]
 
 
 class _Group:
@@ -99,10 +101,13 @@ class _Group:
 class _Consumer:
     """One subscription: a member of a group, with ``concurrency`` workers.
 
-    A fetch task per assigned partition hands messages to the workers' queues, choosing the
-    worker by key so one key is handled by one worker, in order. A worker or fetch task that
-    ends on its own (a bug) is logged at WARNING and restarted; :attr:`health` fails while
-    one keeps dying.
+    A fetch task per assigned partition queues messages on lanes (one per key; keyless
+    messages spread over ``concurrency`` lanes of their partition), and the workers take turns
+    on the lanes (:class:`~framework.broker.lanes.LaneScheduler`): one key is handled by one
+    worker at a time, in order, and a key whose handler blocks holds one worker and nothing
+    else. A partition with :data:`_PREFETCH` messages queued or running is not fetched until
+    one finishes; the other partitions go on. A worker or fetch task that ends on its own (a
+    bug) is logged at WARNING and restarted; :attr:`health` fails while one keeps dying.
     """
 
     def __init__(
@@ -116,9 +121,8 @@ class _Consumer:
         self._spec = spec
         self._processor = processor
         self.group = group
-        self._queues: list[asyncio.Queue[_QueueItem]] = [
-            asyncio.Queue(_PREFETCH) for _ in range(spec.concurrency)
-        ]
+        self._concurrency = max(1, spec.concurrency)
+        self._lanes: LaneScheduler[_Item] = LaneScheduler()
         self._fetchers: dict[Cursor, asyncio.Task[None]] = {}
         self._rotation = itertools.count()
         self._draining = False
@@ -127,8 +131,8 @@ class _Consumer:
         label = spec.display_name
         work = self._work if spec.batch is None else self._work_batches
         self._workers = [
-            self._keep_running(f"memory:{label}:worker-{i}", partial(work, queue))
-            for i, queue in enumerate(self._queues)
+            self._keep_running(f"memory:{label}:worker-{i}", work)
+            for i in range(self._concurrency)
         ]
 
     def _keep_running(self, what: str, body: Any) -> asyncio.Task[None]:
@@ -159,10 +163,13 @@ class _Consumer:
         partition = cursor.partition
         topic = partition.topic
         index = partition.index
-        queues = self._queues
-        count = len(queues)
+        lanes = self._lanes
+        count = self._concurrency
         rotation = self._rotation
         while True:
+            if cursor.inflight >= _PREFETCH:
+                await cursor.below(_PREFETCH)
+                continue
             offset = cursor.position
             if offset >= partition.end:
                 await partition.wait()
@@ -179,29 +186,23 @@ class _Consumer:
                 None,
                 record.timestamp,
             )
-            if count == 1:
-                queue = queues[0]
-            elif record.key is None:
-                queue = queues[next(rotation) % count]
-            else:
-                queue = queues[hash(record.key) % count]
-            if queue.full():
-                await queue.put((cursor, message))
-            else:
-                queue.put_nowait((cursor, message))
+            key = record.key
+            lane = (index, key) if key is not None else (index, None, next(rotation) % count)
+            lanes.put(lane, (cursor, message))
             # No await since the put: no worker can have taken the message yet.
             cursor.dispatched(offset)
 
     # -- workers ---------------------------------------------------------------------------
 
-    async def _work(self, queue: asyncio.Queue[_QueueItem]) -> None:
+    async def _work(self) -> None:
         process = self._processor.process
         settled = self._broker._settled
+        lanes = self._lanes
         while True:
-            item = await queue.get()
-            if item is None:
+            lane = await lanes.take()
+            if lane is None:
                 return
-            cursor, message = item
+            cursor, message = lane.queue.popleft()
             try:
                 try:
                     result = await process(message)
@@ -213,46 +214,54 @@ class _Consumer:
                     await self._dead_letter(message, result)
                 cursor.finish(message.offset)  # type: ignore[arg-type]
             finally:
+                # One message per turn: busy keys share the workers fairly.
+                lanes.release(lane)
                 cursor.release()
                 if not cursor.inflight:
                     settled()
 
-    async def _work_batches(self, queue: asyncio.Queue[_QueueItem]) -> None:
+    async def _work_batches(self) -> None:
         assert self._spec.batch is not None
         max_size = self._spec.batch.max_size
         max_wait = self._spec.batch.max_wait
         loop = asyncio.get_running_loop()
+        lanes = self._lanes
         while True:
-            item = await queue.get()
-            if item is None:
+            first = await lanes.take()
+            if first is None:
                 return
-            batch = [item]
-            stopping = False
+            owned = [first]
+            batch: list[_Item] = []
             deadline = loop.time() + max_wait
             try:
-                while len(batch) < max_size:
-                    if queue.empty():
-                        remaining = deadline - loop.time()
-                        if remaining <= 0:
-                            break
-                        try:
-                            async with asyncio.timeout(remaining):
-                                item = await queue.get()
-                        except TimeoutError:
-                            break
-                    else:
-                        item = queue.get_nowait()
-                    if item is None:
-                        stopping = True  # finish the batch in hand, then exit
+                # Fill a batch from the lanes this worker holds, taking more ready lanes
+                # while there is room, waiting at most max_wait for more messages.
+                while True:
+                    for lane in owned:
+                        while lane.queue and len(batch) < max_size:
+                            batch.append(lane.queue.popleft())
+                    if len(batch) >= max_size or self._draining:
                         break
-                    batch.append(item)
+                    more = lanes.take_nowait()
+                    if more is not None:
+                        owned.append(more)
+                        continue
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    lanes.arrived.clear()
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await lanes.arrived.wait()
+                    except TimeoutError:
+                        break
                 await self._handle_batch(batch)
             finally:
+                for lane in owned:
+                    lanes.release(lane)
                 for cursor, _ in batch:
                     cursor.release()
                 self._broker._settled()
-            if stopping:
-                return
 
     async def _handle_batch(self, batch: list[tuple[Cursor, Message]]) -> None:
         messages = [message for _, message in batch]
@@ -319,13 +328,10 @@ class _Consumer:
             fetcher.cancel()
         if fetchers:
             await asyncio.wait(fetchers)
-        for queue in self._queues:
-            # Empty once drained; at the deadline, what is still queued will not start.
-            while not queue.empty():
-                item = queue.get_nowait()
-                if item is not None:
-                    item[0].release()
-            queue.put_nowait(None)  # wakes an idle worker so it exits
+        # Empty once drained; at the deadline, what is still queued will not start.
+        for cursor, _ in self._lanes.drop_queued():
+            cursor.release()
+        self._lanes.close(self._concurrency)  # idle workers exit, busy ones after their turn
         _, busy = await asyncio.wait(self._workers, timeout=max(deadline - loop.time(), 0))
         for worker in busy:
             worker.cancel()
