@@ -7,7 +7,8 @@ Clients reach Tansu through a :class:`TcpProxy` (Tansu advertises the proxy's ad
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,11 +41,11 @@ def proxy() -> Iterator[TcpProxy]:
 
 class TestKafka(BrokerConformance):
     broker_name = "kafka"
-    expected_failures = {
+    expected_failures: ClassVar[Mapping[str, str]] = {
         "bytes_exact": "fixed by issue 8 item 4: a non-UTF-8 header value cannot be published "
         "(encode_headers raises UnicodeEncodeError) nor received (decoded with 'replace')",
     }
-    not_applicable = {
+    not_applicable: ClassVar[Mapping[str, str]] = {
         "delay": "Kafka has no per-message delay; publish(delay=) raises NotImplementedError "
         "(a delay topic with a relay is the usual workaround)",
     }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import ClassVar
 
 import pytest
 
@@ -12,7 +13,7 @@ from framework.testing.conformance import BrokerConformance, BrokerFactory, Memo
 
 class TestMemory(BrokerConformance):
     broker_name = "memory"
-    not_applicable = {
+    not_applicable: ClassVar[Mapping[str, str]] = {
         "reconnect": "in-process: there is no connection a server could drop",
     }
 

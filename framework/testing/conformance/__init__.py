@@ -1,9 +1,10 @@
 """The broker conformance suite: every messaging promise, one test each, for any broker.
 
-The promises (DESIGN §4) are listed once in :data:`PROMISES`; :class:`BrokerConformance`
-holds one test per promise, written against the :class:`~framework.broker.Broker` contract,
-the :class:`~framework.broker.Router` subscriber API, :class:`~framework.broker.BrokerServer`
-and the retry / dead-letter policy. The README's broker x promise table is generated from the
+The promises (groups, ordering, retries, dead letters, at-least-once delivery, ...) are
+listed once in :data:`PROMISES`; :class:`BrokerConformance` holds one test per promise,
+written against the :class:`~framework.broker.Broker` contract, the
+:class:`~framework.broker.Router` subscriber API, :class:`~framework.broker.BrokerServer` and
+the retry / dead-letter policy. The README's broker x promise table is generated from the
 same list and the brokers' declarations (:func:`promise_table`). Modelled on FastStream's
 ``tests/brokers/base``. Needs ``pytest`` and ``pytest-asyncio`` in ``asyncio_mode = "auto"``
 (``pip install pykratos[testing]``); the framework core never imports this package.

@@ -3,7 +3,7 @@ row of the README's broker x promise table.
 
 Plain data, no pytest: :mod:`framework.testing.conformance.table` renders the table from it
 and :mod:`framework.testing.conformance.suite` checks that every promise has exactly one test.
-The semantics are DESIGN.md §4 ("Messaging semantics").
+The README's "Broker conformance" section shows the resulting table.
 """
 
 from __future__ import annotations

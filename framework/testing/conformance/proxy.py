@@ -16,10 +16,13 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 __all__ = ["TcpProxy"]
 
 _CHUNK = 256 * 1024
+T = TypeVar("T")
 
 
 class TcpProxy:
@@ -52,7 +55,7 @@ class TcpProxy:
 
     def drop(self) -> int:
         """Abort every open connection (both sides, like a reset); return how many."""
-        dropped: int = self._call(self._abort_all())
+        dropped = self._call(self._abort_all())
         self.drops += 1
         return dropped
 
@@ -67,9 +70,8 @@ class TcpProxy:
 
     # -- inside the proxy's loop -------------------------------------------------------------
 
-    def _call(self, coro: object) -> object:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
-        return future.result(timeout=10)
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
@@ -79,17 +81,13 @@ class TcpProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(
-                self.target_host, self.target_port
-            )
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(
-                self._pipe(reader, up_writer), self._pipe(up_reader, writer)
-            )
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
