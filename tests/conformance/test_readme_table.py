@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
+
+import pytest
 
 from framework.testing.conformance import PROMISES, BrokerConformance, promise_table
 
@@ -76,3 +80,29 @@ def test_readme_table_matches_the_suites() -> None:
         "README.md's broker conformance table is out of date; rerun with "
         "PYKRATOS_UPDATE_README=1, or put this between the markers:\n" + expected
     )
+
+
+def test_a_declaration_naming_no_promise_is_refused() -> None:
+    with pytest.raises(TypeError, match="unknown promises"):
+
+        class Typo(BrokerConformance):  # pragma: no cover - refused at definition
+            expected_failures: ClassVar[Mapping[str, str]] = {"dealy": "typo of delay"}
+
+    with pytest.raises(TypeError, match="both expected to fail and n/a"):
+
+        class Both(BrokerConformance):  # pragma: no cover - refused at definition
+            expected_failures: ClassVar[Mapping[str, str]] = {"delay": "a"}
+            not_applicable: ClassVar[Mapping[str, str]] = {"delay": "b"}
+
+
+def test_table_marks_each_exception_with_its_numbered_reason() -> None:
+    class Column:
+        broker_name = "fake"
+        expected_failures: ClassVar[Mapping[str, str]] = {"large_body": "frames are 64 KiB"}
+        not_applicable: ClassVar[Mapping[str, str]] = {"reconnect": "in-process"}
+
+    table = promise_table([Column()])
+    assert "| a 1 MB body (`large_body`) | expected failure [1] |" in table
+    assert "| a consumer reconnects after the server drops it (`reconnect`) | n/a [2] |" in table
+    assert "1. `fake`, a 1 MB body: frames are 64 KiB" in table
+    assert "| broadcast (`broadcast`) | pass |" in table
