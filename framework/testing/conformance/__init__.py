@@ -31,6 +31,11 @@ Running it against a broker (yours, or one of the framework's) is one small test
         async def drop_connections(self) -> None:
             ...  # make the server close this test's client connections
 
+The tests come in one class per promise group (:class:`DeliveryPromises`,
+:class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`), as FastStream's
+``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a broker in the
+making may subclass one group alone.
+
 Optional hooks: :meth:`~BrokerConformance.prepare_topic` (create a topic with N partitions
 before use), :meth:`~BrokerConformance.drop_connections` (for ``reconnect`` and
 ``publish_confirm``; :class:`TcpProxy` does it for a server without such a command),
@@ -41,11 +46,16 @@ and regenerate the README table with
 ``PYKRATOS_UPDATE_README=1 python -m pytest tests/conformance/test_readme_table.py``.
 """
 
+from framework.testing.conformance.base import ConformanceBase
+from framework.testing.conformance.delivery import DeliveryPromises
+from framework.testing.conformance.failures import FailurePromises
 from framework.testing.conformance.harness import BrokerFactory, Harness, Inbox
 from framework.testing.conformance.memory import MemoryBrokerView
 from framework.testing.conformance.promises import PROMISE_IDS, PROMISES, Promise, promise
 from framework.testing.conformance.proxy import TcpProxy
-from framework.testing.conformance.suite import NOT_UTF8, BrokerConformance
+from framework.testing.conformance.publishing import PublishPromises
+from framework.testing.conformance.stopping import StopPromises
+from framework.testing.conformance.suite import NOT_UTF8, BrokerConformance, promise_tests
 from framework.testing.conformance.table import BrokerColumn, promise_table
 
 __all__ = [
@@ -55,11 +65,17 @@ __all__ = [
     "BrokerColumn",
     "BrokerConformance",
     "BrokerFactory",
+    "ConformanceBase",
+    "DeliveryPromises",
+    "FailurePromises",
     "Harness",
     "Inbox",
     "MemoryBrokerView",
     "Promise",
+    "PublishPromises",
+    "StopPromises",
     "TcpProxy",
     "promise",
     "promise_table",
+    "promise_tests",
 ]
