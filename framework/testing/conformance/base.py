@@ -105,8 +105,11 @@ class ConformanceBase:
         """Make the broker server close every client connection of this test (RabbitMQ:
         ``rabbitmqctl close_all_connections``; Kafka: a :class:`TcpProxy` in between).
 
-        Raise ``NotImplementedError`` (the default) for a broker without connections; then
-        declare ``reconnect`` in :attr:`not_applicable`.
+        On a server that other tests or services share, drop only this test's connections:
+        a private virtual host, or a :class:`~framework.testing.conformance.TcpProxy` in front
+        of the server (works for any TCP protocol). Raise ``NotImplementedError`` (the
+        default) for a broker without connections; then declare ``reconnect`` in
+        :attr:`not_applicable`.
         """
         raise NotImplementedError
 
