@@ -1,0 +1,128 @@
+"""The ONE list of broker promises: each is one test of :class:`BrokerConformance` and one
+row of the README's broker x promise table.
+
+Plain data, no pytest: :mod:`framework.testing.conformance.table` renders the table from it
+and :mod:`framework.testing.conformance.suite` checks that every promise has exactly one test.
+The README's "Broker conformance" section shows the resulting table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PROMISES", "PROMISE_IDS", "Promise", "promise"]
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """One promise every broker keeps (or declares, with a reason, that it cannot).
+
+    Attributes:
+        id: stable identifier, used in ``expected_failures`` / ``not_applicable`` and as the
+            suffix of the test's name (``test_<id>``).
+        title: the README row label.
+        detail: what the test checks, in one or two sentences.
+    """
+
+    id: str
+    title: str
+    detail: str
+
+
+PROMISES: tuple[Promise, ...] = (
+    Promise(
+        "group_split",
+        "a group splits the messages",
+        "Two members of one consumer group both get messages; once the group is settled each "
+        "message goes to exactly one of them.",
+    ),
+    Promise(
+        "groups_fan_out",
+        "two groups each get everything",
+        "Two groups subscribed to one topic each get every message exactly once.",
+    ),
+    Promise(
+        "broadcast",
+        "broadcast",
+        "A subscriber without a group (broadcast=True) on each of two instances: every "
+        "instance gets every message published after it subscribed.",
+    ),
+    Promise(
+        "key_order",
+        "per-key order under concurrency",
+        "concurrency=4 with several keys: handlers overlap, yet each key's messages are "
+        "handled in publish order.",
+    ),
+    Promise(
+        "retry_backoff",
+        "retry count and backoff",
+        "A failing handler runs exactly max_attempts times (Message.attempt 1, 2, 3) with at "
+        "least the policy's backoff between attempts, then stops.",
+    ),
+    Promise(
+        "dead_letter",
+        "dead letter with the reason headers",
+        "After the last attempt the message reaches <topic>.dlq with its body, key and "
+        "headers and x-dlq-reason, x-dlq-error-type, x-original-topic, x-attempts.",
+    ),
+    Promise(
+        "undecodable",
+        "undecodable -> dead letter at once",
+        "A body the handler's type cannot decode goes to the DLQ with a 'decode: ' reason "
+        "and x-attempts 1 (no retries); the next message is handled.",
+    ),
+    Promise(
+        "crashed_consumer",
+        "at-least-once across a crashed consumer",
+        "A consumer that dies in the middle of its handlers, without acking: the next member "
+        "of the group gets those messages again.",
+    ),
+    Promise(
+        "graceful_stop",
+        "graceful stop finishes or returns in-flight work",
+        "stop() during a backlog: every handler that started finishes, and what the stopped "
+        "consumer did not finish reaches the next one; nothing lost, nothing twice.",
+    ),
+    Promise(
+        "delay",
+        "delay where supported",
+        "publish(delay=1.0) is delivered no earlier than 1 s later; a broker without delays "
+        "raises NotImplementedError rather than ignore it.",
+    ),
+    Promise(
+        "bytes_exact",
+        "headers and binary bodies byte-exact",
+        "A binary body and headers (UTF-8 text, a non-UTF-8 value b'\\xc3\\x28', an empty "
+        "one) arrive byte for byte, at the handler and in the dead letter.",
+    ),
+    Promise(
+        "large_body",
+        "a 1 MB body",
+        "A 1,000,000-byte body is published, delivered and byte-identical.",
+    ),
+    Promise(
+        "publish_confirm",
+        "publish confirmation",
+        "Once publish() returned (and the publisher's connection is dropped at once where "
+        "the broker has one), a new consumer of the group gets every message.",
+    ),
+    Promise(
+        "reconnect",
+        "a consumer reconnects after the server drops it",
+        "The broker server closes the consumer's connection; the consumer reconnects by "
+        "itself and handles messages published afterwards.",
+    ),
+)
+
+PROMISE_IDS: frozenset[str] = frozenset(p.id for p in PROMISES)
+_BY_ID = {p.id: p for p in PROMISES}
+
+
+def promise(promise_id: str) -> Promise:
+    """The promise named ``promise_id``; :class:`KeyError` listing the valid ids otherwise."""
+    try:
+        return _BY_ID[promise_id]
+    except KeyError:
+        raise KeyError(
+            f"unknown promise {promise_id!r}; valid ids: {', '.join(p.id for p in PROMISES)}"
+        ) from None
