@@ -41,10 +41,6 @@ def proxy() -> Iterator[TcpProxy]:
 
 class TestKafka(BrokerConformance):
     broker_name = "kafka"
-    expected_failures: ClassVar[Mapping[str, str]] = {
-        "bytes_exact": "fixed by issue 8 item 4: a non-UTF-8 header value cannot be published "
-        "(encode_headers raises UnicodeEncodeError) nor received (decoded with 'replace')",
-    }
     not_applicable: ClassVar[Mapping[str, str]] = {
         "delay": "Kafka has no per-message delay; publish(delay=) raises NotImplementedError "
         "(a delay topic with a relay is the usual workaround)",

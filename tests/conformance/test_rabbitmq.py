@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -33,10 +33,6 @@ def vhost() -> Iterator[str]:
 
 class TestRabbitMQ(BrokerConformance):
     broker_name = "rabbitmq"
-    expected_failures: ClassVar[Mapping[str, str]] = {
-        "bytes_exact": "fixed by issue 8 item 4: a non-UTF-8 header value cannot be published "
-        "(pamqp encodes str headers as UTF-8 and raises UnicodeEncodeError)",
-    }
 
     @pytest.fixture
     def make_broker(self, vhost: str) -> BrokerFactory:
