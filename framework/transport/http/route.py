@@ -23,6 +23,7 @@ from framework.middleware.core import Handler
 from framework.middleware.recovery import internal_error
 from framework.transport.context import Transport, current_transport
 from framework.transport.http.errors import error_response, to_error
+from framework.transport.http.unicode import check_json_text
 
 __all__ = ["PIPELINE_STATE", "OperationRoute", "Pipeline", "Router"]
 
@@ -55,11 +56,15 @@ class OperationRoute(APIRoute):
         """FastAPI's handler for this route, run inside the transport context and the chain."""
         fastapi_handler = super().get_route_handler()
         path = self.path_format
+        has_body = self.body_field is not None
 
         async def inner(request: Request) -> Response:
             # Validation and HTTPException must reach middleware as Errors, so access logs
             # and selectors see "400 VALIDATOR", not a generic 500.
             try:
+                if has_body:
+                    # Read once: FastAPI reuses the cached body.
+                    check_json_text(await request.body())
                 return await fastapi_handler(request)
             except Error:
                 raise
