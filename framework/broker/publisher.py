@@ -18,6 +18,7 @@ from framework.broker.policy import (
     DLQ_REASON,
 )
 from framework.broker.subscriber import SubscriberSpec
+from framework.metadata import propagated
 
 __all__ = ["MAX_DLQ_REASON", "Publisher", "dead_letter", "dlq_headers"]
 
@@ -55,7 +56,8 @@ class Publisher:
             payload: a model, struct, dict, str or bytes (whatever the codec encodes).
             key: ordering/partitioning key; ``str`` (and ``int``, as its decimal text) is
                 sent as UTF-8.
-            headers: string headers.
+            headers: string headers; the ``x-md-global-*`` metadata of the request being
+                handled is added (:func:`framework.metadata.propagated`).
             delay: seconds before delivery, where the broker supports it (else it raises).
         """
         body = self.codec.encode(payload)
@@ -63,6 +65,9 @@ class Publisher:
             key = key.encode("utf-8")
         elif isinstance(key, int):
             key = str(key).encode("ascii")
+        carried = propagated()
+        if carried:
+            headers = {**carried, **(headers or {})}
         return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
 
 
