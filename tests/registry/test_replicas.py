@@ -224,7 +224,9 @@ async def test_p2c_sends_few_calls_to_a_slow_replica(etcd: EtcdServer, tmp_path:
         fast = [r.grpc_address for r in cluster.replicas[:2]]
         slow_address = f"127.0.0.2:{slow.grpc_port}"
         await cluster.wait_registered({*fast, slow_address}, 10)
-        # The fast replicas' own latency, measured the same way, sets the proxy's delay.
+        # The fast replicas' own latency sets the proxy's delay: generous (20x), since calls
+        # under load take longer than these quiet ones; the check below is on what the load
+        # itself measured: the slow replica must be at least 10x slower.
         async with grpc.aio.insecure_channel(fast[0]) as direct:
             stub = order_pb2_grpc.OrderServiceStub(direct)
             samples = []
@@ -233,7 +235,7 @@ async def test_p2c_sends_few_calls_to_a_slow_replica(etcd: EtcdServer, tmp_path:
                 await stub.GetOrder(order_pb2.GetOrderRequest(id=cluster.order_id))
                 samples.append(time.monotonic() - started)
         base = statistics.median(samples)
-        proxy = DelayProxy("127.0.0.2", slow.grpc_port, ("127.0.0.1", slow.grpc_port), 10 * base)
+        proxy = DelayProxy("127.0.0.2", slow.grpc_port, ("127.0.0.1", slow.grpc_port), 20 * base)
         await proxy.start()
         channel, load = await cluster.client()
         load.start()
@@ -243,7 +245,7 @@ async def test_p2c_sends_few_calls_to_a_slow_replica(etcd: EtcdServer, tmp_path:
         assert load.failed == []
         fast_latency = statistics.median([x for a in fast for x in load.latency[a]])
         slow_latency = statistics.median(load.latency[slow_address])
-        assert slow_latency >= 8 * fast_latency, (slow_latency, fast_latency)
+        assert slow_latency >= 10 * fast_latency, (slow_latency, fast_latency)
         total = sum(load.served.values())
         share = load.served[slow_address] / total
         print(
