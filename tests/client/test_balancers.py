@@ -78,3 +78,18 @@ def test_sre_breaker_probability_follows_the_formula() -> None:
     decisions = [failing.allow() for _ in range(1000)]  # nothing ever accepted
     assert decisions[:10] == [True] * 10
     assert sum(decisions[500:]) < 20
+
+
+def test_targets() -> None:
+    import pytest
+
+    from framework.client import parse_target
+
+    assert parse_target("discovery:///orders").service == "orders"
+    assert parse_target("discovery:///orders").discovered
+    direct = parse_target("grpc://127.0.0.1:9000,10.0.0.2:9000")
+    assert direct.addresses == ("127.0.0.1:9000", "10.0.0.2:9000") and not direct.discovered
+    assert parse_target("[::1]:80").addresses == ("[::1]:80",)
+    for bad in ("discovery:///", "orders", "host:port"):
+        with pytest.raises(ValueError):
+            parse_target(bad)
