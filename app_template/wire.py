@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from framework import App
 from framework.broker import Broker, BrokerServer, Router
+from framework.registry import Registrar
 
-from app_template.conf.conf import Bootstrap, BrokerConf
+from app_template.conf.conf import Bootstrap, BrokerConf, RegistryConf
 from app_template.container import Container
 from app_template.server.middleware import default_middlewares
 from app_template.service import order_events
@@ -17,6 +18,13 @@ def _broker_server(broker: Broker, conf: BrokerConf, name: str, *routers: Router
     return BrokerServer(
         broker, routers=list(routers), middlewares=default_middlewares(conf.timeout), name=name
     )
+
+
+def _registrar(conf: RegistryConf) -> Registrar:
+    # Imported here: the etcd client is an extra the service needs only when it registers.
+    from framework.registry.etcd import EtcdRegistry
+
+    return EtcdRegistry(conf.address, namespace=conf.namespace, ttl=conf.ttl)
 
 
 def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
@@ -49,6 +57,8 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
                 notification_broker, notifications, "notifications", order_events.notifications
             ),
         ]
+    registry = bootstrap.registry
+    registrar = _registrar(registry) if registry is not None else None
     return App(
         bootstrap.app.name,
         version=bootstrap.app.version,
@@ -60,8 +70,12 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
             container.grpc_server(),
             container.http_server(),
         ],
-        resources=[container.database()],
+        # The registrar is closed last (after deregistering first, see App).
+        resources=[container.database(), *([registrar] if registrar is not None else [])],
         stop_timeout=bootstrap.app.stop_timeout,
         drain_delay=bootstrap.app.drain_delay,
+        registrar=registrar,
+        deregister_delay=registry.deregister_delay if registry is not None else 0.0,
+        advertise_host=registry.advertise_host if registry is not None else None,
         after_stop=[container.unwire],
     )

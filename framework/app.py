@@ -1,12 +1,14 @@
 """The App: one process, many servers, an ordered start and a graceful stop.
 
 Start: resources -> before-start hooks -> every server started (concurrently; all ready) ->
-readiness on -> a warning for any broker ``Router`` mounted on no broker server -> after-start
-hooks.
+readiness on -> registered in the ``registrar`` (if any) -> a warning for any broker ``Router``
+mounted on no broker server -> after-start hooks.
 
 Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the ``async with`` block) runs in this
 order, intake and drain being two separate phases:
 
+0. deregistered from the ``registrar`` (if any) -> ``deregister_delay``, so clients watching
+   the registry stop picking this instance while it still serves;
 1. before-stop hooks -> readiness off (HTTP ``/readyz`` 503, gRPC health NOT_SERVING) ->
    optional ``drain_delay``;
 2. **intake stops everywhere at once**: ``stop_intake()`` on every server that has it
@@ -43,6 +45,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from framework.log import setup_logging
+from framework.registry.contract import Registrar
+from framework.registry.instance import ServiceInstance, advertised_endpoints
 from framework.transport.server import HealthReporting, IntakeAware, ReadinessAware, Server
 
 __all__ = ["App", "AppInfo", "AppStartError", "Hook", "app_info"]
@@ -127,6 +131,14 @@ class App:
             balancers notice before connections are refused (0 by default).
         handle_signals: install SIGTERM/SIGINT handlers in :meth:`run` (off in tests that
             drive the App themselves).
+        registrar: a :class:`~framework.registry.Registrar` (etcd, static...): the App
+            registers its :attr:`instance` once every server is ready (a failure fails the
+            start) and deregisters it first when it stops.
+        deregister_delay: seconds to wait after deregistering, before anything else stops, so
+            clients watching the registry notice (0 by default).
+        advertise_host: host put in the registered endpoints instead of the servers' bind
+            address; ``None`` replaces only wildcard binds (``0.0.0.0``) with this machine's
+            address (:func:`~framework.registry.advertised_endpoints`).
     """
 
     def __init__(
@@ -145,9 +157,14 @@ class App:
         stop_timeout: float = 10.0,
         drain_delay: float = 0.0,
         handle_signals: bool = True,
+        registrar: Registrar | None = None,
+        deregister_delay: float = 0.0,
+        advertise_host: str | None = None,
     ) -> None:
         if stop_timeout <= 0:
             raise ValueError(f"stop_timeout must be positive, got {stop_timeout}")
+        if deregister_delay < 0:
+            raise ValueError(f"deregister_delay must be >= 0, got {deregister_delay}")
         self.name = name
         self.version = version
         self.id = id or str(uuid.uuid4())
@@ -161,6 +178,10 @@ class App:
         self.stop_timeout = stop_timeout
         self.drain_delay = drain_delay
         self.handle_signals = handle_signals
+        self.registrar = registrar
+        self.deregister_delay = deregister_delay
+        self.advertise_host = advertise_host
+        self._registered: ServiceInstance | None = None
         self._stop_requested: asyncio.Event | None = None
         self._started_servers: list[Server] = []
         self._started_resources: list[object] = []
@@ -177,6 +198,13 @@ class App:
         """Identity and (after start) the endpoints of every server."""
         endpoints = tuple(s.endpoint for s in self._started_servers if s.endpoint)
         return AppInfo(self.id, self.name, self.version, self.metadata, endpoints)
+
+    @property
+    def instance(self) -> ServiceInstance:
+        """What the App registers: its identity and its servers' advertised endpoints."""
+        info = self.info
+        endpoints = advertised_endpoints(info.endpoints, self.advertise_host)
+        return ServiceInstance(info.id, info.name, info.version, dict(info.metadata), endpoints)
 
     async def run(self) -> None:
         """Start, wait for a signal or :meth:`stop`, then stop gracefully.
@@ -265,6 +293,12 @@ class App:
             self._stop_requested = None
             raise
         self._set_serving(True)
+        try:
+            await self._register()
+        except BaseException:
+            await self._release()
+            self._stop_requested = None
+            raise
         _warn_unmounted_routers()
         _current_app.set(self.info)
         _log.info(
@@ -290,6 +324,7 @@ class App:
         self._stop_requested.set()
         self._stop_requested = None
         _log.info("%s stopping (timeout %.1fs)", self.name, self.stop_timeout)
+        await self._deregister()
         for hook in self.before_stop:
             await self._guarded(hook, "before-stop hook")
         self._set_serving(False)
@@ -301,6 +336,34 @@ class App:
         _log.info("%s stopped", self.name)
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        if self.registrar is None:
+            return
+        instance = self.instance
+        try:
+            await self.registrar.register(instance)
+        except Exception as exc:
+            raise AppStartError(
+                f"registration in {_describe(self.registrar)} failed: {exc!r}"
+            ) from exc
+        self._registered = instance
+        _log.info(
+            "registered %s as %s",
+            instance.name,
+            instance.id,
+            extra={"endpoints": list(instance.endpoints)},
+        )
+
+    async def _deregister(self) -> None:
+        """Stop phase zero: leave the registry, then give clients ``deregister_delay``."""
+        instance, self._registered = self._registered, None
+        if self.registrar is None or instance is None:
+            return
+        registrar = self.registrar
+        await self._guarded(lambda: registrar.deregister(instance), "deregistering")
+        if self.deregister_delay > 0:
+            await asyncio.sleep(self.deregister_delay)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signal_count += 1

@@ -12,6 +12,9 @@ address itself:
   virtual host is the one tests use unless they make a private one (:func:`amqp_url`).
 - ``PYKRATOS_TEST_POSTGRES_URL``: PostgreSQL, as a SQLAlchemy URL (default
   ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); tests make and drop their own schemas.
+- ``PYKRATOS_TEST_ETCD``: the ``etcd`` server binary the registry tests start on free ports
+  with a temporary data directory (default: ``etcd`` on ``PATH``, else ``/usr/bin/etcd``, as
+  Debian's ``etcd-server`` package installs it).
 - ``PYKRATOS_TEST_PORT_RANGE``: ``LOW-HIGH`` (inclusive): :func:`free_port`, hence the Tansu
   broker the Kafka tests start and the services run as subprocesses, take ports from it only.
 """
@@ -31,6 +34,7 @@ __all__ = [
     "DEFAULT_AMQP_URL",
     "DEFAULT_POSTGRES_URL",
     "amqp_url",
+    "etcd_binary",
     "free_port",
     "port_range",
     "postgres_url",
@@ -152,3 +156,15 @@ def free_port() -> int:
     raise RuntimeError(
         f"no free port in PYKRATOS_TEST_PORT_RANGE={ports.start}-{ports.stop - 1}: all are in use"
     )
+
+
+def etcd_binary() -> str:
+    """The etcd server binary: ``PYKRATOS_TEST_ETCD``, else ``etcd`` on ``PATH``, else
+    ``/usr/bin/etcd``; :func:`unavailable` when none exists."""
+    configured = os.environ.get("PYKRATOS_TEST_ETCD")
+    candidates = [configured] if configured else [shutil.which("etcd"), "/usr/bin/etcd"]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    unavailable("etcd (apt-get install etcd-server, or set PYKRATOS_TEST_ETCD)")
+    raise AssertionError("unreachable")

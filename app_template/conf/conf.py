@@ -18,6 +18,7 @@ __all__ = [
     "GrpcConf",
     "HttpConf",
     "LogConf",
+    "RegistryConf",
     "ServerConf",
     "TracingConf",
     "WebSocketConf",
@@ -149,6 +150,32 @@ class TracingConf(_Strict):
     sample_ratio: float = Field(default=1.0, ge=0, le=1)
 
 
+class RegistryConf(_Strict):
+    """Where the service registers itself (etcd), so clients find it as
+    ``discovery:///<app.name>``."""
+
+    kind: Literal["etcd"] = "etcd"
+    address: str = Field(default="127.0.0.1:2379", description="etcd client host:port")
+    namespace: str = Field(default="/microservices", description="key prefix")
+    ttl: int = Field(
+        default=15, ge=1, description="lease seconds: how long a crashed instance stays listed"
+    )
+    deregister_delay: float = Field(
+        default=1.0, ge=0, description="seconds between deregistering and draining"
+    )
+    advertise_host: str | None = Field(
+        default=None, description="host to register; None: this machine's address"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, address: str) -> str:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, e.g. 127.0.0.1:2379; got {address!r}")
+        return address
+
+
 class Bootstrap(_Strict):
     """The whole configuration tree."""
 
@@ -157,3 +184,5 @@ class Bootstrap(_Strict):
     data: DataConf = DataConf()
     log: LogConf = LogConf()
     tracing: TracingConf = TracingConf()
+    #: ``None`` (default): the service registers nowhere
+    registry: RegistryConf | None = None

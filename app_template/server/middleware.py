@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from framework.metadata import server_metadata
 from framework.middleware import Middleware, access_log, recovery, timeout, validate
 from framework.tracing import otel_available, tracing
 
@@ -18,5 +19,6 @@ def default_middlewares(timeout_seconds: float, *, validation: bool = True) -> l
     """
     middlewares = [tracing()] if otel_available() else []
     # access_log before recovery so it measures and logs everything, including recovered errors.
-    middlewares += [access_log(), recovery(), timeout(timeout_seconds)]
+    # server_metadata keeps the x-md-* entries, so calls and messages made here carry them on.
+    middlewares += [access_log(), recovery(), server_metadata(), timeout(timeout_seconds)]
     return [*middlewares, validate()] if validation else middlewares

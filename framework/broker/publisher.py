@@ -18,6 +18,7 @@ from framework.broker.policy import (
     DLQ_REASON,
 )
 from framework.broker.subscriber import SubscriberSpec
+from framework.metadata import propagated
 
 __all__ = ["MAX_DLQ_REASON", "Publisher", "dead_letter", "dlq_headers"]
 
@@ -57,6 +58,8 @@ class Publisher:
                 sent as UTF-8.
             headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
                 given in the form ``Message.headers`` uses (``header_text``).
+                The ``x-md-global-*`` metadata of the request being handled is added
+                (:func:`framework.metadata.propagated`).
             delay: seconds before delivery, where the broker supports it (else it raises).
         """
         body = self.codec.encode(payload)
@@ -64,6 +67,9 @@ class Publisher:
             key = key.encode("utf-8")
         elif isinstance(key, int):
             key = str(key).encode("ascii")
+        carried = propagated()
+        if carried:
+            headers = {**carried, **(headers or {})}
         return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
 
 

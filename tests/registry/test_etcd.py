@@ -1,0 +1,93 @@
+"""EtcdRegistry against a real etcd: lease, watch, outage with re-registration and resync."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from framework.registry import ServiceInstance, Watcher
+from framework.registry.etcd import EtcdRegistry
+from tests.registry.etcd_server import EtcdServer
+
+
+def _instance(i: int) -> ServiceInstance:
+    return ServiceInstance(f"id-{i}", "orders", "v1", {"n": str(i)}, (f"grpc://10.0.0.{i}:9000",))
+
+
+async def _until(watcher: Watcher, ids: set[str], timeout: float) -> float:
+    """Wait for the watcher to show exactly ``ids``; return how long it took."""
+    started = time.monotonic()
+
+    async def loop() -> None:
+        while {i.id for i in await watcher.next()} != ids:
+            pass
+
+    await asyncio.wait_for(loop(), timeout)
+    return time.monotonic() - started
+
+
+async def test_register_watch_deregister(etcd: EtcdServer) -> None:
+    registry = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=3)
+    try:
+        watcher = await registry.watch("orders")
+        assert await watcher.next() == []
+        await registry.register(_instance(1))
+        await registry.register(_instance(2))
+        await _until(watcher, {"id-1", "id-2"}, 5)
+        assert {i.id for i in await registry.get_service("orders")} == {"id-1", "id-2"}
+        [one] = [i for i in await registry.get_service("orders") if i.id == "id-1"]
+        assert one == _instance(1)
+        await registry.deregister(_instance(1))
+        await _until(watcher, {"id-2"}, 5)
+        await watcher.stop()
+    finally:
+        await registry.close()
+
+
+async def test_keep_alive_holds_the_instance_past_its_ttl(etcd: EtcdServer) -> None:
+    registry = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=1)
+    other = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=1)
+    try:
+        await registry.register(_instance(1))
+        await asyncio.sleep(3)  # three TTLs: only the keep-alive can keep the key
+        assert [i.id for i in await other.get_service("orders")] == ["id-1"]
+        # A registry that stops refreshing (a crash) loses the key within the TTL.
+        await registry.close()
+        watcher = await other.watch("orders")
+        assert await _until(watcher, set(), 3) < 3
+        await watcher.stop()
+    finally:
+        await other.close()
+
+
+@pytest.mark.parametrize("wipe", [True, False], ids=["etcd-back-empty", "etcd-back-same-data"])
+async def test_instances_come_back_after_an_etcd_restart(etcd: EtcdServer, wipe: bool) -> None:
+    ttl = 3
+    registries = [EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=ttl) for _ in range(3)]
+    observer = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=ttl)
+    try:
+        for n, registry in enumerate(registries):
+            await registry.register(_instance(n))
+        watcher = await observer.watch("orders")
+        everyone = {"id-0", "id-1", "id-2"}
+        await _until(watcher, everyone, 5)
+        etcd.stop(wipe=wipe)
+        await asyncio.sleep(1.5)  # keep-alives and the watch fail meanwhile
+        restarted = time.monotonic()
+        etcd.start()
+        if wipe:
+            # The watch resyncs to an empty store first, then sees everyone come back.
+            await _until(watcher, set(), 5)
+            await _until(watcher, everyone, ttl + 2)
+            assert time.monotonic() - restarted < ttl + 1, "not registered again within a TTL"
+        else:
+            # etcd restores the keys and grants their leases a fresh TTL: they stay only if
+            # the keep-alives resumed.
+            await asyncio.sleep(2 * ttl)
+        assert {i.id for i in await observer.get_service("orders")} == everyone
+        await watcher.stop()
+    finally:
+        for registry in [*registries, observer]:
+            await registry.close()
