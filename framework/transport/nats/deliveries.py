@@ -1,0 +1,61 @@
+"""NATS messages as framework messages, and the dead-letter copies made of them.
+
+A JetStream message's reply subject (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>
+...``) says how often it was delivered, which is the framework's ``attempt``: a retry is a
+``nak`` with a delay, and JetStream counts the redelivery. ``Message.id`` is the publisher's
+``Nats-Msg-Id`` (stable across redeliveries), else ``<stream>/<sequence>``; ``offset`` is the
+stream sequence.
+"""
+
+from __future__ import annotations
+
+from nats.aio.msg import Msg
+
+from framework.broker.broker import ProcessResult
+from framework.broker.message import Message
+from framework.broker.publisher import dlq_headers
+from framework.transport.nats.headers import MSG_ID, decode_headers
+
+__all__ = ["dead_letter_headers", "dead_letter_id", "to_message"]
+
+
+def to_message(msg: Msg, *, jetstream: bool) -> Message:
+    """A received NATS message as a :class:`Message` (``raw`` is the nats-py ``Msg``)."""
+    raw_headers = msg.headers
+    headers, key = decode_headers(raw_headers)
+    msg_id = raw_headers.get(MSG_ID, "") if raw_headers else ""
+    if not jetstream:
+        return Message(msg.data, msg.subject, key, headers, msg_id, raw=msg)
+    meta = msg.metadata
+    sequence = meta.sequence.stream
+    return Message(
+        msg.data,
+        msg.subject,
+        key,
+        headers,
+        msg_id or f"{meta.stream}/{sequence}",
+        None,
+        sequence,
+        None,
+        meta.timestamp.timestamp(),
+        meta.num_delivered,
+        msg,
+    )
+
+
+def dead_letter_headers(message: Message, result: ProcessResult) -> dict[str, str]:
+    """The copy's headers: the message's own plus the DLQ headers of
+    :mod:`framework.broker.policy` (JetStream's delivery count may know more attempts than
+    this process made)."""
+    attempts = max(result.attempts, message.attempt)
+    return {
+        **message.headers,
+        **dlq_headers(message, result, topic=message.topic, attempts=attempts),
+    }
+
+
+def dead_letter_id(message: Message) -> str:
+    """``Nats-Msg-Id`` of the dead-letter copy: derived from the original's, so the copy of a
+    message dead-lettered twice (a crash between the publish and the ``term``) is stored once
+    within the stream's duplicate window."""
+    return f"{message.id}.dlq"

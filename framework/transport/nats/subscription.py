@@ -1,0 +1,312 @@
+"""One running JetStream subscription: pull, dispatch to ordered lanes, settle each message.
+
+A group subscriber is a durable pull consumer with explicit acks. The pull loop asks for up
+to ``fetch_batch`` messages at a time while fewer than ``prefetch`` are unsettled (so a slow
+handler holds back intake, never memory), and hands each to the lane of its key (see
+:mod:`~framework.transport.nats.lanes`). While the lanes work, the loop already waits for the
+next batch. A lane runs the processor (``retry_in_process=False``) and then:
+
+* ``ACK``: ``+ACK`` the message. Each message is acked on its own: JetStream's cumulative
+  ``AckAll`` would also ack unfinished messages of other lanes or other instances and undo
+  ``nak`` retries, so it is not safe with concurrent, per-key ordered work;
+* ``RetryLater(delay)``: ``nak`` with that delay; JetStream redelivers the message and counts
+  the delivery, which is the next attempt number;
+* ``DEAD``: a copy with the reason headers is published (with a JetStream ack) to the
+  dead-letter subject, then the message is ``term``-inated (never redelivered). If that
+  publish fails, the message is ``nak``-ed after a pause instead: never lost.
+
+Messages that wait or run longer than a third of ``ack_wait`` get an in-progress ack
+(``+WPI``) so JetStream does not redeliver them to another consumer meanwhile.
+
+Retries go through the server rather than sleeping in the lane, so a failing message never
+blocks its lane; the price is that later messages with the same key are handled before it
+(as with RabbitMQ's retry queues and Kafka retry topics).
+
+After a connection loss nats-py reconnects and restores the subscription; pull requests just
+time out meanwhile, and the loop logs once when the pull fails and once when it works again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, RetryLater
+from framework.broker.message import Message
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.nats.deliveries import dead_letter_headers, dead_letter_id, to_message
+from framework.transport.nats.lanes import Lanes
+from framework.transport.nats.options import SubscriberConfig
+
+__all__ = ["DeadLetterPublish", "NatsSubscription"]
+
+log = logging.getLogger("pykratos.nats")
+
+#: ``publish(subject, body, key, headers, msg_id)``: a publish confirmed by JetStream.
+DeadLetterPublish = Callable[[str, bytes, bytes | None, dict[str, str], str], Awaitable[object]]
+
+# Seconds before a message whose dead-letter publish failed is redelivered, so a broken
+# dead-letter stream does not turn into a hot redelivery loop.
+_FAILURE_PAUSE = 1.0
+# Pause of the pull loop after an unexpected error.
+_PULL_PAUSE = 0.5
+
+
+class NatsSubscription:
+    """A running JetStream subscription of one :class:`SubscriberSpec` (the ``Subscription``
+    protocol, with ``stop_intake``).
+
+    Attributes:
+        stream: the stream consumed.
+        durable: the durable consumer's name.
+    """
+
+    def __init__(
+        self,
+        *,
+        spec: SubscriberSpec,
+        processor: MessageProcessor,
+        config: SubscriberConfig,
+        client: Client,
+        pull: JetStreamContext.PullSubscription,
+        stream: str,
+        publish: DeadLetterPublish,
+        fetch_timeout: float,
+        on_stopped: Callable[[NatsSubscription], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        self.stream = stream
+        self.durable = config.durable
+        self._processor = processor
+        self._client = client
+        self._pull = pull
+        self._publish = publish
+        self._fetch_timeout = fetch_timeout
+        self._on_stopped = on_stopped
+        self._inflight: dict[int, tuple[Msg, float]] = {}  # id(msg) -> (msg, last ack time)
+        self._room = asyncio.Event()
+        self._lanes: Lanes | None = None
+        self._puller: asyncio.Task[None] | None = None
+        self._progress: asyncio.Task[None] | None = None
+        self._failing = False
+        self._intake_stopped = False
+        self._stopping = False
+
+    @property
+    def inflight(self) -> int:
+        """Messages fetched and not settled yet."""
+        return len(self._inflight)
+
+    async def start(self) -> None:
+        """Start the lanes, the pull loop and the in-progress acks."""
+        name = self.spec.display_name
+        handle = self._handle if self.spec.batch is None else self._handle_batch
+        self._lanes = Lanes(self.spec.concurrency, handle, self.spec.batch, name)
+        self._puller = asyncio.create_task(self._pull_loop(), name=f"{name}.pull")
+        self._progress = asyncio.create_task(self._keep_alive(), name=f"{name}.progress")
+
+    # -- intake --------------------------------------------------------------------------
+
+    async def _pull_loop(self) -> None:
+        config = self.config
+        lanes = self._lanes
+        assert lanes is not None
+        loop = asyncio.get_running_loop()
+        inflight = self._inflight
+        while not self._intake_stopped:
+            room = config.prefetch - len(inflight)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                msgs = await self._pull.fetch(
+                    min(config.fetch_batch, room), timeout=self._fetch_timeout
+                )
+            except TimeoutError:  # nothing to fetch (or disconnected: the fetch cannot answer)
+                self._healthy(self._client.is_connected)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._healthy(False, exc)
+                await asyncio.sleep(_PULL_PAUSE)
+                continue
+            self._healthy(True)
+            if self._intake_stopped:  # fetched while stopping: give them back at once
+                for msg in msgs:
+                    await self._settle(msg.nak())
+                return
+            now = loop.time()
+            for msg in msgs:
+                inflight[id(msg)] = (msg, now)
+                lanes.put(to_message(msg, jetstream=True))
+
+    def _healthy(self, ok: bool, exc: BaseException | None = None) -> None:
+        """Log once per change between pulling fine and failing."""
+        if ok and self._failing:
+            self._failing = False
+            log.info("%s: pulling from %s again", self.spec.display_name, self.stream)
+        elif not ok and not self._failing:
+            self._failing = True
+            log.warning(
+                "%s: cannot pull from %s/%s (%s); retrying",
+                self.spec.display_name,
+                self.stream,
+                self.durable,
+                repr(exc) if exc is not None else "disconnected",
+            )
+
+    async def _keep_alive(self) -> None:
+        """In-progress acks for messages unsettled for a third of ``ack_wait``."""
+        period = self.config.ack_wait / 3
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            due = loop.time() - period
+            for key, (msg, acked) in list(self._inflight.items()):
+                if acked <= due and key in self._inflight:
+                    self._inflight[key] = (msg, loop.time())
+                    await self._settle(msg.in_progress())
+
+    # -- settling ------------------------------------------------------------------------
+
+    def _done(self, msg: Msg) -> None:
+        self._inflight.pop(id(msg), None)
+        self._room.set()
+
+    @staticmethod
+    async def _settle(ack: Awaitable[None]) -> None:
+        try:
+            await ack
+        except Exception as exc:  # connection gone: JetStream redelivers after ack_wait
+            log.debug("ack skipped: %r", exc)
+
+    async def _handle(self, messages: list[Message]) -> None:
+        message = messages[0]
+        msg: Msg = message.raw
+        try:
+            result = await self._processor.process(message, retry_in_process=False)
+        except RetryLater as later:
+            await self._settle(msg.nak(delay=later.delay))
+            self._done(msg)
+            return
+        except Exception as exc:  # a processor bug must not kill the lane
+            result = ProcessResult.processor_failed(self.spec, exc)
+        if result.outcome is Outcome.DEAD:
+            await self._dead(messages, result)
+        else:
+            await self._settle(msg.ack())
+        self._done(msg)
+
+    async def _handle_batch(self, messages: list[Message]) -> None:
+        try:
+            result = await self._processor.process_batch(messages)
+        except Exception as exc:
+            result = ProcessResult.processor_failed(self.spec, exc)
+        if result.outcome is Outcome.DEAD:
+            await self._dead(messages, result)
+        else:
+            for message in messages:
+                await self._settle(message.raw.ack())
+        for message in messages:
+            self._done(message.raw)
+
+    async def _dead(self, messages: list[Message], result: ProcessResult) -> None:
+        for message in messages:
+            msg: Msg = message.raw
+            subject = self.config.dead_letter_subject(message.topic)
+            if subject is None:
+                log.error(
+                    "dropping a message of %s after %d attempt(s): %s (dead-lettering disabled)",
+                    self.spec.display_name,
+                    max(result.attempts, message.attempt),
+                    result.reason,
+                )
+                await self._settle(msg.term())
+                continue
+            try:
+                await self._publish(
+                    subject,
+                    message.body,
+                    message.key,
+                    dead_letter_headers(message, result),
+                    dead_letter_id(message),
+                )
+            except Exception:
+                log.exception(
+                    "%s: cannot dead-letter to %r; redelivering", self.spec.display_name, subject
+                )
+                await self._settle(msg.nak(delay=_FAILURE_PAUSE))
+                continue
+            log.warning(
+                "%s: dead-lettered message %s to %s: %s",
+                self.spec.display_name,
+                message.id,
+                subject,
+                result.reason,
+            )
+            await self._settle(msg.term())
+
+    # -- stop ----------------------------------------------------------------------------
+
+    async def stop_intake(self) -> None:
+        """Stop pulling: no new messages are taken (a pull already answered is given back
+        with a ``nak``). Messages already taken are handled by :meth:`stop`. Idempotent."""
+        if self._intake_stopped:
+            return
+        self._intake_stopped = True
+        self._room.set()
+
+    async def _give_back(self, messages: list[Message]) -> None:
+        for message in messages:
+            await self._settle(message.raw.nak())
+            self._done(message.raw)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop intake, give back (``nak``) the messages not started, let the running ones
+        finish within ``timeout`` and settle them, flush the acks and unsubscribe. The
+        durable consumer stays: what is left is redelivered to the group."""
+        if self._stopping:
+            return
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        await self.stop_intake()
+        if self._lanes is not None:
+            await self._give_back(self._lanes.take_queued())
+        if self._puller is not None:
+            # A pull request in flight answers within fetch_timeout; the loop gives back
+            # what it brings.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._puller, self._fetch_timeout + 1.0)
+        if self._lanes is not None:
+            late = await self._lanes.close(deadline - loop.time())
+            if late:
+                log.warning(
+                    "%s: %d handler(s) did not finish within %.1fs; their messages will be "
+                    "redelivered",
+                    self.spec.display_name,
+                    late,
+                    timeout,
+                )
+        for msg, _ in list(self._inflight.values()):  # cancelled mid-handler: redeliver now
+            await self._settle(msg.nak())
+        self._inflight.clear()
+        if self._progress is not None:
+            self._progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._progress
+        with contextlib.suppress(Exception):
+            await self._client.flush(timeout=max(round(deadline - loop.time()), 1))
+        with contextlib.suppress(Exception):
+            await self._pull.unsubscribe()
+        if self._on_stopped is not None:
+            self._on_stopped(self)
