@@ -99,7 +99,7 @@ def _dead_letter(spec: SubscriberSpec) -> str | None:
             f"subscriber {spec.display_name!r}: dead-letter subject {template!r} has wildcards "
             f"but does not extend the topic {spec.topic!r}; give a concrete dlq= subject"
         )
-    sample = ".".join("x" for _ in spec.topic.split("."))
+    sample = ".".join("x" if t in ("*", ">") else t for t in spec.topic.split("."))
     if matches(spec.topic, concrete_dead_letter(template, spec.topic, sample)):
         raise StreamError(
             f"subscriber {spec.display_name!r}: dead letters of {spec.topic!r} would land in "
