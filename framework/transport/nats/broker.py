@@ -62,7 +62,8 @@ class NatsBroker(Broker):
     """NATS broker with JetStream (see the module docstring).
 
     Args:
-        servers: NATS URL, or a list of them (``nats://user:pass@host:4222``).
+        servers: NATS URL (``nats://user:pass@host:4222``), or several separated by commas
+            (a cluster: nats-py picks one and fails over to the others).
         stream: the stream the broker creates or extends for subjects no stream captures.
         create_streams: create or extend ``stream`` for subjects no stream captures; off,
             a missing stream is a :class:`~framework.transport.nats.errors.StreamError`.
@@ -90,7 +91,7 @@ class NatsBroker(Broker):
 
     def __init__(
         self,
-        servers: str | list[str] = "nats://127.0.0.1:4222",
+        servers: str = "nats://127.0.0.1:4222",
         *,
         stream: str = "pykratos",
         create_streams: bool = True,
@@ -117,7 +118,9 @@ class NatsBroker(Broker):
             raise ValueError(f"storage must be 'file' or 'memory', got {storage!r}")
         if deliver_policy not in ("all", "new"):
             raise ValueError(f"deliver_policy must be 'all' or 'new', got {deliver_policy!r}")
-        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.servers = [url.strip() for url in servers.split(",") if url.strip()]
+        if not self.servers:
+            raise ValueError("servers must name at least one NATS URL")
         self.stream = stream
         self.create_streams = create_streams
         self.storage = storage
