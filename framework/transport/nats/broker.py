@@ -382,13 +382,11 @@ class NatsBroker(Broker):
                 f"{config.durable!r} on stream {stream!r} ({exc}); an existing one with another "
                 f"configuration must be deleted first (nats consumer rm)"
             ) from exc
-        pull = await self.jetstream.pull_subscribe_bind(durable=config.durable, stream=stream)
         return NatsSubscription(
             spec=spec,
             processor=processor,
             config=config,
             client=self.client,
-            pull=pull,
             stream=stream,
             publish=self._publish_copy,
             fetch_timeout=self.fetch_timeout,

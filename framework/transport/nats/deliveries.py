@@ -19,26 +19,39 @@ from framework.transport.nats.headers import MSG_ID, decode_headers
 __all__ = ["dead_letter_headers", "dead_letter_id", "to_message"]
 
 
+def _ack_subject(reply: str) -> tuple[str, int, int, float]:
+    """``(stream, delivered, stream sequence, timestamp)`` of a JetStream ack subject: v1
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` or v2 with a
+    domain and an account hash before the stream (and a trailing token)."""
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        return tokens[2], int(tokens[4]), int(tokens[5]), int(tokens[7]) / 1e9
+    return tokens[4], int(tokens[6]), int(tokens[7]), int(tokens[9]) / 1e9
+
+
 def to_message(msg: Msg, *, jetstream: bool) -> Message:
     """A received NATS message as a :class:`Message` (``raw`` is the nats-py ``Msg``)."""
     raw_headers = msg.headers
-    headers, key = decode_headers(raw_headers)
-    msg_id = raw_headers.get(MSG_ID, "") if raw_headers else ""
+    if raw_headers:
+        headers, key = decode_headers(raw_headers)
+        msg_id = raw_headers.get(MSG_ID, "")
+    else:
+        headers, key, msg_id = {}, None, ""
     if not jetstream:
         return Message(msg.data, msg.subject, key, headers, msg_id, raw=msg)
-    meta = msg.metadata
-    sequence = meta.sequence.stream
+    stream, delivered, sequence, stamp = _ack_subject(msg.reply)
+    # Positional construction: this runs once per consumed message.
     return Message(
         msg.data,
         msg.subject,
         key,
         headers,
-        msg_id or f"{meta.stream}/{sequence}",
+        msg_id or f"{stream}/{sequence}",
         None,
         sequence,
         None,
-        meta.timestamp.timestamp(),
-        meta.num_delivered,
+        stamp,
+        delivered,
         msg,
     )
 

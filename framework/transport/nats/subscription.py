@@ -1,10 +1,11 @@
 """One running JetStream subscription: pull, dispatch to ordered lanes, settle each message.
 
-A group subscriber is a durable pull consumer with explicit acks. The pull loop asks for up
-to ``fetch_batch`` messages at a time while fewer than ``prefetch`` are unsettled (so a slow
-handler holds back intake, never memory), and hands each to the lane of its key (see
-:mod:`~framework.transport.nats.lanes`). While the lanes work, the loop already waits for the
-next batch. A lane runs the processor (``retry_in_process=False``) and then:
+A group subscriber is a durable pull consumer with explicit acks. The pull loop keeps
+requests for ``fetch_batch`` messages outstanding while the messages requested and not
+settled stay within ``prefetch`` (so a slow handler holds back intake, never memory); each
+message that arrives goes to the lane of its key (see :mod:`~framework.transport.nats.pull`
+and :mod:`~framework.transport.nats.lanes`). While the lanes work, the server already sends
+the next batch. A lane runs the processor (``retry_in_process=False``) and then:
 
 * ``ACK``: ``+ACK`` the message. Each message is acked on its own: JetStream's cumulative
   ``AckAll`` would also ack unfinished messages of other lanes or other instances and undo
@@ -22,8 +23,9 @@ Retries go through the server rather than sleeping in the lane, so a failing mes
 blocks its lane; the price is that later messages with the same key are handled before it
 (as with RabbitMQ's retry queues and Kafka retry topics).
 
-After a connection loss nats-py reconnects and restores the subscription; pull requests just
-time out meanwhile, and the loop logs once when the pull fails and once when it works again.
+After a connection loss nats-py reconnects and restores the inbox subscription; requests
+left unanswered are forgotten after ``fetch_timeout`` and sent again once connected, and the
+loop logs once when pulling fails and once when it works again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, RetryLater
 from framework.broker.message import Message
@@ -43,6 +44,7 @@ from framework.broker.subscriber import SubscriberSpec
 from framework.transport.nats.deliveries import dead_letter_headers, dead_letter_id, to_message
 from framework.transport.nats.lanes import Lanes
 from framework.transport.nats.options import SubscriberConfig
+from framework.transport.nats.pull import Puller
 
 __all__ = ["DeadLetterPublish", "NatsSubscription"]
 
@@ -54,7 +56,7 @@ DeadLetterPublish = Callable[[str, bytes, bytes | None, dict[str, str], str], Aw
 # Seconds before a message whose dead-letter publish failed is redelivered, so a broken
 # dead-letter stream does not turn into a hot redelivery loop.
 _FAILURE_PAUSE = 1.0
-# Pause of the pull loop after an unexpected error.
+# Pause of the pull loop after an error or while disconnected.
 _PULL_PAUSE = 0.5
 
 
@@ -74,7 +76,6 @@ class NatsSubscription:
         processor: MessageProcessor,
         config: SubscriberConfig,
         client: Client,
-        pull: JetStreamContext.PullSubscription,
         stream: str,
         publish: DeadLetterPublish,
         fetch_timeout: float,
@@ -86,14 +87,21 @@ class NatsSubscription:
         self.durable = config.durable
         self._processor = processor
         self._client = client
-        self._pull = pull
         self._publish = publish
         self._fetch_timeout = fetch_timeout
         self._on_stopped = on_stopped
         self._inflight: dict[int, tuple[Msg, float]] = {}  # id(msg) -> (msg, last ack time)
-        self._room = asyncio.Event()
+        self._wake = asyncio.Event()  # room for another pull request, or intake stopped
+        self._puller = Puller(
+            client,
+            stream,
+            config.durable,
+            expires=fetch_timeout,
+            deliver=self._on_msg,
+            ended=self._wake.set,
+        )
         self._lanes: Lanes | None = None
-        self._puller: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
         self._progress: asyncio.Task[None] | None = None
         self._failing = False
         self._intake_stopped = False
@@ -101,53 +109,62 @@ class NatsSubscription:
 
     @property
     def inflight(self) -> int:
-        """Messages fetched and not settled yet."""
+        """Messages received and not settled yet."""
         return len(self._inflight)
 
     async def start(self) -> None:
-        """Start the lanes, the pull loop and the in-progress acks."""
+        """Start the lanes, the pull loop and the in-progress acks; return once the first
+        pull requests are sent."""
         name = self.spec.display_name
         handle = self._handle if self.spec.batch is None else self._handle_batch
         self._lanes = Lanes(self.spec.concurrency, handle, self.spec.batch, name)
-        self._puller = asyncio.create_task(self._pull_loop(), name=f"{name}.pull")
+        await self._puller.start()
+        self._loop_task = asyncio.create_task(self._pull_loop(), name=f"{name}.pull")
         self._progress = asyncio.create_task(self._keep_alive(), name=f"{name}.progress")
 
     # -- intake --------------------------------------------------------------------------
 
-    async def _pull_loop(self) -> None:
+    def _room(self) -> bool:
+        """True when another full request fits in the window."""
         config = self.config
-        lanes = self._lanes
-        assert lanes is not None
+        used = len(self._inflight) + self._puller.outstanding
+        return config.prefetch - used >= config.fetch_batch
+
+    async def _pull_loop(self) -> None:
+        puller = self._puller
         loop = asyncio.get_running_loop()
-        inflight = self._inflight
+        patience = self._fetch_timeout + 1.0  # a request answers (408) within its expiry
         while not self._intake_stopped:
-            room = config.prefetch - len(inflight)
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            try:
-                msgs = await self._pull.fetch(
-                    min(config.fetch_batch, room), timeout=self._fetch_timeout
-                )
-            except TimeoutError:  # nothing to fetch (or disconnected: the fetch cannot answer)
-                self._healthy(self._client.is_connected)
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._healthy(False, exc)
+            if not self._client.is_connected:
+                self._healthy(False)
+                puller.forget()  # unanswered: the server may never have got them
                 await asyncio.sleep(_PULL_PAUSE)
                 continue
-            self._healthy(True)
-            if self._intake_stopped:  # fetched while stopping: give them back at once
-                for msg in msgs:
-                    await self._settle(msg.nak())
-                return
-            now = loop.time()
-            for msg in msgs:
-                inflight[id(msg)] = (msg, now)
-                lanes.put(to_message(msg, jetstream=True))
+            if self._room():
+                try:
+                    await puller.request(self.config.fetch_batch)
+                except Exception as exc:
+                    self._healthy(False, exc)
+                    await asyncio.sleep(_PULL_PAUSE)
+                continue
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(patience):
+                    await self._wake.wait()
+            except TimeoutError:
+                if puller.outstanding and loop.time() - puller.last_answer > patience:
+                    puller.forget()  # no answer at all: the requests were lost
+            if puller.last_answer and loop.time() - puller.last_answer <= patience:
+                self._healthy(True)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if self._intake_stopped:  # arrived while stopping: give it back at once
+            await self._settle(msg.nak())
+            return
+        lanes = self._lanes
+        assert lanes is not None
+        self._inflight[id(msg)] = (msg, self._puller.last_answer)
+        lanes.put(to_message(msg, jetstream=True))
 
     def _healthy(self, ok: bool, exc: BaseException | None = None) -> None:
         """Log once per change between pulling fine and failing."""
@@ -180,7 +197,8 @@ class NatsSubscription:
 
     def _done(self, msg: Msg) -> None:
         self._inflight.pop(id(msg), None)
-        self._room.set()
+        if not self._wake.is_set() and self._room():
+            self._wake.set()
 
     @staticmethod
     async def _settle(ack: Awaitable[None]) -> None:
@@ -263,7 +281,7 @@ class NatsSubscription:
         if self._intake_stopped:
             return
         self._intake_stopped = True
-        self._room.set()
+        self._wake.set()
 
     async def _give_back(self, messages: list[Message]) -> None:
         for message in messages:
@@ -282,11 +300,16 @@ class NatsSubscription:
         await self.stop_intake()
         if self._lanes is not None:
             await self._give_back(self._lanes.take_queued())
-        if self._puller is not None:
-            # A pull request in flight answers within fetch_timeout; the loop gives back
-            # what it brings.
+        if self._loop_task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._puller, self._fetch_timeout + 1.0)
+                await self._loop_task
+        # Requests still outstanding answer within fetch_timeout; what they bring is given
+        # back as it comes (see _on_msg), then the inbox goes.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(self._fetch_timeout + 1.0, max(timeout, 0.1))):
+                while self._puller.outstanding and self._client.is_connected:
+                    self._wake.clear()
+                    await self._wake.wait()
         if self._lanes is not None:
             late = await self._lanes.close(deadline - loop.time())
             if late:
@@ -307,6 +330,6 @@ class NatsSubscription:
         with contextlib.suppress(Exception):
             await self._client.flush(timeout=max(round(deadline - loop.time()), 1))
         with contextlib.suppress(Exception):
-            await self._pull.unsubscribe()
+            await self._puller.close()
         if self._on_stopped is not None:
             self._on_stopped(self)
