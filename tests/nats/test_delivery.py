@@ -258,3 +258,25 @@ async def test_stop_gives_back_unstarted_messages_and_finishes_the_running_one(
     assert sorted(n for n, _ in items) == list(range(1, 10))
     await asyncio.sleep(0.3)
     assert len(rest.items) == 9, "the finished message was acked, not redelivered"
+
+
+async def test_a_batch_handler_gets_lists_and_every_message_is_acked(env: NatsEnv) -> None:
+    topic = env.topic("batch")
+    batches = Collector()
+    router = Router()
+
+    @router.subscriber(topic, group="g", batch=10)
+    async def handle(events: list[Event]) -> None:
+        batches.add([e.n for e in events])
+
+    publisher = await env.connected()
+    for n in range(30):
+        await publisher.publish(topic, body(n))
+    server = await env.serve(router)
+    async with asyncio.timeout(10):
+        while sum(len(b) for b in batches.items) < 30:
+            await batches.wait(len(batches.items) + 1)
+    assert sorted(n for b in batches.items for n in b) == list(range(30))
+    assert max(len(b) for b in batches.items) > 1, "lists, not one message at a time"
+    (subscription,) = server.broker.subscriptions  # type: ignore[attr-defined]
+    await wait_acked(publisher, subscription.stream, subscription.durable)

@@ -160,6 +160,7 @@ class NatsSubscription:
     async def _on_msg(self, msg: Msg) -> None:
         if self._intake_stopped:  # arrived while stopping: give it back at once
             await self._settle(msg.nak())
+            self._wake.set()  # stop() waits for the outstanding requests to run out
             return
         lanes = self._lanes
         assert lanes is not None
