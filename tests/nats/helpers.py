@@ -121,9 +121,10 @@ class Proxy:
         self.connections = 0
 
     async def start(self) -> str:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        host = self._target[0]  # listen where the server does: loopback
+        self._server = await asyncio.start_server(self._accept, host, 0)
         port = self._server.sockets[0].getsockname()[1]
-        return f"nats://127.0.0.1:{port}"
+        return f"nats://{host}:{port}"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

@@ -26,10 +26,9 @@ from nats.aio.subscription import Subscription
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.nats.deliveries import dead_letter_headers, dead_letter_id, to_message
+from framework.transport.nats.deliveries import DeadLetterPublish, dead_letter, to_message
 from framework.transport.nats.lanes import Lanes
 from framework.transport.nats.options import SubscriberConfig
-from framework.transport.nats.subscription import DeadLetterPublish
 
 __all__ = ["CoreSubscription"]
 
@@ -98,30 +97,11 @@ class CoreSubscription:
 
     async def _dead(self, messages: list[Message], result: ProcessResult) -> None:
         for message in messages:
-            subject = self.config.dead_letter_subject(message.topic)
-            if subject is None:
-                log.error(
-                    "dropping a message of %s: %s (dead-lettering disabled)",
-                    self.spec.display_name,
-                    result.reason,
-                )
-                continue
-            if not message.id:
+            if not message.id:  # the copy's Nats-Msg-Id derives from it
                 message.id = uuid.uuid4().hex
-            try:
-                await self._publish(
-                    subject,
-                    message.body,
-                    message.key,
-                    dead_letter_headers(message, result),
-                    dead_letter_id(message),
-                )
-            except Exception:
-                log.exception(
-                    "%s: cannot dead-letter to %r; the message is lost (core NATS)",
-                    self.spec.display_name,
-                    subject,
-                )
+            subject = self.config.dead_letter_subject(message.topic)
+            # A failed publish loses the message (logged): core NATS cannot redeliver it.
+            await dead_letter(self._publish, subject, message, result, self.spec.display_name)
 
     async def stop_intake(self) -> None:
         """Unsubscribe: no new messages. Idempotent."""

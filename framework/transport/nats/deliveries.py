@@ -9,6 +9,9 @@ stream sequence.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 from nats.aio.msg import Msg
 
 from framework.broker.broker import ProcessResult
@@ -16,7 +19,18 @@ from framework.broker.message import Message
 from framework.broker.publisher import dlq_headers
 from framework.transport.nats.headers import MSG_ID, decode_headers
 
-__all__ = ["dead_letter_headers", "dead_letter_id", "to_message"]
+__all__ = [
+    "DeadLetterPublish",
+    "dead_letter",
+    "dead_letter_headers",
+    "dead_letter_id",
+    "to_message",
+]
+
+log = logging.getLogger("pykratos.nats")
+
+#: ``publish(subject, body, key, headers, msg_id)``: a publish confirmed by JetStream.
+DeadLetterPublish = Callable[[str, bytes, bytes | None, dict[str, str], str], Awaitable[object]]
 
 
 def _ack_subject(reply: str) -> tuple[str, int, int, float]:
@@ -72,3 +86,37 @@ def dead_letter_id(message: Message) -> str:
     message dead-lettered twice (a crash between the publish and the ``term``) is stored once
     within the stream's duplicate window."""
     return f"{message.id}.dlq"
+
+
+async def dead_letter(
+    publish: DeadLetterPublish,
+    subject: str | None,
+    message: Message,
+    result: ProcessResult,
+    name: str,
+) -> bool:
+    """Publish the dead-letter copy of ``message`` to ``subject`` (``None``: dead-lettering
+    is disabled, the message is only logged). Returns False when the publish failed (logged),
+    so the caller can keep the message instead of losing it."""
+    if subject is None:
+        log.error(
+            "%s: dropping message %s after %d attempt(s): %s (dead-lettering disabled)",
+            name,
+            message.id,
+            max(result.attempts, message.attempt),
+            result.reason,
+        )
+        return True
+    try:
+        await publish(
+            subject,
+            message.body,
+            message.key,
+            dead_letter_headers(message, result),
+            dead_letter_id(message),
+        )
+    except Exception:
+        log.exception("%s: cannot dead-letter message %s to %r", name, message.id, subject)
+        return False
+    log.warning("%s: dead-lettered message %s to %s: %s", name, message.id, subject, result.reason)
+    return True

@@ -41,17 +41,14 @@ from nats.aio.msg import Msg
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, RetryLater
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.nats.deliveries import dead_letter_headers, dead_letter_id, to_message
+from framework.transport.nats.deliveries import DeadLetterPublish, dead_letter, to_message
 from framework.transport.nats.lanes import Lanes
 from framework.transport.nats.options import SubscriberConfig
 from framework.transport.nats.pull import Puller
 
-__all__ = ["DeadLetterPublish", "NatsSubscription"]
+__all__ = ["NatsSubscription"]
 
 log = logging.getLogger("pykratos.nats")
-
-#: ``publish(subject, body, key, headers, msg_id)``: a publish confirmed by JetStream.
-DeadLetterPublish = Callable[[str, bytes, bytes | None, dict[str, str], str], Awaitable[object]]
 
 # Seconds before a message whose dead-letter publish failed is redelivered, so a broken
 # dead-letter stream does not turn into a hot redelivery loop.
@@ -242,37 +239,10 @@ class NatsSubscription:
         for message in messages:
             msg: Msg = message.raw
             subject = self.config.dead_letter_subject(message.topic)
-            if subject is None:
-                log.error(
-                    "dropping a message of %s after %d attempt(s): %s (dead-lettering disabled)",
-                    self.spec.display_name,
-                    max(result.attempts, message.attempt),
-                    result.reason,
-                )
-                await self._settle(msg.term())
-                continue
-            try:
-                await self._publish(
-                    subject,
-                    message.body,
-                    message.key,
-                    dead_letter_headers(message, result),
-                    dead_letter_id(message),
-                )
-            except Exception:
-                log.exception(
-                    "%s: cannot dead-letter to %r; redelivering", self.spec.display_name, subject
-                )
+            if await dead_letter(self._publish, subject, message, result, self.spec.display_name):
+                await self._settle(msg.term())  # never redelivered
+            else:  # kept: redelivered after a pause, never lost
                 await self._settle(msg.nak(delay=_FAILURE_PAUSE))
-                continue
-            log.warning(
-                "%s: dead-lettered message %s to %s: %s",
-                self.spec.display_name,
-                message.id,
-                subject,
-                result.reason,
-            )
-            await self._settle(msg.term())
 
     # -- stop ----------------------------------------------------------------------------
 
