@@ -8,6 +8,7 @@ but ``data.broker``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,6 @@ import websockets
 
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
-from tests.nats.helpers import delete_stream
 from tests.services import (
     amqp_url,
     free_port,
@@ -62,6 +62,19 @@ def rabbit_vhost() -> Iterator[str]:
         rabbitmqctl("delete_vhost", vhost)
 
 
+async def delete_stream(name: str) -> None:
+    """Delete the NATS stream ``name`` with its consumers (if it exists)."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    client = await nats.connect(nats_url())
+    try:
+        with contextlib.suppress(NotFoundError):
+            await client.jetstream().delete_stream(name)
+    finally:
+        await client.close()
+
+
 @pytest.fixture
 def nats_stream() -> str:
     """A stream name of the service's own on NATS (``service_on_broker`` deletes it)."""
@@ -93,7 +106,7 @@ async def service_on_broker(
             yield app
     finally:
         if kind == "nats":  # the stream and its consumers
-            await delete_stream(options["stream"], nats_url())
+            await delete_stream(options["stream"])
 
 
 async def test_pay_flow_and_websocket_push_on_a_real_broker(service_on_broker: App) -> None:
