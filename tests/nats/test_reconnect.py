@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -54,3 +55,45 @@ async def test_pulls_and_publishes_resume_after_the_connection_drops(
     assert sum(m.startswith("reconnected to NATS") for m in messages) == 2, messages
     pull_failures = [m for m in messages if "cannot pull" in m]
     assert len(pull_failures) <= 1, "a pull failure is logged once per outage"
+
+
+async def test_a_deleted_consumer_is_reported_once_and_not_asked_in_a_hot_loop(
+    env: NatsEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = env.topic("gone")
+    router = Router()
+
+    @router.subscriber(topic, group="g")
+    async def handle(body: bytes) -> None: ...
+
+    server = await env.serve(router)
+    (subscription,) = server.broker.subscriptions  # type: ignore[attr-defined]
+    puller = subscription._puller
+    requests = 0
+    request = puller.request
+
+    async def counted(batch: int) -> None:
+        nonlocal requests
+        requests += 1
+        await request(batch)
+
+    puller.request = counted
+    reported = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "cannot pull" in record.getMessage():
+                reported.set()
+
+    watch = Watch()
+    logging.getLogger("pykratos.nats").addHandler(watch)
+    try:
+        await server.broker.jetstream.delete_consumer(env.stream, subscription.durable)  # type: ignore[attr-defined]
+        await asyncio.wait_for(reported.wait(), 10)
+        before = requests
+        await asyncio.sleep(1.5)
+    finally:
+        logging.getLogger("pykratos.nats").removeHandler(watch)
+    assert requests - before <= 6, f"{requests - before} pull requests in 1.5 s"
+    failures = [r for r in caplog.records if "cannot pull" in r.getMessage()]
+    assert len(failures) == 1

@@ -11,9 +11,11 @@ sending while the handlers work.
 It counts the messages requested and not received yet (``outstanding``): each message
 lowers it by one; a request that ends early says so in a status message without a reply
 subject (``408 Request Timeout`` when ``expires`` passed, ``409`` when the server refused
-or ended it) with the count it will not send in ``Nats-Pending-Messages``. A ``409``
-without that count ends every outstanding request (the count restarts at zero: at worst a
-few more messages than the window arrive, and they are handled all the same).
+or ended it) with the count it will not send in ``Nats-Pending-Messages``. A ``409`` or
+``503`` without that count is a refusal (consumer deleted, JetStream unavailable): it ends
+every outstanding request (the count restarts at zero: at worst a few more messages than the
+window arrive, and they are handled all the same) and is kept in ``refusal`` so the pull loop
+pauses and says so instead of asking again at once.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Puller:
         self.outstanding = 0
         #: loop time of the last message or status received
         self.last_answer = 0.0
+        #: status of the last request the server refused (``"409 Consumer Deleted"``), until
+        #: the pull loop takes it
+        self.refusal: str | None = None
 
     async def start(self) -> None:
         """Subscribe to the inbox (the server has the subscription when this returns)."""
@@ -94,14 +99,14 @@ class Puller:
             return
         headers = msg.headers or {}
         status = headers.get(_STATUS, "")
-        if status in ("408", "409", "404"):
+        if status in ("408", "409", "404", "503"):
             pending = headers.get(_PENDING)
             if pending is not None:
                 self.outstanding = max(self.outstanding - int(pending), 0)
             else:
-                if status == "409":
-                    log.debug("pull request ended: %s %s", status, headers.get(_DESCRIPTION))
                 self.outstanding = 0
+                if status in ("409", "503"):  # refused (consumer deleted, no JetStream...)
+                    self.refusal = f"{status} {headers.get(_DESCRIPTION, '')}".strip()
             self._ended()
 
     async def close(self) -> None:

@@ -137,6 +137,11 @@ class NatsSubscription:
                 puller.forget()  # unanswered: the server may never have got them
                 await asyncio.sleep(_PULL_PAUSE)
                 continue
+            refusal, puller.refusal = puller.refusal, None
+            if refusal is not None:
+                self._healthy(False, refusal)
+                await asyncio.sleep(_PULL_PAUSE)
+                continue
             if self._room():
                 try:
                     await puller.request(self.config.fetch_batch)
@@ -151,7 +156,7 @@ class NatsSubscription:
             except TimeoutError:
                 if puller.outstanding and loop.time() - puller.last_answer > patience:
                     puller.forget()  # no answer at all: the requests were lost
-            if puller.last_answer and loop.time() - puller.last_answer <= patience:
+            if puller.refusal is None and loop.time() - puller.last_answer <= patience:
                 self._healthy(True)
 
     async def _on_msg(self, msg: Msg) -> None:
@@ -164,7 +169,7 @@ class NatsSubscription:
         self._inflight[id(msg)] = (msg, self._puller.last_answer)
         lanes.put(to_message(msg, jetstream=True))
 
-    def _healthy(self, ok: bool, exc: BaseException | None = None) -> None:
+    def _healthy(self, ok: bool, cause: BaseException | str | None = None) -> None:
         """Log once per change between pulling fine and failing."""
         if ok and self._failing:
             self._failing = False
@@ -176,7 +181,11 @@ class NatsSubscription:
                 self.spec.display_name,
                 self.stream,
                 self.durable,
-                repr(exc) if exc is not None else "disconnected",
+                "disconnected"
+                if cause is None
+                else cause
+                if isinstance(cause, str)
+                else repr(cause),
             )
 
     async def _keep_alive(self) -> None:
