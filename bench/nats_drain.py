@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -121,10 +122,8 @@ async def prefill(url: str, target: Target, n: int, timeout: float) -> None:
 async def cleanup(url: str, target: Target) -> None:
     client = await nats.connect(url)
     try:
-        try:
+        with contextlib.suppress(NotFoundError):
             await client.jetstream().delete_stream(target.stream)
-        except NotFoundError:
-            pass
     finally:
         await client.close()
 
