@@ -10,6 +10,8 @@ address itself:
 
 - ``PYKRATOS_TEST_AMQP_URL``: RabbitMQ (default ``amqp://guest:guest@127.0.0.1:5672/``). Its
   virtual host is the one tests use unless they make a private one (:func:`amqp_url`).
+- ``PYKRATOS_TEST_NATS_URL``: NATS with JetStream (default ``nats://127.0.0.1:4222``); tests make
+  and delete their own streams (:func:`nats_url`).
 - ``PYKRATOS_TEST_POSTGRES_URL``: PostgreSQL, as a SQLAlchemy URL (default
   ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); tests make and drop their own schemas.
 - ``PYKRATOS_TEST_ETCD``: the ``etcd`` server binary the registry tests start on free ports
@@ -32,10 +34,12 @@ import pytest
 
 __all__ = [
     "DEFAULT_AMQP_URL",
+    "DEFAULT_NATS_URL",
     "DEFAULT_POSTGRES_URL",
     "amqp_url",
     "etcd_binary",
     "free_port",
+    "nats_url",
     "port_range",
     "postgres_url",
     "rabbitmqctl",
@@ -47,9 +51,16 @@ __all__ = [
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 # Ports assumed when a URL names none (the services' standard ports).
-_DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "postgresql": 5432, "postgres": 5432}
+_DEFAULT_PORTS = {
+    "amqp": 5672,
+    "amqps": 5671,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "nats": 4222,
+}
 
 
 def services_required() -> bool:
@@ -93,6 +104,11 @@ def amqp_url(vhost: str | None = None) -> str:
     if vhost is None:
         return url
     return urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+
+
+def nats_url() -> str:
+    """The NATS URL of the tests: ``PYKRATOS_TEST_NATS_URL``, else :data:`DEFAULT_NATS_URL`."""
+    return os.environ.get("PYKRATOS_TEST_NATS_URL") or DEFAULT_NATS_URL
 
 
 def postgres_url() -> str:

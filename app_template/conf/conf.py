@@ -114,9 +114,10 @@ class DatabaseConf(_Strict):
 
 
 class BrokerConf(_Strict):
-    kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
+    kind: Literal["memory", "kafka", "rabbitmq", "nats"] = "memory"
     timeout: float = Field(default=30.0, gt=0, description="per-message handler timeout, seconds")
-    #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ);
+    #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ,
+    #: servers for NATS);
     #: checked against ``kind``'s options when the config is scanned (README: broker options)
     options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
 

@@ -59,6 +59,9 @@ class ProcessResult:
     attempts: int = 1
     reason: str = ""  # human-readable cause for DEAD ("decode: ...", "ValueError: ...")
     error_type: str = ""  # exception class name for DEAD
+    #: the handler's return value, encoded with the subscriber's codec, for a broker that
+    #: answers requests (NATS request/reply); ``None`` when the handler returned ``None``.
+    reply: bytes | None = None
 
     @classmethod
     def processor_failed(

@@ -26,6 +26,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
         "rabbitmq",
         ("aio_pika", "aiormq", "pamqp"),
     ),
+    "nats": ("framework.transport.nats", "NatsBroker", "nats", ("nats",)),
 }
 
 #: kind -> (module, name) of the class whose constructor keywords are the broker's options,
@@ -82,11 +83,12 @@ def options_target(kind: str) -> Callable[..., Any]:
 
 
 def create_broker(kind: str, **options: Any) -> Broker:
-    """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``).
+    """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``,
+    ``"nats"``).
 
     ``options`` go to its constructor (e.g. ``bootstrap_servers=`` for Kafka, ``url=`` for
-    RabbitMQ, ``partitions=`` for memory); :func:`~framework.broker.options_schema.
-    broker_options` lists them.
+    RabbitMQ, ``servers=`` for NATS, ``partitions=`` for memory);
+    :func:`~framework.broker.options_schema.broker_options` lists them.
 
     Raises:
         ValueError: an unknown kind, or an option value the broker refuses.

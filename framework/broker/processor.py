@@ -100,6 +100,7 @@ class SubscriberProcessor:
         self._endpoint = endpoint
         self._retry = spec.retry
         self._sink = dead_letter_sink
+        self._encode = (codec if codec is not None else JsonCodec()).encode
         self._name = name = spec.display_name
 
         handler = spec.handler
@@ -136,7 +137,7 @@ class SubscriberProcessor:
         try:
             while True:
                 try:
-                    await self._run(payload)
+                    value = await self._run(payload)
                 except Exception as exc:
                     delay = self._failed(exc, message.attempt)
                     if delay is None:
@@ -147,9 +148,20 @@ class SubscriberProcessor:
                     message.attempt += 1
                     continue
                 attempt = message.attempt
+                if value is not None:
+                    return self._replied(value, attempt)
                 return _ACK_FIRST if attempt == 1 else ProcessResult(Outcome.ACK, attempt)
         finally:
             current_transport.reset(token)
+
+    def _replied(self, value: Any, attempt: int) -> ProcessResult:
+        """ACK carrying the encoded return value (a reply for request/reply brokers)."""
+        try:
+            reply = self._encode(value)
+        except Exception as exc:  # handled all the same: only the answer is missing
+            _log.warning("%s: cannot encode the return value as a reply: %r", self._name, exc)
+            reply = None
+        return ProcessResult(Outcome.ACK, attempt, reply=reply)
 
     # -- batches ---------------------------------------------------------------------------
 

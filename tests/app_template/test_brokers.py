@@ -1,13 +1,14 @@
 """The reference service on the real brokers: switching is configuration only.
 
 The same routers (payment-success -> mark paid -> order-paid -> notification + WebSocket push)
-run on RabbitMQ and on a Kafka-protocol broker (Tansu) with nothing changed but
-``data.broker``.
+run on RabbitMQ, on a Kafka-protocol broker (Tansu) and on NATS JetStream with nothing changed
+but ``data.broker``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,14 @@ import websockets
 
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
-from tests.services import amqp_url, free_port, rabbitmqctl, require_url, unavailable
+from tests.services import (
+    amqp_url,
+    free_port,
+    nats_url,
+    rabbitmqctl,
+    require_url,
+    unavailable,
+)
 
 from app_template.conf.conf import BrokerConf
 from app_template.wire import wire_app
@@ -54,7 +62,27 @@ def rabbit_vhost() -> Iterator[str]:
         rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(params=["rabbitmq", "kafka"])
+async def delete_stream(name: str) -> None:
+    """Delete the NATS stream ``name`` with its consumers (if it exists)."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    client = await nats.connect(nats_url())
+    try:
+        with contextlib.suppress(NotFoundError):
+            await client.jetstream().delete_stream(name)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def nats_stream() -> str:
+    """A stream name of the service's own on NATS (``service_on_broker`` deletes it)."""
+    require_url(nats_url(), "NATS")
+    return f"pykratos_svc_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["rabbitmq", "kafka", "nats"])
 async def service_on_broker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[App]:
@@ -62,6 +90,9 @@ async def service_on_broker(
     options: dict[str, Any]
     if kind == "rabbitmq":
         options = {"url": request.getfixturevalue("rabbit_vhost")}
+    elif kind == "nats":
+        stream = request.getfixturevalue("nats_stream")
+        options = {"servers": nats_url(), "stream": stream, "storage": "memory"}
     else:
         tansu: TansuProcess = request.getfixturevalue("tansu")
         options = {"bootstrap_servers": tansu.bootstrap_servers}
@@ -70,8 +101,12 @@ async def service_on_broker(
     bootstrap.data.broker.options = options
     app = wire_app(bootstrap)
     app.handle_signals = False
-    async with app:
-        yield app
+    try:
+        async with app:
+            yield app
+    finally:
+        if kind == "nats":  # the stream and its consumers
+            await delete_stream(options["stream"])
 
 
 async def test_pay_flow_and_websocket_push_on_a_real_broker(service_on_broker: App) -> None:

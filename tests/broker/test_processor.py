@@ -283,3 +283,17 @@ async def test_dead_reason_names_the_cause_behind_recovery() -> None:
         "Error: 500 INTERNAL_ERROR: internal error <- ZeroDivisionError: division by zero"
     )
     assert result.error_type == "ZeroDivisionError"
+
+
+async def test_a_returned_value_is_the_encoded_reply_and_none_is_no_reply() -> None:
+    router = Router()
+
+    @router.subscriber("payments")
+    async def answer(event: Paid) -> Paid | None:
+        return Paid(order_id=event.order_id * 2) if event.order_id else None
+
+    processor = one_processor(router)
+    replied = await processor.process(msg(b'{"order_id": 21}'))
+    assert replied.outcome is Outcome.ACK and replied.reply == b'{"order_id":42}'
+    silent = await processor.process(msg(b'{"order_id": 0}'))
+    assert silent.outcome is Outcome.ACK and silent.reply is None

@@ -77,11 +77,11 @@ def test_create_broker() -> None:
     broker = create_broker("memory", partitions=2, name="x")
     assert isinstance(broker, MemoryBroker)
     assert broker.partitions == 2
-    with pytest.raises(ValueError, match=r"unknown broker kind 'nats'; valid kinds: memory, kafka"):
-        create_broker("nats")
+    with pytest.raises(ValueError, match=r"unknown broker kind 'nat'; valid kinds: memory, kafka"):
+        create_broker("nat")
     with pytest.raises(TypeError, match=r"create_broker\('memory'\)"):
         create_broker("memory", bootstrap_servers="x")
-    assert set(BROKER_KINDS) == {"memory", "kafka", "rabbitmq"}
+    assert set(BROKER_KINDS) == {"memory", "kafka", "rabbitmq", "nats"}
 
 
 def test_create_broker_names_the_extra_when_the_client_is_missing(

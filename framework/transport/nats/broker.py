@@ -1,0 +1,398 @@
+"""NATS implementation of :class:`framework.broker.broker.Broker` on nats-py.
+
+One connection carries everything. Group subscribers consume JetStream: a durable pull
+consumer per group and topic, with explicit acks, retries by ``nak`` with a delay and dead
+letters published to ``<topic>.dlq`` before the message is ``term``-inated (see
+:mod:`~framework.transport.nats.subscription`). Broadcast subscribers, and groups with the
+``jetstream=False`` option, consume core NATS (see :mod:`~framework.transport.nats.core`),
+where a handler's return value answers a request. Topics are NATS subjects, wildcards
+(``*``, ``>``) included.
+
+``publish`` stores the message in JetStream and returns after the stream's acknowledgement
+(PubAck). JetStream needs a stream that captures the subject: with ``create_streams`` (the
+default) the broker adds the subjects it uses to its own stream ``stream``, else the streams
+must exist (see :mod:`~framework.transport.nats.streams`).
+
+After a connection loss nats-py reconnects every ``reconnect_interval`` seconds, restores the
+subscriptions and sends what was buffered; pull loops resume by themselves and publishes
+retry within ``publish_timeout`` (de-duplicated by ``Nats-Msg-Id``). Connection state changes
+are logged once each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError
+
+from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.nats.core import CoreSubscription
+from framework.transport.nats.errors import NatsUnavailableError, StreamError
+from framework.transport.nats.headers import encode_headers
+from framework.transport.nats.options import KNOWN_OPTIONS, SubscriberConfig, resolve
+from framework.transport.nats.publishing import ConfirmedPublisher
+from framework.transport.nats.streams import Streams
+from framework.transport.nats.subjects import has_wildcards
+from framework.transport.nats.subscription import NatsSubscription
+
+__all__ = ["NatsBroker"]
+
+log = logging.getLogger("pykratos.nats")
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    return urlunsplit(parts._replace(netloc=f"***@{parts.hostname}:{parts.port or 4222}"))
+
+
+class NatsBroker(Broker):
+    """NATS broker with JetStream (see the module docstring).
+
+    Args:
+        servers: NATS URL (``nats://user:pass@host:4222``), or several separated by commas
+            (a cluster: nats-py picks one and fails over to the others).
+        stream: the stream the broker creates or extends for subjects no stream captures.
+        create_streams: create or extend ``stream`` for subjects no stream captures; off,
+            a missing stream is a :class:`~framework.transport.nats.errors.StreamError`.
+        storage: storage of the stream the broker creates: ``"file"`` or ``"memory"``.
+        max_age: seconds the broker's stream keeps a message (``0``: no limit).
+        prefetch: messages fetched and not yet settled at most, per subscription (a
+            subscriber may override it with the ``prefetch`` option).
+        fetch_batch: messages asked for per pull request (option ``fetch_batch``).
+        fetch_timeout: seconds a pull request waits for messages before it is renewed; also
+            how long ``stop`` may wait for the last one.
+        ack_wait: seconds JetStream waits for an ack before redelivering (option
+            ``ack_wait``); in-progress acks are sent every third of it while a handler runs.
+        max_ack_pending: unacknowledged messages JetStream allows a consumer, across all the
+            instances of a group.
+        deliver_policy: where a new durable consumer starts: ``"all"`` or ``"new"``.
+        connect_timeout: seconds ``connect`` may take before failing.
+        reconnect_interval: seconds between reconnection attempts after a connection loss.
+        publish_timeout: seconds a publish may wait for its PubAck, across reconnects.
+        name: connection name shown by the server's monitoring (``/connz``).
+    """
+
+    kind = "nats"
+    #: subscriber options this broker reads (checked by the broker server before subscribing).
+    supported_options = KNOWN_OPTIONS
+
+    def __init__(
+        self,
+        servers: str = "nats://127.0.0.1:4222",
+        *,
+        stream: str = "pykratos",
+        create_streams: bool = True,
+        storage: Literal["file", "memory"] = "file",
+        max_age: float = 0.0,
+        prefetch: int = 512,
+        fetch_batch: int = 256,
+        fetch_timeout: float = 1.0,
+        ack_wait: float = 30.0,
+        max_ack_pending: int = 10_000,
+        deliver_policy: Literal["all", "new"] = "all",
+        connect_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
+        publish_timeout: float = 30.0,
+        name: str = "pykratos",
+    ) -> None:
+        if prefetch < 1 or fetch_batch < 1 or max_ack_pending < 1:
+            raise ValueError("prefetch, fetch_batch and max_ack_pending must be >= 1")
+        if fetch_timeout <= 0 or ack_wait <= 0 or publish_timeout <= 0 or max_age < 0:
+            raise ValueError("fetch_timeout, ack_wait and publish_timeout must be > 0")
+        if not stream or any(c in stream for c in " .*>/\\"):
+            raise ValueError(f"stream must be a name without spaces, '.', '*', '>', got {stream!r}")
+        if storage not in ("file", "memory"):
+            raise ValueError(f"storage must be 'file' or 'memory', got {storage!r}")
+        if deliver_policy not in ("all", "new"):
+            raise ValueError(f"deliver_policy must be 'all' or 'new', got {deliver_policy!r}")
+        self.servers = [url.strip() for url in servers.split(",") if url.strip()]
+        if not self.servers:
+            raise ValueError("servers must name at least one NATS URL")
+        self.stream = stream
+        self.create_streams = create_streams
+        self.storage = storage
+        self.max_age = max_age
+        self.prefetch = prefetch
+        self.fetch_batch = fetch_batch
+        self.fetch_timeout = fetch_timeout
+        self.ack_wait = ack_wait
+        self.max_ack_pending = max_ack_pending
+        self.deliver_policy = deliver_policy
+        self.connect_timeout = connect_timeout
+        self.reconnect_interval = reconnect_interval
+        self.publish_timeout = publish_timeout
+        self.name = name
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._streams: Streams | None = None
+        self._publisher: ConfirmedPublisher | None = None
+        self._subscriptions: list[NatsSubscription | CoreSubscription] = []
+        self._connected_once = False
+        self._error_logged = False
+
+    @property
+    def client(self) -> Client:
+        """The nats-py connection (after :meth:`connect`)."""
+        if self._client is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        return self._client
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context of the connection (after :meth:`connect`)."""
+        if self._js is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        return self._js
+
+    @property
+    def endpoint(self) -> str:
+        """The first server URL without its credentials."""
+        return _safe_url(self.servers[0])
+
+    @property
+    def subscriptions(self) -> list[NatsSubscription | CoreSubscription]:
+        """Subscriptions started by this broker and not stopped yet."""
+        return list(self._subscriptions)
+
+    async def connect(self) -> None:
+        """Connect and check that the server has JetStream.
+
+        Raises:
+            NatsUnavailableError: NATS unreachable within ``connect_timeout``, or without
+                JetStream.
+        """
+        if self._client is not None:
+            return
+        try:
+            client = await nats.connect(
+                self.servers,
+                name=self.name,
+                connect_timeout=self.connect_timeout,
+                reconnect_time_wait=self.reconnect_interval,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            raise NatsUnavailableError(
+                f"cannot connect to NATS at {self.endpoint} within {self.connect_timeout:g}s: "
+                f"{exc!r}"
+            ) from exc
+        js = client.jetstream(timeout=min(self.publish_timeout, 5.0))
+        try:
+            await js.account_info()
+        except Exception as exc:
+            await client.close()
+            raise NatsUnavailableError(
+                f"NATS at {self.endpoint} has no JetStream (start nats-server with -js): {exc!r}"
+            ) from exc
+        self._client, self._js = client, js
+        self._streams = Streams(
+            js,
+            own=self.stream,
+            create=self.create_streams,
+            storage=self.storage,
+            max_age=self.max_age,
+        )
+        self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
+        self._connected_once = True
+
+    async def _on_error(self, exc: Exception) -> None:
+        # nats-py reports every failed reconnection attempt: say it once per outage.
+        if not self._error_logged:
+            self._error_logged = True
+            log.warning("NATS connection error at %s: %r", self.endpoint, exc)
+
+    async def _on_disconnected(self) -> None:
+        if self._client is not None and not self._client.is_closed:
+            log.warning("disconnected from NATS at %s; reconnecting", self.endpoint)
+
+    async def _on_reconnected(self) -> None:
+        self._error_logged = False
+        log.info("reconnected to NATS at %s", self.endpoint)
+
+    async def close(self) -> None:
+        """Stop remaining subscriptions (without waiting for handlers), send what is
+        buffered and disconnect. Safe to call twice or before connect."""
+        for subscription in list(self._subscriptions):
+            await subscription.stop(0)
+        self._subscriptions.clear()
+        client, self._client = self._client, None
+        self._js = self._streams = self._publisher = None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> PublishResult:
+        """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck.
+
+        Args:
+            key: ordering key; subscribers handle messages with the same key in order.
+            headers: header values; any bytes round-trip (see
+                :mod:`~framework.transport.nats.headers`).
+            delay: not supported: NATS 2.9 JetStream cannot hold a message back.
+
+        Returns:
+            the subject, the stream sequence as ``offset`` and the ``Nats-Msg-Id``.
+
+        Raises:
+            NotImplementedError: a ``delay``.
+            ValueError: a subject with wildcards, or a header name NATS cannot carry.
+            StreamError: no stream captures ``topic`` and ``create_streams`` is off.
+            PublishFailedError: no PubAck within ``publish_timeout``.
+        """
+        if delay:
+            raise NotImplementedError(
+                "the NATS broker cannot delay a message: JetStream (NATS 2.9) has no "
+                "scheduled delivery; a subscriber's retries are delayed with nak instead"
+            )
+        publisher = self._publisher
+        if publisher is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        if has_wildcards(topic):
+            raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
+        msg_id = uuid.uuid4().hex
+        ack = await publisher.publish(topic, body, encode_headers(headers, key) or {}, msg_id)
+        return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
+
+    async def _publish_copy(
+        self, subject: str, body: bytes, key: bytes | None, headers: dict[str, str], msg_id: str
+    ) -> None:
+        """Confirmed publish of a dead-letter copy (with its own de-duplication id)."""
+        if self._publisher is None:
+            raise RuntimeError("NatsBroker is closed")
+        await self._publisher.publish(subject, body, encode_headers(headers, key) or {}, msg_id)
+
+    async def request(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> bytes:
+        """Send a core NATS request and return the reply's body (a core subscriber's return
+        value, encoded). ``topic`` must not be captured by a stream, whose PubAck would
+        answer first.
+
+        Raises:
+            nats.errors.NoRespondersError: nobody subscribes to ``topic``.
+            nats.errors.TimeoutError: no reply within ``timeout`` seconds.
+        """
+        reply = await self.client.request(
+            topic, body, timeout=timeout, headers=encode_headers(headers, None)
+        )
+        return reply.data
+
+    async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
+        """Start consuming ``spec``; return once the consumer exists and pulls (JetStream) or
+        the server has the subscription (core NATS).
+
+        Raises:
+            StreamError: no stream for the topic or its dead letters (and ``create_streams``
+                is off), a durable consumer that exists with another configuration, bad
+                subscriber options.
+        """
+        config = resolve(
+            spec,
+            prefetch=self.prefetch,
+            fetch_batch=self.fetch_batch,
+            deliver_policy=self.deliver_policy,
+            ack_wait=self.ack_wait,
+        )
+        streams = self._streams
+        if streams is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        if config.dead_letter is not None:
+            await streams.stream_for(config.dead_letter)
+        subscription: NatsSubscription | CoreSubscription
+        if config.jetstream:
+            subscription = await self._pull_subscription(spec, processor, config, streams)
+        else:
+            subscription = CoreSubscription(
+                spec=spec,
+                processor=processor,
+                config=config,
+                client=self.client,
+                publish=self._publish_copy,
+                on_stopped=self._forget,
+            )
+        try:
+            await subscription.start()
+        except BaseException:
+            await subscription.stop(0)
+            raise
+        self._subscriptions.append(subscription)
+        log.info(
+            "subscribed %s to %s (%s)",
+            spec.display_name,
+            config.subject,
+            f"consumer {config.durable}" if config.jetstream else "core NATS",
+        )
+        return subscription
+
+    async def _pull_subscription(
+        self,
+        spec: SubscriberSpec,
+        processor: MessageProcessor,
+        config: SubscriberConfig,
+        streams: Streams,
+    ) -> NatsSubscription:
+        stream = config.stream or await streams.stream_for(config.subject)
+        consumer = ConsumerConfig(
+            durable_name=config.durable,
+            name=config.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=config.ack_wait,
+            max_ack_pending=self.max_ack_pending,
+            max_deliver=-1,  # attempts are counted and ended by the subscription (term)
+            filter_subject=config.subject,
+            deliver_policy=DeliverPolicy.ALL
+            if config.deliver_policy == "all"
+            else DeliverPolicy.NEW,
+        )
+        try:
+            await self.jetstream.add_consumer(stream, consumer)
+        except BadRequestError as exc:
+            raise StreamError(
+                f"subscriber {spec.display_name!r}: cannot create the durable consumer "
+                f"{config.durable!r} on stream {stream!r} ({exc}); an existing one with another "
+                f"configuration must be deleted first (nats consumer rm)"
+            ) from exc
+        return NatsSubscription(
+            spec=spec,
+            processor=processor,
+            config=config,
+            client=self.client,
+            stream=stream,
+            publish=self._publish_copy,
+            fetch_timeout=self.fetch_timeout,
+            on_stopped=self._forget,
+        )
+
+    def _forget(self, subscription: NatsSubscription | CoreSubscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(subscription)

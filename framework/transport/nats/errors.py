@@ -1,0 +1,19 @@
+"""Errors raised by the NATS broker, each with a message that says what to check."""
+
+from __future__ import annotations
+
+__all__ = ["NatsUnavailableError", "PublishFailedError", "StreamError"]
+
+
+class NatsUnavailableError(ConnectionError):
+    """The NATS server could not be reached (or has no JetStream) within the connect timeout."""
+
+
+class StreamError(RuntimeError):
+    """A JetStream stream or consumer could not be found, created or updated (no stream
+    captures a subject while ``create_streams`` is off, overlapping subjects, a durable
+    consumer that exists with another filter subject, bad subscriber options)."""
+
+
+class PublishFailedError(RuntimeError):
+    """A publish got no JetStream acknowledgement (PubAck) within ``publish_timeout``."""

@@ -1,0 +1,77 @@
+"""Publishing to JetStream and waiting for its acknowledgement (PubAck), across reconnects.
+
+A JetStream publish is a request: the stream that stores the message answers with a PubAck
+(stream and sequence). :class:`ConfirmedPublisher` sends each message with a ``Nats-Msg-Id``
+so that a retry after a lost answer (a reconnect, a slow server) is de-duplicated by the
+stream's duplicate window instead of stored twice, and retries until ``timeout``. The first
+publish to a subject asks :class:`~framework.transport.nats.streams.Streams` for its stream
+(which finds it, creates or extends the broker's stream, or refuses); a stream deleted
+meanwhile is looked up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import NoStreamResponseError
+
+from framework.transport.nats.errors import PublishFailedError
+from framework.transport.nats.headers import MSG_ID
+from framework.transport.nats.streams import Streams
+
+__all__ = ["ConfirmedPublisher"]
+
+log = logging.getLogger("pykratos.nats")
+
+# Longest wait for one PubAck before asking again (with the same Nats-Msg-Id).
+_ATTEMPT_TIMEOUT = 2.0
+# Pause after a publish failed for another reason than a timeout (connection closing...).
+_PAUSE = 0.1
+
+
+class ConfirmedPublisher:
+    """Publishes to JetStream and returns the PubAck (see the module docstring)."""
+
+    def __init__(self, js: JetStreamContext, streams: Streams, *, timeout: float) -> None:
+        self._js = js
+        self._streams = streams
+        self.timeout = timeout
+
+    async def publish(
+        self, subject: str, body: bytes, headers: dict[str, str], msg_id: str
+    ) -> PubAck:
+        """Publish ``body`` to ``subject`` and return the PubAck.
+
+        Raises:
+            PublishFailedError: no PubAck within ``timeout`` seconds.
+            StreamError: no stream captures ``subject`` and the broker may not make one.
+        """
+        headers[MSG_ID] = msg_id
+        # Known after the first publish to a subject: no round trip. Without a stream, core
+        # subscribers to the subject would receive the request and no PubAck would come.
+        await self._streams.stream_for(subject)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        last: BaseException | None = None
+        while (left := deadline - loop.time()) > 0:
+            try:
+                return await self._js.publish(
+                    subject, body, timeout=min(left, _ATTEMPT_TIMEOUT), headers=headers
+                )
+            except NoStreamResponseError as exc:
+                last = exc
+                await self._streams.stream_for(subject)  # StreamError if it may not
+                self._streams.forget(subject)  # found or made: publish again
+            except nats.errors.TimeoutError as exc:
+                last = exc
+            except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
+                last = exc
+                await asyncio.sleep(min(_PAUSE, max(deadline - loop.time(), 0)))
+        raise PublishFailedError(
+            f"publish to {subject!r}: no JetStream acknowledgement within {self.timeout:g}s "
+            f"({last!r})"
+        )
