@@ -26,6 +26,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
         "rabbitmq",
         ("aio_pika", "aiormq", "pamqp"),
     ),
+    "mqtt": ("framework.transport.mqtt", "MqttBroker", "mqtt", ("aiomqtt", "paho")),
 }
 
 #: kind -> (module, name) of the class whose constructor keywords are the broker's options,
@@ -82,10 +83,11 @@ def options_target(kind: str) -> Callable[..., Any]:
 
 
 def create_broker(kind: str, **options: Any) -> Broker:
-    """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``).
+    """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``,
+    ``"mqtt"``).
 
     ``options`` go to its constructor (e.g. ``bootstrap_servers=`` for Kafka, ``url=`` for
-    RabbitMQ, ``partitions=`` for memory); :func:`~framework.broker.options_schema.
+    RabbitMQ and MQTT, ``partitions=`` for memory); :func:`~framework.broker.options_schema.
     broker_options` lists them.
 
     Raises:
