@@ -10,6 +10,8 @@ address itself:
 
 - ``PYKRATOS_TEST_AMQP_URL``: RabbitMQ (default ``amqp://guest:guest@127.0.0.1:5672/``). Its
   virtual host is the one tests use unless they make a private one (:func:`amqp_url`).
+- ``PYKRATOS_TEST_MQTT_URL``: Mosquitto (default ``mqtt://127.0.0.1:1883``). At-least-once
+  MQTT tests start their own ``mosquitto`` instead (its stock queue limit drops messages).
 - ``PYKRATOS_TEST_POSTGRES_URL``: PostgreSQL, as a SQLAlchemy URL (default
   ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); tests make and drop their own schemas.
 - ``PYKRATOS_TEST_PORT_RANGE``: ``LOW-HIGH`` (inclusive): :func:`free_port`, hence the Tansu
@@ -29,9 +31,11 @@ import pytest
 
 __all__ = [
     "DEFAULT_AMQP_URL",
+    "DEFAULT_MQTT_URL",
     "DEFAULT_POSTGRES_URL",
     "amqp_url",
     "free_port",
+    "mqtt_url",
     "port_range",
     "postgres_url",
     "rabbitmqctl",
@@ -43,9 +47,17 @@ __all__ = [
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 # Ports assumed when a URL names none (the services' standard ports).
-_DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "postgresql": 5432, "postgres": 5432}
+_DEFAULT_PORTS = {
+    "amqp": 5672,
+    "amqps": 5671,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "mqtt": 1883,
+    "mqtts": 8883,
+}
 
 
 def services_required() -> bool:
@@ -95,6 +107,11 @@ def postgres_url() -> str:
     """The PostgreSQL URL of the tests (SQLAlchemy form): ``PYKRATOS_TEST_POSTGRES_URL``, else
     :data:`DEFAULT_POSTGRES_URL`."""
     return os.environ.get("PYKRATOS_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def mqtt_url() -> str:
+    """The MQTT server of the tests: ``PYKRATOS_TEST_MQTT_URL``, else :data:`DEFAULT_MQTT_URL`."""
+    return os.environ.get("PYKRATOS_TEST_MQTT_URL") or DEFAULT_MQTT_URL
 
 
 def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:
