@@ -166,9 +166,7 @@ class MqttBroker(Broker):
             )
         # The publishing session holds no subscription: it ends with its connection.
         settings = dataclasses.replace(self.settings, session_expiry=0)
-        connection = Connection(
-            settings, f"{self.client_id}-pub", name="mqtt publisher", will=will
-        )
+        connection = Connection(settings, f"{self.client_id}-pub", name="mqtt publisher", will=will)
         await connection.start()
         self._connection = connection
         self._publisher = ConfirmedPublisher(connection, timeout=self.publish_timeout)
