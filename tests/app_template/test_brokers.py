@@ -1,8 +1,9 @@
 """The reference service on the real brokers: switching is configuration only.
 
 The same routers (payment-success -> mark paid -> order-paid -> notification + WebSocket push)
-run on RabbitMQ and on a Kafka-protocol broker (Tansu) with nothing changed but
-``data.broker``.
+run on RabbitMQ, on a Kafka-protocol broker (Tansu) and on MQTT (a private Mosquitto: the
+service's fixed topics and shared-subscription groups must not meet another test run's) with
+nothing changed but ``data.broker``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import websockets
 
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
+from framework.transport.mqtt.mosquitto import MosquittoProcess, MosquittoUnavailable
 from tests.services import amqp_url, free_port, rabbitmqctl, require_url, unavailable
 
 from app_template.conf.conf import BrokerConf
@@ -42,6 +44,20 @@ def tansu() -> Iterator[TansuProcess]:
 
 
 @pytest.fixture
+def mosquitto() -> Iterator[MosquittoProcess]:
+    process = MosquittoProcess(port=free_port())
+    try:
+        process.start()
+    except MosquittoUnavailable as exc:
+        unavailable(f"mosquitto: {exc}")
+        raise
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
 def rabbit_vhost() -> Iterator[str]:
     """A private RabbitMQ vhost: the service's durable queues vanish with it."""
     require_url(amqp_url(), "RabbitMQ")
@@ -54,7 +70,7 @@ def rabbit_vhost() -> Iterator[str]:
         rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(params=["rabbitmq", "kafka"])
+@pytest.fixture(params=["rabbitmq", "kafka", "mqtt"])
 async def service_on_broker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[App]:
@@ -62,6 +78,8 @@ async def service_on_broker(
     options: dict[str, Any]
     if kind == "rabbitmq":
         options = {"url": request.getfixturevalue("rabbit_vhost")}
+    elif kind == "mqtt":
+        options = {"url": request.getfixturevalue("mosquitto").url}
     else:
         tansu: TansuProcess = request.getfixturevalue("tansu")
         options = {"bootstrap_servers": tansu.bootstrap_servers}

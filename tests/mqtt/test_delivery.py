@@ -220,9 +220,8 @@ async def test_reconnects_and_subscribes_again_after_the_server_restarts(
         mosquitto.start()
         # Publishing waits for the publisher's reconnection; the subscription must have
         # subscribed again to get it.
-        async with asyncio.timeout(20):
-            while not server.broker.subscriptions[0].connection.connected.is_set():  # type: ignore[attr-defined]
-                await asyncio.sleep(0.05)
+        [subscription] = server.broker.subscriptions  # type: ignore[attr-defined]
+        await asyncio.wait_for(subscription.connection.connected.wait(), 20)
         await publisher.publish(topic, b"after")
         messages = await inbox.wait_for(2)
         assert [m.body for m in messages] == [b"before", b"after"]

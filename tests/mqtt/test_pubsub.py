@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from framework.broker import Message, UnsupportedOptionError
+from framework.broker import Message, Router, UnsupportedOptionError
 from framework.transport.mqtt import MqttBroker, TopicError
 from framework.transport.mqtt.headers import ESCAPED
 
@@ -76,23 +76,32 @@ async def test_two_groups_each_get_everything_and_a_group_splits(
     url: str, publisher: MqttBroker, unique: Callable[[str], str]
 ) -> None:
     topic = unique("groups")
-    a1, a2, b = Inbox(), Inbox(), Inbox()
+    group_a, b = Inbox(), Inbox()
+    members: dict[str, list[int]] = {"a1": [], "a2": []}
+
+    def member(name: str) -> Router:
+        router = Router()
+
+        @router.subscriber(topic, group="a")
+        async def collect(message: Message) -> None:
+            members[name].append(int(message.body))
+            group_a.add(message)
+
+        return router
+
     servers = [
-        await started(MqttBroker(url), collecting_router(topic, a1, group="a")),
-        await started(MqttBroker(url), collecting_router(topic, a2, group="a")),
+        await started(MqttBroker(url), member("a1")),
+        await started(MqttBroker(url), member("a2")),
         await started(MqttBroker(url), collecting_router(topic, b, group="b")),
     ]
     try:
         for n in range(20):
             await publisher.publish(topic, str(n).encode())
         await b.wait_for(20)
-        async with asyncio.timeout(10):
-            while len(a1.messages) + len(a2.messages) < 20:
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)
-        group_a = sorted(int(m.body) for m in a1.messages + a2.messages)
-        assert group_a == list(range(20))  # each message to exactly one member of "a"
-        assert a1.messages and a2.messages  # and both members got some
+        await group_a.wait_for(20)
+        await asyncio.sleep(0.2)  # a message delivered to both members would show by now
+        assert sorted(members["a1"] + members["a2"]) == list(range(20))  # each to one member
+        assert members["a1"] and members["a2"]  # and both members got some
         assert [int(m.body) for m in b.messages] == list(range(20))  # in publish order
     finally:
         for server in servers:
@@ -151,7 +160,6 @@ async def test_delay_wildcard_topics_and_unknown_options_are_refused(
 async def test_failing_handler_is_retried_then_dead_lettered_with_reasons(
     url: str, publisher: MqttBroker, unique: Callable[[str], str]
 ) -> None:
-    from framework.broker import Router
     from framework.broker.policy import RetryPolicy
 
     base = unique("dlq")
@@ -202,18 +210,18 @@ async def test_undecodable_message_goes_to_the_dead_letter_topic_at_once(
 ) -> None:
     from pydantic import BaseModel
 
-    from framework.broker import Router
-
     class Paid(BaseModel):
         order_id: int
 
     topic = unique("decode")
     handled: list[int] = []
+    seven = asyncio.Event()
     router = Router()
 
     @router.subscriber(topic, group="g")
     async def on_paid(event: Paid) -> None:
         handled.append(event.order_id)
+        seven.set()
 
     dead = Inbox()
     server = await started(
@@ -225,8 +233,7 @@ async def test_undecodable_message_goes_to_the_dead_letter_topic_at_once(
         [letter] = await dead.wait_for(1)
         assert letter.body == b"not json"
         assert letter.headers["x-dlq-error-type"] == "DecodeError"
-        async with asyncio.timeout(5):
-            while handled != [7]:
-                await asyncio.sleep(0.02)
+        await asyncio.wait_for(seven.wait(), 5)
+        assert handled == [7]
     finally:
         await server.stop(5)

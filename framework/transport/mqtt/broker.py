@@ -33,6 +33,7 @@ from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.connection import Connection, ConnectSettings
+from framework.transport.mqtt.errors import TopicError
 from framework.transport.mqtt.options import (
     KNOWN_OPTIONS,
     QOS_LEVELS,
@@ -101,8 +102,10 @@ class MqttBroker(Broker):
     ) -> None:
         if urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp"):
             raise ValueError(f"url must be mqtt://host:port or mqtts://host:port, got {url!r}")
-        if qos not in QOS_LEVELS or will_qos not in QOS_LEVELS:
-            raise ValueError(f"qos and will_qos must be 0, 1 or 2, got {qos!r}, {will_qos!r}")
+        if qos not in QOS_LEVELS:
+            raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
+        if will_qos not in QOS_LEVELS:
+            raise ValueError(f"will_qos must be 0, 1 or 2, got {will_qos!r}")
         if not 1 <= receive_maximum <= _MAX_RECEIVE:
             raise ValueError(f"receive_maximum must be between 1 and {_MAX_RECEIVE}")
         if session_expiry < 0 or keepalive < 0:
@@ -112,7 +115,10 @@ class MqttBroker(Broker):
         if client_id is not None and not hdr.is_plain(client_id):
             raise ValueError(f"client_id must be printable UTF-8, got {client_id!r}")
         if will_topic is not None:
-            check_topic_name(will_topic)  # TopicError is a ValueError
+            try:
+                check_topic_name(will_topic)
+            except TopicError as exc:
+                raise TopicError(f"will_topic: {exc}") from None
         self.url = url
         self.qos = qos
         self.client_id = client_id or f"pykratos-{uuid.uuid4().hex[:12]}"
