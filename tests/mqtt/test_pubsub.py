@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
+import aiomqtt
 import pytest
 
 from framework.broker import Message, Router, UnsupportedOptionError
@@ -58,9 +60,9 @@ async def test_escaped_headers_travel_as_one_base64_user_property(
 ) -> None:
     topic = unique("escaped")
     received: asyncio.Future[list[tuple[str, str]]] = asyncio.get_running_loop().create_future()
-    import aiomqtt
-
-    async with aiomqtt.Client("127.0.0.1", int(url.rsplit(":", 1)[1]),
+    server = urlsplit(url)
+    assert server.hostname is not None
+    async with aiomqtt.Client(server.hostname, server.port or 1883,
                               protocol=aiomqtt.ProtocolVersion.V5) as raw:
         await raw.subscribe(topic, qos=1)
         await publisher.publish(topic, b"x", headers={"plain": "text", "bad": "\udcff"})

@@ -1,10 +1,11 @@
 """Run a throw-away Mosquitto on loopback, for tests and benchmarks.
 
 Mosquitto's stock configuration keeps at most 1,000 queued QoS 1/2 messages per client
-(``max_queued_messages``) and then **drops** new ones for that client, even at QoS 1 (its log says "Outgoing messages are being dropped"). A fast producer
-outruns a subscriber easily, so an at-least-once test or benchmark needs a server without
-that limit: this one is started with ``max_queued_messages 0`` (no limit), no persistence,
-anonymous access, listening on ``127.0.0.1:port`` only::
+(``max_queued_messages``) and then **drops** new ones for that client, even at QoS 1 (its
+log says "Outgoing messages are being dropped"). A fast producer outruns a subscriber, so
+an at-least-once test or benchmark needs a server without that limit: this one is started
+with ``max_queued_messages 0`` (no limit), no persistence, anonymous access, listening on
+``127.0.0.1:port`` only::
 
     with MosquittoProcess() as mosquitto:
         broker = MqttBroker(mosquitto.url)
