@@ -239,3 +239,34 @@ async def test_undecodable_message_goes_to_the_dead_letter_topic_at_once(
         assert handled == [7]
     finally:
         await server.stop(5)
+
+
+async def test_batch_subscriber_gets_lists_and_acknowledges_them(
+    url: str, publisher: MqttBroker, unique: Callable[[str], str]
+) -> None:
+    from pydantic import BaseModel
+
+    class Item(BaseModel):
+        n: int
+
+    topic = unique("batch")
+    batches: list[list[int]] = []
+    all_in = asyncio.Event()
+    router = Router()
+
+    @router.subscriber(topic, group="g", batch=5)
+    async def on_items(items: list[Item]) -> None:
+        batches.append([item.n for item in items])
+        if sum(len(b) for b in batches) == 12:
+            all_in.set()
+
+    server = await started(MqttBroker(url), router)
+    try:
+        await asyncio.gather(*(publisher.publish(topic, b'{"n": %d}' % n) for n in range(12)))
+        await asyncio.wait_for(all_in.wait(), 10)
+        assert sorted(n for b in batches for n in b) == list(range(12))
+        assert max(len(b) for b in batches) <= 5
+        [subscription] = server.broker.subscriptions  # type: ignore[attr-defined]
+        assert subscription._acks.unfinished == 0  # every delivery acknowledged
+    finally:
+        await server.stop(5)
