@@ -255,3 +255,28 @@ async def test_last_will_is_published_when_the_instance_dies(
         assert will.body == b"gone"
     finally:
         await server.stop(5)
+
+
+async def test_publish_waits_for_the_acknowledgement_across_a_restart_then_times_out(
+    mosquitto: MosquittoProcess, unique: Callable[[str], str]
+) -> None:
+    from framework.transport.mqtt import PublishFailedError
+
+    topic = unique("confirm")
+    publisher = MqttBroker(mosquitto.url, reconnect_interval=0.1, publish_timeout=20)
+    await publisher.connect()
+    try:
+        mosquitto.stop()
+        pending = asyncio.create_task(publisher.publish(topic, b"held"))
+        await asyncio.sleep(0.5)
+        assert not pending.done()  # no PUBACK without a server: still waiting
+        mosquitto.start()
+        await asyncio.wait_for(pending, 20)  # sent again once reconnected, then acked
+        hurried = MqttBroker(mosquitto.url, publish_timeout=0.3, reconnect_interval=0.1)
+        await hurried.connect()
+        mosquitto.stop()
+        with pytest.raises(PublishFailedError, match="not acknowledged"):
+            await hurried.publish(topic, b"never")
+        await hurried.close()
+    finally:
+        await publisher.close()

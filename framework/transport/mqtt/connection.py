@@ -139,6 +139,11 @@ class Connection:
         self._closing = False
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called: no reconnection will come."""
+        return self._closing
+
+    @property
     def client(self) -> aiomqtt.Client:
         """The aiomqtt client of the current connection."""
         if self._client is None:

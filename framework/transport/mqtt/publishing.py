@@ -86,6 +86,8 @@ class ConfirmedPublisher:
         try:
             async with asyncio.timeout(self.timeout):
                 while True:
+                    if connection.closed:
+                        raise PublishFailedError(f"publish to {topic!r}: the broker was closed")
                     await connection.connected.wait()
                     try:
                         future = connection.send(topic, payload, qos, retain, properties)
