@@ -176,18 +176,21 @@ async def run_callback(port: int, n: int, timeout: float) -> float:
 
 async def run_framework(port: int, n: int, timeout: float) -> float:
     from framework.broker import BrokerServer, Router
-    from framework.transport.mqtt import MqttBroker, SubscriberFilter
+    from framework.transport.mqtt import MqttBroker
+    from framework.transport.mqtt.options import resolve_filter
 
     tag = uuid.uuid4().hex[:8]
     topic, client_id = f"bench/framework/{tag}", f"bench-fw-{tag}"
-    session = f"{client_id}-{SubscriberFilter(topic, None, 1).client_suffix()}"
-    await prefill(port, session, topic, n)
     meter = Meter(n)
     router = Router()
 
     @router.subscriber(topic, broadcast=True)
     async def on_order(order: Order) -> None:
         meter.hit()
+
+    [spec] = router.subscribers
+    session = f"{client_id}-{resolve_filter(spec, default_qos=1).client_suffix()}"
+    await prefill(port, session, topic, n)
 
     broker = MqttBroker(
         f"mqtt://127.0.0.1:{port}",

@@ -18,7 +18,8 @@ from framework.transport.mqtt import MqttBroker
 async def consume(url: str, client_id: str, topic: str, group: str) -> None:
     router = Router()
 
-    @router.subscriber(topic, group=group)
+    # name= pins the session identity, so the in-process restart resumes this session.
+    @router.subscriber(topic, group=group, name="crash-consumer")
     async def stuck(message: Message) -> None:
         print("got", message.body.decode(), flush=True)
         await asyncio.Event().wait()

@@ -81,7 +81,7 @@ async def test_a_message_is_acknowledged_only_after_its_handler_finished(
         inbox = Inbox()
         server = await started(
             MqttBroker(mosquitto.url, client_id=client_id),
-            collecting_router(topic, inbox, group="workers"),
+            collecting_router(topic, inbox, group="workers", name="crash-consumer"),
         )
         try:
             [again] = await inbox.wait_for(1)

@@ -270,3 +270,35 @@ async def test_batch_subscriber_gets_lists_and_acknowledges_them(
         assert subscription._acks.unfinished == 0  # every delivery acknowledged
     finally:
         await server.stop(5)
+
+
+async def test_two_handlers_with_one_subscription_each_get_a_session(
+    url: str, publisher: MqttBroker, unique: Callable[[str], str]
+) -> None:
+    """Same topic, same group, two handlers: two client ids (one would knock the other off),
+    so the group splits the messages between them, as a RabbitMQ shared queue would."""
+    topic = unique("twins")
+    inbox = Inbox()
+    router = Router()
+
+    @router.subscriber(topic, group="same")
+    async def first(message: Message) -> None:
+        inbox.add(message)
+
+    @router.subscriber(topic, group="same")
+    async def second(message: Message) -> None:
+        inbox.add(message)
+
+    broker = MqttBroker(url)
+    server = await started(broker, router)
+    try:
+        ids = {s.connection.client_id for s in broker.subscriptions}
+        assert len(ids) == 2
+        for n in range(10):
+            await publisher.publish(topic, str(n).encode())
+        received = await inbox.wait_for(10)
+        assert sorted(int(m.body) for m in received) == list(range(10))
+        with pytest.raises(TopicError, match="already subscribed"):
+            await broker.subscribe(router.subscribers[0], server.processors()[0])
+    finally:
+        await server.stop(5)

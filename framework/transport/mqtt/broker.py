@@ -60,9 +60,10 @@ class MqttBroker(Broker):
         qos: QoS of publishes and default maximum QoS of subscriptions (0, 1 or 2); a
             subscriber may override it with the ``qos`` option.
         client_id: stable id of this instance: the publishing session is ``<id>-pub``, each
-            subscription ``<id>-<digest of its subscription>``. Give each instance its own
-            stable id (e.g. the pod name) so that a restarted instance resumes its sessions
-            and gets the messages it had not acknowledged; ``None`` picks a random one.
+            subscription ``<id>-<digest of its subscription and handler>``. Give each
+            instance its own stable id (e.g. the pod name) so that a restarted instance
+            resumes its sessions and gets the messages it had not acknowledged; ``None``
+            picks a random one.
         session_expiry: seconds the server keeps a subscription's session (its subscription
             and unacknowledged or queued messages) after a disconnection.
         receive_maximum: unacknowledged QoS 1/2 messages the server may send each
@@ -254,12 +255,19 @@ class MqttBroker(Broker):
             MqttUnavailableError: the server is unreachable.
         """
         filter = resolve_filter(spec, default_qos=self.qos)
+        client_id = f"{self.client_id}-{filter.client_suffix()}"
+        if any(s.connection.client_id == client_id for s in self._subscriptions):
+            # One client id, two connections: the server would keep kicking one off.
+            raise TopicError(
+                f"subscriber {spec.display_name}: already subscribed to "
+                f"{filter.subscription!r} on this broker"
+            )
         subscription = MqttSubscription(
             spec=spec,
             processor=processor,
             filter=filter,
             settings=self.settings,
-            client_id=f"{self.client_id}-{filter.client_suffix()}",
+            client_id=client_id,
             dead_letter=lambda message, result: dead_letter(self, spec, message, result),
             on_stopped=self._forget,
         )

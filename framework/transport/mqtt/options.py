@@ -85,11 +85,15 @@ class SubscriberFilter:
         topic: the topic filter as the subscriber declared it.
         group: the shared-subscription group, ``None`` for a broadcast subscription.
         qos: the subscription's maximum QoS.
+        owner: the subscriber's ``name``, else its handler's ``module.qualname``: two
+            handlers with the same subscription get sessions of their own (one client id
+            each); ``name=`` keeps a session across a renamed or moved handler.
     """
 
     topic: str
     group: str | None
     qos: int
+    owner: str = ""
 
     @property
     def subscription(self) -> str:
@@ -97,8 +101,9 @@ class SubscriberFilter:
         return self.topic if self.group is None else f"$share/{self.group}/{self.topic}"
 
     def client_suffix(self) -> str:
-        """A short stable digest of the subscription, to derive its session's client id."""
-        return hashlib.sha1(self.subscription.encode()).hexdigest()[:10]
+        """A short digest of the subscription and its handler, to derive its session's client
+        id: stable across restarts, distinct for every subscriber of one instance."""
+        return hashlib.sha1(f"{self.subscription}|{self.owner}".encode()).hexdigest()[:10]
 
 
 def _group_name(name: str) -> str:
@@ -126,4 +131,6 @@ def resolve_filter(spec: SubscriberSpec, *, default_qos: int) -> SubscriberFilte
                 "or '#' (an MQTT 5 shared-subscription name, §4.8.2)"
             )
         group = _group_name(raw)
-    return SubscriberFilter(topic=spec.topic, group=group, qos=qos)
+    return SubscriberFilter(
+        topic=spec.topic, group=group, qos=qos, owner=spec.name or handler_name(spec.handler)
+    )
