@@ -280,3 +280,15 @@ async def test_publish_waits_for_the_acknowledgement_across_a_restart_then_times
         await hurried.close()
     finally:
         await publisher.close()
+
+
+async def test_an_unreachable_server_fails_connect_with_a_clear_error(
+    mosquitto: MosquittoProcess,
+) -> None:
+    from framework.transport.mqtt import MqttUnavailableError
+
+    mosquitto.stop()
+    broker = MqttBroker(mosquitto.url, connect_timeout=1)
+    with pytest.raises(MqttUnavailableError, match=f"cannot connect to MQTT at {mosquitto.url}"):
+        await broker.connect()
+    await broker.close()
