@@ -12,6 +12,8 @@ address itself:
   virtual host is the one tests use unless they make a private one (:func:`amqp_url`).
 - ``PYKRATOS_TEST_NATS_URL``: NATS with JetStream (default ``nats://127.0.0.1:4222``); tests make
   and delete their own streams (:func:`nats_url`).
+- ``PYKRATOS_TEST_MQTT_URL``: Mosquitto (default ``mqtt://127.0.0.1:1883``). At-least-once
+  MQTT tests start their own ``mosquitto`` instead (its stock queue limit drops messages).
 - ``PYKRATOS_TEST_POSTGRES_URL``: PostgreSQL, as a SQLAlchemy URL (default
   ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); tests make and drop their own schemas.
 - ``PYKRATOS_TEST_ETCD``: the ``etcd`` server binary the registry tests start on free ports
@@ -34,11 +36,13 @@ import pytest
 
 __all__ = [
     "DEFAULT_AMQP_URL",
+    "DEFAULT_MQTT_URL",
     "DEFAULT_NATS_URL",
     "DEFAULT_POSTGRES_URL",
     "amqp_url",
     "etcd_binary",
     "free_port",
+    "mqtt_url",
     "nats_url",
     "port_range",
     "postgres_url",
@@ -52,6 +56,7 @@ __all__ = [
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 # Ports assumed when a URL names none (the services' standard ports).
 _DEFAULT_PORTS = {
@@ -60,6 +65,8 @@ _DEFAULT_PORTS = {
     "postgresql": 5432,
     "postgres": 5432,
     "nats": 4222,
+    "mqtt": 1883,
+    "mqtts": 8883,
 }
 
 
@@ -115,6 +122,11 @@ def postgres_url() -> str:
     """The PostgreSQL URL of the tests (SQLAlchemy form): ``PYKRATOS_TEST_POSTGRES_URL``, else
     :data:`DEFAULT_POSTGRES_URL`."""
     return os.environ.get("PYKRATOS_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def mqtt_url() -> str:
+    """The MQTT server of the tests: ``PYKRATOS_TEST_MQTT_URL``, else :data:`DEFAULT_MQTT_URL`."""
+    return os.environ.get("PYKRATOS_TEST_MQTT_URL") or DEFAULT_MQTT_URL
 
 
 def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:

@@ -11,9 +11,11 @@ import pytest
 from tests import services
 from tests.services import (
     DEFAULT_AMQP_URL,
+    DEFAULT_MQTT_URL,
     DEFAULT_POSTGRES_URL,
     amqp_url,
     free_port,
+    mqtt_url,
     port_range,
     postgres_url,
     require_url,
@@ -37,6 +39,13 @@ def test_postgres_url_default_and_environment(monkeypatch: pytest.MonkeyPatch) -
     assert postgres_url() == DEFAULT_POSTGRES_URL
     monkeypatch.setenv("PYKRATOS_TEST_POSTGRES_URL", "postgresql+asyncpg://me@db:6543/other")
     assert postgres_url() == "postgresql+asyncpg://me@db:6543/other"
+
+
+def test_mqtt_url_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYKRATOS_TEST_MQTT_URL", raising=False)
+    assert mqtt_url() == DEFAULT_MQTT_URL
+    monkeypatch.setenv("PYKRATOS_TEST_MQTT_URL", "mqtt://mq.internal:1884")
+    assert mqtt_url() == "mqtt://mq.internal:1884"
 
 
 def test_require_url_checks_the_urls_own_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,9 @@
 """Transport-neutral messaging: routers, codecs, publishing, delivery policy, memory broker.
 
 Declare subscribers on a :class:`Router`, mount it on a :class:`BrokerServer` over any
-:class:`Broker` (``create_broker("memory" | "kafka" | "rabbitmq", ...)``), publish with a
-:class:`Publisher`. Kafka and RabbitMQ live in ``framework.transport.kafka`` /
-``framework.transport.rabbitmq`` and need their extras.
+:class:`Broker` (``create_broker("memory" | "kafka" | "rabbitmq" | "mqtt", ...)``), publish
+with a :class:`Publisher`. Kafka, RabbitMQ and MQTT live in ``framework.transport.kafka`` /
+``framework.transport.rabbitmq`` / ``framework.transport.mqtt`` and need their extras.
 """
 
 from framework.broker.broker import (

@@ -124,7 +124,7 @@ class Subscription(Protocol):
 class Broker(ABC):
     """A message broker connection: memory, Kafka or RabbitMQ."""
 
-    #: transport kind used in the transport context ("memory", "kafka", "rabbitmq").
+    #: transport kind used in the transport context ("memory", "kafka", "rabbitmq", "mqtt").
     kind: str = ""
 
     @abstractmethod

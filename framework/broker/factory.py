@@ -27,6 +27,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
         ("aio_pika", "aiormq", "pamqp"),
     ),
     "nats": ("framework.transport.nats", "NatsBroker", "nats", ("nats",)),
+    "mqtt": ("framework.transport.mqtt", "MqttBroker", "mqtt", ("aiomqtt", "paho")),
 }
 
 #: kind -> (module, name) of the class whose constructor keywords are the broker's options,
@@ -84,10 +85,10 @@ def options_target(kind: str) -> Callable[..., Any]:
 
 def create_broker(kind: str, **options: Any) -> Broker:
     """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``,
-    ``"nats"``).
+    ``"nats"``, ``"mqtt"``).
 
     ``options`` go to its constructor (e.g. ``bootstrap_servers=`` for Kafka, ``url=`` for
-    RabbitMQ, ``servers=`` for NATS, ``partitions=`` for memory);
+    RabbitMQ and MQTT, ``servers=`` for NATS, ``partitions=`` for memory);
     :func:`~framework.broker.options_schema.broker_options` lists them.
 
     Raises:

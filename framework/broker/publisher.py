@@ -97,14 +97,18 @@ async def dead_letter(
 ) -> PublishResult | None:
     """Publish ``message`` to ``spec.dlq_topic`` with the DLQ headers of ``policy``.
 
-    Brokers await it for a ``DEAD`` result before acking/committing the original. The body and
+    Brokers await it for a ``DEAD`` result before acking/committing the original. A broker
+    with a ``dead_letter_topic(spec, topic)`` method chooses the destination (MQTT). The body and
     key are kept as received; the headers add the reason, the error type, where the message
     came from and how many attempts were made. With dead-lettering disabled (``dlq=""``) the
     message is logged and dropped, and ``None`` is returned.
     """
     reason = result.reason[:MAX_DLQ_REASON]
     topic = message.topic or spec.topic
-    destination = spec.dlq_topic
+    # A broker may name its dead-letter topics its own way (MQTT: ``<topic>/dlq``, from the
+    # concrete topic, since a wildcard filter cannot be published to).
+    resolve = getattr(broker, "dead_letter_topic", None)
+    destination = resolve(spec, topic) if resolve is not None else spec.dlq_topic
     if destination is None:
         _log.error(
             "%s: dropping message from %s after %d attempt(s), dead-lettering is disabled: %s",

@@ -1,8 +1,9 @@
 """The reference service on the real brokers: switching is configuration only.
 
 The same routers (payment-success -> mark paid -> order-paid -> notification + WebSocket push)
-run on RabbitMQ, on a Kafka-protocol broker (Tansu) and on NATS JetStream with nothing changed
-but ``data.broker``.
+run on RabbitMQ, on a Kafka-protocol broker (Tansu), on NATS JetStream and on MQTT (a private
+Mosquitto: the service's fixed topics and shared-subscription groups must not meet another test
+run's) with nothing changed but ``data.broker``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import websockets
 
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
+from framework.transport.mqtt.mosquitto import MosquittoProcess, MosquittoUnavailable
 from tests.services import (
     amqp_url,
     free_port,
@@ -42,6 +44,20 @@ def tansu() -> Iterator[TansuProcess]:
         process = TansuProcess(port=free_port()).start()
     except TansuUnavailable as exc:
         unavailable(f"Tansu (Kafka-protocol broker): {exc}")
+        raise
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[MosquittoProcess]:
+    process = MosquittoProcess(port=free_port())
+    try:
+        process.start()
+    except MosquittoUnavailable as exc:
+        unavailable(f"mosquitto: {exc}")
         raise
     try:
         yield process
@@ -82,7 +98,7 @@ def nats_stream() -> str:
     return f"pykratos_svc_{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(params=["rabbitmq", "kafka", "nats"])
+@pytest.fixture(params=["rabbitmq", "kafka", "nats", "mqtt"])
 async def service_on_broker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[App]:
@@ -93,6 +109,8 @@ async def service_on_broker(
     elif kind == "nats":
         stream = request.getfixturevalue("nats_stream")
         options = {"servers": nats_url(), "stream": stream, "storage": "memory"}
+    elif kind == "mqtt":
+        options = {"url": request.getfixturevalue("mosquitto").url}
     else:
         tansu: TansuProcess = request.getfixturevalue("tansu")
         options = {"bootstrap_servers": tansu.bootstrap_servers}
