@@ -10,6 +10,8 @@ address itself:
 
 - ``PYKRATOS_TEST_AMQP_URL``: RabbitMQ (default ``amqp://guest:guest@127.0.0.1:5672/``). Its
   virtual host is the one tests use unless they make a private one (:func:`amqp_url`).
+- ``PYKRATOS_TEST_REDIS_URL``: Redis (default ``redis://127.0.0.1:6379/0``). It is shared: tests
+  use keys under a prefix of their own and delete them, never ``FLUSHDB``/``FLUSHALL``.
 - ``PYKRATOS_TEST_POSTGRES_URL``: PostgreSQL, as a SQLAlchemy URL (default
   ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); tests make and drop their own schemas.
 - ``PYKRATOS_TEST_PORT_RANGE``: ``LOW-HIGH`` (inclusive): :func:`free_port`, hence the Tansu
@@ -30,11 +32,13 @@ import pytest
 __all__ = [
     "DEFAULT_AMQP_URL",
     "DEFAULT_POSTGRES_URL",
+    "DEFAULT_REDIS_URL",
     "amqp_url",
     "free_port",
     "port_range",
     "postgres_url",
     "rabbitmqctl",
+    "redis_url",
     "require_port",
     "require_url",
     "services_required",
@@ -43,9 +47,17 @@ __all__ = [
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Ports assumed when a URL names none (the services' standard ports).
-_DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "postgresql": 5432, "postgres": 5432}
+_DEFAULT_PORTS = {
+    "amqp": 5672,
+    "amqps": 5671,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "redis": 6379,
+    "rediss": 6379,
+}
 
 
 def services_required() -> bool:
@@ -95,6 +107,11 @@ def postgres_url() -> str:
     """The PostgreSQL URL of the tests (SQLAlchemy form): ``PYKRATOS_TEST_POSTGRES_URL``, else
     :data:`DEFAULT_POSTGRES_URL`."""
     return os.environ.get("PYKRATOS_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def redis_url() -> str:
+    """The Redis URL of the tests: ``PYKRATOS_TEST_REDIS_URL``, else :data:`DEFAULT_REDIS_URL`."""
+    return os.environ.get("PYKRATOS_TEST_REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:

@@ -26,6 +26,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
         "rabbitmq",
         ("aio_pika", "aiormq", "pamqp"),
     ),
+    "redis": ("framework.transport.redis", "RedisBroker", "redis", ("redis",)),
 }
 
 #: kind -> (module, name) of the class whose constructor keywords are the broker's options,
@@ -33,6 +34,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
 #: take their options from the broker constructor's keyword parameters.
 _OPTIONS_TYPES: dict[str, tuple[str, str]] = {
     "kafka": ("framework.transport.kafka.options", "KafkaOptions"),
+    "redis": ("framework.transport.redis.options", "RedisOptions"),
 }
 
 #: The broker kinds :func:`create_broker` knows.
@@ -82,7 +84,8 @@ def options_target(kind: str) -> Callable[..., Any]:
 
 
 def create_broker(kind: str, **options: Any) -> Broker:
-    """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``).
+    """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``,
+    ``"redis"``).
 
     ``options`` go to its constructor (e.g. ``bootstrap_servers=`` for Kafka, ``url=`` for
     RabbitMQ, ``partitions=`` for memory); :func:`~framework.broker.options_schema.
