@@ -433,19 +433,18 @@ class RedisSubscription:
         finished and return the entries not started (see the module docstring)."""
         if self._stopping:
             return
+        self._stopping = True  # workers finish their message and start no other
         await self.stop_intake()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         reader = self._reader
         if reader is not None:
-            # The read in progress ends within block_ms; what it brings is ours to handle.
-            wait = max(deadline - loop.time(), self._options.block_ms / 1000 + 1.0)
-            await asyncio.wait([reader], timeout=wait)
+            # The read in progress ends within block_ms; what it brings is returned below.
+            await asyncio.wait([reader], timeout=self._options.block_ms / 1000 + 1.0)
             if not reader.done():
                 reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
-        self._stopping = True
         for lane in self._lanes:
             lane.put_nowait(None)  # wakes idle workers; busy ones finish their message
         if self._workers:
