@@ -113,7 +113,7 @@ class DatabaseConf(_Strict):
 
 
 class BrokerConf(_Strict):
-    kind: Literal["memory", "kafka", "rabbitmq"] = "memory"
+    kind: Literal["memory", "kafka", "rabbitmq", "redis"] = "memory"
     timeout: float = Field(default=30.0, gt=0, description="per-message handler timeout, seconds")
     #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ);
     #: checked against ``kind``'s options when the config is scanned (README: broker options)

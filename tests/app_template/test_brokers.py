@@ -1,8 +1,8 @@
 """The reference service on the real brokers: switching is configuration only.
 
 The same routers (payment-success -> mark paid -> order-paid -> notification + WebSocket push)
-run on RabbitMQ and on a Kafka-protocol broker (Tansu) with nothing changed but
-``data.broker``.
+run on RabbitMQ, on a Kafka-protocol broker (Tansu) and on Redis Streams with nothing changed
+but ``data.broker``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import websockets
 
 from framework import App
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
-from tests.services import amqp_url, free_port, rabbitmqctl, require_url, unavailable
+from tests.services import (
+    amqp_url,
+    free_port,
+    rabbitmqctl,
+    redis_url,
+    require_url,
+    unavailable,
+)
 
 from app_template.conf.conf import BrokerConf
 from app_template.wire import wire_app
@@ -54,7 +61,21 @@ def rabbit_vhost() -> Iterator[str]:
         rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(params=["rabbitmq", "kafka"])
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of its own on the shared Redis: its streams are deleted afterwards."""
+    from redis import Redis
+
+    require_url(redis_url(), "Redis")
+    prefix = f"pykratos-svc-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    with Redis.from_url(redis_url()) as admin:
+        keys = list(admin.scan_iter(match=f"{prefix}*"))
+        if keys:
+            admin.unlink(*keys)
+
+
+@pytest.fixture(params=["rabbitmq", "kafka", "redis"])
 async def service_on_broker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[App]:
@@ -62,6 +83,8 @@ async def service_on_broker(
     options: dict[str, Any]
     if kind == "rabbitmq":
         options = {"url": request.getfixturevalue("rabbit_vhost")}
+    elif kind == "redis":
+        options = {"url": redis_url(), "key_prefix": request.getfixturevalue("redis_prefix")}
     else:
         tansu: TansuProcess = request.getfixturevalue("tansu")
         options = {"bootstrap_servers": tansu.bootstrap_servers}
@@ -71,6 +94,7 @@ async def service_on_broker(
     app = wire_app(bootstrap)
     app.handle_signals = False
     async with app:
+        assert app.servers[0].broker.kind == kind  # type: ignore[attr-defined]
         yield app
 
 
