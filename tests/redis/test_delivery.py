@@ -238,3 +238,27 @@ async def test_delay_is_refused_rather_than_ignored(env: RedisEnv) -> None:
     with pytest.raises(NotImplementedError, match="no delayed delivery"):
         await broker.publish("later", body(1), delay=1.0)
     assert await env.admin.exists(env.key("later")) == 0
+
+
+async def test_a_batch_handler_gets_lists_and_every_entry_is_acknowledged(env: RedisEnv) -> None:
+    sizes = Collector()
+    seen: list[int] = []
+    router = Router()
+
+    @router.subscriber("metrics", group="g", batch=10)
+    async def handle(events: list[Event]) -> None:
+        seen.extend(e.n for e in events)
+        sizes.add(len(events))
+
+    broker = await env.connected()
+    for n in range(25):
+        await broker.publish("metrics", body(n))
+    server = await env.serve(router)
+    for _ in range(100):
+        if len(seen) >= 25:
+            break
+        await sizes.wait(len(sizes.items) + 1)
+    assert sorted(seen) == list(range(25))
+    assert max(sizes.items) == 10
+    await server.stop(5)
+    assert (await env.admin.xpending(env.key("metrics"), "g"))["pending"] == 0

@@ -177,6 +177,23 @@ async def test_the_reader_recovers_after_the_server_kills_its_connection(
     await publisher.publish("kill", body(3))
     assert await got.wait(3, timeout=15) == [1, 2, 3]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    lost = [w for w in warnings if "lost Redis" in w]
+    lost = [w for w in warnings if "cannot read" in w]
     back = [w for w in warnings if "reading" in w and "again" in w]
     assert len(lost) == 1 and len(back) == 1, warnings
+
+
+async def test_a_deleted_group_is_recreated_and_reading_goes_on(env: RedisEnv) -> None:
+    got = Collector()
+    router = Router()
+
+    @router.subscriber("gone", group="g")
+    async def handle(event: Event) -> None:
+        got.add(event.n)
+
+    await env.serve(router)
+    publisher = await env.connected()
+    await publisher.publish("gone", body(1))
+    await got.wait(1)
+    await env.admin.unlink(env.key("gone"))  # as after a restart of a Redis without persistence
+    await publisher.publish("gone", body(2))
+    assert await got.wait(2, timeout=10) == [1, 2]

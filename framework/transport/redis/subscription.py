@@ -186,13 +186,21 @@ class RedisSubscription:
                 continue
             try:
                 reply = await self._read(min(read_count, room))
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc) or self._group is None:
-                    raise
-                log.warning("%s: group %s vanished, recreating it", self.consumer, self._group)
-                await self._retrying(self._ensure_group)
-                continue
             except _RETRYABLE as exc:
+                self._lost(exc)
+                await asyncio.sleep(self._options.reconnect_interval)
+                continue
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc) and self._group is not None:
+                    # The stream or the group was deleted (or Redis restarted empty).
+                    log.warning("%s: group %s vanished, recreating it", self.consumer, self._group)
+                    await self._retrying(self._ensure_group)
+                else:
+                    self._lost(exc)
+                    await asyncio.sleep(self._options.reconnect_interval)
+                continue
+            except Exception as exc:  # a bug here must not end reading silently
+                log.exception("%s: read failed", self.consumer)
                 self._lost(exc)
                 await asyncio.sleep(self._options.reconnect_interval)
                 continue
@@ -215,7 +223,7 @@ class RedisSubscription:
         if self._connected:
             self._connected = False
             log.warning(
-                "%s: lost Redis while reading %s (%r); retrying every %gs",
+                "%s: cannot read %s (%r); retrying every %gs",
                 self.consumer,
                 self.settings.stream,
                 exc,
