@@ -12,10 +12,12 @@ from tests import services
 from tests.services import (
     DEFAULT_AMQP_URL,
     DEFAULT_POSTGRES_URL,
+    DEFAULT_REDIS_URL,
     amqp_url,
     free_port,
     port_range,
     postgres_url,
+    redis_url,
     require_url,
 )
 
@@ -37,6 +39,13 @@ def test_postgres_url_default_and_environment(monkeypatch: pytest.MonkeyPatch) -
     assert postgres_url() == DEFAULT_POSTGRES_URL
     monkeypatch.setenv("PYKRATOS_TEST_POSTGRES_URL", "postgresql+asyncpg://me@db:6543/other")
     assert postgres_url() == "postgresql+asyncpg://me@db:6543/other"
+
+
+def test_redis_url_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYKRATOS_TEST_REDIS_URL", raising=False)
+    assert redis_url() == DEFAULT_REDIS_URL
+    monkeypatch.setenv("PYKRATOS_TEST_REDIS_URL", "redis://cache.internal:6390/3")
+    assert redis_url() == "redis://cache.internal:6390/3"
 
 
 def test_require_url_checks_the_urls_own_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
