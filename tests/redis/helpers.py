@@ -8,6 +8,7 @@ conformance suite can use: a broker confined to one prefix.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
@@ -76,6 +77,21 @@ class RedisEnv:
         """Every entry of ``topic``'s stream, oldest first."""
         raw = await self.admin.xrange(self.key(topic))
         return [(entry_id.decode(), fields) for entry_id, fields in raw]
+
+    async def wait_entries(
+        self, topic: str, count: int, timeout: float = 10.0
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """The entries of ``topic``'s stream once it has ``count`` (dead letters are written
+        by the subscriber after the handler gave up: there is no event to wait on here)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            entries = await self.entries(topic)
+            if len(entries) >= count:
+                return entries
+            if loop.time() > deadline:
+                raise AssertionError(f"{topic}: {len(entries)} of {count} entries: {entries!r}")
+            await asyncio.sleep(0.05)
 
     async def aclose(self) -> None:
         for server in self._servers:

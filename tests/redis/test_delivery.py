@@ -177,12 +177,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_with_reason_field
     broker = await env.connected()
     await broker.publish("pay", body(7), key=b"k", headers={"h": "v"})
     assert await attempts.wait(3) == [1, 2, 3]
-    for _ in range(100):
-        dead = await env.entries("pay.dlq")
-        if dead:
-            break
-        await asyncio.sleep(0.05)
-    [(_, fields)] = dead
+    [(_, fields)] = await env.wait_entries("pay.dlq", 1)
     assert fields[b"body"] == body(7) and fields[b"key"] == b"k" and fields[b"h:h"] == b"v"
     assert fields[f"h:{DLQ_REASON}".encode()] == b"ValueError: boom 7"
     assert fields[f"h:{DLQ_ERROR_TYPE}".encode()] == b"ValueError"
@@ -208,12 +203,7 @@ async def test_an_undecodable_message_goes_to_the_dlq_at_once_and_the_stream_flo
     await broker.publish("typed", b"not json")
     await broker.publish("typed", body(2))
     assert await got.wait(1) == [2]
-    for _ in range(100):
-        dead = await env.entries("typed.dlq")
-        if dead:
-            break
-        await asyncio.sleep(0.05)
-    [(_, fields)] = dead
+    [(_, fields)] = await env.wait_entries("typed.dlq", 1)
     assert fields[b"body"] == b"not json"
     assert fields[f"h:{DLQ_ATTEMPTS}".encode()] == b"1"
     assert fields[f"h:{DLQ_REASON}".encode()].startswith(b"decode:")

@@ -34,15 +34,6 @@ async def _dead_consumer_takes(env: RedisEnv, topic: str, group: str, count: int
     assert len(read[0][1]) == count
 
 
-async def _wait_for_entries(env: RedisEnv, topic: str, count: int) -> list[tuple[str, dict]]:
-    for _ in range(200):
-        entries = await env.entries(topic)
-        if len(entries) >= count:
-            return entries
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{topic}: fewer than {count} entries")
-
-
 async def test_entries_left_pending_by_a_dead_consumer_are_claimed_and_handled(
     env: RedisEnv, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -82,7 +73,7 @@ async def test_an_entry_delivered_more_than_max_attempts_is_dead_lettered_unhand
         handled.add(event.n)
 
     await env.serve(router, broker=env.broker(**FAST_CLAIMS))
-    [(_, fields)] = await _wait_for_entries(env, "poison.dlq", 1)
+    [(_, fields)] = await env.wait_entries("poison.dlq", 1)
     assert fields[f"h:{DLQ_ERROR_TYPE}".encode()] == b"DeliveryLimitExceeded"
     assert fields[f"h:{DLQ_ATTEMPTS}".encode()] == b"3"
     assert handled.items == []
