@@ -21,6 +21,10 @@ order, intake and drain being two separate phases:
 
 A server that fails to start stops the ones that did and raises :class:`AppStartError`, naming
 the server and the cause; :meth:`App.main` logs it and turns it into exit status 1.
+
+Readiness is on while the App serves and no server reports a health problem
+(:class:`~framework.transport.server.HealthReporting`, e.g. a broker subscriber that cannot
+re-subscribe); it turns off, and back on, as those problems come and go.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from framework.log import setup_logging
-from framework.transport.server import IntakeAware, ReadinessAware, Server
+from framework.transport.server import HealthReporting, IntakeAware, ReadinessAware, Server
 
 __all__ = ["App", "AppInfo", "AppStartError", "Hook", "app_info"]
 
@@ -163,6 +167,8 @@ class App:
         self._token: contextvars.Token[AppInfo | None] | None = None
         self._signal_count = 0
         self._run_task: asyncio.Task[Any] | None = None
+        self._serving = False
+        self._health_problems: list[str] = []
 
     # -- public API ------------------------------------------------------------------------
 
@@ -251,6 +257,9 @@ class App:
             for hook in self.before_start:
                 await self._run_start_hook(hook, "before-start")
             await self._start_servers()
+            for server in self._started_servers:
+                if isinstance(server, HealthReporting):
+                    server.watch_health(self._apply_readiness)
         except BaseException:
             await self._release()
             self._stop_requested = None
@@ -339,9 +348,27 @@ class App:
             raise AppStartError("server failed to start: " + "; ".join(failures)) from first
 
     def _set_serving(self, serving: bool) -> None:
+        self._serving = serving
+        self._apply_readiness()
+
+    def _apply_readiness(self) -> None:
+        # Ready while serving and no server reports a problem it cannot recover from (e.g.
+        # a broker subscriber that cannot re-subscribe): /readyz and gRPC health follow.
+        problems = [
+            problem
+            for server in self._started_servers
+            if isinstance(server, HealthReporting) and (problem := server.health_problem)
+        ]
+        if self._serving and problems != self._health_problems:
+            if problems:
+                _log.warning("%s not ready: %s", self.name, "; ".join(problems))
+            else:
+                _log.warning("%s ready again: every server recovered", self.name)
+        self._health_problems = problems
+        ready = self._serving and not problems
         for server in self._started_servers:
             if isinstance(server, ReadinessAware):
-                server.set_serving(serving)
+                server.set_serving(ready)
 
     async def _release(self) -> None:
         deadline = time.monotonic() + self.stop_timeout

@@ -96,9 +96,19 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def setup_logging(
-    fmt: Literal["json", "console"] = "console", level: str | int = "INFO"
+    fmt: Literal["json", "console"] = "console",
+    level: str | int = "INFO",
+    *,
+    client_level: str | int | None = "WARNING",
 ) -> None:
-    """Route the root logger to stderr with the chosen format; idempotent."""
+    """Route the root logger to stderr with the chosen format; idempotent.
+
+    ``client_level`` is the level of the broker client libraries' loggers (``aiokafka``,
+    ``aio_pika``, ``aiormq``), which are chatty at INFO (dozens of lines per start). It only
+    applies to a logger the application did not configure itself; ``None`` leaves them at
+    the root level. To see their INFO lines, set their level in your own log config, e.g.
+    ``logging.getLogger("aiokafka").setLevel("INFO")``.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(TraceContextFilter())
@@ -111,3 +121,8 @@ def setup_logging(
     root.setLevel(level.upper() if isinstance(level, str) else level)
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").disabled = True
+    if client_level is not None:
+        # Imported here: the logging module must not pull the broker package in.
+        from framework.broker.clientlog import quiet_client_loggers
+
+        quiet_client_loggers(client_level)

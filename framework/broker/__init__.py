@@ -23,9 +23,11 @@ from framework.broker.codec import (
     ProtobufCodec,
     StrCodec,
 )
+from framework.broker.errors import BROKER_UNAVAILABLE, BrokerUnavailableError
 from framework.broker.factory import BROKER_KINDS, create_broker
+from framework.broker.health import Health
 from framework.broker.memory import MemoryBroker
-from framework.broker.message import Message
+from framework.broker.message import Message, header_bytes, header_text
 from framework.broker.options import (
     AutoOffsetReset,
     UnsupportedOptionError,
@@ -51,6 +53,7 @@ from framework.broker.subscriber import SubscriberSpec
 
 __all__ = [
     "BROKER_KINDS",
+    "BROKER_UNAVAILABLE",
     "DLQ_ATTEMPTS",
     "DLQ_ERROR_TYPE",
     "DLQ_ORIGINAL_OFFSET",
@@ -61,9 +64,11 @@ __all__ = [
     "BatchPolicy",
     "Broker",
     "BrokerServer",
+    "BrokerUnavailableError",
     "BytesCodec",
     "Codec",
     "DecodeError",
+    "Health",
     "JsonCodec",
     "MemoryBroker",
     "Message",
@@ -85,5 +90,7 @@ __all__ = [
     "check_options",
     "create_broker",
     "dead_letter",
+    "header_bytes",
+    "header_text",
     "option_choice",
 ]

@@ -23,7 +23,8 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
-from typing import get_args
+from functools import partial
+from typing import Any, get_args
 
 from framework.broker.broker import (
     Broker,
@@ -33,6 +34,7 @@ from framework.broker.broker import (
     PublishResult,
     Subscription,
 )
+from framework.broker.health import Health, keep_running
 from framework.broker.memlog import Cursor, Record, Topic
 from framework.broker.message import Message
 from framework.broker.options import AutoOffsetReset, check_options, option_choice
@@ -98,7 +100,9 @@ class _Consumer:
     """One subscription: a member of a group, with ``concurrency`` workers.
 
     A fetch task per assigned partition hands messages to the workers' queues, choosing the
-    worker by key so one key is handled by one worker, in order.
+    worker by key so one key is handled by one worker, in order. A worker or fetch task that
+    ends on its own (a bug) is logged at WARNING and restarted; :attr:`health` fails while
+    one keeps dying.
     """
 
     def __init__(
@@ -119,20 +123,27 @@ class _Consumer:
         self._rotation = itertools.count()
         self._draining = False
         self.stopping = False  # set once drained: the member no longer takes partitions
+        self.health = Health(spec.display_name)
         label = spec.display_name
         work = self._work if spec.batch is None else self._work_batches
         self._workers = [
-            asyncio.create_task(work(queue), name=f"memory:{label}:worker-{i}")
+            self._keep_running(f"memory:{label}:worker-{i}", partial(work, queue))
             for i, queue in enumerate(self._queues)
         ]
+
+    def _keep_running(self, what: str, body: Any) -> asyncio.Task[None]:
+        # A revoked fetcher is cancelled, which keep_running lets through.
+        return keep_running(
+            body, what=what, stopping=lambda: self.stopping, logger=_log, health=self.health
+        )
 
     # -- partition assignment ---------------------------------------------------------------
 
     def assign(self, cursor: Cursor) -> None:
         cursor.owner = self
-        self._fetchers[cursor] = asyncio.create_task(
-            self._fetch(cursor),
-            name=f"memory:{self._spec.display_name}:fetch-{cursor.partition.index}",
+        self._fetchers[cursor] = self._keep_running(
+            f"memory:{self._spec.display_name}:fetch-{cursor.partition.index}",
+            partial(self._fetch, cursor),
         )
 
     async def revoke(self, cursor: Cursor) -> None:

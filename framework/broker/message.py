@@ -1,11 +1,38 @@
-"""The transport-neutral message every broker hands to a subscriber."""
+"""The transport-neutral message every broker hands to a subscriber.
+
+Bodies and keys are ``bytes``. Header values are ``str`` holding the header's bytes decoded
+as UTF-8 with the ``surrogateescape`` error handler (:func:`header_text`): a text header reads
+as ordinary text, and a value that is not UTF-8 (``b"\\xc3\\x28"``, written by a foreign
+producer) becomes ``"\\udcc3("`` instead of a lossy replacement character, so that encoding it
+back (:func:`header_bytes`) gives the exact original bytes. Every broker applies this on
+receipt and its inverse on publish, so headers survive consume, retry, dead-lettering,
+republishing and trace propagation byte for byte.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Message"]
+__all__ = ["HEADER_ENCODING", "HEADER_ERRORS", "Message", "header_bytes", "header_text"]
+
+#: How header bytes map to ``str`` and back, on every broker.
+HEADER_ENCODING = "utf-8"
+HEADER_ERRORS = "surrogateescape"
+
+
+def header_text(raw: bytes | bytearray) -> str:
+    """Header bytes as the ``str`` a :class:`Message` carries (exact, never raises)."""
+    return raw.decode(HEADER_ENCODING, HEADER_ERRORS)
+
+
+def header_bytes(value: str) -> bytes:
+    """The bytes of a header value: the inverse of :func:`header_text`.
+
+    Raises ``UnicodeEncodeError`` only for a ``str`` that no bytes decode to (a lone
+    surrogate outside ``\\udc80``-``\\udcff``), which cannot come from a received message.
+    """
+    return value.encode(HEADER_ENCODING, HEADER_ERRORS)
 
 
 @dataclass(slots=True)
@@ -13,10 +40,13 @@ class Message:
     """One message as received (or about to be published).
 
     Attributes:
-        body: the encoded payload.
+        body: the encoded payload, exactly as the broker delivered it.
         topic: destination: Kafka topic, RabbitMQ routing key / queue, memory topic.
         key: partitioning/ordering key (Kafka key; RabbitMQ and memory use it for ordering).
-        headers: string headers that travel with the message.
+        headers: headers that travel with the message. Values are the header bytes decoded
+            as UTF-8 with ``surrogateescape`` (see the module docstring): text headers read
+            as text, other bytes round-trip exactly; :meth:`header_bytes` gives the bytes.
+            Republishing ``message.headers`` on any broker sends the same bytes again.
         id: message id (broker-assigned or generated at publish).
         partition: Kafka partition (None elsewhere).
         offset: Kafka offset / memory sequence number (None for RabbitMQ).
@@ -38,3 +68,8 @@ class Message:
     timestamp: float = 0.0
     attempt: int = 1
     raw: Any = None
+
+    def header_bytes(self, name: str) -> bytes | None:
+        """The exact bytes of header ``name``, or ``None`` when it is absent."""
+        value = self.headers.get(name)
+        return None if value is None else header_bytes(value)

@@ -9,8 +9,12 @@ __all__ = [
     "DLQ_ERROR_TYPE",
     "DLQ_ORIGINAL_OFFSET",
     "DLQ_ORIGINAL_PARTITION",
+    "DLQ_ORIGINAL_SIZE",
     "DLQ_ORIGINAL_TOPIC",
+    "DLQ_PUBLISH_ERROR",
     "DLQ_REASON",
+    "DLQ_TRUNCATED",
+    "DLQ_TRUNCATED_BODY_BYTES",
     "BatchPolicy",
     "RetryPolicy",
     "default_dlq_topic",
@@ -23,6 +27,14 @@ DLQ_ORIGINAL_TOPIC = "x-original-topic"
 DLQ_ORIGINAL_PARTITION = "x-original-partition"
 DLQ_ORIGINAL_OFFSET = "x-original-offset"
 DLQ_ATTEMPTS = "x-attempts"
+# Written only on a truncated dead letter: the full copy was refused as too large (larger
+# than the producer's or the broker's limit), so the DLQ gets the first
+# DLQ_TRUNCATED_BODY_BYTES of the body, a pointer to the original (x-original-topic,
+# -partition, -offset) and these headers.
+DLQ_TRUNCATED = "x-dlq-truncated"  # what was cut: "body" or "body,headers"
+DLQ_ORIGINAL_SIZE = "x-original-size"  # bytes of the original body
+DLQ_PUBLISH_ERROR = "x-dlq-publish-error"  # why the full copy was refused
+DLQ_TRUNCATED_BODY_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)

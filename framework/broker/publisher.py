@@ -55,7 +55,8 @@ class Publisher:
             payload: a model, struct, dict, str or bytes (whatever the codec encodes).
             key: ordering/partitioning key; ``str`` (and ``int``, as its decimal text) is
                 sent as UTF-8.
-            headers: string headers.
+            headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
+                given in the form ``Message.headers`` uses (``header_text``).
             delay: seconds before delivery, where the broker supports it (else it raises).
         """
         body = self.codec.encode(payload)

@@ -4,6 +4,10 @@ It mounts transport-neutral routers on one broker (memory, Kafka, RabbitMQ): ``s
 connects the broker and subscribes every subscriber, ``stop_intake`` stops every subscription
 taking new messages, ``stop`` drains every subscription and closes the broker. Give it to
 :class:`framework.App` like any other server.
+
+It reports its health (:class:`~framework.transport.server.HealthReporting`): a subscription
+whose broker cannot recover it (see :mod:`framework.broker.health`) makes the server
+unhealthy, which turns the App's readiness off until it recovers.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 from framework.broker.broker import Broker, Subscription
 from framework.broker.codec import Codec, JsonCodec
+from framework.broker.health import Health
 from framework.broker.options import check_options
 from framework.broker.processor import SubscriberProcessor
 from framework.broker.publisher import dead_letter
@@ -61,6 +66,8 @@ class BrokerServer:
         self.name = name or broker.kind
         self._subscriptions: list[Subscription] = []
         self._connected = False
+        self._health: list[Health] = []
+        self._health_listeners: list[Callable[[], None]] = []
 
     @property
     def endpoint(self) -> str:
@@ -72,6 +79,20 @@ class BrokerServer:
     def subscribers(self) -> list[SubscriberSpec]:
         """Every subscriber this server mounts."""
         return [spec for router in self.routers for spec in router.subscribers]
+
+    @property
+    def health_problem(self) -> str | None:
+        """Why a subscription cannot consume now (``None`` while every one can)."""
+        problems = [health.problem for health in self._health if health.problem]
+        return "; ".join(problems) if problems else None
+
+    def watch_health(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever :attr:`health_problem` may have changed."""
+        self._health_listeners.append(listener)
+
+    def _health_changed(self) -> None:
+        for listener in list(self._health_listeners):
+            listener()
 
     def processors(self) -> list[SubscriberProcessor]:
         """Build (and so validate) one processor per subscriber without touching the broker.
@@ -123,6 +144,10 @@ class BrokerServer:
                 failure = failure or result
             else:
                 self._subscriptions.append(result)
+                health = getattr(result, "health", None)
+                if isinstance(health, Health):
+                    health.watch(self._health_changed)
+                    self._health.append(health)
         if failure is not None:
             raise failure
         _log.info(
@@ -159,6 +184,7 @@ class BrokerServer:
         """
         deadline = time.monotonic() + timeout
         subscriptions, self._subscriptions = self._subscriptions, []
+        self._health = []
         results = await asyncio.gather(
             *(s.stop(timeout) for s in subscriptions), return_exceptions=True
         )

@@ -5,9 +5,10 @@ Each concrete server lives in its own subpackage (``framework.transport.http``, 
 """
 
 from framework.transport.context import Transport, current_transport, from_context, transport_scope
-from framework.transport.server import IntakeAware, ReadinessAware, Server
+from framework.transport.server import HealthReporting, IntakeAware, ReadinessAware, Server
 
 __all__ = [
+    "HealthReporting",
     "IntakeAware",
     "ReadinessAware",
     "Server",

@@ -7,9 +7,10 @@ drain them one by one). A server without them still works: ``stop`` does both st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["IntakeAware", "ReadinessAware", "Server"]
+__all__ = ["HealthReporting", "IntakeAware", "ReadinessAware", "Server"]
 
 
 @runtime_checkable
@@ -59,3 +60,19 @@ class ReadinessAware(Protocol):
     """
 
     def set_serving(self, serving: bool) -> None: ...
+
+
+@runtime_checkable
+class HealthReporting(Protocol):
+    """Optional: a server whose health can fail after it started (e.g. a broker subscriber
+    that cannot re-subscribe). The App keeps readiness off while ``health_problem`` is set.
+    """
+
+    @property
+    def health_problem(self) -> str | None:
+        """What is wrong, ``None`` when healthy."""
+        ...
+
+    def watch_health(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every change of :attr:`health_problem`."""
+        ...

@@ -26,8 +26,13 @@ def _logger_names() -> list[tuple[str, int, str]]:
                 and node.args
             ):
                 arg = node.args[0]
-                name = arg.value if isinstance(arg, ast.Constant) else ast.unparse(arg)
-                found.append((str(path.relative_to(ROOT)), node.lineno, str(name)))
+                if isinstance(arg, ast.Constant):
+                    name = str(arg.value)
+                elif isinstance(arg, ast.Name) and arg.id == "__name__":
+                    name = "__name__"  # the module path: framework.*, outside the tree
+                else:
+                    continue  # a computed name: code that configures other libraries' loggers
+                found.append((str(path.relative_to(ROOT)), node.lineno, name))
     return found
 
 

@@ -74,8 +74,11 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 10
         async with asyncio.timeout(timeout):
             partitions: set[int] | None = None
             while not partitions:  # the topic may not exist yet (a DLQ created on first use)
-                await consumer.topics()  # refreshes the metadata
-                partitions = consumer.partitions_for_topic(topic)
+                # consumer.topics() fetches fresh metadata but does not store it in the
+                # client's cluster view, which partitions_for_topic() reads: read the
+                # fresh one, or a topic created after start() is never seen.
+                cluster = await consumer._client.fetch_all_metadata()
+                partitions = cluster.partitions_for_topic(topic)
                 if not partitions:
                     await asyncio.sleep(0.05)  # topic creation has no event to wait on
             consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])

@@ -11,6 +11,7 @@ from framework.transport.kafka.broker import KafkaBroker
 from framework.transport.kafka.errors import (
     KafkaJoinError,
     KafkaProducerError,
+    KafkaPublishTimeoutError,
     KafkaUnavailableError,
 )
 from framework.transport.kafka.offsets import PartitionOffsets
@@ -24,6 +25,7 @@ __all__ = [
     "KafkaJoinError",
     "KafkaOptions",
     "KafkaProducerError",
+    "KafkaPublishTimeoutError",
     "KafkaSubscription",
     "KafkaUnavailableError",
     "PartitionOffsets",

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from aiokafka import TopicPartition
 
 from framework.transport.kafka.offsets import PartitionOffsets
-from framework.transport.kafka.workers import Router
+from framework.transport.kafka.workers import Lanes
 
 __all__ = ["Assignment"]
 
@@ -28,12 +28,12 @@ class Assignment:
     """The owned partitions (``partitions``, updated in place) and the revoked ones draining.
 
     Args:
-        router: re-routed on every assignment.
+        router: the subscription's lanes, told of every assignment.
         label: the subscriber, as logs name it.
         drain_timeout: seconds :meth:`revoke` waits for in-flight messages.
     """
 
-    def __init__(self, router: Router, label: str, drain_timeout: float) -> None:
+    def __init__(self, router: Lanes, label: str, drain_timeout: float) -> None:
         self.partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._router = router
         self._label = label
@@ -45,7 +45,7 @@ class Assignment:
         partitions = self.partitions
         for tp in assigned:
             if tp not in partitions:
-                partitions[tp] = PartitionOffsets()
+                partitions[tp] = PartitionOffsets(tp)
         self._router.assign(partitions)
 
     async def revoke(

@@ -8,20 +8,26 @@ batching publishers and dead-lettering; each ``subscribe`` starts its own group 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Mapping
-from functools import partial
 from typing import Any, get_args
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
-from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
-from framework.transport.kafka.errors import KafkaProducerError, KafkaUnavailableError
+from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
+from framework.transport.kafka.errors import (
+    KafkaProducerError,
+    KafkaPublishTimeoutError,
+    KafkaUnavailableError,
+)
 from framework.transport.kafka.options import AutoOffsetReset, KafkaOptions, Ordering
 from framework.transport.kafka.publisher import BatchingPublisher
 from framework.transport.kafka.records import encode_headers
@@ -30,6 +36,10 @@ from framework.transport.kafka.subscription import KafkaSubscription
 __all__ = ["KafkaBroker"]
 
 _log = logging.getLogger("pykratos.kafka")
+# Errors of a publish that mean "the cluster is not reachable", not "this record is wrong".
+_UNAVAILABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError)
+# Seconds between two metadata probes while the cluster is unavailable (see _probe).
+_PROBE_INTERVAL = 1.0
 
 
 class KafkaBroker(Broker):
@@ -66,6 +76,8 @@ class KafkaBroker(Broker):
         self._producer: AIOKafkaProducer | None = None
         self._publishers: list[BatchingPublisher] = []
         self._subscriptions: list[KafkaSubscription] = []
+        self._log_state = connection_log(self.kind)
+        self._prober: asyncio.Task[None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -75,10 +87,14 @@ class KafkaBroker(Broker):
     # -- connection ------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Start the producer; raise :class:`KafkaUnavailableError` (naming the servers)
-        if the cluster does not answer within ``connect_timeout`` seconds."""
+        """Start the producer; raise :class:`KafkaUnavailableError` (naming the servers, the
+        cause and how long was tried) if the cluster does not answer within
+        ``connect_timeout`` seconds. The client library's own lines about the failed attempt
+        are suppressed: the error says it once."""
         if self._producer is not None:
             return
+        self._log_state.install(self.endpoint)
+        started = time.monotonic()
         options = self.options
         producer = AIOKafkaProducer(
             bootstrap_servers=options.servers,
@@ -87,19 +103,26 @@ class KafkaBroker(Broker):
             enable_idempotence=options.enable_idempotence,
             linger_ms=options.linger_ms,
             max_batch_size=options.max_batch_size,
+            max_request_size=options.max_request_size,
             compression_type=options.compression_type,
             request_timeout_ms=options.request_timeout_ms,
         )
         try:
-            async with asyncio.timeout(options.connect_timeout):
-                await producer.start()
+            with self._log_state.connecting():
+                async with asyncio.timeout(options.connect_timeout):
+                    await producer.start()
         except BaseException as exc:
             await producer.stop()
+            elapsed = time.monotonic() - started
+            last = self._log_state.last_connect_error
             if isinstance(exc, TimeoutError):
-                cause = f"no answer within {options.connect_timeout:g}s"
-                raise KafkaUnavailableError(options.bootstrap_servers, cause) from exc
+                cause = f"no answer within {options.connect_timeout:g}s" + (
+                    f" (last client error: {last})" if last else ""
+                )
+                raise KafkaUnavailableError(options.bootstrap_servers, cause, elapsed) from exc
             if isinstance(exc, KafkaConnectionError | OSError):
-                raise KafkaUnavailableError(options.bootstrap_servers, exc) from exc
+                cause = f"no bootstrap server answered ({last or exc})"
+                raise KafkaUnavailableError(options.bootstrap_servers, cause, elapsed) from exc
             if isinstance(exc, KafkaError) and options.enable_idempotence:
                 raise KafkaProducerError(
                     f"Kafka producer on {options.bootstrap_servers} could not start with "
@@ -108,10 +131,51 @@ class KafkaBroker(Broker):
                 ) from exc
             raise
         self._producer = producer
+        self._log_state.recovered(self.endpoint)
+        self._prober = asyncio.create_task(self._probe(), name="kafka-availability")
+
+    async def _probe(self) -> None:
+        """While the cluster is reported unavailable, try a TCP connection to the bootstrap
+        servers every second and report the recovery once one accepts: a consumer-only
+        service publishes nothing that could tell. Idle while the cluster is available.
+
+        A plain socket on purpose: asking aiokafka's client for metadata from here was seen
+        to leave the producer waiting after the cluster came back.
+        """
+        outage = asyncio.Event()
+        self._log_state.on_unavailable(outage.set)
+        try:
+            while True:
+                await outage.wait()
+                await asyncio.sleep(_PROBE_INTERVAL)
+                if self._log_state.available or await self._reachable():
+                    self._log_state.recovered(self.endpoint)
+                    outage.clear()
+        finally:
+            self._log_state.forget(outage.set)
+
+    async def _reachable(self) -> bool:
+        for server in self.options.servers:
+            host, _, port = server.rpartition(":")
+            try:
+                async with asyncio.timeout(_PROBE_INTERVAL):
+                    _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+            except (OSError, TimeoutError, ValueError):
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return True
+        return False
 
     async def close(self) -> None:
         """Stop subscriptions still running, flush batching publishers, stop the producer.
         Safe to call twice or before ``connect``."""
+        prober, self._prober = self._prober, None
+        if prober is not None:
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.stop(0)
@@ -144,6 +208,10 @@ class KafkaBroker(Broker):
         """Publish one message; return its partition and offset once acknowledged
         (``acks="all"`` by default).
 
+        Raises :class:`~framework.transport.kafka.errors.KafkaPublishTimeoutError` (503
+        ``BROKER_UNAVAILABLE``) when the acknowledgement does not come within
+        ``publish_timeout`` seconds or the client gives up on the cluster.
+
         ``delay`` is not supported: Kafka has no per-message delay, and an ignored delay
         would deliver early. The usual approach is a delay topic per delay class
         (``orders.delay.30s``) consumed by a relay that sleeps until each record's
@@ -157,10 +225,25 @@ class KafkaBroker(Broker):
                 "use a broker with delays (RabbitMQ, memory)"
             )
         producer = self._require_producer()
-        future = await producer.send(
-            topic, body, key=key, headers=encode_headers(headers) if headers else None
-        )
-        metadata = await future
+        timeout = self.options.publish_timeout
+        try:
+            # Both steps wait on the cluster: send() for metadata while it is unknown, the
+            # future for the acknowledgement (aiokafka's own limit is request_timeout_ms).
+            async with asyncio.timeout(timeout):
+                future = await producer.send(
+                    topic, body, key=key, headers=encode_headers(headers) if headers else None
+                )
+                metadata = await future
+        except (TimeoutError, *_UNAVAILABLE) as exc:
+            cause = "no acknowledgement" if isinstance(exc, TimeoutError) else repr(exc)
+            self._log_state.unavailable(f"publish to {topic!r} failed: {cause}", self.endpoint)
+            raise KafkaPublishTimeoutError(
+                f"publish to {topic!r} not acknowledged by Kafka at "
+                f"{self.options.bootstrap_servers} within {timeout:g}s ({cause})",
+                topic=topic,
+                timeout=timeout,
+            ) from exc
+        self._log_state.recovered(self.endpoint)
         return PublishResult(topic, metadata.partition, metadata.offset)
 
     def batch_publisher(
@@ -194,10 +277,14 @@ class KafkaBroker(Broker):
     ) -> KafkaSubscription:
         """Join ``spec``'s group and start consuming; return once partitions are assigned.
 
-        Raises :class:`~framework.transport.kafka.errors.KafkaUnavailableError` or
+        Raises ``ValueError`` when the topic or dead-letter topic is not a valid Kafka topic
+        name, :class:`~framework.transport.kafka.errors.KafkaUnavailableError` or
         :class:`~framework.transport.kafka.errors.KafkaJoinError` within ``join_timeout``.
         """
         check_options(spec, self.supported_options, self.kind)
+        check_topic_name(spec.topic, f"subscriber {spec.display_name}: topic")
+        if spec.dlq_topic is not None:
+            check_topic_name(spec.dlq_topic, f"subscriber {spec.display_name}: dead-letter topic")
         self._require_producer()  # dead letters go through it
         reset = option_choice(
             spec,
@@ -210,7 +297,9 @@ class KafkaBroker(Broker):
             spec,
             processor,
             self.options,
-            partial(dead_letter, self, spec),
+            KafkaDeadLetter(
+                self._require_producer, spec, max_request_size=self.options.max_request_size
+            ),
             group_id=self.group_for(spec),
             auto_offset_reset=reset,
             ordering=ordering,

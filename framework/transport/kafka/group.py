@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -104,6 +105,7 @@ async def _join(
     )
     listener = _Listener(on_assigned, on_revoked)
     consumer.subscribe([topic], listener=listener)
+    started = time.monotonic()
     try:
         async with asyncio.timeout(options.join_timeout):
             await consumer.start()
@@ -120,7 +122,8 @@ async def _join(
         ) from None
     except KafkaConnectionError as exc:
         await leave(consumer, group_id)
-        raise KafkaUnavailableError(options.bootstrap_servers, exc) from exc
+        elapsed = time.monotonic() - started
+        raise KafkaUnavailableError(options.bootstrap_servers, exc, elapsed) from exc
     except BaseException:
         await leave(consumer, group_id)
         raise

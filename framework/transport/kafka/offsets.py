@@ -8,6 +8,7 @@ and where a revoked or stopping partition stops starting messages.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from framework.broker.offsets import InFlightOffsets
 
@@ -22,10 +23,15 @@ class PartitionOffsets(InFlightOffsets):
     highest finished offset when nothing is outstanding.
     """
 
-    __slots__ = ("_last", "committed", "started", "stop_at")
+    __slots__ = ("_last", "buffered", "committed", "paused", "started", "stop_at", "tp")
 
-    def __init__(self) -> None:
+    def __init__(self, tp: Any = None) -> None:
         super().__init__()
+        self.tp = tp  # the TopicPartition
+        # Fetched records not yet through a worker, and whether fetching is paused for
+        # them (per-partition back-pressure, maintained by the subscription).
+        self.buffered = 0
+        self.paused = False
         self._last = -1  # highest offset handed out
         self.started = -1  # highest offset a worker started (maintained by the workers)
         self.committed: int | None = None  # last offset acknowledged by the broker

@@ -33,11 +33,19 @@ class KafkaOptions:
         bootstrap_servers: ``host:port[,host:port...]`` of the cluster.
         client_id: client id sent to the broker; also prefixes default group names.
         connect_timeout: seconds to reach the cluster before ``connect`` fails.
+        publish_timeout: seconds ``publish`` waits for the acknowledgement before raising
+            :class:`~framework.transport.kafka.errors.KafkaPublishTimeoutError` (503
+            ``BROKER_UNAVAILABLE``); keep it below the request timeout of the servers that
+            publish, so a caller gets a 503 rather than a 504.
         request_timeout_ms: per-request timeout of producer and consumers.
         acks: producer acknowledgements (``"all"``, ``1`` or ``0``).
         enable_idempotence: idempotent producer (not supported by Tansu).
         linger_ms: producer linger for ``publish`` (the batching publisher batches itself).
         max_batch_size: producer batch size in bytes (also the batching publisher's batch).
+        max_request_size: largest record (bytes, serialized) the producer sends; larger
+            ones fail at once with ``MessageSizeTooLargeError``. Match it to the topics'
+            ``max.message.bytes``: a dead letter bigger than this is dead-lettered truncated
+            (see :mod:`~framework.transport.kafka.deadletter`).
         compression_type: ``None``, ``"gzip"``, ``"snappy"``, ``"lz4"`` or ``"zstd"``.
         session_timeout_ms: consumer group session timeout.
         fallback_session_timeout_ms: used when the broker rejects ``session_timeout_ms``.
@@ -53,7 +61,10 @@ class KafkaOptions:
             partitions, partitions that have data wait too: keep it short (the client
             default of 500 ms stalls a drain for up to that long).
         max_partition_fetch_bytes: bytes fetched per partition per request.
-        max_buffered: fetched records waiting for a worker before fetching pauses.
+        max_buffered: fetched records waiting for (or in) a worker before fetching waits.
+        pause_after: seconds the fetch buffer may stay full before the partitions filling it
+            are paused, so that one slow or blocked partition never stops the others (see
+            :mod:`~framework.transport.kafka.backpressure`).
         commit_interval: seconds between two offset commits while messages finish.
         commit_every: commit as soon as this many messages finished since the last commit.
         rebalance_drain_timeout: seconds a revocation waits for in-flight messages of the
@@ -70,11 +81,13 @@ class KafkaOptions:
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "pykratos"
     connect_timeout: float = 10.0
+    publish_timeout: float = 5.0
     request_timeout_ms: int = 30_000
     acks: int | str = "all"
     enable_idempotence: bool = False
     linger_ms: int = 0
     max_batch_size: int = 64 * 1024
+    max_request_size: int = 1024 * 1024
     compression_type: str | None = None
     session_timeout_ms: int = 2_000
     fallback_session_timeout_ms: int = 10_000
@@ -87,6 +100,7 @@ class KafkaOptions:
     fetch_max_wait_ms: int = 100
     max_partition_fetch_bytes: int = 1024 * 1024
     max_buffered: int = 4_000
+    pause_after: float = 0.5
     commit_interval: float = 1.0
     commit_every: int = 1_000
     rebalance_drain_timeout: float = 5.0
@@ -111,9 +125,12 @@ class KafkaOptions:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {chosen!r}")
         positive = {
             "connect_timeout": self.connect_timeout,
+            "publish_timeout": self.publish_timeout,
             "join_timeout": self.join_timeout,
             "max_records": self.max_records,
+            "max_request_size": self.max_request_size,
             "max_buffered": self.max_buffered,
+            "pause_after": self.pause_after,
             "commit_interval": self.commit_interval,
             "commit_every": self.commit_every,
             "session_timeout_ms": self.session_timeout_ms,

@@ -1,13 +1,19 @@
 """One running Kafka subscription: a group consumer, ordered workers, and safe commits.
 
 Flow: the consumer joins the group (:mod:`~framework.transport.kafka.group`); a fetch task
-pulls records in batches (``getmany``) and routes them to ``spec.concurrency`` ordered
-:class:`~framework.transport.kafka.workers.Worker` lanes; each worker runs the
+pulls records in batches (``getmany``) and routes them to ordered lanes
+(:mod:`~framework.transport.kafka.workers`), served by ``spec.concurrency`` workers; each
+worker runs the
 :class:`~framework.broker.broker.MessageProcessor` (decode, middleware, handler, in-process
 retries), dead-letters ``DEAD`` results, then marks the offset finished in the partition's
 :class:`~framework.transport.kafka.offsets.PartitionOffsets`. The
 :class:`~framework.transport.kafka.commits.Committer` commits the lowest unfinished offset of
 every partition every ``commit_interval`` seconds or after ``commit_every`` finished messages.
+
+Back-pressure is per partition (:mod:`~framework.transport.kafka.backpressure`): at most
+``max_buffered`` fetched records wait for the workers; a partition whose handler is slow or
+blocked and keeps that buffer full is paused alone (``consumer.pause``) until it caught up,
+while the others keep being fetched. Its lane holds one worker, never the others.
 
 Stopping and revocation (rebalance, :mod:`~framework.transport.kafka.assignment`) are
 graceful: no new message is started at or beyond the highest offset already started in each
@@ -28,23 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
+from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.kafka import group
 from framework.transport.kafka.assignment import Assignment
+from framework.transport.kafka.backpressure import Backpressure
 from framework.transport.kafka.commits import Committer
 from framework.transport.kafka.offsets import PartitionOffsets
 from framework.transport.kafka.options import AutoOffsetReset, KafkaOptions, Ordering
 from framework.transport.kafka.records import to_message
-from framework.transport.kafka.workers import Router, Worker
+from framework.transport.kafka.workers import Lane, Lanes
 
 __all__ = ["KafkaSubscription"]
 
@@ -52,6 +61,9 @@ _log = logging.getLogger("pykratos.kafka")
 _offset = attrgetter("offset")
 _DEAD = Outcome.DEAD
 _MAX_BACKOFF = 5.0
+# Consecutive failed fetches (group coordinator errors and the like, which aiokafka does not
+# retry by itself) after which the subscription reports itself unhealthy.
+_FETCH_FAILURES_UNHEALTHY = 5
 
 
 class KafkaSubscription:
@@ -61,12 +73,15 @@ class KafkaSubscription:
         spec: the subscriber.
         processor: decodes and handles each message (or batch).
         options: the broker's options.
-        dead_letter: publishes a ``DEAD`` message to the dead-letter topic
-            (``framework.broker.publisher.dead_letter`` bound to the broker and spec); raising
-            means "not published, try again".
+        dead_letter: publishes a ``DEAD`` message to the dead-letter topic (a
+            :class:`~framework.transport.kafka.deadletter.KafkaDeadLetter`, which handles
+            permanent refusals itself); raising means "transient failure, try again".
         group_id: the consumer group to join.
         auto_offset_reset: where the group starts without a committed offset.
         ordering: how records are routed to workers (see :mod:`framework.transport.kafka.workers`).
+
+    Its fetch, commit and worker tasks are restarted if they ever end on their own (logged
+    at WARNING); :attr:`health` fails while one keeps dying or fetches keep failing.
     """
 
     def __init__(
@@ -87,20 +102,23 @@ class KafkaSubscription:
         self._dead_letter = dead_letter
         self._auto_offset_reset = auto_offset_reset
         self._consumer: AIOKafkaConsumer | None = None
-        self._workers = [Worker(i) for i in range(max(1, spec.concurrency))]
-        self._router = Router(self._workers, ordering)
+        self._lanes = Lanes(spec.concurrency, ordering)
+        self._workers: list[asyncio.Task[None]] = []
         label = spec.display_name
-        self._assignment = Assignment(self._router, label, options.rebalance_drain_timeout)
+        self._assignment = Assignment(self._lanes, label, options.rebalance_drain_timeout)
         self._committer = Committer(
             label, group_id, interval=options.commit_interval, every=options.commit_every
         )
-        self._space = asyncio.Event()  # set while fewer than max_buffered records wait
-        self._space.set()
-        self._buffered = 0
-        self._resume_at = max(1, options.max_buffered // 2)
+        self._backpressure = Backpressure(
+            self._assignment.partitions,
+            limit=options.max_buffered,
+            pause_after=options.pause_after,
+            label=label,
+        )
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._fetch_task: asyncio.Task[None] | None = None
+        self.health = Health(spec.display_name)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -117,11 +135,8 @@ class KafkaSubscription:
         when no assignment arrives within ``join_timeout``.
         """
         work = self._work_batch if self.spec.batch is not None else self._work
-        for worker in self._workers:
-            worker.task = asyncio.create_task(
-                self._guarded(f"worker {worker.index}", work(worker)),
-                name=f"kafka-worker-{worker.index}",
-            )
+        for index in range(self._lanes.concurrency):
+            self._workers.append(self._keep_running(f"worker {index}", work))
         try:
             self._consumer = consumer = await group.join(
                 self._options,
@@ -134,25 +149,26 @@ class KafkaSubscription:
         except BaseException:
             await self.stop(0)
             raise
-        loops = (
-            ("fetch", self._fetch_loop(consumer)),
-            ("commit", self._committer.run(consumer, self._assignment.partitions)),
+        self._tasks.append(self._keep_running("fetch", partial(self._fetch_loop, consumer)))
+        self._tasks.append(
+            self._keep_running(
+                "commit",
+                partial(self._committer.run, consumer, self._assignment.partitions),
+            )
         )
-        for name, body in loops:
-            self._tasks.append(asyncio.create_task(self._guarded(name, body), name=f"kafka-{name}"))
         self._fetch_task = self._tasks[0]
 
-    async def _guarded(self, what: str, body: Coroutine[Any, Any, None]) -> None:
-        # Expected failures are handled inside each loop; this only makes a bug loud.
-        try:
-            await body
-        except Exception:
-            _log.exception(
-                "%s: Kafka %s task crashed; partitions it served stop progressing",
-                self.spec.display_name,
-                what,
-            )
-            raise
+    def _keep_running(self, what: str, body: Any) -> asyncio.Task[None]:
+        # Expected failures are handled inside each loop; an end nobody asked for is a bug:
+        # logged at WARNING with its stack, and the loop starts again. A crashed worker's
+        # unfinished records stay uncommitted (redelivered after a restart or rebalance).
+        return keep_running(
+            body,
+            what=f"{self.spec.display_name}: Kafka {what} task",
+            stopping=lambda: self._stopping,
+            logger=_log,
+            health=self.health,
+        )
 
     async def stop_intake(self) -> None:
         """Stop fetching at once (the member stays in the group); records already fetched
@@ -173,9 +189,8 @@ class KafkaSubscription:
             task.cancel()
         await asyncio.gather(*fetch_and_commit, return_exceptions=True)
         self._assignment.close()
-        workers = [w.task for w in self._workers if w.task is not None]
-        for worker in self._workers:
-            worker.wake.set()
+        workers = self._workers
+        self._lanes.close(len(workers))  # each worker finishes the lanes queued, then returns
         if workers:
             _, late = await asyncio.wait(workers, timeout=max(timeout, 0))
             if late:
@@ -218,17 +233,17 @@ class KafkaSubscription:
     async def _fetch_loop(self, consumer: AIOKafkaConsumer) -> None:
         getmany = consumer.getmany
         partitions = self._assignment.partitions  # updated in place by rebalances
-        route = self._router.route
-        space = self._space
-        limit = self._options.max_buffered
+        route = self._lanes.route
+        backpressure = self._backpressure
+        backpressure.consumer = consumer
+        added = backpressure.added
         timeout_ms = self._options.fetch_timeout_ms
         max_records = self._options.max_records
         backoff = 0.1
+        failures = 0
         while True:
-            if self._buffered >= limit:
-                space.clear()
-                await space.wait()
-                continue
+            if backpressure.buffered >= self._options.max_buffered:
+                await backpressure.wait_for_room()
             try:
                 batches = await getmany(timeout_ms=timeout_ms, max_records=max_records)
             except Exception as exc:
@@ -239,9 +254,15 @@ class KafkaSubscription:
                     backoff,
                     exc,
                 )
+                failures += 1
+                if failures >= _FETCH_FAILURES_UNHEALTHY:
+                    self.health.fail("fetch", f"{failures} fetches in a row failed: {exc!r}")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
+            if failures:
+                failures = 0
+                self.health.ok("fetch")
             backoff = 0.1
             for tp, records in batches.items():
                 state = partitions.get(tp)
@@ -252,32 +273,22 @@ class KafkaSubscription:
                     if not records:
                         continue
                 state.track(map(_offset, records))
-                self._buffered += len(records)
+                added(state, len(records))
                 route(tp, state, records)
-
-    def _release(self, count: int) -> None:
-        self._buffered -= count
-        if self._buffered < self._resume_at:
-            self._space.set()
 
     # -- workers ---------------------------------------------------------------------------
 
-    async def _next_chunk(self, worker: Worker) -> bool:
-        """Wait until ``worker`` has queued work; False once closing with nothing queued."""
-        while not worker.queue:
-            if self._stopping:
-                return False
-            worker.wake.clear()
-            await worker.wake.wait()
-        return True
-
-    async def _work(self, worker: Worker) -> None:
+    async def _work(self) -> None:
         # The per-message hot path: keep the loop body to what each message needs.
-        queue = worker.queue
+        lanes = self._lanes
         process = self._processor.process
         check_drained = self._assignment.check_drained
-        while await self._next_chunk(worker):
-            state, records = queue.popleft()
+        carry: Lane | None = None
+        while True:
+            lane = carry if carry is not None else await lanes.take()
+            if lane is None:
+                return
+            state, records = lane.queue.popleft()
             finish = state.finish
             handled = 0
             stop_at = state.stop_at
@@ -300,36 +311,59 @@ class KafkaSubscription:
                     stop_at = state.stop_at  # closed while the handler ran?
                     if stop_at is not None:
                         check_drained(state)  # off the hot path: only once closed
+            except BaseException:
+                self._abandon([lane])
+                raise
             finally:
-                self._release(len(records))
+                self._backpressure.released(state, len(records))
                 # Counted per chunk (at most max_records); commit_interval covers slow chunks.
                 self._committer.finished(handled)
+            # One chunk per turn, so busy lanes share the workers; once stopping, a worker
+            # finishes the lane it holds (lanes queued again would come after the close).
+            carry = lane if lanes.release(lane, keep=self._stopping) else None
 
-    async def _work_batch(self, worker: Worker) -> None:
+    async def _work_batch(self) -> None:
         policy = self.spec.batch
         assert policy is not None
-        queue = worker.queue
+        lanes = self._lanes
         loop = asyncio.get_running_loop()
-        while await self._next_chunk(worker):
+        carry: list[Lane] = []
+        while True:
+            if carry:
+                owned = carry
+            else:
+                first = await lanes.take()
+                if first is None:
+                    return
+                owned = [first]
             taken: list[tuple[PartitionOffsets, Any]] = []
             deadline = loop.time() + policy.max_wait
             try:
-                # Fill a batch from this worker's queue, waiting at most max_wait for more.
+                # Fill a batch from the lanes this worker holds, taking more ready lanes
+                # while there is room, waiting at most max_wait for more records.
                 while True:
-                    while queue and len(taken) < policy.max_size:
-                        state, records = queue.popleft()
-                        room = policy.max_size - len(taken)
-                        if len(records) > room:
-                            queue.appendleft((state, records[room:]))
-                            records = records[:room]
-                        taken.extend((state, record) for record in records)
-                    remaining = deadline - loop.time()
-                    if len(taken) >= policy.max_size or remaining <= 0 or self._stopping:
+                    for lane in owned:
+                        queue = lane.queue
+                        while queue and len(taken) < policy.max_size:
+                            state, records = queue.popleft()
+                            room = policy.max_size - len(taken)
+                            if len(records) > room:
+                                queue.appendleft((state, records[room:]))
+                                records = records[:room]
+                            taken.extend((state, record) for record in records)
+                    if len(taken) >= policy.max_size or self._stopping:
                         break
-                    worker.wake.clear()
+                    more = lanes.take_nowait()
+                    if more is not None:
+                        owned.append(more)
+                        continue
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    lanes.arrived.clear()
                     try:
                         async with asyncio.timeout(remaining):
-                            await worker.wake.wait()
+                            await lanes.arrived.wait()
                     except TimeoutError:
                         break
                 live = [
@@ -339,8 +373,24 @@ class KafkaSubscription:
                 ]
                 if live:
                     await self._handle_batch(live)
+            except BaseException:
+                self._abandon(owned)
+                raise
             finally:
-                self._release(len(taken))
+                counts: dict[PartitionOffsets, int] = {}
+                for state, _ in taken:
+                    counts[state] = counts.get(state, 0) + 1
+                for state, count in counts.items():
+                    self._backpressure.released(state, count)
+            carry = [lane for lane in owned if lanes.release(lane, keep=self._stopping)]
+
+    def _abandon(self, owned: list[Lane]) -> None:
+        # A worker that dies (a bug, or a cancellation nobody asked for) hands its lanes
+        # back, so the worker that replaces it goes on with their next records. What it
+        # held in hand stays unfinished: the partition's commit waits at that offset until
+        # a rebalance or restart redelivers it.
+        for lane in owned:
+            self._lanes.release(lane)
 
     async def _handle_batch(self, items: list[tuple[PartitionOffsets, Any]]) -> None:
         for state, record in items:

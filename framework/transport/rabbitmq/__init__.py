@@ -8,6 +8,7 @@ from framework.transport.rabbitmq.broker import RabbitBroker
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
     PublishFailedError,
+    PublishTimeoutError,
     RabbitUnavailableError,
     TopologyError,
     UnroutableError,
@@ -17,6 +18,7 @@ from framework.transport.rabbitmq.options import KNOWN_OPTIONS, SubscriberTopolo
 __all__ = [
     "KNOWN_OPTIONS",
     "PublishFailedError",
+    "PublishTimeoutError",
     "RabbitBroker",
     "RabbitSubscription",
     "RabbitUnavailableError",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 import uuid
@@ -29,16 +30,17 @@ from typing import Any
 
 import aio_pika
 import aio_pika.abc
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, InvalidFrameError, ProbableAuthenticationError
 from pamqp import commands as spec
 from yarl import URL
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.clientlog import connection_log
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
-    PublishFailedError,
+    PublishTimeoutError,
     RabbitUnavailableError,
     TopologyError,
 )
@@ -61,6 +63,27 @@ def _safe_url(url: str) -> str:
     return str(parsed.with_password("***")) if parsed.password else url
 
 
+def _connect_failure(url: str, exc: BaseException) -> str:
+    """What a failed connection attempt means, in words (the client's errors do not say)."""
+    parsed = URL(url)
+    where = f"{parsed.host or '127.0.0.1'}:{parsed.port or 5672}"
+    user = parsed.user or "guest"
+    vhost = parsed.path[1:] or "/"
+    if isinstance(exc, ProbableAuthenticationError):
+        return f"login refused for user {user!r}: wrong user name or password"
+    if isinstance(exc, InvalidFrameError) and "Connection.Close" in str(exc):
+        # RabbitMQ answers Connection.Open with Connection.Close (530 NOT_ALLOWED) for an
+        # unknown vhost or one the user may not access; aiormq only keeps the frame's repr.
+        return f"vhost {vhost!r} not found or access refused for user {user!r}"
+    if isinstance(exc.__cause__, ConnectionRefusedError) or (
+        isinstance(exc, OSError) and exc.args and exc.args[0] == errno.ECONNREFUSED
+    ):
+        return f"connection refused by {where} (is RabbitMQ running and listening there?)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{where} unreachable: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class RabbitBroker(Broker):
     """RabbitMQ broker (see the module docstring).
 
@@ -74,7 +97,10 @@ class RabbitBroker(Broker):
         delay_exchange: headers exchange behind ``publish(..., delay=)``.
         connect_timeout: seconds ``connect`` may take before failing.
         reconnect_interval: seconds between reconnection attempts after a connection loss.
-        publish_timeout: seconds a publish may wait for a confirm, across reconnects.
+        publish_timeout: seconds a publish may wait for a confirm, across reconnects; then
+            it raises :class:`~framework.transport.rabbitmq.errors.PublishTimeoutError`
+            (503 ``BROKER_UNAVAILABLE``). Keep it below the request timeout of the servers
+            that publish, so a caller gets a 503 rather than a 504.
         mandatory: publish as mandatory, so a message that matches no queue raises
             :class:`~framework.transport.rabbitmq.errors.UnroutableError` instead of being
             silently dropped by RabbitMQ.
@@ -102,7 +128,7 @@ class RabbitBroker(Broker):
         delay_exchange: str = "pykratos.delay",
         connect_timeout: float = 10.0,
         reconnect_interval: float = 1.0,
-        publish_timeout: float = 30.0,
+        publish_timeout: float = 5.0,
         mandatory: bool = True,
         ack_batch: int = 64,
         ack_interval: float = 0.05,
@@ -138,6 +164,7 @@ class RabbitBroker(Broker):
         self._buckets: dict[tuple[str, int], float] = {}  # (exchange, ms) -> declared at
         self._subscriptions: list[RabbitSubscription] = []
         self._dlqs: set[str] = set()  # dead-letter queues declared by subscriptions
+        self._log_state = connection_log(self.kind)
 
     @property
     def connection(self) -> aio_pika.abc.AbstractRobustConnection:
@@ -159,24 +186,36 @@ class RabbitBroker(Broker):
     async def connect(self) -> None:
         """Connect, open the publishing channel and declare the broker's exchange.
 
+        A first connection that fails is final (no reconnection attempts, and the client
+        library's "Reconnecting..." lines are suppressed): the error says what is wrong.
+
         Raises:
-            RabbitUnavailableError: RabbitMQ unreachable or refusing within ``connect_timeout``.
+            RabbitUnavailableError: RabbitMQ unreachable, refusing the login or the vhost, or
+                silent for ``connect_timeout``; the message says which, and after how long.
             TopologyError: ``exchange`` exists with another type.
         """
         if self._connection is not None:
             return
+        self._log_state.install(self.endpoint)
+        started = time.monotonic()
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                connection = await aio_pika.connect_robust(
-                    self.url,
-                    timeout=self.connect_timeout,
-                    reconnect_interval=self.reconnect_interval,
-                    client_properties={"connection_name": self.connection_name},
-                )
+            with self._log_state.connecting():
+                async with asyncio.timeout(self.connect_timeout):
+                    connection = await aio_pika.connect_robust(
+                        self.url,
+                        timeout=self.connect_timeout,
+                        reconnect_interval=self.reconnect_interval,
+                        client_properties={"connection_name": self.connection_name},
+                    )
         except (TimeoutError, OSError, AMQPError) as exc:
+            elapsed = time.monotonic() - started
+            what = (
+                f"no answer within {self.connect_timeout:g}s"
+                if isinstance(exc, TimeoutError)
+                else f"{_connect_failure(self.url, exc)} (after {elapsed:.2f}s)"
+            )
             raise RabbitUnavailableError(
-                f"cannot connect to RabbitMQ at {_safe_url(self.url)} within "
-                f"{self.connect_timeout:g}s: {exc!r}"
+                f"cannot connect to RabbitMQ at {_safe_url(self.url)}: {what}"
             ) from exc
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -192,6 +231,21 @@ class RabbitBroker(Broker):
         self._connection = connection
         self._publisher = ConfirmedPublisher(channel, timeout=self.publish_timeout)
         self._exchanges.add(self.exchange)
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+        self._log_state.recovered(self.endpoint)
+
+    def _on_connection_lost(self, connection: Any, exc: BaseException | None) -> None:
+        # Our own close() clears _connection first; anything else is an outage that the
+        # robust connection repairs (reported once, see framework.broker.clientlog).
+        if connection is self._connection and exc is not None:
+            self._log_state.unavailable(
+                f"connection lost ({exc}); reconnecting every {self.reconnect_interval:g}s",
+                self.endpoint,
+            )
+
+    def _on_reconnected(self, _connection: Any) -> None:
+        self._log_state.recovered(self.endpoint)
 
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers) and disconnect."""
@@ -220,7 +274,8 @@ class RabbitBroker(Broker):
 
         Args:
             key: ordering key; subscribers handle messages with the same key in order.
-            headers: string headers.
+            headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
+                given in the form ``Message.headers`` uses (``header_text``).
             delay: seconds to hold the message before it is routed (TTL delay bucket).
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
@@ -237,7 +292,7 @@ class RabbitBroker(Broker):
             target = self.dead_letter_exchange
         else:
             target = self.exchange
-        amqp_headers: dict[str, Any] = dict(headers) if headers else {}
+        amqp_headers = hdr.to_amqp_headers(headers)
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
         route_exchange = target
@@ -251,8 +306,10 @@ class RabbitBroker(Broker):
                     if delay_ms:
                         await self._delay_bucket(target, delay_ms)
             except TimeoutError as exc:
-                raise PublishFailedError(
-                    f"publish to {target!r}: RabbitMQ unreachable for {self.publish_timeout:g}s"
+                raise PublishTimeoutError(
+                    f"publish to {target!r}: RabbitMQ unreachable for {self.publish_timeout:g}s",
+                    topic=topic,
+                    timeout=self.publish_timeout,
                 ) from exc
         if delay_ms:
             amqp_headers[hdr.DELAY_MS_ARG] = str(delay_ms)
@@ -276,6 +333,7 @@ class RabbitBroker(Broker):
         except TopologyError:
             self._exchanges.discard(target)  # deleted meanwhile? check again next time
             raise
+        self._log_state.recovered(self.endpoint)  # a no-op unless an outage was reported
         return PublishResult(topic=topic, message_id=message_id)
 
     async def publish_raw(
@@ -348,6 +406,7 @@ class RabbitBroker(Broker):
             processor=processor,
             topology=topology,
             channel=channel,
+            connection=self.connection,
             publish_raw=self.publish_raw,
             ack_batch=min(self.ack_batch, max(1, topology.prefetch // 4)),
             ack_interval=self.ack_interval,

@@ -3,8 +3,16 @@
 Consumption happens at the aiormq channel level (``basic_consume`` with our own callback)
 rather than through aio-pika's ``Queue.consume``: it skips a wrapper object and a task per
 message, which is most of aio-pika's per-message cost. aio-pika still owns the connection:
-its robust channel re-declares the exchange, queues and bindings after a reconnect, then
-calls :meth:`RabbitSubscription._on_reopen`, which consumes again on the new channel.
+its robust channel re-declares the exchange, queues and bindings after a reconnect or after
+the broker closed the channel (a protocol error), then calls
+:meth:`RabbitSubscription._on_reopen`, which consumes again on the new channel.
+
+A consumer the broker cancels (its queue was deleted, a quorum queue lost its leader...) is
+re-subscribed here: the topology is declared again (recreating a deleted queue, exactly as
+another instance would) and the consumer starts again, retried with a growing pause while
+it fails; meanwhile :attr:`RabbitSubscription.health` reports the problem (readiness off).
+A worker task that dies is restarted (:func:`framework.broker.health.keep_running`). Each
+of these is logged at WARNING.
 
 Delivery path: the callback turns the delivery into a :class:`Message` and puts it on the
 inbox of one of ``spec.concurrency`` workers, chosen by the message key so messages with
@@ -16,7 +24,8 @@ A worker runs the processor (``retry_in_process=False``) and then:
   queue's TTL retry queue for that delay, which dead-letters it back to the work queue;
   then the delivery is finished. The copy keeps the original id, headers and key;
 * ``DEAD``: a copy with the DLQ headers is published (confirmed) to the dead-letter
-  exchange, then the delivery is finished.
+  exchange, then the delivery is finished; a copy the broker refuses for good is truncated
+  or parked (:mod:`~framework.transport.rabbitmq.deadletter`).
 
 Finished deliveries are acked in batches by :class:`Acker`. If the retry/DLQ publish
 fails, the delivery is nacked back to the queue after a pause (never dropped). What the
@@ -37,18 +46,21 @@ import logging
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aio_pika.abc
 import aiormq.abc
+from aiormq.exceptions import AMQPChannelError
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, RetryLater
+from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.rabbitmq.acker import Acker
+from framework.transport.rabbitmq.deadletter import RabbitDeadLetter
 from framework.transport.rabbitmq.deliveries import (
     copy_properties,
-    dead_letter_headers,
     retry_headers,
     to_message,
 )
@@ -66,6 +78,11 @@ _Item = tuple[Message, Acker]
 # Seconds a worker waits before nacking a delivery whose retry/DLQ publish failed, so a
 # broken DLQ does not turn into a hot redelivery loop.
 _FAILURE_PAUSE = 1.0
+# Re-subscribing a cancelled consumer: first pause, longest pause, and the bound of one
+# attempt (declarations and basic.consume on a live connection answer in milliseconds).
+_RESUBSCRIBE_PAUSE = 0.2
+_RESUBSCRIBE_MAX_PAUSE = 30.0
+_RESUBSCRIBE_TIMEOUT = 10.0
 
 
 def worker_for(key: bytes, workers: int) -> int:
@@ -80,6 +97,7 @@ class RabbitSubscription:
     Attributes:
         queues: names of the queues declared for it (work queue first, then its retry
             queues and the dead-letter queue).
+        health: fails while the consumer cannot be re-subscribed or a worker keeps dying.
     """
 
     def __init__(
@@ -89,6 +107,7 @@ class RabbitSubscription:
         processor: MessageProcessor,
         topology: SubscriberTopology,
         channel: aio_pika.abc.AbstractRobustChannel,
+        connection: aio_pika.abc.AbstractRobustConnection,
         publish_raw: PublishRaw,
         ack_batch: int,
         ack_interval: float,
@@ -99,6 +118,7 @@ class RabbitSubscription:
         self.queues: list[str] = []
         self._processor = processor
         self._channel = channel
+        self._connection = connection
         self._publish_raw = publish_raw
         self._ack_batch = ack_batch
         self._ack_interval = ack_interval
@@ -112,6 +132,10 @@ class RabbitSubscription:
         self._declare_lock = asyncio.Lock()
         self._intake_stopped = False
         self._stopping = False
+        self._recovery: asyncio.Task[None] | None = None
+        self._consume_lock = asyncio.Lock()
+        self.health = Health(spec.display_name)
+        self._dead_letter = RabbitDeadLetter(spec, topology, channel, publish_raw)
 
     @property
     def queue(self) -> str:
@@ -130,17 +154,116 @@ class RabbitSubscription:
             inbox: asyncio.Queue[_Item | None] = asyncio.Queue()
             self._inboxes.append(inbox)
             self._workers.append(
-                asyncio.create_task(work(inbox), name=f"{self.spec.display_name}[{n}]")
+                keep_running(
+                    partial(work, inbox),
+                    what=f"{self.spec.display_name}[{n}]",
+                    stopping=lambda: self._stopping,
+                    logger=log,
+                    health=self.health,
+                )
             )
         self._channel.reopen_callbacks.add(self._on_reopen)
+        self._channel.close_callbacks.add(self._on_channel_closed)
         await self._consume()
 
     async def _consume(self) -> None:
-        raw = await self._channel.get_underlay_channel()
-        # The acker exists before the first delivery on this channel can arrive (and stop()
-        # finds the channel to cancel the consumer on).
-        self._acker_for(raw)
-        await raw.basic_consume(self.topology.queue, self._on_delivery, consumer_tag=self._tag)
+        # One at a time: a restored channel (_on_reopen) and the recovery task may both try.
+        async with self._consume_lock:
+            raw = await self._channel.get_underlay_channel()
+            if self._tag in getattr(raw, "consumers", ()):
+                return  # already consuming on this channel
+            # The acker exists before the first delivery on this channel can arrive (and
+            # stop() finds the channel to cancel the consumer on).
+            self._acker_for(raw)
+            raw.on_consumer_cancel_callbacks.add(self._on_cancelled)
+            await raw.basic_consume(
+                self.topology.queue, self._on_delivery, consumer_tag=self._tag
+            )
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def _on_cancelled(self, frame: Any) -> None:
+        # Runs inside the channel's frame reader: anything awaiting a reply on this channel
+        # must run in another task.
+        if self._intake_stopped or getattr(frame, "consumer_tag", None) != self._tag:
+            return
+        log.warning(
+            "%s: RabbitMQ cancelled the consumer of queue %s (deleted, or its node went "
+            "away); declaring it again and re-subscribing",
+            self.spec.display_name,
+            self.topology.queue,
+        )
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(
+                self._resubscribe(), name=f"{self.spec.display_name}:resubscribe"
+            )
+
+    def _on_channel_closed(self, _channel: Any, exc: BaseException | None) -> None:
+        # A connection loss is the robust connection's to report and repair. A channel the
+        # broker closed on its own (a protocol error such as an unknown delivery tag) is
+        # reopened by the robust channel, which then calls _on_reopen; the recovery task
+        # checks that it happened (the reopen fails if, say, the queue now exists with
+        # other arguments) and takes over if not.
+        if self._intake_stopped or not isinstance(exc, AMQPChannelError):
+            return
+        log.warning(
+            "%s: RabbitMQ closed the channel of queue %s: %s; reopening it and consuming "
+            "again (unacked deliveries are redelivered)",
+            self.spec.display_name,
+            self.topology.queue,
+            exc,
+        )
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(
+                self._resubscribe(), name=f"{self.spec.display_name}:resubscribe"
+            )
+
+    def _consuming(self) -> bool:
+        acker = self._acker
+        if acker is None or acker.closed:
+            return False
+        # aiormq's Channel keeps its live consumers by tag (not part of its abc).
+        return self._tag in getattr(acker.channel, "consumers", ())
+
+    async def _resubscribe(self) -> None:
+        pause = _RESUBSCRIBE_PAUSE
+        while not self._intake_stopped:
+            try:
+                # Through a reconnect this waits: the robust connection restores the channel,
+                # which then consumes again (_on_reopen).
+                await self._connection.ready()
+                async with asyncio.timeout(_RESUBSCRIBE_TIMEOUT):
+                    await self._consume_again()
+            except Exception as exc:
+                if self._intake_stopped:
+                    return
+                problem = f"cannot consume queue {self.topology.queue!r} again: {exc!r}"
+                self.health.fail("consumer", problem)
+                log.warning("%s: %s; retrying in %.1fs", self.spec.display_name, problem, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _RESUBSCRIBE_MAX_PAUSE)
+                continue
+            self.health.ok("consumer")
+            log.warning(
+                "%s: consuming queue %s again", self.spec.display_name, self.topology.queue
+            )
+            return
+
+    async def _consume_again(self) -> None:
+        if self._channel.is_closed:
+            # Waits for a restore already running, or reopens the channel (re-declaring
+            # its topology, then _on_reopen consumes); raises if the broker refuses.
+            await self._channel.restore()
+        if self._consuming():
+            return
+        # Declared on a channel of its own: a refused declaration closes its channel.
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            await declare_subscription(channel, self.topology, self._retry_ms, robust=False)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        await self._consume()
 
     def _acker_for(self, channel: aiormq.abc.AbstractChannel) -> Acker:
         # Delivery tags are per channel: a delivery of another channel than the current
@@ -159,8 +282,15 @@ class RabbitSubscription:
         try:
             await self._consume()
             log.info("consuming %s again after the channel was restored", self.topology.queue)
-        except Exception:
-            log.exception("cannot resume consuming %s", self.topology.queue)
+        except Exception as exc:
+            log.warning(
+                "%s: cannot resume consuming %s on the restored channel (%r); re-subscribing",
+                self.spec.display_name,
+                self.topology.queue,
+                exc,
+            )
+            if self._recovery is None or self._recovery.done():
+                self._recovery = asyncio.create_task(self._resubscribe())
 
     async def _on_delivery(self, delivered: aiormq.abc.DeliveredMessage) -> None:
         if self._stopping:
@@ -286,13 +416,19 @@ class RabbitSubscription:
             )
             await self._finish(messages, acker)
             return
-        await self._republish(
-            messages,
-            acker,
-            topology.dead_letter_exchange,
-            topology.dlq_routing_key,
-            lambda message: dead_letter_headers(message, result, topology.queue),
-        )
+        try:
+            for message in messages:
+                await self._dead_letter(message, result)
+        except Exception:  # transient (permanent refusals are handled by RabbitDeadLetter)
+            log.exception(
+                "cannot dead-letter %d message(s) of %s to exchange %r; requeued",
+                len(messages),
+                self.spec.display_name,
+                topology.dead_letter_exchange,
+            )
+            await self._requeue(messages, acker)
+            return
+        await self._finish(messages, acker)
 
     async def _republish(
         self,
@@ -349,6 +485,11 @@ class RabbitSubscription:
             return
         self._intake_stopped = True
         self._channel.reopen_callbacks.discard(self._on_reopen)
+        self._channel.close_callbacks.discard(self._on_channel_closed)
+        if self._recovery is not None:
+            # Recovery would consume again: intake has stopped for good.
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
         acker = self._acker
         if acker is not None and not acker.closed:
             # Bounded: during a reconnect the cancel would wait for a connection.

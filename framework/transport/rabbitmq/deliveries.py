@@ -5,7 +5,9 @@ attempt number and the original topic come from the internal headers of
 :mod:`~framework.transport.rabbitmq.headers`, the other headers become strings. A copy
 republished to a retry queue or to the dead-letter exchange keeps the delivery's body,
 properties and typed headers (without those the broker adds when it dead-letters) and
-gets the headers its destination needs.
+gets the headers its destination needs. A message that did not come from RabbitMQ (no
+``raw`` delivery) is copied from ``Message.headers``, whose non-UTF-8 values go out as the
+byte arrays they came from (see :mod:`~framework.transport.rabbitmq.headers`).
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ def dead_letter_headers(message: Message, result: ProcessResult, queue: str) -> 
     # A TTL retry redelivers with attempt+1 in a header, so the message may know more
     # attempts than this process made.
     attempts = max(result.attempts, message.attempt)
-    headers.update(dlq_headers(message, result, topic=message.topic, attempts=attempts))
+    dlq = dlq_headers(message, result, topic=message.topic, attempts=attempts)
+    headers.update((name, hdr.encodable(value)) for name, value in dlq.items())
     headers[hdr.ORIGINAL_QUEUE] = queue
     return headers

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from framework.broker.errors import BrokerUnavailableError
+
 __all__ = [
+    "MessageTooLargeError",
     "PublishFailedError",
+    "PublishTimeoutError",
     "RabbitUnavailableError",
     "TopologyError",
     "UnroutableError",
@@ -20,8 +24,23 @@ class TopologyError(RuntimeError):
 
 
 class PublishFailedError(RuntimeError):
-    """A publish was not confirmed by the broker within ``publish_timeout``."""
+    """A publish failed: not confirmed within ``publish_timeout``, or refused."""
+
+
+class PublishTimeoutError(PublishFailedError, BrokerUnavailableError):
+    """A publish was not confirmed within ``publish_timeout`` (RabbitMQ down, unreachable or
+    nacking): also a 503 ``BROKER_UNAVAILABLE`` :class:`~framework.errors.Error`."""
+
+    def __init__(self, message: str, *, topic: str, timeout: float) -> None:
+        BrokerUnavailableError.__init__(
+            self, message, broker="rabbitmq", topic=topic, timeout=timeout
+        )
 
 
 class UnroutableError(PublishFailedError):
     """A mandatory publish matched no queue: the broker returned it (nobody would get it)."""
+
+
+class MessageTooLargeError(PublishFailedError):
+    """The broker refused the message as larger than its ``max_message_size`` (the same
+    message is refused on every retry)."""

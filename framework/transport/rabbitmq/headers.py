@@ -1,9 +1,14 @@
 """AMQP header conversion and the header names the RabbitMQ broker uses internally.
 
 The framework's :class:`~framework.broker.message.Message` carries string headers; AMQP
-headers are typed (strings, bytes, numbers, nested tables). Incoming values are turned into
-strings where that is lossless enough (numbers, bytes as UTF-8); nested values such as
-``x-death`` are left out of ``Message.headers`` but remain on ``Message.raw``.
+headers are typed (strings, bytes, numbers, nested tables). Incoming strings and byte arrays
+become ``str`` by :func:`~framework.broker.message.header_text` (UTF-8 with
+``surrogateescape``: exact for any bytes, including a non-UTF-8 long string, which pamqp
+hands over as ``bytes``); numbers and timestamps become their text; nested values such as
+``x-death`` are left out of ``Message.headers`` but remain on ``Message.raw``. On the way out
+(:func:`to_amqp_headers`, :func:`encodable`) a value that is not valid UTF-8 text is sent as
+an AMQP byte array (field type ``x``) holding its original bytes, so a header read from one
+message and published again keeps its exact bytes.
 
 The internal headers below carry what AMQP has no property for (the ordering key, the
 attempt number, the original topic of a retried message) and are stripped on receipt.
@@ -15,6 +20,8 @@ import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
+from framework.broker.message import header_bytes, header_text
+
 __all__ = [
     "ATTEMPT",
     "BROKER_DEAD_LETTER",
@@ -25,6 +32,7 @@ __all__ = [
     "ORIGINAL_QUEUE",
     "TOPIC",
     "encodable",
+    "to_amqp_headers",
     "to_str_headers",
 ]
 
@@ -63,7 +71,7 @@ def _to_str(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
+        return header_text(value)
     if isinstance(value, bool | int | float):
         return str(value)
     if isinstance(value, _dt.datetime):
@@ -71,9 +79,24 @@ def _to_str(value: Any) -> str | None:
     return None  # nested tables/arrays: no faithful string form
 
 
+def _amqp_str(value: str) -> str | bytearray:
+    # A str from header_text() of non-UTF-8 bytes holds surrogates, which pamqp cannot
+    # encode as a long string: send its exact bytes as a byte array instead.
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return bytearray(header_bytes(value))
+    return value
+
+
 def encodable(value: Any) -> Any:
     """``value`` in a form pamqp can encode: it writes byte arrays from ``bytearray`` but
-    decodes non-UTF-8 strings as ``bytes``, which it cannot write back."""
+    decodes non-UTF-8 strings as ``bytes``, which it cannot write back; a ``str`` carrying
+    non-UTF-8 bytes (see the module docstring) becomes a byte array of those bytes."""
+    if isinstance(value, str):
+        return _amqp_str(value)
     if isinstance(value, bytes):
         return bytearray(value)
     if isinstance(value, dict):
@@ -93,3 +116,11 @@ def to_str_headers(headers: Mapping[str, Any]) -> dict[str, str]:
         if text is not None:
             out[name] = text
     return out
+
+
+def to_amqp_headers(headers: Mapping[str, str] | None) -> dict[str, Any]:
+    """AMQP headers for ``publish(headers=...)``: the inverse of :func:`to_str_headers` for
+    every received string or byte-array value (a fresh dict the caller may extend)."""
+    if not headers:
+        return {}
+    return {name: encodable(value) for name, value in headers.items()}

@@ -24,7 +24,13 @@ from aiormq.exceptions import (
 )
 from pamqp import commands as spec
 
-from framework.transport.rabbitmq.errors import PublishFailedError, TopologyError, UnroutableError
+from framework.transport.rabbitmq.errors import (
+    MessageTooLargeError,
+    PublishFailedError,
+    PublishTimeoutError,
+    TopologyError,
+    UnroutableError,
+)
 
 __all__ = ["ConfirmedPublisher"]
 
@@ -55,7 +61,9 @@ class ConfirmedPublisher:
         Raises:
             UnroutableError: ``mandatory`` and no queue matched (the broker returned it).
             TopologyError: the exchange does not exist or may not be written to.
-            PublishFailedError: not confirmed within the timeout (broker down, nacks).
+            MessageTooLargeError: the body is larger than the broker's ``max_message_size``.
+            PublishTimeoutError: not confirmed within the timeout (broker down, nacks); a
+                503 ``BROKER_UNAVAILABLE`` error.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
@@ -69,9 +77,11 @@ class ConfirmedPublisher:
                         exchange, routing_key, body, properties, mandatory
                     )
             except TimeoutError as exc:
-                raise PublishFailedError(
+                raise PublishTimeoutError(
                     f"publish to {where} not confirmed within {self._timeout:g}s"
-                    + (f" (last error: {last_error!r})" if last_error else "")
+                    + (f" (last error: {last_error})" if last_error else ""),
+                    topic=routing_key,
+                    timeout=self._timeout,
                 ) from exc
             except PublishError as exc:
                 raise UnroutableError(
@@ -84,6 +94,12 @@ class ConfirmedPublisher:
                 # that publish fails, the others go again on the restored channel.
                 if f"'{exchange}'" in str(exc):
                     raise TopologyError(f"publish to {where} refused by the broker: {exc}") from exc
+                # "message size 200 is larger than configured max size 100": the size is
+                # this body's only if this publish is the culprit.
+                if f"message size {len(body)} is larger" in str(exc):
+                    raise MessageTooLargeError(
+                        f"publish to {where} refused by the broker: {exc}"
+                    ) from exc
                 last_error = exc
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()

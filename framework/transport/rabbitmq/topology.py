@@ -35,13 +35,20 @@ async def declare_subscription(
     channel: aio_pika.abc.AbstractRobustChannel,
     topology: SubscriberTopology,
     retry_delays_ms: set[int],
+    *,
+    robust: bool = True,
 ) -> list[str]:
     """Declare the exchange, work queue, bindings, retry queues and DLQ; return the queue
-    names declared (work queue first)."""
+    names declared (work queue first).
+
+    ``robust``: the channel re-declares them after a reconnect. A declaration repeated on
+    the same channel (re-subscribing a cancelled consumer) passes ``False``, so that the
+    channel does not collect one more copy of each every time.
+    """
     queues = [topology.queue]
     try:
         exchange = await channel.declare_exchange(
-            topology.exchange, ExchangeType(topology.exchange_type), durable=True
+            topology.exchange, ExchangeType(topology.exchange_type), durable=True, robust=robust
         )
         queue = await channel.declare_queue(
             topology.queue,
@@ -49,17 +56,18 @@ async def declare_subscription(
             exclusive=topology.broadcast,
             auto_delete=topology.broadcast,
             arguments=dict(topology.queue_arguments) or None,
+            robust=robust,
         )
         for key in topology.binding_keys:
-            await queue.bind(exchange, routing_key=key)
+            await queue.bind(exchange, routing_key=key, robust=robust)
         for delay_ms in sorted(retry_delays_ms):
-            queues.append(await declare_retry_queue(channel, topology, delay_ms))
+            queues.append(await declare_retry_queue(channel, topology, delay_ms, robust=robust))
         if topology.dlq is not None:
             dlx = await channel.declare_exchange(
-                topology.dead_letter_exchange, ExchangeType.DIRECT, durable=True
+                topology.dead_letter_exchange, ExchangeType.DIRECT, durable=True, robust=robust
             )
-            dlq = await channel.declare_queue(topology.dlq, durable=True)
-            await dlq.bind(dlx, routing_key=topology.dlq_routing_key)
+            dlq = await channel.declare_queue(topology.dlq, durable=True, robust=robust)
+            await dlq.bind(dlx, routing_key=topology.dlq_routing_key, robust=robust)
             queues.append(topology.dlq)
     except (AMQPError, ValueError) as exc:  # ValueError: a name pamqp refuses to encode
         raise TopologyError(
@@ -71,7 +79,11 @@ async def declare_subscription(
 
 
 async def declare_retry_queue(
-    channel: aio_pika.abc.AbstractRobustChannel, topology: SubscriberTopology, delay_ms: int
+    channel: aio_pika.abc.AbstractRobustChannel,
+    topology: SubscriberTopology,
+    delay_ms: int,
+    *,
+    robust: bool = True,
 ) -> str:
     """Declare the TTL queue holding ``topology.queue``'s retries for ``delay_ms``."""
     name = topology.retry_queue(delay_ms)
@@ -84,6 +96,7 @@ async def declare_retry_queue(
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": topology.queue,
         },
+        robust=robust,
     )
     return name
 

@@ -10,6 +10,7 @@ Needs the ``redis`` extra (``pip install pykratos[redis]``).
 from framework.transport.redis.broker import RedisBroker
 from framework.transport.redis.errors import (
     PublishFailedError,
+    PublishTimeoutError,
     RedisUnavailableError,
     StreamGroupError,
 )
@@ -19,6 +20,7 @@ from framework.transport.redis.subscription import RedisSubscription
 __all__ = [
     "KNOWN_OPTIONS",
     "PublishFailedError",
+    "PublishTimeoutError",
     "RedisBroker",
     "RedisOptions",
     "RedisSubscription",

@@ -168,8 +168,9 @@ class RedisBroker(Broker):
             maxlen / minid_age: this publish's trimming, instead of the broker's.
 
         Raises:
-            PublishFailedError: Redis refused the entry or stayed unreachable for
-                ``publish_timeout`` seconds.
+            PublishFailedError: Redis refused the entry.
+            PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds
+                (503 ``BROKER_UNAVAILABLE``).
         """
         if delay:
             raise NotImplementedError(

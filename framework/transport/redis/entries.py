@@ -3,10 +3,10 @@
 A message is stored as the fields of one stream entry: ``body`` (the bytes as given), ``key``
 (the ordering key, when there is one) and one ``h:<name>`` field per header. Stream fields
 and values are binary-safe, so the body and the key are stored byte for byte. Header values
-are ``str`` in the framework; they are written as UTF-8 with ``surrogateescape`` and read back
-the same way, so a non-UTF-8 header value (which a received message carries as lone
-surrogates) is stored and delivered again with its exact bytes. (This is the rule of
-``framework.broker.message.header_text``/``header_bytes``.)
+are ``str`` in the framework: they are stored as :func:`~framework.broker.message.header_bytes`
+and read back with :func:`~framework.broker.message.header_text`, so a non-UTF-8 header value
+(which a received message carries as surrogate escapes) is stored and delivered again with its
+exact bytes.
 
 An entry written by another producer, without a ``body`` field, arrives with an empty body
 and its fields as headers, so a handler taking ``Message`` can still read it.
@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from framework.broker.message import Message
+from framework.broker.message import Message, header_bytes, header_text
 
 __all__ = ["BODY", "HEADER_PREFIX", "KEY", "encode_fields", "to_message"]
 
 BODY = b"body"
 KEY = b"key"
 HEADER_PREFIX = b"h:"
-_ENCODING = "utf-8"
-_ERRORS = "surrogateescape"  # header bytes <-> str, exact both ways
 
 
 def encode_fields(
@@ -36,9 +34,7 @@ def encode_fields(
         fields[KEY] = key
     if headers:
         for name, value in headers.items():
-            fields[HEADER_PREFIX + name.encode(_ENCODING, _ERRORS)] = value.encode(
-                _ENCODING, _ERRORS
-            )
+            fields[HEADER_PREFIX + header_bytes(name)] = header_bytes(value)
     return fields
 
 
@@ -54,9 +50,9 @@ def to_message(topic: str, entry_id: bytes, fields: Mapping[bytes, bytes], attem
         elif name == KEY:
             key = value
         elif name.startswith(HEADER_PREFIX):
-            headers[name[2:].decode(_ENCODING, _ERRORS)] = value.decode(_ENCODING, _ERRORS)
+            headers[header_text(name[2:])] = header_text(value)
         else:  # a field of a foreign producer
-            headers[name.decode(_ENCODING, _ERRORS)] = value.decode(_ENCODING, _ERRORS)
+            headers[header_text(name)] = header_text(value)
     text_id = entry_id.decode()
     return Message(
         body,

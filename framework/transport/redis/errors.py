@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["PublishFailedError", "RedisUnavailableError", "StreamGroupError"]
+from framework.broker.errors import BrokerUnavailableError
+
+__all__ = [
+    "PublishFailedError",
+    "PublishTimeoutError",
+    "RedisUnavailableError",
+    "StreamGroupError",
+]
 
 
 class RedisUnavailableError(ConnectionError):
@@ -10,8 +17,16 @@ class RedisUnavailableError(ConnectionError):
 
 
 class PublishFailedError(RuntimeError):
-    """An ``XADD`` was not answered with an entry id within ``publish_timeout`` (Redis
-    unreachable meanwhile), or Redis refused it (wrong key type, bad trimming argument)."""
+    """An ``XADD`` failed: Redis refused it (wrong key type, out of memory, bad trimming
+    argument), or it was not answered within ``publish_timeout``."""
+
+
+class PublishTimeoutError(PublishFailedError, BrokerUnavailableError):
+    """An ``XADD`` was not answered with an entry id within ``publish_timeout`` (Redis down
+    or unreachable): also a 503 ``BROKER_UNAVAILABLE`` :class:`~framework.errors.Error`."""
+
+    def __init__(self, message: str, *, topic: str, timeout: float) -> None:
+        BrokerUnavailableError.__init__(self, message, broker="redis", topic=topic, timeout=timeout)
 
 
 class StreamGroupError(RuntimeError):

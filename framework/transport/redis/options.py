@@ -63,7 +63,9 @@ class RedisOptions:
         connect_timeout: seconds ``connect`` (and each reconnection) may take.
         socket_timeout: seconds a reply may take; must exceed ``block_ms``.
         reconnect_interval: seconds between reconnection attempts of a subscription.
-        publish_timeout: seconds a publish keeps retrying while Redis is unreachable.
+        publish_timeout: seconds a publish keeps retrying while Redis is unreachable before
+            raising ``PublishTimeoutError`` (503 ``BROKER_UNAVAILABLE``): keep it below your
+            request timeout.
         maxlen: trim each stream published to at about this many entries (``MAXLEN ~``).
         minid_age: trim entries older than this many seconds on publish (``MINID ~`` now
             minus the age); exclusive with ``maxlen``.
@@ -91,7 +93,7 @@ class RedisOptions:
     connect_timeout: float = 5.0
     socket_timeout: float = 10.0
     reconnect_interval: float = 1.0
-    publish_timeout: float = 30.0
+    publish_timeout: float = 5.0
     maxlen: int | None = None
     minid_age: float | None = None
     approximate_trim: bool = True

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from framework.transport.redis.errors import PublishFailedError
+from framework.transport.redis.errors import PublishFailedError, PublishTimeoutError
 from framework.transport.redis.options import RedisOptions
 
 __all__ = ["StreamPublisher", "trim_arguments"]
@@ -62,8 +62,9 @@ class StreamPublisher:
         """Append one entry and return its id.
 
         Raises:
-            PublishFailedError: Redis refused the command, or stayed unreachable for
-                ``publish_timeout`` seconds.
+            PublishFailedError: Redis refused the command.
+            PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds
+                (a 503 ``BROKER_UNAVAILABLE`` error).
         """
         trim = trim_arguments(self._options, maxlen, minid_age)
         deadline = time.monotonic() + self._options.publish_timeout
@@ -76,9 +77,11 @@ class StreamPublisher:
             except _RETRYABLE as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PublishFailedError(
+                    raise PublishTimeoutError(
                         f"XADD to {stream!r}: Redis unreachable for "
-                        f"{self._options.publish_timeout:g}s ({exc!r})"
+                        f"{self._options.publish_timeout:g}s ({exc!r})",
+                        topic=stream,
+                        timeout=self._options.publish_timeout,
                     ) from exc
                 await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, 1.0)

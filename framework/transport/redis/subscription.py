@@ -41,6 +41,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -49,6 +50,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
+from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
@@ -77,6 +79,8 @@ class RedisSubscription:
     Attributes:
         settings: the stream, group and limits it reads with.
         consumer: its consumer name in the group (unique per subscription).
+        health: fails while the group cannot be recreated or a task keeps dying (a lost
+            connection is not a health problem: every instance would go unready at once).
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class RedisSubscription:
         self.spec = spec
         self.settings = settings
         self.consumer = consumer
+        self.health = Health(spec.display_name)
         self._processor = processor
         self._options = options
         self._client = client
@@ -139,11 +144,24 @@ class RedisSubscription:
             lane: asyncio.Queue[Message | None] = asyncio.Queue()
             self._lanes.append(lane)
             self._workers.append(
-                asyncio.create_task(work(lane), name=f"{self.spec.display_name}[{n}]")
+                self._supervised(partial(work, lane), f"[{n}]", lambda: self._stopping)
             )
-        self._reader = asyncio.create_task(self._read_loop(), name=f"{self.consumer}:read")
+        intake_stopped = lambda: self._intake_stopped  # noqa: E731
+        self._reader = self._supervised(self._read_loop, ":read", intake_stopped)
         if self._group is not None:
-            self._ticker = asyncio.create_task(self._tick_loop(), name=f"{self.consumer}:claim")
+            self._ticker = self._supervised(self._tick_loop, ":claim", intake_stopped)
+
+    def _supervised(
+        self, body: Callable[[], Any], suffix: str, stopping: Callable[[], bool]
+    ) -> asyncio.Task[None]:
+        # A task ended by a bug is logged and started again (framework.broker.health).
+        return keep_running(
+            body,
+            what=f"{self.spec.display_name}{suffix}",
+            stopping=stopping,
+            logger=log,
+            health=self.health,
+        )
 
     async def _ensure_group(self) -> None:
         settings = self.settings
@@ -214,10 +232,15 @@ class RedisSubscription:
         while not self._intake_stopped:
             try:
                 await step()
-                return
             except _RETRYABLE as exc:
                 self._lost(exc)
-                await asyncio.sleep(self._options.reconnect_interval)
+            except StreamGroupError as exc:  # e.g. the key now holds another type
+                self.health.fail("group", str(exc))
+                log.warning("%s: %s; retrying", self.consumer, exc)
+            else:
+                self.health.ok("group")
+                return
+            await asyncio.sleep(self._options.reconnect_interval)
 
     def _lost(self, exc: BaseException) -> None:
         if self._connected:
