@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pydantic import ValidationError
 
@@ -64,3 +66,25 @@ async def test_unknown_or_invalid_subscriber_options_are_refused(env: RedisEnv) 
 
         with pytest.raises(UnsupportedOptionError, match=message):
             await env.serve(router)
+
+
+async def test_a_publish_redis_does_not_answer_is_a_503_after_publish_timeout() -> None:
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from framework.broker.errors import BROKER_UNAVAILABLE
+    from framework.transport.redis import PublishTimeoutError
+    from framework.transport.redis.publishing import StreamPublisher
+    from tests.services import free_port
+
+    nobody = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", retry=Retry(NoBackoff(), 0))
+    publisher = StreamPublisher(nobody, RedisOptions(publish_timeout=0.3))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(PublishTimeoutError) as caught:
+        await publisher.xadd("orders", {b"body": b"{}"})
+    assert 0.3 <= loop.time() - started < 3
+    assert caught.value.code == 503 and caught.value.reason == BROKER_UNAVAILABLE
+    assert caught.value.metadata["broker"] == "redis"
+    await nobody.aclose()

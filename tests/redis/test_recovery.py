@@ -188,3 +188,31 @@ async def test_a_deleted_group_is_recreated_and_reading_goes_on(env: RedisEnv) -
     await env.admin.unlink(env.key("gone"))  # as after a restart of a Redis without persistence
     await publisher.publish("gone", body(2))
     assert await got.wait(2, timeout=10) == [1, 2]
+
+
+async def test_a_stream_redis_refuses_to_read_makes_the_subscription_unhealthy(
+    env: RedisEnv,
+) -> None:
+    got = Collector()
+    router = Router()
+
+    @router.subscriber("typed-key", group="g")
+    async def handle(event: Event) -> None:
+        got.add(event.n)
+
+    server = await env.serve(router)
+    [subscription] = server.broker.subscriptions  # type: ignore[attr-defined]
+    assert server.health_problem is None
+    key = env.key("typed-key")
+    await env.admin.unlink(key)
+    await env.admin.set(key, "not a stream")  # every XREADGROUP now fails with WRONGTYPE
+    for _ in range(100):
+        if server.health_problem:
+            break
+        await asyncio.sleep(0.05)
+    assert "Redis refuses to read" in (server.health_problem or "")
+    await env.admin.unlink(key)  # the group is recreated and reading goes on
+    publisher = await env.connected()
+    await publisher.publish("typed-key", body(5))
+    assert await got.wait(1) == [5]
+    assert subscription.health.problem is None and server.health_problem is None

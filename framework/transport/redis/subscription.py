@@ -213,17 +213,15 @@ class RedisSubscription:
                     # The stream or the group was deleted (or Redis restarted empty).
                     log.warning("%s: group %s vanished, recreating it", self.consumer, self._group)
                     await self._retrying(self._ensure_group)
-                else:
+                else:  # refused (the key holds another type, ACL...): not a network blip
+                    problem = f"Redis refuses to read {self.settings.stream}: {exc}"
+                    self.health.fail("reader", problem)
                     self._lost(exc)
                     await asyncio.sleep(self._options.reconnect_interval)
                 continue
-            except Exception as exc:  # a bug here must not end reading silently
-                log.exception("%s: read failed", self.consumer)
-                self._lost(exc)
-                await asyncio.sleep(self._options.reconnect_interval)
-                continue
             if not self._connected:
                 self._connected = True
+                self.health.ok("reader")
                 log.warning("%s: reading %s again", self.consumer, self.settings.stream)
             if reply:
                 self._dispatch(reply[0][1], None)
