@@ -6,12 +6,17 @@ import asyncio
 
 import pytest
 from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from framework.broker import Router, UnsupportedOptionError, create_broker
+from framework.broker.errors import BROKER_UNAVAILABLE
 from framework.broker.options_schema import validate_broker_options
-from framework.transport.redis import RedisBroker, RedisOptions
-from framework.transport.redis.publishing import trim_arguments
+from framework.transport.redis import PublishTimeoutError, RedisBroker, RedisOptions
+from framework.transport.redis.publishing import StreamPublisher, trim_arguments
 from tests.redis.helpers import RedisEnv
+from tests.services import free_port
 
 from app_template.conf.conf import BrokerConf
 
@@ -69,15 +74,6 @@ async def test_unknown_or_invalid_subscriber_options_are_refused(env: RedisEnv) 
 
 
 async def test_a_publish_redis_does_not_answer_is_a_503_after_publish_timeout() -> None:
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    from framework.broker.errors import BROKER_UNAVAILABLE
-    from framework.transport.redis import PublishTimeoutError
-    from framework.transport.redis.publishing import StreamPublisher
-    from tests.services import free_port
-
     nobody = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", retry=Retry(NoBackoff(), 0))
     publisher = StreamPublisher(nobody, RedisOptions(publish_timeout=0.3))
     loop = asyncio.get_running_loop()

@@ -10,6 +10,10 @@ ones go round-robin. A worker runs the :class:`~framework.broker.broker.MessageP
 ``DEAD`` result to ``<stream>.dlq`` (a copy with the DLQ headers as ``h:`` fields), then
 marks the entry finished. At most ``prefetch`` entries are read and not finished.
 
+Per-key order holds for the entries one consumer reads; an entry recovered from a dead
+consumer is handled when it is claimed, after later entries with the same key that other
+consumers already handled (as with any redelivery).
+
 Recovery: every ``claim_interval`` seconds a ticker keeps the entries this consumer holds
 fresh (``XCLAIM ... JUSTID``, which resets their idle time, so a slow handler keeps its
 entry) and claims entries idle for ``claim_idle_ms`` on other consumers (``XAUTOCLAIM``: a
@@ -351,8 +355,10 @@ class RedisSubscription:
                 if fields is not None and entry_id.decode() not in self._inflight
             ]
             if entries:
+                # Our running entries may sit in the same id range: count them in.
+                limit = len(claimed) + len(self._inflight)
                 pending = await client.xpending_range(
-                    stream, group, entries[0][0], entries[-1][0], len(claimed), self.consumer
+                    stream, group, entries[0][0], entries[-1][0], limit, self.consumer
                 )
                 counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
                 log.warning(
