@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from framework.broker.options_schema import validate_broker_options
 from framework.transport.redis import PublishTimeoutError, RedisBroker, RedisOptions
 from framework.transport.redis.publishing import StreamPublisher, trim_arguments
 from tests.redis.helpers import RedisEnv
-from tests.services import free_port
+from tests.services import free_port, redis_url
 
 from app_template.conf.conf import BrokerConf
 
@@ -74,7 +75,9 @@ async def test_unknown_or_invalid_subscriber_options_are_refused(env: RedisEnv) 
 
 
 async def test_a_publish_redis_does_not_answer_is_a_503_after_publish_timeout() -> None:
-    nobody = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", retry=Retry(NoBackoff(), 0))
+    parts = urlsplit(redis_url())  # the test Redis' host, on a port nothing listens on
+    silent = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{free_port()}"))
+    nobody = Redis.from_url(silent, retry=Retry(NoBackoff(), 0))
     publisher = StreamPublisher(nobody, RedisOptions(publish_timeout=0.3))
     loop = asyncio.get_running_loop()
     started = loop.time()
