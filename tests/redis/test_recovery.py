@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from framework.broker import DLQ_ATTEMPTS, DLQ_ERROR_TYPE, Message, Router
 from framework.broker.policy import RetryPolicy
+from framework.transport.redis.subscription import RedisSubscription
 from tests.redis.helpers import Collector, RedisEnv
 
 pytestmark = pytest.mark.redis
@@ -216,3 +217,30 @@ async def test_a_stream_redis_refuses_to_read_makes_the_subscription_unhealthy(
     await publisher.publish("typed-key", body(5))
     assert await got.wait(1) == [5]
     assert subscription.health.problem is None and server.health_problem is None
+
+
+async def test_an_entry_held_by_a_crashed_worker_is_claimed_again(
+    env: RedisEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finish = RedisSubscription._finish
+    crashes = [RuntimeError("bug after the handler")]
+
+    def crash_once(self: RedisSubscription, entry_id: str) -> None:
+        if crashes:
+            raise crashes.pop()
+        finish(self, entry_id)
+
+    monkeypatch.setattr(RedisSubscription, "_finish", crash_once)
+    got = Collector()
+    router = Router()
+
+    @router.subscriber("crash", group="g")
+    async def handle(event: Event, message: Message) -> None:
+        got.add((event.n, message.attempt))
+
+    server = await env.serve(router, broker=env.broker(**FAST_CLAIMS))
+    publisher = await env.connected()
+    await publisher.publish("crash", body(1))
+    assert await got.wait(2) == [(1, 1), (1, 2)], "handled again after the worker restarted"
+    await server.stop(5)
+    assert (await env.admin.xpending(env.key("crash"), "g"))["pending"] == 0

@@ -147,8 +147,14 @@ class RedisSubscription:
         for n in range(self.spec.concurrency):
             lane: asyncio.Queue[Message | None] = asyncio.Queue()
             self._lanes.append(lane)
+            held: list[str] = []  # the entries this worker is handling
             self._workers.append(
-                self._supervised(partial(work, lane), f"[{n}]", lambda: self._stopping)
+                self._supervised(
+                    partial(work, lane, held),
+                    f"[{n}]",
+                    lambda: self._stopping,
+                    on_restart=partial(self._release, held),
+                )
             )
         intake_stopped = lambda: self._intake_stopped  # noqa: E731
         self._reader = self._supervised(self._read_loop, ":read", intake_stopped)
@@ -156,7 +162,11 @@ class RedisSubscription:
             self._ticker = self._supervised(self._tick_loop, ":claim", intake_stopped)
 
     def _supervised(
-        self, body: Callable[[], Any], suffix: str, stopping: Callable[[], bool]
+        self,
+        body: Callable[[], Any],
+        suffix: str,
+        stopping: Callable[[], bool],
+        on_restart: Callable[[], None] | None = None,
     ) -> asyncio.Task[None]:
         # A task ended by a bug is logged and started again (framework.broker.health).
         return keep_running(
@@ -165,7 +175,16 @@ class RedisSubscription:
             stopping=stopping,
             logger=log,
             health=self.health,
+            on_restart=on_restart,
         )
+
+    def _release(self, held: list[str]) -> None:
+        """Forget the entries a crashed worker held: no longer kept fresh, they are claimed
+        again (by any consumer, this one included) once idle for ``claim_idle_ms``."""
+        for entry_id in held:
+            self._inflight.pop(entry_id, None)
+        held.clear()
+        self._room.set()
 
     async def _ensure_group(self) -> None:
         settings = self.settings
@@ -375,15 +394,17 @@ class RedisSubscription:
 
     # -- workers -----------------------------------------------------------------------
 
-    async def _work(self, lane: asyncio.Queue[Message | None]) -> None:
+    async def _work(self, lane: asyncio.Queue[Message | None], held: list[str]) -> None:
         process = self._processor.process
         max_attempts = self.spec.retry.max_attempts
         while True:
+            held.clear()
             message = await lane.get()
             if message is None or self._stopping:
                 if message is not None:
                     lane.put_nowait(message)  # returned by stop()
                 return
+            held.append(message.id)
             if message.attempt > max_attempts:
                 result = _over_delivered(message)
             else:
@@ -395,11 +416,12 @@ class RedisSubscription:
                 return  # stopping: left pending, claimed later
             self._finish(message.id)
 
-    async def _work_batches(self, lane: asyncio.Queue[Message | None]) -> None:
+    async def _work_batches(self, lane: asyncio.Queue[Message | None], held: list[str]) -> None:
         policy = self.spec.batch
         assert policy is not None
         loop = asyncio.get_running_loop()
         while True:
+            held.clear()
             first = await lane.get()
             if first is None or self._stopping:
                 if first is not None:
@@ -415,6 +437,7 @@ class RedisSubscription:
                             lane.put_nowait(None)
                             break
                         batch.append(nxt)
+            held.extend(message.id for message in batch)
             try:
                 result = await self._processor.process_batch(batch)
             except Exception as exc:
