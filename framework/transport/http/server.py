@@ -165,7 +165,7 @@ class HttpServer:
                 dependency-injector marker that no wiring resolves.
             OSError: the address cannot be bound.
         """
-        check_routes_wired(self.app.routes)
+        self.prepare()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -175,7 +175,6 @@ class HttpServer:
             raise OSError(exc.errno, f"{self.name}: cannot bind {self.host}:{self.port}: "
                           f"{exc.strerror}") from exc
         sock.set_inheritable(True)
-        self._name_after_app()
         self._socket = sock
         self.port = sock.getsockname()[1]
         self._pipeline.endpoint = self.endpoint
@@ -196,6 +195,18 @@ class HttpServer:
             self._task.result()  # re-raise why uvicorn stopped
             raise RuntimeError(f"{self.name}: uvicorn exited before serving")
         _log.info("%s listening on %s", self.name, self.endpoint)
+
+    def prepare(self) -> None:
+        """Everything :meth:`start` does before binding: check the routes' DI wiring and name
+        the OpenAPI document after the App. An in-process test client
+        (:class:`framework.testing.TestApp`) calls it instead of :meth:`start`.
+
+        Raises:
+            framework.di.WiringError: as :meth:`start`.
+        """
+        check_routes_wired(self.app.routes)
+        self._name_after_app()
+        self._pipeline.endpoint = self.endpoint  # start() sets it again once the port is bound
 
     async def stop_intake(self) -> None:
         """Stop accepting now: close the listener, ask every connection to close once its
