@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -120,7 +120,7 @@ async def test_events_on_kafka_and_notifications_on_rabbitmq(
 
 @pytest.mark.parametrize("kind", ["rabbitmq", "kafka"])
 async def test_the_kit_runs_the_same_flow_on_the_real_broker(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+    kind: Literal["rabbitmq", "kafka"], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """``real_brokers=True`` (the ``real_brokers`` marker of the pytest plugin): the kit's
     recordings and waits, on the broker the config names."""
