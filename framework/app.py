@@ -256,6 +256,12 @@ class App:
                 await self._start_resource(resource)
             for hook in self.before_start:
                 await self._run_start_hook(hook, "before-start")
+            for server in self.servers:
+                # A server that documents the App (the HTTP server's /asyncapi.json) learns
+                # which App it runs in.
+                bind_app = getattr(server, "bind_app", None)
+                if callable(bind_app):
+                    bind_app(self)
             await self._start_servers()
             for server in self._started_servers:
                 if isinstance(server, HealthReporting):

@@ -62,6 +62,9 @@ class _InProcessHttp:
     def endpoint(self) -> str:
         return ""
 
+    def bind_app(self, app: Any) -> None:
+        self.server.bind_app(app)
+
     async def start(self) -> None:
         self.server.prepare()
 
