@@ -168,9 +168,8 @@ class _Builder:
         return self.message(f"ws.{name}", schema, _JSON, title)
 
     def websocket_server(self, server: Any) -> None:
-        from framework.transport.websocket.handler import message_types
-
         from framework.transport.address import host_port
+        from framework.transport.websocket.handler import message_types
 
         # Before start the endpoint is empty: the configured address is what clients use.
         endpoint = server.endpoint or f"ws://{host_port(server.host, server.port)}"
