@@ -1,8 +1,9 @@
 """The App: one process, many servers, an ordered start and a graceful stop.
 
-Start: resources -> before-start hooks -> every server started (concurrently; all ready) ->
-readiness on -> a warning for any broker ``Router`` mounted on no broker server -> after-start
-hooks.
+Start: resources -> before-start hooks -> ``bind_app(app)`` on every server that has it (the
+HTTP server, which serves the App's AsyncAPI document) -> every server started (concurrently;
+all ready) -> readiness on -> a warning for any broker ``Router`` mounted on no broker server ->
+after-start hooks.
 
 Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the ``async with`` block) runs in this
 order, intake and drain being two separate phases:
