@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import msgspec
 import pytest
@@ -19,6 +20,7 @@ from framework.asyncapi import asyncapi_html, build_asyncapi
 from framework.broker import BrokerServer, MemoryBroker, Message, Router
 from framework.cli.main import main as pykratos
 from framework.testing import TestApp
+from framework.transport.http import HttpServer
 from tests.app_template.conftest import make_bootstrap
 
 from app_template.api.order.v1 import order_pb2
@@ -174,3 +176,23 @@ def test_pykratos_docs_writes_both_documents(
     _validate(asyncapi)
     assert "payment-success" in asyncapi["channels"]
     assert (tmp_path / "docs" / "asyncapi.html").is_file()
+
+
+async def test_a_running_http_server_serves_its_apps_document() -> None:
+    router = Router()
+
+    @router.subscriber("pings")
+    async def on_ping(text: str) -> None: ...
+
+    http = HttpServer(port=0)
+    app = App("pinger", servers=[BrokerServer(MemoryBroker(), [router]), http],
+              handle_signals=False)  # fmt: skip
+    async with app, httpx.AsyncClient(base_url=http.endpoint) as client:
+        served = (await client.get("/asyncapi.json")).json()
+    assert served["info"]["title"] == "pinger"
+    assert [c["address"] for c in served["channels"].values()] == ["pings"]
+    alone = HttpServer(port=0)  # in no App: nothing to document
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=alone.app),
+                                 base_url="http://t") as client:  # fmt: skip
+        missing = await client.get("/asyncapi.json")
+    assert (missing.status_code, missing.json()["reason"]) == (404, "ASYNCAPI_NOT_AVAILABLE")
