@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from framework.errors import Error
-from framework.transport.websocket.envelope import (
-    ERROR_TYPE,
-    REPLY_SUFFIX,
-    Incoming,
-    decode,
-    encode_text,
-)
+
+if TYPE_CHECKING:
+    from framework.transport.websocket.envelope import Incoming
+
+# The envelope module is imported when a client is used, not with framework.testing: the
+# websocket package needs the ``ws`` extra, which a service without WebSocket may lack.
 
 __all__ = ["WsClient"]
 
 
 def _incoming(frame: str | bytes) -> Incoming:
+    from framework.transport.websocket.envelope import ERROR_TYPE, decode
+
     incoming = decode(frame)
     if incoming.type == ERROR_TYPE and not incoming.binary:
         # A text error frame carries the error object under "error", not "payload".
@@ -67,6 +68,8 @@ class WsClient:
 
     async def send(self, type: str, payload: Any = None, id: Any = None) -> None:
         """Send one text envelope."""
+        from framework.transport.websocket.envelope import encode_text
+
         await self.connection.send(encode_text(type, payload, id).decode())
 
     async def _take(self, match: Any, timeout: float, what: str) -> Incoming:
@@ -85,6 +88,8 @@ class WsClient:
         Raises :class:`framework.errors.Error` for an ``error`` reply, ``TimeoutError`` after
         ``timeout`` seconds.
         """
+        from framework.transport.websocket.envelope import ERROR_TYPE, REPLY_SUFFIX
+
         correlation = f"t-{next(self._ids)}"
         await self.send(type, payload, correlation)
         reply = await self._take(
