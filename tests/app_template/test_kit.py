@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from framework.broker import DLQ_REASON
@@ -62,6 +63,9 @@ async def test_grpc_reaches_the_real_servicer(kit: TestApp) -> None:
     assert (fetched.customer_id, fetched.amount_cents) == ("g1", 7)
     http_view = (await kit.http.get(f"/v1/orders/{order.id}")).json()
     assert http_view["customer_id"] == "g1"  # one service behind both transports
+    with pytest.raises(grpc.aio.AioRpcError) as raised:  # the server's error mapping ran
+        await stub.GetOrder(order_pb2.GetOrderRequest(id="missing"))
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
 
 
 async def test_websocket_request_reply_and_error(kit: TestApp) -> None:
