@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from framework.broker.policy import (
     DLQ_REASON,
 )
 from framework.broker.subscriber import SubscriberSpec
+from framework.observer import current_observer
 
 __all__ = ["MAX_DLQ_REASON", "Publisher", "dead_letter", "dlq_headers"]
 
@@ -63,7 +65,20 @@ class Publisher:
             key = key.encode("utf-8")
         elif isinstance(key, int):
             key = str(key).encode("ascii")
-        return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+        observer = current_observer()
+        if observer is None:
+            return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+        # Measured for the metrics observer (framework.observer): duration and failures.
+        started = time.perf_counter()
+        try:
+            result = await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+        except Exception as exc:
+            observer.message_published(
+                self.broker.kind, topic, time.perf_counter() - started, type(exc).__name__
+            )
+            raise
+        observer.message_published(self.broker.kind, topic, time.perf_counter() - started, None)
+        return result
 
 
 def dlq_headers(

@@ -26,6 +26,7 @@ from websockets.http11 import Request, Response
 
 from framework.errors import Error, NotFound, ServiceUnavailable
 from framework.middleware.core import Middleware, chain
+from framework.observer import current_observer
 from framework.transport.address import host_port
 from framework.transport.websocket.connlog import ConnectionLog, peer_of
 from framework.transport.websocket.dispatch import RouteTable, compile_router, dispatch, refuse
@@ -349,6 +350,9 @@ class WebSocketServer:
             close_timeout=self._close_timeout,
         )
         self._registry.add(session)
+        observer = current_observer()  # the same one reports the close
+        if observer is not None:
+            observer.session_changed("websocket", 1)
         session.start()
         idle = (
             IdleWatch(session, self._idle_timeout, IDLE_CLOSE_CODE) if self._idle_timeout else None
@@ -360,6 +364,8 @@ class WebSocketServer:
             if idle is not None:
                 idle.cancel()
             self._registry.remove(session)
+            if observer is not None:
+                observer.session_changed("websocket", -1)
             session.detach()
             for callback in table.on_disconnect:
                 try:
