@@ -28,6 +28,7 @@ from framework.errors import Error, NotFound, ServiceUnavailable
 from framework.middleware.core import Middleware, chain
 from framework.observer import current_observer
 from framework.transport.address import host_port
+from framework.transport.tls import ServerTls, TlsOptions
 from framework.transport.websocket.connlog import ConnectionLog, peer_of
 from framework.transport.websocket.dispatch import RouteTable, compile_router, dispatch, refuse
 from framework.transport.websocket.envelope import SHUTTING_DOWN, encode_outbound
@@ -86,6 +87,8 @@ class WebSocketServer:
             :mod:`~framework.transport.websocket.handshake`.
         compression: ``"deflate"`` to negotiate permessage-deflate; off by default because
             it costs a compression per client on every fan-out.
+        tls: serve ``wss://`` (optionally mutual TLS); files reloaded when they change
+            (:mod:`framework.transport.tls`).
     """
 
     def __init__(
@@ -106,7 +109,9 @@ class WebSocketServer:
         allowed_origins: Sequence[OriginRule] | None = None,
         authenticate: Authenticate | None = None,
         compression: str | None = None,
+        tls: ServerTls | TlsOptions | None = None,
     ) -> None:
+        self.tls = ServerTls(tls) if isinstance(tls, TlsOptions) else tls
         if slow_client_policy not in ("drop_oldest", "disconnect"):
             raise ValueError(
                 f"slow_client_policy must be 'drop_oldest' or 'disconnect', "
@@ -220,11 +225,15 @@ class WebSocketServer:
             close_timeout=self._close_timeout,
             write_limit=self._write_limit,
             server_header=None,
+            ssl=self.tls.ssl_context() if self.tls is not None else None,
             # Log lines that name the peer, path and close code, not the connection object.
             logger=ConnectionLog(_log, self.name),
         )
         port = self._server.sockets[0].getsockname()[1]
-        self._endpoint = f"ws://{host_port(self.host, port)}"
+        scheme = "wss" if self.tls is not None else "ws"
+        self._endpoint = f"{scheme}://{host_port(self.host, port)}"
+        if self.tls is not None:
+            self.tls.start_watching()
         _log.info("websocket server %s listening on %s", self.name, self._endpoint)
 
     async def stop_intake(self) -> None:
@@ -278,6 +287,8 @@ class WebSocketServer:
                 _log.error("websocket server %s: handlers still running after abort", self.name)
         self._server = None
         self._draining = False
+        if self.tls is not None:
+            await self.tls.stop_watching()
         _log.info("websocket server %s stopped", self.name)
 
     # -- sending -------------------------------------------------------------------------
