@@ -89,6 +89,7 @@ class KafkaBroker(Broker):
             max_batch_size=options.max_batch_size,
             compression_type=options.compression_type,
             request_timeout_ms=options.request_timeout_ms,
+            **options.security_kwargs(),
         )
         try:
             async with asyncio.timeout(options.connect_timeout):
