@@ -47,7 +47,13 @@ from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Outgoing, Session, SlowClientPolicy
 from framework.validation import excerpt
 
-__all__ = ["GOING_AWAY", "IDLE_CLOSE_CODE", "POLICY_VIOLATION", "WebSocketServer"]
+__all__ = [
+    "GOING_AWAY",
+    "IDLE_CLOSE_CODE",
+    "POLICY_VIOLATION",
+    "TOO_MANY_CONNECTIONS",
+    "WebSocketServer",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +63,8 @@ GOING_AWAY = 1001
 IDLE_CLOSE_CODE = 1000
 #: Close code when a connect callback refuses the client.
 POLICY_VIOLATION = 1008
+#: Reason of the 503 refusing a handshake beyond ``max_connections``.
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
 #: Close code websockets sends for a message over ``max_message_size``.
 MESSAGE_TOO_BIG = 1009
 
@@ -89,6 +97,8 @@ class WebSocketServer:
             it costs a compression per client on every fan-out.
         tls: serve ``wss://`` (optionally mutual TLS); files reloaded when they change
             (:mod:`framework.transport.tls`).
+        max_connections: open connections allowed at once; a handshake beyond is refused
+            with HTTP 503 ``TOO_MANY_CONNECTIONS`` before authentication. ``None``: no limit.
     """
 
     def __init__(
@@ -110,8 +120,12 @@ class WebSocketServer:
         authenticate: Authenticate | None = None,
         compression: str | None = None,
         tls: ServerTls | TlsOptions | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self.tls = ServerTls(tls) if isinstance(tls, TlsOptions) else tls
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self.max_connections = max_connections
         if slow_client_policy not in ("drop_oldest", "disconnect"):
             raise ValueError(
                 f"slow_client_policy must be 'drop_oldest' or 'disconnect', "
@@ -322,6 +336,11 @@ class WebSocketServer:
         handshake = Handshake.from_request(request, connection.remote_address)
         if self._stopping:
             return reject(ServiceUnavailable(SHUTTING_DOWN, "server is shutting down"))
+        limit = self.max_connections
+        if limit is not None and len(self._registry) + len(self._accepted) >= limit:
+            return reject(
+                ServiceUnavailable(TOO_MANY_CONNECTIONS, f"at most {limit} connections")
+            )
         table = self._tables.get(handshake.path, self._any_path)
         if table is None:
             path = excerpt(handshake.path)
