@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from framework import App
 from framework.broker import Broker, BrokerServer, Router
 
@@ -17,6 +19,11 @@ def _broker_server(broker: Broker, conf: BrokerConf, name: str, *routers: Router
     return BrokerServer(
         broker, routers=list(routers), middlewares=default_middlewares(conf.timeout), name=name
     )
+
+
+def _metrics_shutdown(container: Container) -> list[Callable[[], None]]:
+    metrics = container.operations().metrics
+    return [metrics.shutdown] if metrics is not None else []
 
 
 def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
@@ -63,5 +70,5 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
         resources=[container.database()],
         stop_timeout=bootstrap.app.stop_timeout,
         drain_delay=bootstrap.app.drain_delay,
-        after_stop=[container.unwire],
+        after_stop=[container.unwire, *_metrics_shutdown(container)],
     )
