@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from framework.metrics.instruments import METER_NAME, BrokerObserver
+from framework.metrics.instruments import (
+    METER_NAME,
+    BrokerObserver,
+    attach_server_metrics,
+    instruments_for,
+)
 from framework.observer import current_observer, set_observer
 
 try:
@@ -69,7 +74,8 @@ def setup_metrics(
         service_name: the ``service.name`` resource attribute (Prometheus ``target_info``).
         service_version: ``service.version``, if not empty.
         readers: more readers, e.g. a ``PeriodicExportingMetricReader`` with an OTLP
-            exporter to push to a collector.
+            exporter to push to a collector (cumulative temporality: the request-duration
+            histograms are cumulative).
         set_global: install the provider as OpenTelemetry's global one, which
             :func:`~framework.metrics.metrics` without arguments uses. OpenTelemetry allows
             this once per process; a second call keeps the first global provider (and logs).
@@ -84,6 +90,11 @@ def setup_metrics(
     provider = MeterProvider(
         metric_readers=[prometheus, *readers], resource=Resource.create(attributes)
     )
+    # The request-duration histograms are aggregated by the framework (instruments.py says
+    # why) and join each reader's collection.
+    server = instruments_for(provider)
+    for reader in (prometheus, *readers):
+        attach_server_metrics(reader, server)
     if set_global:
         otel_metrics.set_meter_provider(provider)
         if otel_metrics.get_meter_provider() is not provider:
