@@ -97,3 +97,19 @@ def test_bbr_never_sheds_a_lone_call() -> None:
     assert first is not None  # no history: max_in_flight 0, but one call always passes
     assert limiter.allow() is not None  # in flight 1 is not > 1
     assert limiter.allow() is None
+
+
+async def test_loop_lag_reads_a_blocked_loop() -> None:
+    import asyncio
+    import time
+
+    from framework.middleware.ratelimit import LoopLag
+
+    lag = LoopLag(interval=0.01, saturated=0.02, decay=0.0)
+    assert lag.read() == 0.0  # starts the probe on this loop
+    time.sleep(0.05)  # the loop is blocked: the probe due in 10 ms runs ~40 ms late
+    await asyncio.sleep(0.005)
+    assert lag.read() == 1000.0
+    for _ in range(5):  # an idle loop: probes on time again
+        await asyncio.sleep(0.011)
+    assert lag.read() < 500.0
