@@ -169,8 +169,11 @@ class RateLimitConf(_Strict):
     limiter: Literal["bbr", "token_bucket"] = Field(
         default="bbr", description="bbr: adaptive, CPU-driven; token_bucket: fixed rate"
     )
+    signal: Literal["cpu", "loop_lag"] = Field(
+        default="cpu", description="bbr: CPU of the process, or event-loop lag (shared cores)"
+    )
     cpu_threshold: float = Field(
-        default=800, gt=0, le=1000, description="bbr: per mille of one core where shedding starts"
+        default=800, gt=0, le=1000, description="bbr: per mille (of a core / of 20 ms lag)"
     )
     rate: float = Field(default=100.0, gt=0, description="token_bucket: calls per second")
     burst: int | None = Field(default=None, ge=1, description="token_bucket: bucket size")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from framework.auth import JwtVerifier, jwt_auth, jwt_handshake
 from framework.metrics import Metrics, metrics, setup_metrics
 from framework.middleware import Middleware, selector
-from framework.middleware.ratelimit import BBR, Limiter, TokenBucket, ratelimit
+from framework.middleware.ratelimit import BBR, Limiter, LoopLag, TokenBucket, ratelimit
 from framework.transport.websocket.handshake import Authenticate
 
 from app_template.conf.conf import AuthConf, Bootstrap, RateLimitConf
@@ -35,7 +35,8 @@ class Operations:
 def _limiter(conf: RateLimitConf) -> Middleware:
     if conf.limiter == "bbr":
         # One limiter for every server: they share the process's CPU.
-        limit = ratelimit(BBR(cpu_threshold=conf.cpu_threshold))
+        pressure = LoopLag().read if conf.signal == "loop_lag" else None
+        limit = ratelimit(BBR(cpu_threshold=conf.cpu_threshold, cpu=pressure))
     else:
         rate, burst = conf.rate, conf.burst
 
