@@ -12,9 +12,24 @@ depending on OpenTelemetry.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
-__all__ = ["DEAD_LETTERED", "OK", "RETRIED", "Observer", "current_observer", "set_observer"]
+__all__ = [
+    "DEAD_LETTERED",
+    "OK",
+    "RETRIED",
+    "LagReading",
+    "LagSource",
+    "Observer",
+    "current_observer",
+    "set_observer",
+]
+
+#: One partition's consumer lag: (system, topic, group, partition, messages behind).
+LagReading = tuple[str, str, "str | None", int, int]
+#: Called at collection time (possibly from another thread): the current lag readings.
+LagSource = Callable[[], Iterable[LagReading]]
 
 #: Outcomes of one processing attempt of a broker message (``pykratos.messaging.outcome``).
 OK = "ok"
@@ -55,6 +70,10 @@ class Observer(Protocol):
 
     def session_changed(self, kind: str, delta: int) -> None:
         """A long-lived session (WebSocket connection) opened (+1) or closed (-1)."""
+
+    def lag_source(self, source: LagSource) -> Callable[[], None]:
+        """Read consumer lag from ``source`` at each collection; returns the function that
+        stops reading it (call it when the subscription stops)."""
 
 
 _observer: Observer | None = None

@@ -20,10 +20,11 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from framework.metrics import names
+from framework.observer import LagSource
 
 try:
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -253,6 +254,37 @@ class BrokerObserver:
             names.WS_SESSIONS, unit="{session}", description="Open WebSocket sessions."
         )
         self._attributes: dict[tuple[Any, ...], Attributes] = {}
+        self._lag_sources: list[LagSource] = []
+        meter.create_observable_gauge(
+            names.CONSUMER_LAG,
+            callbacks=[self._observe_lag],
+            unit="{message}",
+            description="Messages of a partition not yet processed (high watermark - position).",
+        )
+
+    def lag_source(self, source: LagSource) -> Callable[[], None]:
+        """See :meth:`framework.observer.Observer.lag_source`."""
+        self._lag_sources.append(source)
+
+        def remove() -> None:
+            if source in self._lag_sources:
+                self._lag_sources.remove(source)
+
+        return remove
+
+    def _observe_lag(self, _: CallbackOptions) -> Iterable[Observation]:
+        observations = []
+        for source in list(self._lag_sources):
+            for system, topic, group, partition, lag in source():
+                attributes: Attributes = {
+                    "messaging.system": system,
+                    "messaging.destination.name": topic,
+                    "messaging.destination.partition.id": str(partition),
+                }
+                if group is not None:
+                    attributes["messaging.consumer.group.name"] = group
+                observations.append(Observation(lag, attributes))
+        return observations
 
     def _cached(self, key: tuple[Any, ...], build: Attributes) -> Attributes:
         found = self._attributes.get(key)

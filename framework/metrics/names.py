@@ -26,6 +26,12 @@ instrument                                  type      attributes
                                                       ``messaging.operation.name`` (publish),
                                                       ``error.type`` (failed publishes)
 ``messaging.client.sent.messages``          counter   same as above
+``pykratos.messaging.consumer.lag``         gauge     ``messaging.system``,
+                                                      ``messaging.destination.name``,
+                                                      ``messaging.consumer.group.name``,
+                                                      ``messaging.destination.partition.id``
+                                                      (Kafka: high watermark minus the offset
+                                                      a commit may reach)
 =========================================== ========= ==========================================
 
 ``rpc.server.call.duration`` and ``rpc.response.status_code`` follow the RPC conventions as
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE_REQUESTS",
+    "CONSUMER_LAG",
     "DURATION_BUCKETS",
     "HTTP_ACTIVE",
     "HTTP_DURATION",
@@ -68,6 +75,7 @@ MESSAGING_CONSUMED = "messaging.client.consumed.messages"
 MESSAGING_OPERATION_DURATION = "messaging.client.operation.duration"
 MESSAGING_SENT = "messaging.client.sent.messages"
 OUTCOME = "pykratos.messaging.outcome"
+CONSUMER_LAG = "pykratos.messaging.consumer.lag"
 
 #: Active-request instrument per server kind.
 ACTIVE_REQUESTS = {"http": HTTP_ACTIVE, "grpc": RPC_ACTIVE, "websocket": WS_ACTIVE}

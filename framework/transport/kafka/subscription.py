@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from operator import attrgetter
 from typing import Any
 
@@ -38,6 +38,7 @@ from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
+from framework.observer import LagReading, current_observer
 from framework.transport.kafka import group
 from framework.transport.kafka.assignment import Assignment
 from framework.transport.kafka.commits import Committer
@@ -101,6 +102,7 @@ class KafkaSubscription:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._fetch_task: asyncio.Task[None] | None = None
+        self._stop_lag: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -141,6 +143,28 @@ class KafkaSubscription:
         for name, body in loops:
             self._tasks.append(asyncio.create_task(self._guarded(name, body), name=f"kafka-{name}"))
         self._fetch_task = self._tasks[0]
+        observer = current_observer()
+        if observer is not None:
+            self._stop_lag = observer.lag_source(self._lag)
+
+    def _lag(self) -> list[LagReading]:
+        """Per owned partition: the high watermark of the last fetch minus the offset a commit
+        may reach (what is neither processed nor skipped). Read at metrics collection."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        readings: list[LagReading] = []
+        for tp, state in list(self._assignment.partitions.items()):
+            highwater = consumer.highwater(tp)
+            position = state.committable
+            if position is None:
+                position = state.committed
+            if highwater is None or position is None:
+                continue
+            readings.append(
+                ("kafka", tp.topic, self.group_id, tp.partition, max(0, highwater - position))
+            )
+        return readings
 
     async def _guarded(self, what: str, body: Coroutine[Any, Any, None]) -> None:
         # Expected failures are handled inside each loop; this only makes a bug loud.
@@ -168,6 +192,9 @@ class KafkaSubscription:
         if self._stopping:
             return
         self._stopping = True
+        if self._stop_lag is not None:
+            self._stop_lag()
+            self._stop_lag = None
         fetch_and_commit, self._tasks = self._tasks, []
         for task in fetch_and_commit:
             task.cancel()
