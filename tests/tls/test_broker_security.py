@@ -93,7 +93,7 @@ def test_kafka_security_options_are_validated() -> None:
 
 def test_rabbitmq_tls_options_are_validated() -> None:
     with pytest.raises(ValueError, match="amqps://"):
-        RabbitBroker("amqp://guest:guest@127.0.0.1:5672/", ssl_cafile="/ca.pem")
+        RabbitBroker("amqp://guest:guest@rabbit.example/", ssl_cafile="/ca.pem")
     with pytest.raises(ValueError, match="go together"):
         RabbitBroker("amqps://h/", ssl_certfile="/c.pem")
 
@@ -121,9 +121,10 @@ async def test_rabbitmq_amqps_presents_the_client_certificate_and_trusts_the_ca(
     pki: dict[str, Any],
 ) -> None:
     listener = TlsListener(pki["ca"], pki["server"])
+    host = "localhost"  # the test listener, named as in its certificate: not a RabbitMQ
     async with listener as port:
         broker = RabbitBroker(
-            f"amqps://guest:guest@localhost:{port}/",
+            f"amqps://guest:guest@{host}:{port}/",
             ssl_cafile=str(pki["ca"].cert_file),
             ssl_certfile=str(pki["client"].cert),
             ssl_keyfile=str(pki["client"].key),
