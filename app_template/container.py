@@ -19,6 +19,7 @@ from app_template.data.order_repo import SqlOrderRepo
 from app_template.server.grpc import new_grpc_server
 from app_template.server.http import new_http_server
 from app_template.server.middleware import default_middlewares
+from app_template.server.ops import new_operations
 from app_template.server.websocket import new_websocket_server
 from app_template.service.order_grpc import OrderGrpcService
 from app_template.service.order_http import OrderHttpService
@@ -69,26 +70,35 @@ class Container(containers.DeclarativeContainer):
     order_grpc = providers.Singleton(OrderGrpcService, usecase=order_usecase)
     order_ws = providers.Singleton(OrderWsService, usecase=order_usecase)
 
-    # servers
+    # servers: metrics, rate limiting and authentication shared by all of them
+    operations = providers.Singleton(new_operations, config)
     http_server = providers.Singleton(
         new_http_server,
         conf=config.provided.server.http,
         middlewares=providers.Callable(
-            default_middlewares, config.provided.server.http.timeout, validation=False
+            default_middlewares,
+            config.provided.server.http.timeout,
+            validation=False,
+            ops=operations,
         ),
         orders=order_http,
+        ops=operations,
+        metrics_conf=config.provided.metrics,
     )
     grpc_server = providers.Singleton(
         new_grpc_server,
         conf=config.provided.server.grpc,
-        middlewares=providers.Callable(default_middlewares, config.provided.server.grpc.timeout),
+        middlewares=providers.Callable(
+            default_middlewares, config.provided.server.grpc.timeout, ops=operations
+        ),
         orders=order_grpc,
     )
     ws_server = providers.Singleton(
         new_websocket_server,
         conf=config.provided.server.websocket,
         middlewares=providers.Callable(
-            default_middlewares, config.provided.server.websocket.timeout
+            default_middlewares, config.provided.server.websocket.timeout, ops=operations
         ),
         orders=order_ws,
+        ops=operations,
     )

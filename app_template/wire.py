@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from framework import App
 from framework.broker import Broker, BrokerServer, Router
 from framework.registry import Registrar
@@ -25,6 +27,11 @@ def _registrar(conf: RegistryConf) -> Registrar:
     from framework.registry.etcd import EtcdRegistry
 
     return EtcdRegistry(conf.address, namespace=conf.namespace, ttl=conf.ttl)
+
+
+def _metrics_shutdown(container: Container) -> list[Callable[[], None]]:
+    metrics = container.operations().metrics
+    return [metrics.shutdown] if metrics is not None else []
 
 
 def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
@@ -77,5 +84,5 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
         registrar=registrar,
         deregister_delay=registry.deregister_delay if registry is not None else 0.0,
         advertise_host=registry.advertise_host if registry is not None else None,
-        after_stop=[container.unwire],
+        after_stop=[container.unwire, *_metrics_shutdown(container)],
     )

@@ -14,6 +14,10 @@ loaded in turns by a grpc.aio client in its own process.
 Each row gives req/s (best of the rounds) and the server's CPU time per request (user+system
 from /proc, lowest of the rounds): on a noisy machine req/s swings, CPU per request much less.
 
+A second table measures what metrics cost (on by default in the reference service): the same
+fully wired service with ``metrics.enabled`` true and false, memory repository, interleaved in
+the same run (target: metrics on >= 0.95x metrics off). ``--no-metrics-table`` skips it.
+
     python -m bench.service_bench [--seconds 5] [--connections 32] [--calls 20000] [--rounds 2]
 """
 
@@ -76,7 +80,9 @@ def _usecase(repo: str, db_url: str) -> Any:
     return OrderUseCase(store, events=None)  # type: ignore[arg-type]  # get() publishes nothing
 
 
-def serve_framework(port: int, grpc_port: int, repo: str, db_url: str) -> None:
+def serve_framework(
+    port: int, grpc_port: int, repo: str, db_url: str, metrics: bool = True
+) -> None:
     """The reference service, fully wired (HTTP, gRPC, WebSocket, broker)."""
     import logging
 
@@ -93,6 +99,7 @@ def serve_framework(port: int, grpc_port: int, repo: str, db_url: str) -> None:
                        "websocket": {"host": "127.0.0.1", "port": 0}},
             "data": {"database": {"url": db_url}},
             "log": {"level": "WARNING"},
+            "metrics": {"enabled": metrics},
         }
     )
     logging.basicConfig(level=logging.WARNING)
@@ -210,10 +217,12 @@ def measure(
 ) -> tuple[float, float]:
     """Start one server process, load it; return (req/s, server CPU us per request)."""
     listen = free_port()
-    if kind == "framework":  # one process serves both; only ``transport`` is loaded
+    if kind.startswith("framework"):  # one process serves both; only ``transport`` is loaded
         other = free_port()
         http_port, grpc_port = (listen, other) if transport == "http" else (other, listen)
         launch = ["--serve", "framework", "--port", str(http_port), "--grpc-port", str(grpc_port)]
+        if kind == "framework-nometrics":
+            launch.append("--no-metrics")
     else:
         launch = ["--serve", f"bare-{transport}", "--port", str(listen)]
     command = ["-m", "bench.service_bench", *launch, "--repo", repo, "--db", db_url]
@@ -251,8 +260,13 @@ def main() -> None:
                         help="measurements per server, interleaved; the best is kept")
     parser.add_argument("--transport", choices=["http", "grpc"], action="append",
                         help="measure only this transport (repeatable; default: both)")
+    parser.add_argument("--no-metrics-table", action="store_true",
+                        help="skip the metrics on/off comparison")
+    parser.add_argument("--metrics-table-only", action="store_true",
+                        help="only the metrics on/off comparison")
     parser.add_argument("--serve", choices=["framework", "bare-http", "bare-grpc"],
                         help=argparse.SUPPRESS)
+    parser.add_argument("--no-metrics", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-client", metavar="TARGET", help=argparse.SUPPRESS)
     parser.add_argument("--repo", choices=["sql", "memory"], default="memory",
                         help=argparse.SUPPRESS)
@@ -265,7 +279,7 @@ def main() -> None:
         grpc_client(args.grpc_client, args.calls, args.concurrency)
         return
     if args.serve == "framework":
-        serve_framework(args.port, args.grpc_port, args.repo, args.db)
+        serve_framework(args.port, args.grpc_port, args.repo, args.db, not args.no_metrics)
         return
     if args.serve:
         serve = serve_bare_http if args.serve == "bare-http" else serve_bare_grpc
@@ -273,6 +287,9 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
+    if args.metrics_table_only:
+        metrics_table(args)
+        return
 
     rows: dict[str, list[tuple[str, ...]]] = {"http": [], "grpc": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,6 +314,39 @@ def main() -> None:
         ["workload", "framework req/s", "bare req/s", "req/s ratio",
          "framework CPU us/req", "bare CPU us/req", "CPU ratio"],
         [*rows["http"], *rows["grpc"]],
+    )
+    if not args.no_metrics_table:
+        metrics_table(args)
+
+
+def metrics_table(args: argparse.Namespace) -> None:
+    """The reference service with metrics on vs off, interleaved, memory repository."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'orders.db'}"
+        asyncio.run(_seed(db_url))
+        for transport in args.transport or ("http", "grpc"):
+            kinds = ("framework", "framework-nometrics")
+            rate = dict.fromkeys(kinds, 0.0)
+            cpu = dict.fromkeys(kinds, float("inf"))
+            for _ in range(args.rounds):
+                for kind in kinds:
+                    per_second, cpu_us = measure(kind, transport, "memory", db_url, args)
+                    rate[kind] = max(rate[kind], per_second)
+                    cpu[kind] = min(cpu[kind], cpu_us)
+            on, off = "framework", "framework-nometrics"
+            label = "HTTP GET order" if transport == "http" else "gRPC GetOrder"
+            rows.append((
+                f"{label} (memory repo)",
+                f"{rate[on]:.0f}", f"{rate[off]:.0f}", f"{rate[on] / rate[off]:.2f}x",
+                f"{cpu[on]:.0f}", f"{cpu[off]:.0f}", f"{cpu[off] / cpu[on]:.2f}x",
+            ))
+    print_table(
+        f"Metrics cost: the reference service with metrics on vs off, best of {args.rounds} "
+        "rounds (target: on >= 0.95x off).",
+        ["workload", "metrics on req/s", "metrics off req/s", "req/s ratio",
+         "on CPU us/req", "off CPU us/req", "CPU ratio (off/on)"],
+        rows,
     )
 
 

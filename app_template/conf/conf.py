@@ -8,9 +8,11 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from framework.broker.options_schema import validate_broker_options
 from framework.config.model import ConfigModel
+from framework.transport.tls import TlsOptions
 
 __all__ = [
     "AppConf",
+    "AuthConf",
     "Bootstrap",
     "BrokerConf",
     "DataConf",
@@ -18,6 +20,8 @@ __all__ = [
     "GrpcConf",
     "HttpConf",
     "LogConf",
+    "MetricsConf",
+    "RateLimitConf",
     "RegistryConf",
     "ServerConf",
     "TracingConf",
@@ -51,6 +55,7 @@ class HttpConf(_Strict):
     max_body_size: int = Field(
         default=1024 * 1024, ge=0, description="bytes; larger request bodies get 413"
     )
+    tls: TlsOptions | None = Field(default=None, description="HTTPS; None serves plain HTTP")
 
 
 class GrpcConf(_Strict):
@@ -61,6 +66,7 @@ class GrpcConf(_Strict):
     max_receive_message_length: int = Field(
         default=1024 * 1024, gt=0, description="bytes; larger messages get RESOURCE_EXHAUSTED"
     )
+    tls: TlsOptions | None = Field(default=None, description="TLS (mTLS with client_auth)")
 
 
 class WebSocketConf(_Strict):
@@ -73,6 +79,10 @@ class WebSocketConf(_Strict):
     send_queue_size: int = Field(default=256, gt=0, description="frames queued per slow client")
     slow_client_policy: Literal["drop_oldest", "disconnect"] = "drop_oldest"
     allowed_origins: list[str] | None = Field(default=None, description="None allows any origin")
+    max_connections: int | None = Field(
+        default=None, gt=0, description="open connections at most; None: no limit"
+    )
+    tls: TlsOptions | None = Field(default=None, description="wss://; None serves ws://")
 
 
 class ServerConf(_Strict):
@@ -177,6 +187,49 @@ class RegistryConf(_Strict):
         return address
 
 
+class MetricsConf(_Strict):
+    enabled: bool = True
+    path: str = Field(default="/metrics", description="Prometheus endpoint on the HTTP server")
+
+
+class RateLimitConf(_Strict):
+    enabled: bool = False
+    limiter: Literal["bbr", "token_bucket"] = Field(
+        default="bbr", description="bbr: adaptive, CPU-driven; token_bucket: fixed rate"
+    )
+    signal: Literal["cpu", "loop_lag"] = Field(
+        default="cpu", description="bbr: CPU of the process, or event-loop lag (shared cores)"
+    )
+    cpu_threshold: float = Field(
+        default=800, gt=0, le=1000, description="bbr: per mille (of a core / of 20 ms lag)"
+    )
+    rate: float = Field(default=100.0, gt=0, description="token_bucket: calls per second")
+    burst: int | None = Field(default=None, ge=1, description="token_bucket: bucket size")
+    operations: list[str] = Field(
+        default_factory=list, description="operations limited (selector paths); empty: all"
+    )
+
+
+class AuthConf(_Strict):
+    enabled: bool = False
+    #: HS* secret, or the PEM public key for RS*/ES*/EdDSA
+    key: str = Field(default="", validate_default=True)
+    algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: float = Field(default=0.0, ge=0, description="seconds of clock skew allowed")
+    public_operations: list[str] = Field(
+        default_factory=list, description="operations that need no token (allow list)"
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key_when_enabled(cls, key: str, info: ValidationInfo) -> str:
+        if info.data.get("enabled") and not key:
+            raise ValueError("auth.enabled needs a key (e.g. ${JWT_KEY})")
+        return key
+
+
 class Bootstrap(_Strict):
     """The whole configuration tree."""
 
@@ -187,3 +240,6 @@ class Bootstrap(_Strict):
     tracing: TracingConf = TracingConf()
     #: ``None`` (default): the service registers nowhere
     registry: RegistryConf | None = None
+    metrics: MetricsConf = MetricsConf()
+    ratelimit: RateLimitConf = RateLimitConf()
+    auth: AuthConf = AuthConf()

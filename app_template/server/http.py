@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from framework.metrics import mount_metrics
 from framework.middleware import Middleware
 from framework.transport.http import HttpServer
 
-from app_template.conf.conf import HttpConf
+from app_template.conf.conf import HttpConf, MetricsConf
+from app_template.server.ops import Operations
 from app_template.service.order_http import OrderHttpService
 
 __all__ = ["new_http_server"]
 
 
 def new_http_server(
-    conf: HttpConf, middlewares: list[Middleware], orders: OrderHttpService
+    conf: HttpConf,
+    middlewares: list[Middleware],
+    orders: OrderHttpService,
+    ops: Operations,
+    metrics_conf: MetricsConf,
 ) -> HttpServer:
     server = HttpServer(
         conf.host,
@@ -20,6 +26,9 @@ def new_http_server(
         middlewares=middlewares,
         name="http",
         max_body_size=conf.max_body_size,
+        tls=conf.tls,
     )
     server.include_router(orders.router)
+    if ops.metrics is not None:
+        mount_metrics(server, ops.metrics, metrics_conf.path)
     return server

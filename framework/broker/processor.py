@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from framework.broker.signature import check_wiring, payload_type, signature_of
 from framework.broker.subscriber import SubscriberSpec
 from framework.errors import Error
 from framework.middleware.core import Handler, Middleware, chain
+from framework.observer import DEAD_LETTERED, OK, RETRIED, current_observer
 from framework.transport.context import Transport, current_transport
 
 __all__ = ["DeadLetterSink", "SubscriberProcessor", "describe_exception"]
@@ -28,6 +30,7 @@ __all__ = ["DeadLetterSink", "SubscriberProcessor", "describe_exception"]
 DeadLetterSink = Callable[[Message, ProcessResult], Awaitable[Any]]
 
 _log = logging.getLogger("pykratos.broker")
+_clock = time.perf_counter
 _ACK_FIRST = ProcessResult(Outcome.ACK, 1)
 _POISON_CODE = 400  # an invalid message stays invalid: retrying cannot help
 
@@ -136,10 +139,12 @@ class SubscriberProcessor:
         )
         try:
             while True:
+                started = _clock()
                 try:
                     value = await self._run(payload)
                 except Exception as exc:
                     delay = self._failed(exc, message.attempt)
+                    self._observe(RETRIED if delay is not None else DEAD_LETTERED, started, 1, exc)
                     if delay is None:
                         return self._dead(exc, message.attempt)
                     if not retry_in_process:
@@ -147,6 +152,7 @@ class SubscriberProcessor:
                     await asyncio.sleep(delay)
                     message.attempt += 1
                     continue
+                self._observe(OK, started, 1, None)
                 attempt = message.attempt
                 if value is not None:
                     return self._replied(value, attempt)
@@ -191,10 +197,13 @@ class SubscriberProcessor:
         try:
             attempt = kept[0].attempt
             while True:
+                started = _clock()
                 try:
                     await self._run(payloads)
                 except Exception as exc:
                     delay = self._failed(exc, attempt)
+                    outcome = RETRIED if delay is not None else DEAD_LETTERED
+                    self._observe(outcome, started, len(kept), exc)
                     if delay is None:
                         return self._dead(exc, attempt)
                     await asyncio.sleep(delay)
@@ -202,9 +211,27 @@ class SubscriberProcessor:
                     for message in kept:
                         message.attempt = attempt
                     continue
+                self._observe(OK, started, len(kept), None)
                 return _ACK_FIRST if attempt == 1 else ProcessResult(Outcome.ACK, attempt)
         finally:
             current_transport.reset(token)
+
+    def _observe(
+        self, outcome: str, started: float | None, count: int, exc: Exception | None
+    ) -> None:
+        """Report an attempt to the metrics observer (:mod:`framework.observer`), if any."""
+        observer = current_observer()
+        if observer is None:
+            return
+        observer.message_processed(
+            self._kind,
+            self._operation,
+            self.spec.group,
+            outcome,
+            None if started is None else _clock() - started,
+            count,
+            None if exc is None else _error_type(exc),
+        )
 
     # -- failure paths (off the hot path) --------------------------------------------------
 
@@ -216,6 +243,7 @@ class SubscriberProcessor:
             exc.reason,
             extra={"subscriber": self._name, "topic": message.topic or self.spec.topic},
         )
+        self._observe(DEAD_LETTERED, None, 1, exc)
         return ProcessResult(Outcome.DEAD, message.attempt, f"decode: {exc.reason}", "DecodeError")
 
     def _failed(self, exc: Exception, attempt: int) -> float | None:

@@ -4,6 +4,7 @@ declares it publishes (documentation: AsyncAPI), :func:`dead_letter` for brokers
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from framework.broker.policy import (
 )
 from framework.broker.subscriber import SubscriberSpec
 from framework.metadata import propagated
+from framework.observer import current_observer
 
 __all__ = ["MAX_DLQ_REASON", "Publisher", "PublisherSpec", "dead_letter", "dlq_headers"]
 
@@ -92,7 +94,20 @@ class Publisher:
         carried = propagated()
         if carried:
             headers = {**carried, **(headers or {})}
-        return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+        observer = current_observer()
+        if observer is None:
+            return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+        # Measured for the metrics observer (framework.observer): duration and failures.
+        started = time.perf_counter()
+        try:
+            result = await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+        except Exception as exc:
+            observer.message_published(
+                self.broker.kind, topic, time.perf_counter() - started, type(exc).__name__
+            )
+            raise
+        observer.message_published(self.broker.kind, topic, time.perf_counter() - started, None)
+        return result
 
 
 def dlq_headers(

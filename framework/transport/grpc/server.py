@@ -45,6 +45,7 @@ from framework.transport.grpc.interceptor import (
 )
 from framework.transport.grpc.registry import AddServicerFn, ServiceRegistry
 from framework.transport.grpc.wiring import check_services_wired
+from framework.transport.tls import ServerTls, TlsOptions
 
 # Grace of the shutdown that stop_intake() begins: "until stop() says otherwise".
 _INTAKE_GRACE = 24 * 3600.0
@@ -82,6 +83,8 @@ class GrpcServer:
         interceptors: raw ``grpc.aio.ServerInterceptor`` objects, run before the middleware.
         error_domain: ``ErrorInfo.domain`` of the errors sent; ``None`` uses the running App's
             name (empty outside an App).
+        tls: serve over TLS (``client_auth="require"``: mutual TLS) with this certificate;
+            changed files are used from the next handshake (:mod:`framework.transport.tls`).
 
     There is no thread-pool option: every method runs as a coroutine on the event loop.
     """
@@ -99,8 +102,10 @@ class GrpcServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         error_domain: str | None = None,
         max_receive_message_length: int | None = None,
+        tls: ServerTls | TlsOptions | None = None,
     ) -> None:
         self.host = host
+        self.tls = ServerTls(tls) if isinstance(tls, TlsOptions) else tls
         self.port = port
         self.name = name
         self.reflection = reflection
@@ -175,9 +180,10 @@ class GrpcServer:
 
     @property
     def endpoint(self) -> str:
-        """``grpc://host:port``; the real port once started."""
+        """``grpc://host:port`` (``grpcs://`` with TLS); the real port once started."""
         port = self._bound_port if self._bound_port is not None else self.port
-        return f"grpc://{host_port(self.host, port)}"
+        scheme = "grpcs" if self.tls is not None else "grpc"
+        return f"{scheme}://{host_port(self.host, port)}"
 
     async def start(self) -> None:
         """Bind, register every service, start serving; returns once calls are accepted.
@@ -198,7 +204,10 @@ class GrpcServer:
         self._server = server
         address = host_port(self.host, self.port)
         try:
-            self._bound_port = server.add_insecure_port(address)
+            if self.tls is not None:
+                self._bound_port = server.add_secure_port(address, self.tls.grpc_credentials())
+            else:
+                self._bound_port = server.add_insecure_port(address)
         except RuntimeError as exc:
             raise OSError(f"{self.name}: cannot bind gRPC server to {address}: {exc}") from exc
         settings = CallSettings(

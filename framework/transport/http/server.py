@@ -32,6 +32,7 @@ from framework.transport.http.errors import JsonResponse, error_response, to_err
 from framework.transport.http.limits import DEFAULT_MAX_BODY_SIZE, BodyLimit
 from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
 from framework.transport.http.wiring import check_routes_wired
+from framework.transport.tls import ServerTls, TlsOptions
 
 __all__ = ["HttpServer"]
 
@@ -92,6 +93,8 @@ class HttpServer:
             FastAPI's ``/openapi.json``), with an offline HTML view at the same path without
             ``.json``; ``None`` serves neither. The document describes the App this server runs
             in (:meth:`bind_app`; :func:`framework.asyncapi.build_asyncapi`).
+        tls: serve HTTPS (optionally mutual TLS) with this certificate; files are reloaded
+            when they change (:mod:`framework.transport.tls`).
         uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
 
     Routers from the service layer are added with :meth:`include_router`; they must be built
@@ -112,9 +115,11 @@ class HttpServer:
         app: FastAPI | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         asyncapi_path: str | None = "/asyncapi.json",
+        tls: ServerTls | TlsOptions | None = None,
         **uvicorn_options: Any,
     ) -> None:
         self.host = host
+        self.tls = ServerTls(tls) if isinstance(tls, TlsOptions) else tls
         self.port = port
         self.name = name
         self._owns_app = app is None
@@ -161,8 +166,9 @@ class HttpServer:
 
     @property
     def endpoint(self) -> str:
-        """``http://host:port``; the real port once started."""
-        return f"http://{host_port(self.host, self.port)}"
+        """``http://host:port`` (``https://`` with TLS); the real port once started."""
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host_port(self.host, self.port)}"
 
     def set_serving(self, serving: bool) -> None:
         """Flip readiness: ``/readyz`` answers 200 only while serving."""
@@ -195,8 +201,14 @@ class HttpServer:
             log_config=None,
             access_log=False,
             server_header=False,
+            **self._tls_options(),
             **self._uvicorn_options,
         )
+        if self.tls is not None:
+            # uvicorn builds a context of its own from the files; serve ours, which reloads.
+            config.load()
+            config.ssl = self.tls.ssl_context()
+            self.tls.start_watching()
         self._server = _EmbeddedUvicorn(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=self.name)
         ready = asyncio.create_task(self._server.ready.wait())
@@ -218,6 +230,17 @@ class HttpServer:
         check_routes_wired(self.app.routes)
         self._name_after_app()
         self._pipeline.endpoint = self.endpoint  # start() sets it again once the port is bound
+
+    def _tls_options(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        opts = self.tls.options
+        # Set so that uvicorn knows it serves https (scope["scheme"]).
+        return {
+            "ssl_certfile": opts.cert_file,
+            "ssl_keyfile": opts.key_file,
+            "ssl_keyfile_password": opts.key_password,
+        }
 
     async def stop_intake(self) -> None:
         """Stop accepting now: close the listener, ask every connection to close once its
@@ -262,6 +285,8 @@ class HttpServer:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self.tls is not None and self._server is not None:
+            await self.tls.stop_watching()
         self._server = self._task = None
 
     # -- built-in routes and error rendering ----------------------------------------------

@@ -106,6 +106,7 @@ class KafkaBroker(Broker):
             max_request_size=options.max_request_size,
             compression_type=options.compression_type,
             request_timeout_ms=options.request_timeout_ms,
+            **options.security_kwargs(),
         )
         try:
             with self._log_state.connecting():

@@ -102,6 +102,7 @@ async def _join(
         max_partition_fetch_bytes=options.max_partition_fetch_bytes,
         fetch_max_wait_ms=options.fetch_max_wait_ms,
         request_timeout_ms=options.request_timeout_ms,
+        **options.security_kwargs(),
     )
     listener = _Listener(on_assigned, on_revoked)
     consumer.subscribe([topic], listener=listener)

@@ -15,14 +15,17 @@ The defaults favour a fast group join and at-least-once delivery:
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from framework.broker.options import AutoOffsetReset
 
-__all__ = ["AutoOffsetReset", "KafkaOptions", "Ordering"]
+__all__ = ["AutoOffsetReset", "KafkaOptions", "Ordering", "SaslMechanism", "SecurityProtocol"]
 
 Ordering = Literal["auto", "partition", "key"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,15 @@ class KafkaOptions:
             ``"key"`` keeps key order (parallelism up to ``spec.concurrency``), ``"auto"``
             uses ``"partition"`` while ``spec.concurrency`` <= assigned partitions and
             ``"key"`` beyond.
+        security_protocol: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+        sasl_mechanism: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` (SASL protocols).
+        sasl_username: SASL user name (SASL protocols).
+        sasl_password: SASL password (SASL protocols).
+        ssl_cafile: CA bundle that verifies the brokers (SSL protocols; default: the
+            system's trusted CAs).
+        ssl_certfile: client certificate, for brokers requiring mutual TLS.
+        ssl_keyfile: private key of ``ssl_certfile``.
+        ssl_check_hostname: verify that the broker certificate names the host connected to.
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -106,6 +118,14 @@ class KafkaOptions:
     rebalance_drain_timeout: float = 5.0
     dlq_retry_backoff: float = 0.2
     ordering: Ordering = "auto"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
 
     def __post_init__(self) -> None:
         # A config value is text until typed ("1" from an env var or a ${ACKS:1} default);
@@ -119,6 +139,8 @@ class KafkaOptions:
         choices = {
             "auto_offset_reset": (self.auto_offset_reset, get_args(AutoOffsetReset)),
             "ordering": (self.ordering, get_args(Ordering)),
+            "security_protocol": (self.security_protocol, get_args(SecurityProtocol)),
+            "sasl_mechanism": (self.sasl_mechanism, get_args(SaslMechanism)),
         }
         for name, (chosen, allowed) in choices.items():
             if chosen not in allowed:
@@ -141,6 +163,49 @@ class KafkaOptions:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username and "
+                "sasl_password"
+            )
+        if not sasl and (self.sasl_username or self.sasl_password):
+            raise ValueError(
+                "sasl_username/sasl_password are set but security_protocol is "
+                f"{self.security_protocol}: use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        files = [self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile]
+        if not tls and any(files):
+            raise ValueError(
+                f"ssl_* files are set but security_protocol is {self.security_protocol}: "
+                "use SSL or SASL_SSL"
+            )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+
+    def security_kwargs(self) -> dict[str, Any]:
+        """The aiokafka client keyword arguments for the security options (TLS context
+        built here, so a missing or bad file fails ``connect`` with the file named)."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        if self.security_protocol.endswith("SSL"):
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+            context.check_hostname = self.ssl_check_hostname
+            if self.ssl_certfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            kwargs["ssl_context"] = context
+        return kwargs
 
     @property
     def servers(self) -> list[str]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from operator import attrgetter
 from typing import Any
@@ -46,6 +46,7 @@ from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
+from framework.observer import LagReading, current_observer
 from framework.transport.kafka import group
 from framework.transport.kafka.assignment import Assignment
 from framework.transport.kafka.backpressure import Backpressure
@@ -119,6 +120,7 @@ class KafkaSubscription:
         self._tasks: list[asyncio.Task[None]] = []
         self._fetch_task: asyncio.Task[None] | None = None
         self.health = Health(spec.display_name)
+        self._stop_lag: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -157,6 +159,28 @@ class KafkaSubscription:
             )
         )
         self._fetch_task = self._tasks[0]
+        observer = current_observer()
+        if observer is not None:
+            self._stop_lag = observer.lag_source(self._lag)
+
+    def _lag(self) -> list[LagReading]:
+        """Per owned partition: the high watermark of the last fetch minus the offset a commit
+        may reach (what is neither processed nor skipped). Read at metrics collection."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        readings: list[LagReading] = []
+        for tp, state in list(self._assignment.partitions.items()):
+            highwater = consumer.highwater(tp)
+            position = state.committable
+            if position is None:
+                position = state.committed
+            if highwater is None or position is None:
+                continue
+            readings.append(
+                ("kafka", tp.topic, self.group_id, tp.partition, max(0, highwater - position))
+            )
+        return readings
 
     def _keep_running(self, what: str, body: Any) -> asyncio.Task[None]:
         # Expected failures are handled inside each loop; an end nobody asked for is a bug:
@@ -184,6 +208,9 @@ class KafkaSubscription:
         if self._stopping:
             return
         self._stopping = True
+        if self._stop_lag is not None:
+            self._stop_lag()
+            self._stop_lag = None
         fetch_and_commit, self._tasks = self._tasks, []
         for task in fetch_and_commit:
             task.cancel()

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Mapping
@@ -111,6 +112,10 @@ class RabbitBroker(Broker):
             seconds old.
         instance_id: suffix of broadcast queue names (random by default).
         connection_name: connection name shown by ``rabbitmqctl list_connections``.
+        ssl_cafile: CA bundle verifying the server of an ``amqps://`` URL (default: the
+            system's trusted CAs).
+        ssl_certfile: client certificate for an ``amqps://`` server requiring mutual TLS.
+        ssl_keyfile: private key of ``ssl_certfile``.
     """
 
     kind = "rabbitmq"
@@ -134,7 +139,16 @@ class RabbitBroker(Broker):
         ack_interval: float = 0.05,
         instance_id: str | None = None,
         connection_name: str = "pykratos",
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
+        tls = URL(url).scheme == "amqps"
+        if not tls and (ssl_cafile or ssl_certfile or ssl_keyfile):
+            raise ValueError("ssl_cafile/ssl_certfile/ssl_keyfile need an amqps:// url")
+        if bool(ssl_certfile) != bool(ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile = ssl_cafile, ssl_certfile, ssl_keyfile
         if exchange_type not in EXCHANGE_TYPES:
             raise ValueError(
                 f"exchange_type must be one of {sorted(EXCHANGE_TYPES)}, got {exchange_type!r}"
@@ -183,6 +197,15 @@ class RabbitBroker(Broker):
         """Subscriptions started by this broker and not stopped yet."""
         return list(self._subscriptions)
 
+    def _tls_kwargs(self) -> dict[str, Any]:
+        """``ssl_context`` for an ``amqps://`` URL (aio-pika's own default otherwise)."""
+        if URL(self.url).scheme != "amqps":
+            return {}
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return {"ssl_context": context}
+
     async def connect(self) -> None:
         """Connect, open the publishing channel and declare the broker's exchange.
 
@@ -206,6 +229,7 @@ class RabbitBroker(Broker):
                         timeout=self.connect_timeout,
                         reconnect_interval=self.reconnect_interval,
                         client_properties={"connection_name": self.connection_name},
+                        **self._tls_kwargs(),
                     )
         except (TimeoutError, OSError, AMQPError) as exc:
             elapsed = time.monotonic() - started

@@ -26,7 +26,9 @@ from websockets.http11 import Request, Response
 
 from framework.errors import Error, NotFound, ServiceUnavailable
 from framework.middleware.core import Middleware, chain
+from framework.observer import current_observer
 from framework.transport.address import host_port
+from framework.transport.tls import ServerTls, TlsOptions
 from framework.transport.websocket.connlog import ConnectionLog, peer_of
 from framework.transport.websocket.dispatch import RouteTable, compile_router, dispatch, refuse
 from framework.transport.websocket.envelope import SHUTTING_DOWN, encode_outbound
@@ -45,7 +47,13 @@ from framework.transport.websocket.router import Route, WebSocketRouter
 from framework.transport.websocket.session import Outgoing, Session, SlowClientPolicy
 from framework.validation import excerpt
 
-__all__ = ["GOING_AWAY", "IDLE_CLOSE_CODE", "POLICY_VIOLATION", "WebSocketServer"]
+__all__ = [
+    "GOING_AWAY",
+    "IDLE_CLOSE_CODE",
+    "POLICY_VIOLATION",
+    "TOO_MANY_CONNECTIONS",
+    "WebSocketServer",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +63,8 @@ GOING_AWAY = 1001
 IDLE_CLOSE_CODE = 1000
 #: Close code when a connect callback refuses the client.
 POLICY_VIOLATION = 1008
+#: Reason of the 503 refusing a handshake beyond ``max_connections``.
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
 #: Close code websockets sends for a message over ``max_message_size``.
 MESSAGE_TOO_BIG = 1009
 
@@ -85,6 +95,10 @@ class WebSocketServer:
             :mod:`~framework.transport.websocket.handshake`.
         compression: ``"deflate"`` to negotiate permessage-deflate; off by default because
             it costs a compression per client on every fan-out.
+        tls: serve ``wss://`` (optionally mutual TLS); files reloaded when they change
+            (:mod:`framework.transport.tls`).
+        max_connections: open connections allowed at once; a handshake beyond is refused
+            with HTTP 503 ``TOO_MANY_CONNECTIONS`` before authentication. ``None``: no limit.
     """
 
     def __init__(
@@ -105,7 +119,13 @@ class WebSocketServer:
         allowed_origins: Sequence[OriginRule] | None = None,
         authenticate: Authenticate | None = None,
         compression: str | None = None,
+        tls: ServerTls | TlsOptions | None = None,
+        max_connections: int | None = None,
     ) -> None:
+        self.tls = ServerTls(tls) if isinstance(tls, TlsOptions) else tls
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self.max_connections = max_connections
         if slow_client_policy not in ("drop_oldest", "disconnect"):
             raise ValueError(
                 f"slow_client_policy must be 'drop_oldest' or 'disconnect', "
@@ -219,11 +239,15 @@ class WebSocketServer:
             close_timeout=self._close_timeout,
             write_limit=self._write_limit,
             server_header=None,
+            ssl=self.tls.ssl_context() if self.tls is not None else None,
             # Log lines that name the peer, path and close code, not the connection object.
             logger=ConnectionLog(_log, self.name),
         )
         port = self._server.sockets[0].getsockname()[1]
-        self._endpoint = f"ws://{host_port(self.host, port)}"
+        scheme = "wss" if self.tls is not None else "ws"
+        self._endpoint = f"{scheme}://{host_port(self.host, port)}"
+        if self.tls is not None:
+            self.tls.start_watching()
         _log.info("websocket server %s listening on %s", self.name, self._endpoint)
 
     async def stop_intake(self) -> None:
@@ -277,6 +301,8 @@ class WebSocketServer:
                 _log.error("websocket server %s: handlers still running after abort", self.name)
         self._server = None
         self._draining = False
+        if self.tls is not None:
+            await self.tls.stop_watching()
         _log.info("websocket server %s stopped", self.name)
 
     # -- sending -------------------------------------------------------------------------
@@ -310,6 +336,11 @@ class WebSocketServer:
         handshake = Handshake.from_request(request, connection.remote_address)
         if self._stopping:
             return reject(ServiceUnavailable(SHUTTING_DOWN, "server is shutting down"))
+        limit = self.max_connections
+        if limit is not None and len(self._registry) + len(self._accepted) >= limit:
+            return reject(
+                ServiceUnavailable(TOO_MANY_CONNECTIONS, f"at most {limit} connections")
+            )
         table = self._tables.get(handshake.path, self._any_path)
         if table is None:
             path = excerpt(handshake.path)
@@ -349,6 +380,9 @@ class WebSocketServer:
             close_timeout=self._close_timeout,
         )
         self._registry.add(session)
+        observer = current_observer()  # the same one reports the close
+        if observer is not None:
+            observer.session_changed("websocket", 1)
         session.start()
         idle = (
             IdleWatch(session, self._idle_timeout, IDLE_CLOSE_CODE) if self._idle_timeout else None
@@ -360,6 +394,8 @@ class WebSocketServer:
             if idle is not None:
                 idle.cancel()
             self._registry.remove(session)
+            if observer is not None:
+                observer.session_changed("websocket", -1)
             session.detach()
             for callback in table.on_disconnect:
                 try:

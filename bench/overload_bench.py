@@ -1,0 +1,285 @@
+"""Overload: at 3x the measured capacity, does the adaptive limiter (BBR) keep the admitted
+requests fast and refuse the rest quickly?
+
+The server (its own process, uvloop) is a framework ``HttpServer`` with
+``ratelimit()`` and ``recovery()``, measured with BBR reading CPU usage (threshold 80 % of one
+core, Kratos' signal) and BBR reading the event-loop lag (:class:`LoopLag`), serving
+``GET /work``: about ``--work-ms`` of CPU in four slices with an ``await`` between them, so
+calls interleave on the event loop as real handlers do. The client (this process) speaks
+HTTP/1.1 over raw asyncio streams, keep-alive:
+
+1. unloaded: one request at a time -> p50 / p99 latency;
+2. capacity: a closed loop of ``--capacity-connections`` -> successful requests per second;
+3. overload: an open loop sending ``--factor`` x capacity requests per second for
+   ``--seconds`` over ``--connections`` keep-alive connections (a request waits for a free
+   one; its latency counts from its send), against the server with the
+   limiter and, for comparison, the same server without it. The first ``--ramp`` seconds are
+   left out of the figures: the CPU average the limiter reads needs about 2 s to cross 80 %.
+
+Targets (issue 13): admitted p99 <= 2x unloaded p99; every refusal (429 RATELIMIT) < 5 ms.
+
+    python -m bench.overload_bench [--seconds 10] [--factor 3] [--work-ms 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from bench._util import free_port, print_table, serve_in_subprocess
+
+_REQUEST = b"GET /work HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+
+def serve(port: int, work_ms: float, limit: str) -> None:
+    """The server process."""
+    import logging
+
+    import uvloop
+
+    from framework.middleware import recovery
+    from framework.middleware.ratelimit import BBR, LoopLag, ratelimit
+    from framework.transport.http import HttpServer, Router
+
+    logging.basicConfig(level=logging.WARNING)
+    slice_seconds = work_ms / 1000 / 4
+    routes = Router()
+
+    @routes.get("/work")
+    async def work() -> dict[str, int]:
+        for _ in range(4):
+            end = time.perf_counter() + slice_seconds
+            while time.perf_counter() < end:  # CPU work, not sleeping
+                pass
+            await asyncio.sleep(0)
+        return {"ok": 1}
+
+    if limit == "cpu":
+        middlewares = [ratelimit(BBR()), recovery()]
+    elif limit == "lag":
+        middlewares = [ratelimit(BBR(cpu=LoopLag().read)), recovery()]
+    else:
+        middlewares = [recovery()]
+    server = HttpServer("127.0.0.1", port, middlewares=middlewares, http="httptools")
+    server.include_router(routes)
+
+    async def run() -> None:
+        await server.start()
+        await asyncio.Event().wait()
+
+    uvloop.run(run())
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection doing one request at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def get(self) -> int:
+        """Send ``GET /work``; return the status once the whole response is read."""
+        self.writer.write(_REQUEST)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def unloaded(port: int, count: int) -> list[float]:
+    connection = await Connection.open(port)
+    for _ in range(50):
+        await connection.get()
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        assert await connection.get() == 200
+        latencies.append(time.perf_counter() - started)
+    connection.close()
+    return latencies
+
+
+async def capacity(port: int, connections: int, seconds: float) -> float:
+    opened = [await Connection.open(port) for _ in range(connections)]
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(connection: Connection) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            if await connection.get() == 200:
+                done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in opened))
+    elapsed = time.perf_counter() - started
+    for connection in opened:
+        connection.close()
+    return done / elapsed
+
+
+@dataclass
+class Overload:
+    admitted: list[float] = field(default_factory=list)
+    refused: list[float] = field(default_factory=list)
+    other: int = 0
+    connections: int = 0
+    late_sends: int = 0  # the client could not send on time (it is overloaded itself)
+    errors: int = 0  # connections reset
+    waited: int = 0  # requests that waited for a free connection
+
+
+async def overload(
+    port: int, rate: float, seconds: float, ramp: float, connections: int
+) -> Overload:
+    """Send ``rate`` requests per second on a pool of ``connections`` keep-alive connections
+    (a request waits for a free one; its latency counts from when it is sent)."""
+    result = Overload()
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await Connection.open(port))
+    result.connections = connections
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    count = int(rate * seconds)
+
+    async def one(scheduled: float) -> None:
+        if idle.empty():
+            result.waited += 1
+        connection = await idle.get()
+        sent = time.perf_counter()
+        try:
+            status = await connection.get()
+        except (OSError, asyncio.IncompleteReadError):
+            result.errors += 1  # reset connection: replaced, not a request served
+            connection.close()
+            idle.put_nowait(await Connection.open(port))
+            return
+        latency = time.perf_counter() - sent
+        idle.put_nowait(connection)
+        if scheduled - start < ramp:
+            return
+        if status == 200:
+            result.admitted.append(latency)
+        elif status == 429:
+            result.refused.append(latency)
+        else:
+            result.other += 1
+
+    for i in range(count):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.01:
+            result.late_sends += 1
+        task = asyncio.create_task(one(scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    while not idle.empty():
+        idle.get_nowait().close()
+    return result
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="overload duration")
+    parser.add_argument("--ramp", type=float, default=3.0, help="overload seconds not counted")
+    parser.add_argument("--factor", type=float, default=3.0, help="offered load / capacity")
+    parser.add_argument("--work-ms", type=float, default=1.0, help="CPU per request, ms")
+    parser.add_argument("--capacity-connections", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=64,
+                        help="keep-alive connections of the overload phase")
+    parser.add_argument("--capacity-seconds", type=float, default=5.0)
+    parser.add_argument("--unloaded", type=int, default=500, help="requests, one at a time")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the run against the server without a limiter")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--limit", choices=["cpu", "lag", "none"], default="cpu",
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.work_ms, args.limit)
+        return
+
+    import uvloop
+
+    rows = []
+    variants = [("BBR, CPU", "cpu"), ("BBR, loop lag", "lag")]
+    if not args.no_compare:
+        variants.append(("no limiter", "none"))
+    base: dict[str, float] = {}
+    for label, limit in variants:
+        port = free_port()
+        command = ["-m", "bench.overload_bench", "--serve", str(port),
+                   "--work-ms", str(args.work_ms), "--limit", limit]
+        with serve_in_subprocess(command, port):
+            if not base:
+                quiet = uvloop.run(unloaded(port, args.unloaded))
+                base["p50"], base["p99"] = _pct(quiet, 0.5), _pct(quiet, 0.99)
+                base["capacity"] = uvloop.run(
+                    capacity(port, args.capacity_connections, args.capacity_seconds)
+                )
+            rate = base["capacity"] * args.factor
+            result = uvloop.run(
+                overload(port, rate, args.seconds, args.ramp, args.connections)
+            )
+        counted = len(result.admitted) + len(result.refused) + result.other
+        rows.append((
+            label,
+            f"{rate:.0f}",
+            f"{len(result.admitted) / max(counted, 1):.0%}",
+            _ms(_pct(result.admitted, 0.5)),
+            _ms(_pct(result.admitted, 0.99)),
+            f"{_pct(result.admitted, 0.99) / base['p99']:.2f}x",
+            str(len(result.refused)),
+            _ms(_pct(result.refused, 0.99)) if result.refused else "-",
+            _ms(max(result.refused)) if result.refused else "-",
+            f"{sum(r < 0.005 for r in result.refused) / max(len(result.refused), 1):.1%}",
+            str(result.waited),
+            str(result.errors),
+            str(result.late_sends),
+        ))
+        if result.other:
+            print(f"{label}: {result.other} answers neither 200 nor 429")
+    print(f"\nunloaded: p50 {_ms(base['p50'])} ms, p99 {_ms(base['p99'])} ms; capacity "
+          f"{base['capacity']:.0f} req/s ({args.capacity_connections} connections, "
+          f"{args.work_ms} ms CPU per request)")
+    print_table(
+        f"Overload at {args.factor:g}x capacity for {args.seconds:g} s (first {args.ramp:g} s "
+        "not counted). Targets: admitted p99 <= 2x unloaded p99; refusals < 5 ms.",
+        ["server", "offered req/s", "admitted", "adm p50 ms", "adm p99 ms", "p99 vs unloaded",
+         "refused", "ref p99 ms", "ref max ms", "ref < 5 ms", "waited for conn", "conn errors",
+         "late sends"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
