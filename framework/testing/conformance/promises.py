@@ -74,8 +74,8 @@ PROMISES: tuple[Promise, ...] = (
     Promise(
         "crashed_consumer",
         "at-least-once across a crashed consumer",
-        "A consumer that dies in the middle of its handlers, without acking: the next member "
-        "of the group gets those messages again.",
+        "A consumer that dies in the middle of its handlers, without acking: restarted as "
+        "the same instance and subscriber, the group gets those messages again.",
     ),
     Promise(
         "graceful_stop",
