@@ -1,16 +1,27 @@
-"""Small helpers shared by the benchmarks (ports, subprocesses, tables)."""
+"""Small helpers shared by the benchmarks (ports, subprocesses, tables, drain rounds)."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
-__all__ = ["free_port", "print_table", "serve_in_subprocess", "wait_for_port"]
+__all__ = [
+    "best_of_rounds",
+    "free_port",
+    "print_ratios",
+    "print_table",
+    "serve_in_subprocess",
+    "wait_for_port",
+]
+
+#: ``drain(messages, timeout) -> msg/s`` of one contestant of a drain benchmark.
+Drain = Callable[[int, float], Awaitable[float]]
 
 
 def free_port() -> int:
@@ -53,3 +64,35 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
         print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
+
+
+async def best_of_rounds(
+    contestants: Mapping[str, Drain], messages: int, rounds: int, timeout: float
+) -> dict[str, float]:
+    """Run every contestant once per round, in an order rotating by round (so none always
+    goes first on a noisy machine), print each rate and return the best of each."""
+    best: dict[str, float] = dict.fromkeys(contestants, 0.0)
+    names = list(contestants)
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            gc.collect()
+            rate = await contestants[name](messages, timeout)
+            print(f"  round {r + 1}: {name:<22} {rate:>9,.0f} msg/s", flush=True)
+            best[name] = max(best[name], rate)
+    return best
+
+
+def print_ratios(best: Mapping[str, float], rounds: int, raw: str, faststream: str) -> None:
+    """The table of best rates, each as a ratio to the ``raw`` and ``faststream`` rows."""
+    base = best[raw] or 1.0
+    fast = best[faststream] or 1.0
+    rows = [
+        (name, f"{rate:,.0f}", f"{rate / base:.2f}x", f"{rate / fast:.2f}x")
+        for name, rate in best.items()
+    ]
+    print_table(
+        f"best of {rounds} round(s)",
+        ("contestant", "msg/s", f"vs {raw}", "vs faststream"),
+        rows,
+    )

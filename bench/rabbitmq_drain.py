@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aio_pika
 import orjson
 from pydantic import BaseModel
 
-from bench._util import print_table
+from bench._util import Drain, best_of_rounds, print_ratios
 
 __all__ = ["main"]
 
@@ -197,25 +195,12 @@ async def run_faststream(n: int, timeout: float) -> float:
     return meter.rate
 
 
-CONTESTANTS: dict[str, Callable[[int, float], Awaitable[float]]] = {
+CONTESTANTS: dict[str, Drain] = {
     "framework": run_framework,
     "aio-pika ack-each": lambda n, t: run_raw(n, t, 1),
     "aio-pika multiple/200": lambda n, t: run_raw(n, t, 200),
     "faststream 0.7": run_faststream,
 }
-
-
-async def run(messages: int, rounds: int, timeout: float) -> dict[str, float]:
-    best: dict[str, float] = dict.fromkeys(CONTESTANTS, 0.0)
-    names = list(CONTESTANTS)
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            gc.collect()
-            rate = await CONTESTANTS[name](messages, timeout)
-            print(f"  round {r + 1}: {name:<22} {rate:>9,.0f} msg/s", flush=True)
-            best[name] = max(best[name], rate)
-    return best
 
 
 def main() -> None:
@@ -226,18 +211,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(f"RabbitMQ drain: {args.messages} messages of {len(BODY)} bytes, prefetch {PREFETCH}")
-    best = asyncio.run(run(args.messages, args.rounds, args.timeout))
-    ack_each = best["aio-pika ack-each"] or 1.0
-    fast = best["faststream 0.7"] or 1.0
-    rows = [
-        (name, f"{rate:,.0f}", f"{rate / ack_each:.2f}x", f"{rate / fast:.2f}x")
-        for name, rate in best.items()
-    ]
-    print_table(
-        f"best of {args.rounds} round(s)",
-        ("contestant", "msg/s", "vs ack-each", "vs faststream"),
-        rows,
-    )
+    best = asyncio.run(best_of_rounds(CONTESTANTS, args.messages, args.rounds, args.timeout))
+    print_ratios(best, args.rounds, "aio-pika ack-each", "faststream 0.7")
 
 
 if __name__ == "__main__":

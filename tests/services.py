@@ -14,6 +14,8 @@ address itself:
   and delete their own streams (:func:`nats_url`).
 - ``PYKRATOS_TEST_MQTT_URL``: Mosquitto (default ``mqtt://127.0.0.1:1883``). At-least-once
   MQTT tests start their own ``mosquitto`` instead (its stock queue limit drops messages).
+- ``PYKRATOS_TEST_REDIS_URL``: Redis (default ``redis://127.0.0.1:6379/0``). It is shared: tests
+  use keys under a prefix of their own and delete them, never ``FLUSHDB``/``FLUSHALL``.
 - ``PYKRATOS_TEST_POSTGRES_URL``: PostgreSQL, as a SQLAlchemy URL (default
   ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); tests make and drop their own schemas.
 - ``PYKRATOS_TEST_ETCD``: the ``etcd`` server binary the registry tests start on free ports
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_MQTT_URL",
     "DEFAULT_NATS_URL",
     "DEFAULT_POSTGRES_URL",
+    "DEFAULT_REDIS_URL",
     "amqp_url",
     "etcd_binary",
     "free_port",
@@ -47,6 +50,7 @@ __all__ = [
     "port_range",
     "postgres_url",
     "rabbitmqctl",
+    "redis_url",
     "require_port",
     "require_url",
     "services_required",
@@ -57,6 +61,7 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Ports assumed when a URL names none (the services' standard ports).
 _DEFAULT_PORTS = {
@@ -67,6 +72,8 @@ _DEFAULT_PORTS = {
     "nats": 4222,
     "mqtt": 1883,
     "mqtts": 8883,
+    "redis": 6379,
+    "rediss": 6379,
 }
 
 
@@ -127,6 +134,11 @@ def postgres_url() -> str:
 def mqtt_url() -> str:
     """The MQTT server of the tests: ``PYKRATOS_TEST_MQTT_URL``, else :data:`DEFAULT_MQTT_URL`."""
     return os.environ.get("PYKRATOS_TEST_MQTT_URL") or DEFAULT_MQTT_URL
+
+
+def redis_url() -> str:
+    """The Redis URL of the tests: ``PYKRATOS_TEST_REDIS_URL``, else :data:`DEFAULT_REDIS_URL`."""
+    return os.environ.get("PYKRATOS_TEST_REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:

@@ -13,11 +13,13 @@ from tests.services import (
     DEFAULT_AMQP_URL,
     DEFAULT_MQTT_URL,
     DEFAULT_POSTGRES_URL,
+    DEFAULT_REDIS_URL,
     amqp_url,
     free_port,
     mqtt_url,
     port_range,
     postgres_url,
+    redis_url,
     require_url,
 )
 
@@ -46,6 +48,13 @@ def test_mqtt_url_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert mqtt_url() == DEFAULT_MQTT_URL
     monkeypatch.setenv("PYKRATOS_TEST_MQTT_URL", "mqtt://mq.internal:1884")
     assert mqtt_url() == "mqtt://mq.internal:1884"
+
+
+def test_redis_url_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYKRATOS_TEST_REDIS_URL", raising=False)
+    assert redis_url() == DEFAULT_REDIS_URL
+    monkeypatch.setenv("PYKRATOS_TEST_REDIS_URL", "redis://cache.internal:6390/3")
+    assert redis_url() == "redis://cache.internal:6390/3"
 
 
 def test_require_url_checks_the_urls_own_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,7 +114,7 @@ class DatabaseConf(_Strict):
 
 
 class BrokerConf(_Strict):
-    kind: Literal["memory", "kafka", "rabbitmq", "nats", "mqtt"] = "memory"
+    kind: Literal["memory", "kafka", "rabbitmq", "nats", "redis", "mqtt"] = "memory"
     timeout: float = Field(default=30.0, gt=0, description="per-message handler timeout, seconds")
     #: passed to the broker's constructor (e.g. bootstrap_servers for Kafka, url for RabbitMQ,
     #: servers for NATS);

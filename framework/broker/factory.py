@@ -28,6 +28,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     ),
     "nats": ("framework.transport.nats", "NatsBroker", "nats", ("nats",)),
     "mqtt": ("framework.transport.mqtt", "MqttBroker", "mqtt", ("aiomqtt", "paho")),
+    "redis": ("framework.transport.redis", "RedisBroker", "redis", ("redis",)),
 }
 
 #: kind -> (module, name) of the class whose constructor keywords are the broker's options,
@@ -35,6 +36,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
 #: take their options from the broker constructor's keyword parameters.
 _OPTIONS_TYPES: dict[str, tuple[str, str]] = {
     "kafka": ("framework.transport.kafka.options", "KafkaOptions"),
+    "redis": ("framework.transport.redis.options", "RedisOptions"),
 }
 
 #: The broker kinds :func:`create_broker` knows.
@@ -85,7 +87,7 @@ def options_target(kind: str) -> Callable[..., Any]:
 
 def create_broker(kind: str, **options: Any) -> Broker:
     """Instantiate the broker named ``kind`` (``"memory"``, ``"kafka"``, ``"rabbitmq"``,
-    ``"nats"``, ``"mqtt"``).
+    ``"nats"``, ``"redis"``, ``"mqtt"``).
 
     ``options`` go to its constructor (e.g. ``bootstrap_servers=`` for Kafka, ``url=`` for
     RabbitMQ and MQTT, ``servers=`` for NATS, ``partitions=`` for memory);

@@ -1,9 +1,9 @@
 """The reference service on the real brokers: switching is configuration only.
 
 The same routers (payment-success -> mark paid -> order-paid -> notification + WebSocket push)
-run on RabbitMQ, on a Kafka-protocol broker (Tansu), on NATS JetStream and on MQTT (a private
-Mosquitto: the service's fixed topics and shared-subscription groups must not meet another test
-run's) with nothing changed but ``data.broker``.
+run on RabbitMQ, on a Kafka-protocol broker (Tansu), on NATS JetStream, on Redis Streams and on
+MQTT (a private Mosquitto: the service's fixed topics and shared-subscription groups must not
+meet another test run's) with nothing changed but ``data.broker``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tests.services import (
     free_port,
     nats_url,
     rabbitmqctl,
+    redis_url,
     require_url,
     unavailable,
 )
@@ -98,7 +99,21 @@ def nats_stream() -> str:
     return f"pykratos_svc_{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(params=["rabbitmq", "kafka", "nats", "mqtt"])
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of its own on the shared Redis: its streams are deleted afterwards."""
+    from redis import Redis
+
+    require_url(redis_url(), "Redis")
+    prefix = f"pykratos-svc-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    with Redis.from_url(redis_url()) as admin:
+        keys = list(admin.scan_iter(match=f"{prefix}*"))
+        if keys:
+            admin.unlink(*keys)
+
+
+@pytest.fixture(params=["rabbitmq", "kafka", "nats", "redis", "mqtt"])
 async def service_on_broker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[App]:
@@ -111,6 +126,8 @@ async def service_on_broker(
         options = {"servers": nats_url(), "stream": stream, "storage": "memory"}
     elif kind == "mqtt":
         options = {"url": request.getfixturevalue("mosquitto").url}
+    elif kind == "redis":
+        options = {"url": redis_url(), "key_prefix": request.getfixturevalue("redis_prefix")}
     else:
         tansu: TansuProcess = request.getfixturevalue("tansu")
         options = {"bootstrap_servers": tansu.bootstrap_servers}
@@ -121,6 +138,7 @@ async def service_on_broker(
     app.handle_signals = False
     try:
         async with app:
+            assert app.servers[0].broker.kind == kind  # type: ignore[attr-defined]
             yield app
     finally:
         if kind == "nats":  # the stream and its consumers

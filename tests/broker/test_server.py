@@ -81,7 +81,7 @@ def test_create_broker() -> None:
         create_broker("nat")
     with pytest.raises(TypeError, match=r"create_broker\('memory'\)"):
         create_broker("memory", bootstrap_servers="x")
-    assert set(BROKER_KINDS) == {"memory", "kafka", "rabbitmq", "nats", "mqtt"}
+    assert set(BROKER_KINDS) == {"memory", "kafka", "rabbitmq", "nats", "redis", "mqtt"}
 
 
 def test_create_broker_names_the_extra_when_the_client_is_missing(

@@ -1,0 +1,230 @@
+"""The Redis :class:`~framework.broker.broker.Broker`, on redis-py's asyncio client.
+
+A topic is a stream (``key_prefix + topic``). ``publish`` is ``XADD`` (the returned entry id
+is the confirmation) with the broker's trimming policy; a clustering subscriber is a consumer
+in a consumer group (``XREADGROUP``/``XACK``), a broadcast subscriber reads the stream
+without a group; dead letters are entries of ``<topic>.dlq``. See
+:mod:`~framework.transport.redis.subscription` for delivery, recovery and stop, and
+:mod:`~framework.transport.redis.options` for the choices behind the defaults.
+
+One connection pool serves everything: each subscription's blocking read holds one
+connection for up to ``block_ms``, publishes and acks take others. The client's own retries
+are off: a subscription and a publish each handle a lost connection themselves (logged once
+per state change, retried), so nothing is retried twice.
+
+Delay: not supported (``publish(..., delay=)`` raises). Streams have no delayed entries; a
+schedule in a sorted set moved into the stream when due is the usual approach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.publisher import dead_letter
+from framework.broker.signature import handler_name
+from framework.broker.subscriber import SubscriberSpec
+from framework.transport.redis.entries import encode_fields
+from framework.transport.redis.errors import RedisUnavailableError
+from framework.transport.redis.options import KNOWN_OPTIONS, RedisOptions, resolve_settings
+from framework.transport.redis.publishing import StreamPublisher
+from framework.transport.redis.subscription import RedisSubscription
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("pykratos.redis")
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisBroker(Broker):
+    """Redis Streams (see the module docstring).
+
+    Args:
+        url: Redis URL.
+        **options: any field of :class:`~framework.transport.redis.options.RedisOptions`.
+
+    Subscriber options (``@router.subscriber(..., options={...})``): ``start_id``,
+    ``prefetch``, ``claim_idle_ms`` (see :mod:`~framework.transport.redis.options`).
+
+    Groups: ``spec.group``, else the handler's ``module.qualname`` (a group private to that
+    handler, as on the other brokers). Consumer names are ``<client_name>.<random id>``, one
+    per subscription.
+    """
+
+    kind = "redis"
+    #: subscriber options this broker reads (``BrokerServer`` rejects any other).
+    supported_options = KNOWN_OPTIONS
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
+        self.options = RedisOptions(url=url, **options)
+        self._client: Redis | None = None
+        self._publisher: StreamPublisher | None = None
+        self._subscriptions: list[RedisSubscription] = []
+
+    @property
+    def endpoint(self) -> str:
+        """The Redis URL without its password."""
+        return _safe_url(self.options.url)
+
+    @property
+    def client(self) -> Redis:
+        """The redis-py asyncio client (after :meth:`connect`)."""
+        if self._client is None:
+            raise RuntimeError("RedisBroker is not connected: call `await broker.connect()`")
+        return self._client
+
+    @property
+    def subscriptions(self) -> list[RedisSubscription]:
+        """Subscriptions started by this broker and not stopped yet."""
+        return list(self._subscriptions)
+
+    def stream(self, topic: str) -> str:
+        """The Redis key of ``topic``'s stream (``key_prefix + topic``)."""
+        return self.options.key_prefix + topic
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection pool and check Redis answers (``PING``).
+
+        Raises:
+            RedisUnavailableError: no answer within ``connect_timeout`` seconds.
+        """
+        if self._client is not None:
+            return
+        options = self.options
+        client = Redis.from_url(
+            options.url,
+            client_name=options.client_name,
+            socket_connect_timeout=options.connect_timeout,
+            socket_timeout=options.socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            async with asyncio.timeout(options.connect_timeout):
+                await client.ping()
+        except (TimeoutError, OSError, RedisError) as exc:
+            await client.aclose()
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {self.endpoint} within "
+                f"{options.connect_timeout:g}s: {exc!r}"
+            ) from exc
+        self._client = client
+        self._publisher = StreamPublisher(client, options)
+
+    async def close(self) -> None:
+        """Stop remaining subscriptions (without waiting for handlers) and disconnect.
+        Safe to call twice or before ``connect``."""
+        for subscription in list(self._subscriptions):
+            await subscription.stop(0)
+        self._subscriptions.clear()
+        client, self._client = self._client, None
+        self._publisher = None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        maxlen: int | None = None,
+        minid_age: float | None = None,
+    ) -> PublishResult:
+        """Append one entry to ``topic``'s stream; return once Redis assigned its id
+        (``PublishResult.message_id``).
+
+        Args:
+            key: ordering key; subscribers handle messages with the same key in order.
+            headers: string headers (stored as ``h:<name>`` fields, byte-exact).
+            delay: not supported: raises ``NotImplementedError`` (never ignored).
+            maxlen / minid_age: this publish's trimming, instead of the broker's.
+
+        Raises:
+            PublishFailedError: Redis refused the entry.
+            PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds
+                (503 ``BROKER_UNAVAILABLE``).
+        """
+        if delay:
+            raise NotImplementedError(
+                f"Redis Streams have no delayed delivery (publish to {topic!r} with "
+                f"delay={delay}): keep a schedule in a sorted set moved into the stream when "
+                "due, or use a broker with delays (RabbitMQ, memory)"
+            )
+        publisher = self._publisher
+        if publisher is None:
+            raise RuntimeError("RedisBroker is not connected: call `await broker.connect()`")
+        entry_id = await publisher.xadd(
+            self.stream(topic),
+            encode_fields(body, key, headers),
+            maxlen=maxlen,
+            minid_age=minid_age,
+        )
+        return PublishResult(topic=topic, message_id=entry_id)
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def group_for(self, spec: SubscriberSpec) -> str:
+        """The consumer group of a clustering ``spec`` (see the class docstring)."""
+        return spec.group or handler_name(spec.handler)
+
+    async def subscribe(
+        self, spec: SubscriberSpec, processor: MessageProcessor
+    ) -> RedisSubscription:
+        """Create ``spec``'s group if missing and start consuming; returns once reading.
+
+        Raises:
+            UnsupportedOptionError: an unknown or invalid subscriber option.
+            StreamGroupError: the group cannot be created (e.g. the key is not a stream).
+        """
+        settings = resolve_settings(spec, self.options, self.group_for(spec))
+        subscription = RedisSubscription(
+            spec=spec,
+            processor=processor,
+            options=self.options,
+            settings=settings,
+            client=self.client,
+            dead_letter=partial(dead_letter, self, spec),
+            consumer=f"{self.options.client_name}.{uuid.uuid4().hex[:12]}",
+            on_stopped=self._forget,
+        )
+        await subscription.start()
+        self._subscriptions.append(subscription)
+        log.info(
+            "subscribed %s: stream %s, %s",
+            spec.display_name,
+            settings.stream,
+            "broadcast" if settings.group is None else f"group {settings.group}",
+        )
+        return subscription
+
+    def _forget(self, subscription: RedisSubscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(subscription)
