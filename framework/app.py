@@ -1,8 +1,9 @@
 """The App: one process, many servers, an ordered start and a graceful stop.
 
-Start: resources -> before-start hooks -> every server started (concurrently; all ready) ->
-readiness on -> registered in the ``registrar`` (if any) -> a warning for any broker ``Router``
-mounted on no broker server -> after-start hooks.
+Start: resources -> before-start hooks -> ``bind_app(app)`` on every server that has it (the
+HTTP server, which serves the App's AsyncAPI document) -> every server started (concurrently;
+all ready) -> readiness on -> registered in the ``registrar`` (if any) -> a warning for any
+broker ``Router`` mounted on no broker server -> after-start hooks.
 
 Stop (SIGTERM/SIGINT, :meth:`App.stop` or leaving the ``async with`` block) runs in this
 order, intake and drain being two separate phases:
@@ -284,6 +285,12 @@ class App:
                 await self._start_resource(resource)
             for hook in self.before_start:
                 await self._run_start_hook(hook, "before-start")
+            for server in self.servers:
+                # A server that documents the App (the HTTP server's /asyncapi.json) learns
+                # which App it runs in.
+                bind_app = getattr(server, "bind_app", None)
+                if callable(bind_app):
+                    bind_app(self)
             await self._start_servers()
             for server in self._started_servers:
                 if isinstance(server, HealthReporting):

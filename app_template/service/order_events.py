@@ -31,6 +31,10 @@ router = Router()
 #: Customer notifications: mounted on ``data.notifications`` when that broker is configured.
 notifications = Router()
 
+# What the service publishes (app_template.data.events), declared for the AsyncAPI document.
+router.publisher(PAYMENT_SUCCESS, PaymentSucceeded, description="a payment was accepted")
+router.publisher(ORDER_PAID, OrderPaid, description="an order is paid")
+
 
 @router.subscriber(PAYMENT_SUCCESS, group="order-svc", concurrency=4)
 @inject

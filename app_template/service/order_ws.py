@@ -18,7 +18,15 @@ from app_template.api.order.v1.fields import OrderId
 from app_template.biz.order import OrderUseCase
 from app_template.service.order_http import OrderView
 
-__all__ = ["ORDERS_PATH", "OrderWsService", "WatchOrder", "order_room", "push_order_status"]
+__all__ = [
+    "ORDERS_PATH",
+    "ORDER_STATUS",
+    "OrderStatusPush",
+    "OrderWsService",
+    "WatchOrder",
+    "order_room",
+    "push_order_status",
+]
 
 ORDERS_PATH = "/ws/orders"
 ORDER_STATUS = "order.status"
@@ -32,6 +40,14 @@ class WatchOrder(BaseModel):
     order_id: OrderId
 
 
+class OrderStatusPush(BaseModel):
+    """Payload of the ``order.status`` message pushed to the clients watching an order."""
+
+    order_id: OrderId
+    status: str
+    changed_at: str  # RFC 3339, UTC
+
+
 class OrderWsService:
     """Handlers mounted on the WebSocket server; ``router`` is what the server includes."""
 
@@ -41,6 +57,7 @@ class OrderWsService:
         route = self.router.route(ORDERS_PATH)
         route.on("order.watch")(self.watch)
         route.on("order.unwatch")(self.unwatch)
+        route.pushes(ORDER_STATUS, OrderStatusPush, description="an order's status changed")
 
     async def watch(self, request: WatchOrder, session: Session) -> OrderView:
         """Join the order's room (after checking it exists) and reply with its state."""
@@ -54,9 +71,7 @@ class OrderWsService:
 
 async def push_order_status(server: WebSocketServer, event: OrderPaid) -> int:
     """Send the new status to the clients watching the order; returns how many got it."""
-    payload = {
-        "order_id": event.order_id,
-        "status": event.status,
-        "changed_at": rfc3339(event.paid_at),
-    }
+    payload = OrderStatusPush(
+        order_id=event.order_id, status=event.status, changed_at=rfc3339(event.paid_at)
+    )
     return await server.send_to_room(order_room(event.order_id), payload, type=ORDER_STATUS)

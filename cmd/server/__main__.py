@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="config file, or directory whose *.yaml/*.json files merge in name order "
         "(default: configs)",
     )
+    parser.add_argument(
+        "--write-docs",
+        metavar="DIR",
+        help="write openapi.json, asyncapi.json and asyncapi.html to DIR and exit, without "
+        "starting anything (what 'pykratos docs DIR' runs)",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         logging.getLogger("cmd.server").exception("cannot build the service")
         return 1
+    if args.write_docs:
+        from framework.asyncapi import write_docs
+
+        for path in write_docs(app, args.write_docs):
+            print(f"wrote {path}")
+        return 0
     # log.level opts in to live reload: edit the file, the level follows without a restart.
     config.watch("log.level", _apply_log_level)
     app.resources.append(config.watcher())

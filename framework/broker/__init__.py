@@ -45,7 +45,7 @@ from framework.broker.policy import (
     RetryPolicy,
 )
 from framework.broker.processor import SubscriberProcessor
-from framework.broker.publisher import Publisher, dead_letter
+from framework.broker.publisher import Publisher, PublisherSpec, dead_letter
 from framework.broker.router import Router
 from framework.broker.server import BrokerServer
 from framework.broker.signature import WiringError
@@ -78,6 +78,7 @@ __all__ = [
     "ProtobufCodec",
     "PublishResult",
     "Publisher",
+    "PublisherSpec",
     "RetryLater",
     "RetryPolicy",
     "Router",

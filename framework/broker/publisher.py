@@ -1,9 +1,11 @@
-"""Publishing: :class:`Publisher` for business code, :func:`dead_letter` for brokers."""
+"""Publishing: :class:`Publisher` for business code, :class:`PublisherSpec` for what a service
+declares it publishes (documentation: AsyncAPI), :func:`dead_letter` for brokers."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from framework.broker.broker import Broker, ProcessResult, PublishResult
@@ -20,12 +22,32 @@ from framework.broker.policy import (
 from framework.broker.subscriber import SubscriberSpec
 from framework.metadata import propagated
 
-__all__ = ["MAX_DLQ_REASON", "Publisher", "dead_letter", "dlq_headers"]
+__all__ = ["MAX_DLQ_REASON", "Publisher", "PublisherSpec", "dead_letter", "dlq_headers"]
 
 _log = logging.getLogger("pykratos.broker")
 #: Longest reason written into a DLQ header: headers travel in every broker's frame, and a
 #: stack-trace-sized reason must not break a publish.
 MAX_DLQ_REASON = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSpec:
+    """What ``router.publisher(topic, payload_type)`` records: a topic the service publishes
+    to and the type of its payload. A declaration only (nothing is sent through it); the
+    AsyncAPI document lists it as a ``send`` operation with the payload's schema.
+
+    Attributes:
+        topic: destination topic / routing key.
+        payload_type: the payload's type (pydantic model, msgspec struct, protobuf message,
+            ``str``, ``bytes``, ...).
+        description: free text for the document.
+        name: operation name in the document (``publish_<topic>`` by default).
+    """
+
+    topic: str
+    payload_type: Any
+    description: str = ""
+    name: str = ""
 
 
 class Publisher:

@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from framework.broker.policy import BatchPolicy, RetryPolicy
+from framework.broker.publisher import PublisherSpec
 from framework.broker.signature import (
     UnresolvedAnnotationError,
     handler_name,
@@ -76,6 +77,7 @@ class Router:
     def __init__(self, *, middlewares: Iterable[Middleware] = ()) -> None:
         self.middlewares: tuple[Middleware, ...] = tuple(middlewares)
         self._specs: list[SubscriberSpec] = []
+        self._publishers: list[PublisherSpec] = []
         self._children: list[Router] = []
         #: The module that created this router: how the "mounted nowhere" warning names it.
         self.module: str = sys._getframe(1).f_globals.get("__name__", "?")
@@ -93,6 +95,29 @@ class Router:
         if not self.middlewares:
             return specs
         return [self._with_router_middlewares(spec) for spec in specs]
+
+    @property
+    def publishers(self) -> list[PublisherSpec]:
+        """Every publisher declared on this router and on the routers included in it."""
+        specs = list(self._publishers)
+        for child in self._children:
+            specs.extend(child.publishers)
+        return specs
+
+    def publisher(
+        self, topic: str, payload_type: Any, *, description: str = "", name: str = ""
+    ) -> PublisherSpec:
+        """Declare that the service publishes ``payload_type`` messages to ``topic``.
+
+        Only a declaration, for the AsyncAPI document (a ``send`` operation); publishing
+        itself goes through a :class:`~framework.broker.publisher.Publisher`. Returns the
+        recorded :class:`~framework.broker.publisher.PublisherSpec`.
+        """
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a non-empty string, got {topic!r}")
+        spec = PublisherSpec(topic, payload_type, description, name)
+        self._publishers.append(spec)
+        return spec
 
     def _with_router_middlewares(self, spec: SubscriberSpec) -> SubscriberSpec:
         return replace(spec, middlewares=(*self.middlewares, *spec.middlewares))

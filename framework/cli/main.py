@@ -5,6 +5,7 @@
     pykratos proto add PATH [--force]
     pykratos proto client PATH [--root DIR] [-I DIR ...]
     pykratos proto server PATH -t DIR [--root DIR] [-I DIR ...] [--force]
+    pykratos docs OUT_DIR [-conf DIR]
 
 A :class:`~framework.cli.exceptions.CliError` becomes ``pykratos: error: ...`` on stderr and its
 exit status; nothing else is caught, so a bug shows its traceback.
@@ -178,6 +179,28 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     server.set_defaults(handler=_cmd_proto_server)
 
 
+def _add_docs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "docs",
+        help="write the service's openapi.json and asyncapi.json to a folder",
+        description=(
+            "Build the current project's App from its config without starting it ('python -m "
+            "cmd.server -conf DIR --write-docs OUT_DIR', from the project root) and write "
+            "openapi.json, asyncapi.json (AsyncAPI 3.0.0) and asyncapi.html (offline view)."
+        ),
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed)")
+    parser.add_argument(
+        "-conf",
+        "--conf",
+        dest="conf",
+        default="configs/",
+        metavar="DIR",
+        help="config file or directory, relative to the project root (default: configs/)",
+    )
+    parser.set_defaults(handler=_cmd_docs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pykratos`` argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -196,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_new(commands)
     _add_run(commands)
     _add_proto(commands)
+    _add_docs(commands)
     return parser
 
 
@@ -211,6 +235,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from framework.cli.run import run_service
 
     return run_service(args.conf, reload=args.reload, grace=args.grace)
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from framework.cli.run import find_service_root
+
+    root = find_service_root(Path.cwd())
+    out = Path(args.out_dir).resolve()
+    command = [sys.executable, "-m", "cmd.server", "-conf", args.conf, "--write-docs", str(out)]
+    return subprocess.run(command, cwd=root, check=False).returncode
 
 
 def _cmd_proto_add(args: argparse.Namespace) -> int:

@@ -181,6 +181,11 @@ With the virtualenv active (`. .venv/bin/activate`):
 
 - `pykratos run --reload` restarts the service when a source or config file changes.
 - `ruff check .` and `mypy` (strict) pass on the project as generated: keep them so.
+- `python -m pytest tests/{names.package}/test_kit.py` runs the service in-process with the
+  pykratos test kit (`framework.testing`): HTTP, gRPC, WebSocket and the broker flow, offline,
+  in seconds; the other tests use the real PostgreSQL, RabbitMQ and Kafka when reachable.
+- `pykratos docs docs/` writes `openapi.json` and `asyncapi.json`; the running service serves
+  them at `/openapi.json` and `/asyncapi.json` (`/asyncapi` for a readable page).
 - `pykratos proto add {names.package}/api/billing/v1/billing.proto` writes a new API;
   `pykratos proto client <proto>` generates its Python code, and
   `pykratos proto server <proto> -t {names.package}/service` its service-layer class.

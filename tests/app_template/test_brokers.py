@@ -14,13 +14,14 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 import websockets
 
 from framework import App
+from framework.testing import TestApp
 from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
 from framework.transport.mqtt.mosquitto import MosquittoProcess, MosquittoUnavailable
 from tests.services import (
@@ -33,7 +34,9 @@ from tests.services import (
     unavailable,
 )
 
+from app_template.api.order.v1.events import PAYMENT_SUCCESS
 from app_template.conf.conf import BrokerConf
+from app_template.service.order_events import on_payment_succeeded
 from app_template.wire import wire_app
 
 from .conftest import endpoint, make_bootstrap
@@ -184,3 +187,30 @@ async def test_events_on_kafka_and_notifications_on_rabbitmq(
                 break
             await asyncio.sleep(0.05)
         assert expected in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["rabbitmq", "kafka"])
+async def test_the_kit_runs_the_same_flow_on_the_real_broker(
+    kind: Literal["rabbitmq", "kafka"], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """``real_brokers=True`` (the ``real_brokers`` marker of the pytest plugin): the kit's
+    recordings and waits, on the broker the config names."""
+    options: dict[str, Any]
+    if kind == "rabbitmq":
+        options = {"url": request.getfixturevalue("rabbit_vhost")}
+    else:
+        options = {"bootstrap_servers": request.getfixturevalue("tansu").bootstrap_servers}
+    bootstrap = make_bootstrap(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
+    bootstrap.data.broker.kind = kind
+    bootstrap.data.broker.options = options
+    async with TestApp(wire_app(bootstrap), real_brokers=True) as kit:
+        assert kit.broker.servers[0].broker.kind == kind
+        order = (await kit.http.post("/v1/orders", json={"customer_id": "k1",
+                                                         "amount_cents": 5})).json()
+        async with kit.websocket("/ws/orders") as ws:
+            await ws.request("order.watch", {"order_id": order["id"]})
+            await kit.http.post(f"/v1/orders/{order['id']}/pay")
+            (handled,) = await kit.broker.handled(on_payment_succeeded, timeout=30)
+            assert handled.message.topic == PAYMENT_SUCCESS
+            pushed = await ws.receive("order.status", timeout=30)
+        assert pushed.payload["status"] == "PAID"

@@ -35,7 +35,9 @@ COMMANDS = _all_commands()
 
 def test_every_command_is_covered() -> None:
     names = {" ".join(path) for path, _ in COMMANDS}
-    assert names == {"", "new", "run", "proto", "proto add", "proto client", "proto server"}
+    assert names == {
+        "", "new", "run", "proto", "proto add", "proto client", "proto server", "docs"
+    }
 
 
 @pytest.mark.parametrize(

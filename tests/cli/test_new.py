@@ -182,8 +182,14 @@ def test_deploy_is_renamed_and_dockerfile_installs_the_project(project: Path) ->
 
 
 def test_scaffolded_tests_pass(project: Path) -> None:
-    # With this environment's pykratos: fast. The fresh-virtualenv run is in test_fresh_venv.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # With this environment's packages and this tree's framework (a directory holding only a
+    # link to it, so the repository's own tests and cmd packages stay out of the project's
+    # way): fast. The fresh-virtualenv run is in test_fresh_venv.
+    only_framework = project.parent / f".{project.name}-pythonpath"
+    only_framework.mkdir(exist_ok=True)
+    if not (only_framework / "framework").exists():
+        (only_framework / "framework").symlink_to(ROOT / "framework", target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(only_framework)}
     done = subprocess.run(
         [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,

@@ -93,10 +93,16 @@ async def test_start_and_stop_order_with_hooks() -> None:
 
 async def test_run_returns_after_stop_is_requested() -> None:
     journal: list[str] = []
-    app = App("svc", servers=[RecordingServer("a", journal)], handle_signals=False)
+    serving = asyncio.Event()
+    app = App(
+        "svc",
+        servers=[RecordingServer("a", journal)],
+        handle_signals=False,
+        after_start=[serving.set],
+    )
     runner = asyncio.create_task(app.run())
-    while "a serving=True" not in journal:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(serving.wait(), 5)
+    assert "a serving=True" in journal
     app.stop()
     await asyncio.wait_for(runner, 5)
     assert journal[-1] == "stop a"

@@ -52,8 +52,10 @@ def build_router(release: asyncio.Event | None = None) -> Router:
 async def test_routes_errors_and_reply_headers() -> None:
     server = HttpServer(port=0, middlewares=[recovery()])
     server.include_router(build_router())
-    async with App("t", servers=[server], handle_signals=False):
-        async with httpx.AsyncClient(base_url=server.endpoint) as client:
+    async with (
+        App("t", servers=[server], handle_signals=False),
+        httpx.AsyncClient(base_url=server.endpoint) as client,
+    ):
             ok = await client.get("/v1/items/7")
             assert ok.json() == {"id": 7}
             assert ok.headers["x-operation"] == "GET /v1/items/{item_id}"
@@ -115,8 +117,10 @@ async def test_selected_middleware_only_runs_on_matching_operations() -> None:
     only_items: Middleware = selector(record).regex(r"GET /v1/items/.*").build()
     server = HttpServer(port=0, middlewares=[recovery(), only_items])
     server.include_router(build_router())
-    async with App("t", servers=[server], handle_signals=False):
-        async with httpx.AsyncClient(base_url=server.endpoint) as client:
+    async with (
+        App("t", servers=[server], handle_signals=False),
+        httpx.AsyncClient(base_url=server.endpoint) as client,
+    ):
             await client.get("/v1/items/1")
             await client.post("/v1/items", json={"name": "a", "quantity": 1})
     assert seen == ["http:GET /v1/items/{item_id}"]
@@ -130,7 +134,7 @@ async def test_plain_apirouter_is_refused() -> None:
     @plain.get("/x")
     async def x() -> None: ...
 
-    with pytest.raises(TypeError, match="framework.transport.http.Router"):
+    with pytest.raises(TypeError, match=r"framework\.transport\.http\.Router"):
         HttpServer(port=0).include_router(plain)
 
 

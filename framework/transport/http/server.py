@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 import socket
+import weakref
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -21,9 +22,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from framework.app import app_info
+from framework.errors import Error
 from framework.middleware.core import Middleware, chain
 from framework.transport.address import host_port
 from framework.transport.http.errors import JsonResponse, error_response, to_error
@@ -86,6 +88,10 @@ class HttpServer:
             413 ``PAYLOAD_TOO_LARGE`` before it is read whole (``Content-Length`` checked up
             front, chunked bodies counted as they arrive). ``None`` removes the limit. The
             limit is installed as an ASGI middleware of ``app``.
+        asyncapi_path: where the App's AsyncAPI document is served (``/asyncapi.json``, beside
+            FastAPI's ``/openapi.json``), with an offline HTML view at the same path without
+            ``.json``; ``None`` serves neither. The document describes the App this server runs
+            in (:meth:`bind_app`; :func:`framework.asyncapi.build_asyncapi`).
         uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
 
     Routers from the service layer are added with :meth:`include_router`; they must be built
@@ -105,6 +111,7 @@ class HttpServer:
         ready_path: str = "/readyz",
         app: FastAPI | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        asyncapi_path: str | None = "/asyncapi.json",
         **uvicorn_options: Any,
     ) -> None:
         self.host = host
@@ -125,8 +132,12 @@ class HttpServer:
         self._server: _EmbeddedUvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
+        self._app_ref: weakref.ref[Any] | None = None
+        self._asyncapi: dict[str, Any] | None = None
         self._install_error_handlers()
         self._install_health(health_path, ready_path)
+        if asyncapi_path is not None:
+            self._install_asyncapi(asyncapi_path)
 
     # -- registration ----------------------------------------------------------------------
 
@@ -165,7 +176,7 @@ class HttpServer:
                 dependency-injector marker that no wiring resolves.
             OSError: the address cannot be bound.
         """
-        check_routes_wired(self.app.routes)
+        self.prepare()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -175,7 +186,6 @@ class HttpServer:
             raise OSError(exc.errno, f"{self.name}: cannot bind {self.host}:{self.port}: "
                           f"{exc.strerror}") from exc
         sock.set_inheritable(True)
-        self._name_after_app()
         self._socket = sock
         self.port = sock.getsockname()[1]
         self._pipeline.endpoint = self.endpoint
@@ -196,6 +206,18 @@ class HttpServer:
             self._task.result()  # re-raise why uvicorn stopped
             raise RuntimeError(f"{self.name}: uvicorn exited before serving")
         _log.info("%s listening on %s", self.name, self.endpoint)
+
+    def prepare(self) -> None:
+        """Everything :meth:`start` does before binding: check the routes' DI wiring and name
+        the OpenAPI document after the App. An in-process test client
+        (:class:`framework.testing.TestApp`) calls it instead of :meth:`start`.
+
+        Raises:
+            framework.di.WiringError: as :meth:`start`.
+        """
+        check_routes_wired(self.app.routes)
+        self._name_after_app()
+        self._pipeline.endpoint = self.endpoint  # start() sets it again once the port is bound
 
     async def stop_intake(self) -> None:
         """Stop accepting now: close the listener, ask every connection to close once its
@@ -258,6 +280,43 @@ class HttpServer:
                                       route_class_override=APIRoute)
         self.app.router.add_api_route(ready_path, readyz, include_in_schema=False,
                                       route_class_override=APIRoute)
+
+    def bind_app(self, app: Any) -> None:
+        """Called by :class:`framework.App` before it starts its servers: the App whose
+        AsyncAPI document this server serves."""
+        self._app_ref = weakref.ref(app)
+        self._asyncapi = None
+
+    def asyncapi(self) -> dict[str, Any] | None:
+        """The AsyncAPI document of the bound App (built once), ``None`` if no App is bound."""
+        app = self._app_ref() if self._app_ref is not None else None
+        if app is None:
+            return None
+        if self._asyncapi is None:
+            from framework.asyncapi import build_asyncapi
+
+            self._asyncapi = build_asyncapi(app)
+        return self._asyncapi
+
+    def _install_asyncapi(self, path: str) -> None:
+        missing = Error(404, "ASYNCAPI_NOT_AVAILABLE", "this server runs in no App")
+
+        async def asyncapi_json() -> Response:
+            found = self.asyncapi()
+            return error_response(missing) if found is None else JsonResponse(found)
+
+        async def asyncapi_page() -> Response:
+            from framework.asyncapi import asyncapi_html
+
+            found = self.asyncapi()
+            return error_response(missing) if found is None else HTMLResponse(
+                asyncapi_html(found))
+
+        # Like the health routes: outside the middleware chain and the OpenAPI schema.
+        self.app.router.add_api_route(path, asyncapi_json, include_in_schema=False,
+                                      route_class_override=APIRoute)
+        self.app.router.add_api_route(path.removesuffix(".json"), asyncapi_page,
+                                      include_in_schema=False, route_class_override=APIRoute)
 
     def _install_error_handlers(self) -> None:
         # Errors raised outside a route (404 no such path, 405) get the structured body too.

@@ -40,6 +40,7 @@ __all__ = [
     "HandlerSignatureError",
     "bind_callback",
     "describe",
+    "message_types",
     "remember_namespace",
 ]
 
@@ -120,6 +121,21 @@ def _analyse(fn: Callable[..., Any], what: str, *, takes_payload: bool) -> _Para
                 " parameter, or dependency-injector Provide[...] defaults)"
             )
     return _Params(payload, payload_type, session, positional, session_keyword_only)
+
+
+def message_types(fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """``(payload type, reply type)`` of a message handler, for documentation (AsyncAPI):
+    ``Any`` for an unannotated payload, ``None`` for a handler that takes no payload or whose
+    reply is ``None`` (no reply frame is sent).
+
+    Raises :class:`HandlerSignatureError` like the server would at start.
+    """
+    params = _analyse(fn, describe(fn), takes_payload=True)
+    hints = typing.get_type_hints(inspect.unwrap(fn), localns=_namespace_of(fn))
+    reply = hints.get("return", Any)
+    return (params.payload_type if params.payload else None), (
+        None if reply is type(None) else reply
+    )
 
 
 def _payload_decoder(payload_type: Any) -> Callable[[Any], Any] | None:

@@ -56,6 +56,8 @@ class Route:
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.connect_callbacks: list[Callable[..., Any]] = []
         self.disconnect_callbacks: list[Callable[..., Any]] = []
+        #: Message types the server pushes on this path (declared with :meth:`pushes`).
+        self.pushed: dict[str, tuple[Any, str]] = {}
 
     def on(self, type: str) -> Callable[[F], F]:
         """Register the handler for messages of ``type``."""
@@ -75,6 +77,14 @@ class Route:
             return fn
 
         return register
+
+    def pushes(self, type: str, payload_type: Any, *, description: str = "") -> None:
+        """Declare that the server pushes ``type`` messages with ``payload_type`` payloads on
+        this path (``server.send_to_room(..., type=type)``): a declaration for the AsyncAPI
+        document, nothing more."""
+        if not type:
+            raise ValueError("message type must be a non-empty string")
+        self.pushed[type] = (payload_type, description)
 
     def on_connect(self, fn: F) -> F:
         """Call ``fn(session)`` once a client connected, before its first message is read.
@@ -118,5 +128,6 @@ class WebSocketRouter(Route):
 def _merge(into: Route, source: Route) -> None:
     for kind, fn in source.handlers.items():
         into.on(kind)(fn)
+    into.pushed.update(source.pushed)
     into.connect_callbacks.extend(source.connect_callbacks)
     into.disconnect_callbacks.extend(source.disconnect_callbacks)
