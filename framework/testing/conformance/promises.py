@@ -62,8 +62,9 @@ PROMISES: tuple[Promise, ...] = (
     Promise(
         "dead_letter",
         "dead letter with the reason headers",
-        "After the last attempt the message reaches <topic>.dlq with its body, key and "
-        "headers and x-dlq-reason, x-dlq-error-type, x-original-topic, x-attempts.",
+        "After the last attempt the message reaches the topic's dead-letter topic "
+        "(<topic>.dlq; MQTT: <topic>/dlq) with its body, key and headers and x-dlq-reason, "
+        "x-dlq-error-type, x-original-topic, x-attempts.",
     ),
     Promise(
         "undecodable",
