@@ -65,7 +65,8 @@ class ConformanceBase:
     Fixture to supply: ``make_broker`` returning a :data:`BrokerFactory` (a new, unconnected
     broker on the same backend at each call: several of them must see the same topics and
     groups). Hooks to override where the broker needs them: :meth:`prepare_topic`,
-    :meth:`drop_connections`, :meth:`crash`, :meth:`dead_letter_options`.
+    :meth:`drop_connections`, :meth:`crash`, :meth:`dead_letter_topic`,
+    :meth:`dead_letter_options`.
     """
 
     # Explicit, so the suite also runs under pytest-asyncio's strict mode.
@@ -119,6 +120,12 @@ class ConformanceBase:
         messages stay unacknowledged); a broker may cut its connection instead."""
         await server.stop(0)
 
+    def dead_letter_topic(self, topic: str) -> str:
+        """Where the broker sends the dead letters of ``topic`` by default: ``<topic>.dlq``
+        (Kafka, RabbitMQ, NATS, memory); a broker with another convention overrides it
+        (MQTT: ``<topic>/dlq``, a level of the topic tree)."""
+        return f"{topic}.dlq"
+
     def dead_letter_options(self, dlq_topic: str) -> dict[str, Any]:
         """Subscriber options that make ``@router.subscriber(dlq_topic, ...)`` consume the
         dead letters of that destination (RabbitMQ: the ``<topic>.dlq`` queue on the
@@ -150,7 +157,7 @@ class ConformanceBase:
 
     async def _dead_letters(self, harness: Harness, topic: str) -> Inbox:
         """Subscribe to ``topic``'s dead letters; return the inbox they arrive in."""
-        dlq = f"{topic}.dlq"
+        dlq = self.dead_letter_topic(topic)
         await self.prepare_topic(dlq, 1)
         inbox = harness.inbox()
         router = Router()

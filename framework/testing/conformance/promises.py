@@ -62,8 +62,9 @@ PROMISES: tuple[Promise, ...] = (
     Promise(
         "dead_letter",
         "dead letter with the reason headers",
-        "After the last attempt the message reaches <topic>.dlq with its body, key and "
-        "headers and x-dlq-reason, x-dlq-error-type, x-original-topic, x-attempts.",
+        "After the last attempt the message reaches the topic's dead-letter topic "
+        "(<topic>.dlq; MQTT: <topic>/dlq) with its body, key and headers and x-dlq-reason, "
+        "x-dlq-error-type, x-original-topic, x-attempts.",
     ),
     Promise(
         "undecodable",
@@ -74,8 +75,8 @@ PROMISES: tuple[Promise, ...] = (
     Promise(
         "crashed_consumer",
         "at-least-once across a crashed consumer",
-        "A consumer that dies in the middle of its handlers, without acking: the next member "
-        "of the group gets those messages again.",
+        "A consumer that dies in the middle of its handlers, without acking: restarted as "
+        "the same instance and subscriber, the group gets those messages again.",
     ),
     Promise(
         "graceful_stop",
