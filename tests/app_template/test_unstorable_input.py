@@ -40,7 +40,10 @@ from app_template.wire import wire_app
 
 from .conftest import DATABASES, _drop_schema, endpoint, make_bootstrap
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# Some fifty cases over real sockets, each also storing a valid order: seconds in all, so out of
+# a scaffolded project's default run (the kit tests cover the transports there); the point of
+# the matrix is PostgreSQL, which `-m services` runs.
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 INT64_MAX = 2**63 - 1
 VALID: dict[str, Any] = {"customer_id": "c-1", "amount_cents": 500, "currency": "EUR"}
