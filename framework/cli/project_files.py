@@ -211,7 +211,7 @@ With the virtualenv active (`. .venv/bin/activate`):
   real service or take seconds: `python -m pytest -m services` runs the service on the real
   PostgreSQL, RabbitMQ, Kafka (Tansu), NATS, Redis and MQTT (each skips when unreachable, or
   fails with `PYKRATOS_REQUIRE_SERVICES=1`; `tests/services.py` says where they are),
-  `python -m pytest -m slow` the subprocess and graceful-stop tests, and
+  `python -m pytest -m slow` the subprocess, graceful-stop and input-validation-matrix tests, and
   `python -m pytest -m ""` everything.
 - `pykratos docs docs/` writes `openapi.json` and `asyncapi.json`; the running service serves
   them at `/openapi.json` and `/asyncapi.json` (`/asyncapi` for a readable page).
