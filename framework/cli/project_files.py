@@ -8,18 +8,39 @@ from framework import __version__
 from framework.cli.names import ProjectNames
 from framework.cli.source import pykratos_requirement
 
-__all__ = ["EXTRAS", "PYTEST_MARKERS", "gitignore", "pyproject", "readme", "setup_command"]
+__all__ = [
+    "DEFAULT_MARK_EXPRESSION",
+    "EXTRAS",
+    "PYTEST_MARKERS", "gitignore", "pyproject", "readme", "setup_command"]
 
 #: pykratos extras a generated project depends on: the reference service uses HTTP, gRPC,
 #: SQLAlchemy and a broker chosen by configuration (memory, Kafka or RabbitMQ).
 EXTRAS = "all"
 
-#: Markers the template's tests use (same names as in the pykratos repository).
+#: Markers the template's tests use (the pykratos repository declares the same ones).
 PYTEST_MARKERS: tuple[tuple[str, str], ...] = (
     ("postgres", "needs PostgreSQL (PYKRATOS_TEST_POSTGRES_URL, default 127.0.0.1:5432)"),
     ("kafka", "needs a Kafka-protocol broker (Tansu, started by the tests)"),
     ("rabbitmq", "needs RabbitMQ (PYKRATOS_TEST_AMQP_URL, default 127.0.0.1:5672)"),
+    ("nats", "needs NATS with JetStream (PYKRATOS_TEST_NATS_URL, default 127.0.0.1:4222)"),
+    (
+        "mqtt",
+        "needs Mosquitto (PYKRATOS_TEST_MQTT_URL, default 127.0.0.1:1883; "
+        "some tests start their own mosquitto)",
+    ),
+    ("redis", "needs Redis (PYKRATOS_TEST_REDIS_URL, default redis://127.0.0.1:6379/0)"),
+    (
+        "services",
+        "needs a real external service or a broker process "
+        "(a scaffolded project's default run skips it)",
+    ),
+    ("slow", "takes seconds or more (subprocesses, fresh virtualenvs, pip installs)"),
 )
+
+#: What a generated project's plain ``pytest`` runs: the in-process tests (the test kit and the
+#: service on loopback ports with SQLite), offline and in seconds. The pykratos repository has
+#: no such default: its CI runs the reference service's tests on the real services too.
+DEFAULT_MARK_EXPRESSION = "not services and not slow"
 
 _DEV = (
     "pytest>=8",
@@ -85,6 +106,8 @@ pythonpath = ["."]
 asyncio_mode = "auto"
 asyncio_default_fixture_loop_scope = "function"
 timeout = 120
+# `pytest -m services` (or `-m slow`, or `-m ""` for everything) overrides this default.
+addopts = '-m "{DEFAULT_MARK_EXPRESSION}"'
 markers = {_toml_list(markers)}
 
 [tool.ruff]
@@ -181,9 +204,15 @@ With the virtualenv active (`. .venv/bin/activate`):
 
 - `pykratos run --reload` restarts the service when a source or config file changes.
 - `ruff check .` and `mypy` (strict) pass on the project as generated: keep them so.
-- `python -m pytest tests/{names.package}/test_kit.py` runs the service in-process with the
-  pykratos test kit (`framework.testing`): HTTP, gRPC, WebSocket and the broker flow, offline,
-  in seconds; the other tests use the real PostgreSQL, RabbitMQ and Kafka when reachable.
+- `python -m pytest` runs the service in-process, offline, in seconds: HTTP, gRPC, WebSocket
+  and the broker flow with the pykratos test kit (`framework.testing`, see
+  `tests/{names.package}/test_kit.py`), and the service on loopback ports with SQLite. It
+  deselects (`-m "{DEFAULT_MARK_EXPRESSION}"` in `pyproject.toml`) the tests that need a
+  real service or take seconds: `python -m pytest -m services` runs the service on the real
+  PostgreSQL, RabbitMQ, Kafka (Tansu), NATS, Redis and MQTT (each skips when unreachable, or
+  fails with `PYKRATOS_REQUIRE_SERVICES=1`; `tests/services.py` says where they are),
+  `python -m pytest -m slow` the subprocess, graceful-stop and input-validation-matrix tests, and
+  `python -m pytest -m ""` everything.
 - `pykratos docs docs/` writes `openapi.json` and `asyncapi.json`; the running service serves
   them at `/openapi.json` and `/asyncapi.json` (`/asyncapi` for a readable page).
 - `pykratos proto add {names.package}/api/billing/v1/billing.proto` writes a new API;

@@ -29,7 +29,12 @@ def make_bootstrap(db_url: str, schema: str | None = None) -> Bootstrap:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+#: The databases a service fixture runs on: SQLite in-process, PostgreSQL when reachable. The
+#: ``services`` marker is what a scaffolded project's default ``pytest`` run deselects.
+DATABASES = ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.services])]
+
+
+@pytest.fixture(params=DATABASES)
 async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
     """The reference service, started, once per database."""
     schema = None

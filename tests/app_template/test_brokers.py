@@ -41,6 +41,13 @@ from app_template.wire import wire_app
 
 from .conftest import endpoint, make_bootstrap
 
+# Every test here needs a broker server (or Tansu / Mosquitto processes): a scaffolded
+# project's default `pytest` run deselects them, `pytest -m services` runs them.
+pytestmark = pytest.mark.services
+
+RABBITMQ = pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)
+KAFKA = pytest.param("kafka", marks=pytest.mark.kafka)
+
 
 @pytest.fixture(scope="module")
 def tansu() -> Iterator[TansuProcess]:
@@ -116,7 +123,15 @@ def redis_prefix() -> Iterator[str]:
             admin.unlink(*keys)
 
 
-@pytest.fixture(params=["rabbitmq", "kafka", "nats", "redis", "mqtt"])
+@pytest.fixture(
+    params=[
+        RABBITMQ,
+        KAFKA,
+        pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("mqtt", marks=pytest.mark.mqtt),
+    ]
+)
 async def service_on_broker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[App]:
@@ -165,6 +180,8 @@ async def test_pay_flow_and_websocket_push_on_a_real_broker(service_on_broker: A
         assert stored["status"] == "PAID"
 
 
+@pytest.mark.kafka
+@pytest.mark.rabbitmq
 async def test_events_on_kafka_and_notifications_on_rabbitmq(
     tansu: TansuProcess, rabbit_vhost: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -189,7 +206,7 @@ async def test_events_on_kafka_and_notifications_on_rabbitmq(
         assert expected in caplog.text
 
 
-@pytest.mark.parametrize("kind", ["rabbitmq", "kafka"])
+@pytest.mark.parametrize("kind", [RABBITMQ, KAFKA])
 async def test_the_kit_runs_the_same_flow_on_the_real_broker(
     kind: Literal["rabbitmq", "kafka"], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

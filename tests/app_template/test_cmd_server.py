@@ -11,9 +11,14 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.services import free_port
+
+# Each test starts the service as a subprocess (seconds each, mostly imports): out of a
+# scaffolded project's default run, which tests the same service in-process with the kit.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,6 +17,9 @@ from app_template.wire import wire_app
 
 from .conftest import endpoint, make_bootstrap
 
+# Sixty orders over real sockets take seconds: out of a scaffolded project's default run.
+pytestmark = pytest.mark.slow
+
 ORDERS = 60
 
 

@@ -38,9 +38,12 @@ from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from app_template.api.order.v1.events import PAYMENT_SUCCESS
 from app_template.wire import wire_app
 
-from .conftest import _drop_schema, endpoint, make_bootstrap
+from .conftest import DATABASES, _drop_schema, endpoint, make_bootstrap
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# Some fifty cases over real sockets, each also storing a valid order: seconds in all, so out of
+# a scaffolded project's default run (the kit tests cover the transports there); the point of
+# the matrix is PostgreSQL, which `-m services` runs.
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 INT64_MAX = 2**63 - 1
 VALID: dict[str, Any] = {"customer_id": "c-1", "amount_cents": 500, "currency": "EUR"}
@@ -93,7 +96,7 @@ class DeadLetters:
         self.arrived = asyncio.Event()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=DATABASES)
 async def app(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[App, DeadLetters]]:
@@ -122,13 +125,20 @@ async def app(
         await _drop_schema(schema)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http(app: tuple[App, DeadLetters]) -> AsyncIterator[httpx.AsyncClient]:
+    """One HTTP client per service: building one costs tens of milliseconds (httpx loads its
+    TLS trust store even for plain HTTP), which a client per case would pay some fifty times."""
+    async with httpx.AsyncClient(base_url=endpoint(app[0], "http")) as client:
+        yield client
+
+
 def _ids(cases: list[tuple[Any, ...]]) -> list[str]:
     return [f"{c[0]}-{c[-1]}" if len(c) == 3 else c[-1] for c in cases]
 
 
-async def _still_creates(service: App) -> None:
-    async with httpx.AsyncClient(base_url=endpoint(service, "http")) as client:
-        ok = await client.post("/v1/orders", json=VALID)
+async def _still_creates(http: httpx.AsyncClient) -> None:
+    ok = await http.post("/v1/orders", json=VALID)
     assert ok.status_code == 201, ok.text
 
 
@@ -140,22 +150,20 @@ def _assert_http_400(reply: httpx.Response) -> None:
 
 @pytest.mark.parametrize(("field", "value", "why"), CREATE_CASES, ids=_ids(CREATE_CASES))
 async def test_http_create_refuses_unstorable_field(
-    app: tuple[App, DeadLetters], field: str, value: Any, why: str
+    http: httpx.AsyncClient, field: str, value: Any, why: str
 ) -> None:
-    service, _ = app
     # json.dumps, not httpx's encoder: it writes a lone surrogate as the escape a client sends.
     body = json.dumps({**VALID, field: value}).encode()
-    async with httpx.AsyncClient(base_url=endpoint(service, "http")) as client:
-        reply = await client.post(
-            "/v1/orders", content=body, headers={"content-type": "application/json"}
-        )
+    reply = await http.post(
+        "/v1/orders", content=body, headers={"content-type": "application/json"}
+    )
     _assert_http_400(reply)
-    await _still_creates(service)
+    await _still_creates(http)
 
 
 @pytest.mark.parametrize(("field", "value", "why"), GRPC_CASES, ids=_ids(GRPC_CASES))
 async def test_grpc_create_refuses_unstorable_field(
-    app: tuple[App, DeadLetters], field: str, value: Any, why: str
+    app: tuple[App, DeadLetters], http: httpx.AsyncClient, field: str, value: Any, why: str
 ) -> None:
     service, _ = app
     target = endpoint(service, "grpc").removeprefix("grpc://")
@@ -165,18 +173,16 @@ async def test_grpc_create_refuses_unstorable_field(
             await stub.CreateOrder(order_pb2.CreateOrderRequest(**{**VALID, field: value}))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
     assert errors.from_exception(raised.value).reason == VALIDATOR
-    await _still_creates(service)
+    await _still_creates(http)
 
 
 @pytest.mark.parametrize(("value", "why"), ID_CASES, ids=_ids(ID_CASES))
 @pytest.mark.parametrize("route", ["GET /v1/orders/{id}", "POST /v1/orders/{id}/pay"])
 async def test_http_order_id_refused_before_the_database(
-    app: tuple[App, DeadLetters], route: str, value: str, why: str
+    http: httpx.AsyncClient, route: str, value: str, why: str
 ) -> None:
-    service, _ = app
     method, path = route.split(" ")
-    async with httpx.AsyncClient(base_url=endpoint(service, "http")) as client:
-        reply = await client.request(method, path.replace("{id}", quote(value, safe="")))
+    reply = await http.request(method, path.replace("{id}", quote(value, safe="")))
     _assert_http_400(reply)
 
 
@@ -234,7 +240,7 @@ async def test_broker_message_with_unstorable_field_is_dead_lettered_with_the_re
 
 
 async def test_a_database_error_that_escapes_is_a_typed_500_that_leaks_nothing(
-    app: tuple[App, DeadLetters], monkeypatch: pytest.MonkeyPatch
+    app: tuple[App, DeadLetters], http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Validation cannot foresee every fault (a full disk, a dropped connection): those stay
     a 500, but the recovery middleware's ``INTERNAL_ERROR``, never the driver's text."""
@@ -247,8 +253,7 @@ async def test_a_database_error_that_escapes_is_a_typed_500_that_leaks_nothing(
         raise OperationalError("INSERT INTO orders secret_sql", {}, Exception("password=hunter2"))
 
     monkeypatch.setattr(database, "sessions", type("S", (), {"begin": staticmethod(broken)}))
-    async with httpx.AsyncClient(base_url=endpoint(service, "http")) as client:
-        reply = await client.post("/v1/orders", json=VALID)
+    reply = await http.post("/v1/orders", json=VALID)
     assert reply.status_code == 500
     assert reply.json() == {
         "code": 500, "reason": "INTERNAL_ERROR", "message": "internal error", "metadata": {}

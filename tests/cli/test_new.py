@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import ast
 import os
+import re
+import resource
+import shutil
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 
@@ -15,7 +19,7 @@ from framework.cli.exceptions import CliError
 from framework.cli.main import main
 from framework.cli.manifest import iter_template_files
 from framework.cli.names import project_names
-from framework.cli.project_files import PYTEST_MARKERS
+from framework.cli.project_files import DEFAULT_MARK_EXPRESSION, PYTEST_MARKERS
 from framework.cli.scaffold import new_project
 from framework.cli.template import template_root
 from tests.cli.conftest import PYTHON, ROOT, check_lint_and_types
@@ -154,9 +158,10 @@ def test_pyproject_readme_gitignore(project: Path) -> None:
     ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     theirs = meta["tool"]["pytest"]["ini_options"]
     assert theirs["asyncio_mode"] == ours["asyncio_mode"]
-    # The template's tests may use any marker the repository declares.
-    declared = {line.split(":")[0] for line in ours["markers"]}
-    assert declared <= {name for name, _ in PYTEST_MARKERS} | {"slow"}
+    # The template's tests may use any marker the repository declares, and the project's plain
+    # `pytest` leaves out those the repository's CI runs on the real services.
+    assert theirs["markers"] == ours["markers"] == [f"{n}: {text}" for n, text in PYTEST_MARKERS]
+    assert theirs["addopts"] == f'-m "{DEFAULT_MARK_EXPRESSION}"' and "addopts" not in ours
     readme = (project / "README.md").read_text().splitlines()
     commands = [line for line in readme if line.startswith("python3 -m venv .venv")]
     # The first two code lines are set-up+run and set-up+test, before any other section.
@@ -181,24 +186,89 @@ def test_deploy_is_renamed_and_dockerfile_installs_the_project(project: Path) ->
     )
 
 
-def test_scaffolded_tests_pass(project: Path) -> None:
-    # With this environment's packages and this tree's framework (a directory holding only a
-    # link to it, so the repository's own tests and cmd packages stay out of the project's
-    # way): fast. The fresh-virtualenv run is in test_fresh_venv.
+def _offline_prefix() -> list[str]:
+    """A command prefix running in a network namespace of its own, only loopback up (empty
+    where unprivileged user namespaces are not allowed)."""
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None:
+        return []
+    probe = subprocess.run([unshare, "-rn", ip, "link", "set", "lo", "up"],
+                           capture_output=True, check=False)  # fmt: skip
+    if probe.returncode != 0:
+        return []
+    return [unshare, "-rn", "sh", "-c", f'{ip} link set lo up && exec "$@"', "sh"]
+
+
+def _scaffold_pytest(
+    project: Path, *args: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest -q ARGS`` in ``project``, with this environment's packages and this
+    tree's framework (a directory holding only a link to it, so the repository's own tests and
+    cmd packages stay out of the project's way). The fresh-virtualenv run is in test_slow."""
     only_framework = project.parent / f".{project.name}-pythonpath"
     only_framework.mkdir(exist_ok=True)
     if not (only_framework / "framework").exists():
         (only_framework / "framework").symlink_to(ROOT / "framework", target_is_directory=True)
-    env = {**os.environ, "PYTHONPATH": str(only_framework)}
-    done = subprocess.run(
-        [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    return subprocess.run(
+        [*prefix, PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=project,
         capture_output=True,
         text=True,
-        env=env,
-        timeout=300,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(only_framework)},
+        timeout=600,
         check=False,
     )
+
+
+def _count(summary: str, what: str) -> int:
+    found = re.search(rf"(\d+) {what}", summary)
+    return int(found.group(1)) if found else 0
+
+
+def _collected(done: subprocess.CompletedProcess[str]) -> int:
+    """Tests selected by a ``--collect-only -q`` run ("N tests collected" or "N/ALL ...")."""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = re.search(r"(\d+)(?:/\d+)? tests? collected", done.stdout.strip().splitlines()[-1])
+    assert found, done.stdout[-500:]
+    return int(found.group(1))
+
+
+def test_scaffolded_default_run_is_offline_and_fast(project: Path) -> None:
+    """The project's plain ``pytest`` runs the in-process tests only, offline, in seconds.
+
+    It runs in a network namespace with only loopback (where the kernel lets us make one), so
+    none of this machine's services is reachable, with ``PYKRATOS_REQUIRE_SERVICES=1``: a test
+    that needed one would fail instead of skipping. The tests it leaves out are exactly those
+    marked ``services`` or ``slow``. The issue's budget is 10 s for the whole run; wall time
+    on a shared 2-core machine varies with the load, so the assertion is on the CPU time the
+    run used (user + system, all processes), and the wall time is printed.
+    """
+    prefix = _offline_prefix()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = _scaffold_pytest(
+        project, prefix=tuple(prefix), env={"PYKRATOS_REQUIRE_SERVICES": "1"}
+    )
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    print(f"offline={bool(prefix)} wall={wall:.1f}s cpu={cpu:.1f}s: {summary}")
+    assert _count(summary, "skipped") == 0, summary  # nothing wanted a missing service
+    passed, deselected = _count(summary, "passed"), _count(summary, "deselected")
+    marked = _scaffold_pytest(project, "--collect-only", "-m", "services or slow")
+    assert deselected == _collected(marked) and deselected > 0 and passed > 0
+    kit = _scaffold_pytest(project, "--collect-only", "tests/shop_api/test_kit.py")
+    assert "deselected" not in kit.stdout and _collected(kit) >= 4  # the kit tests all run
+    assert cpu < 10.0, f"the default run used {cpu:.1f}s of CPU (wall {wall:.1f}s)"
+
+
+@pytest.mark.slow
+def test_scaffolded_service_and_slow_tests_pass(project: Path) -> None:
+    """What the default run leaves out still passes in the project: its service on the real
+    PostgreSQL and brokers (skipped when unreachable, failing in CI), its subprocess tests."""
+    done = _scaffold_pytest(project, "-m", "services or slow")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
 
