@@ -49,6 +49,9 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
                 notification_broker, notifications, "notifications", order_events.notifications
             ),
         ]
+    # The relay starts after the brokers connected and stops before they close: after HTTP,
+    # gRPC and WebSocket drained, so what their last requests committed is still relayed.
+    relay = [container.outbox_relay()] if bootstrap.data.outbox.enabled else []
     return App(
         bootstrap.app.name,
         version=bootstrap.app.version,
@@ -56,6 +59,7 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
         # closes its sessions (1001) before the broker, whose subscribers push to them, drains.
         servers=[
             *broker_servers,
+            *relay,
             container.ws_server(),
             container.grpc_server(),
             container.http_server(),

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from framework.data import metadata as outbox_metadata
+
 from app_template.api.order.v1.fields import (
     CURRENCY_LENGTH,
     CUSTOMER_ID_MAX_LENGTH,
@@ -63,11 +65,13 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     async def start(self) -> None:
-        """Check connectivity and create the tables that do not exist yet."""
+        """Check connectivity and create the tables that do not exist yet (the service's, and
+        the framework's ``outbox`` and ``inbox``)."""
         async with self.engine.begin() as conn:
             if self.schema:
                 await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(outbox_metadata.create_all)
         _log.info("database ready", extra={"database": self.engine.url.render_as_string()})
 
     async def close(self) -> None:

@@ -12,7 +12,8 @@ commits:
 - the handler fails: its work and the record roll back together, and the retry applies it.
 
 A handler that opens no transaction gets the record in a transaction of its own after it
-returned (at-least-once: a crash between the two repeats it). A message without the header
+returned when the middleware was given the outbox (at-least-once: a crash between the two
+repeats it), and no record otherwise. A message without the header
 (a foreign producer) is handled without de-duplication. Entries older than the retention
 window are deleted by :meth:`Inbox.expire` (the relay calls it on its cleanup interval).
 """
@@ -86,14 +87,17 @@ async def record(conn: AsyncConnection, scope: InboxScope) -> None:
     scope.recorded = True
 
 
-def idempotent(outbox: TransactionalOutbox, consumer: str) -> Middleware:
+def idempotent(consumer: str, outbox: TransactionalOutbox | None = None) -> Middleware:
     """Broker middleware: apply each ``message-id`` at most once for ``consumer``.
 
+    The handler's transactions must be opened through a
+    :class:`~framework.data.uow.TransactionalOutbox` (that is how the record joins them).
+
     Args:
-        outbox: the service's :class:`~framework.data.uow.TransactionalOutbox`; the handler's
-            transactions must be opened through it (that is how the record joins them).
         consumer: the name records are kept under (e.g. ``"order-svc.payment-success"``):
             distinct consumers of one message each apply it once.
+        outbox: where to record a message whose handler opened no transaction (else such a
+            message is not recorded).
     """
 
     def middleware(handler: Handler) -> Handler:
@@ -116,7 +120,7 @@ def idempotent(outbox: TransactionalOutbox, consumer: str) -> Middleware:
                 return None
             finally:
                 current_inbox_scope.reset(token)
-            if not scope.recorded:
+            if not scope.recorded and outbox is not None:
                 try:
                     async with outbox.engine.begin() as conn:
                         await record(conn, scope)

@@ -45,7 +45,7 @@ async def test_a_redelivered_message_has_no_second_effect(
             tx.add_message("done", "once")
         return "applied"
 
-    handle = idempotent(uow, "svc.t")(handler)
+    handle = idempotent("svc.t")(handler)
     assert await _deliver(handle, "m-1") == "applied"
     assert await _deliver(handle, "m-1") is None  # skipped, acknowledged as handled
     assert calls == 2  # the handler ran, its transaction was refused before any write
@@ -54,7 +54,7 @@ async def test_a_redelivered_message_has_no_second_effect(
     # another consumer of the same message applies it for itself
     async with uow.begin() as tx:
         await tx.session.execute(items.delete())
-    assert await _deliver(idempotent(uow, "other")(handler), "m-1") == "applied"
+    assert await _deliver(idempotent("other")(handler), "m-1") == "applied"
 
 
 async def test_a_failed_handler_rolls_back_its_inbox_record(
@@ -69,7 +69,7 @@ async def test_a_failed_handler_rolls_back_its_inbox_record(
             if fail:
                 raise RuntimeError("boom")
 
-    handle = idempotent(uow, "svc")(handler)
+    handle = idempotent("svc", uow)(handler)
     with pytest.raises(RuntimeError):
         await _deliver(handle, "m-2")
     assert await _count(engine, inbox) == 0 and await _count(engine, items) == 0
@@ -91,7 +91,7 @@ async def test_concurrent_duplicates_apply_once(
             await asyncio.sleep(0.05)  # overlap the duplicates' transactions
         applied += 1
 
-    handle = idempotent(uow, "svc")(handler)
+    handle = idempotent("svc", uow)(handler)
     results = await asyncio.gather(
         *(_deliver(handle, "m-3") for _ in range(3)), return_exceptions=True
     )
@@ -111,7 +111,7 @@ async def test_messages_without_id_are_handled_and_handlers_without_transaction_
         nonlocal calls
         calls += 1
 
-    handle = idempotent(uow, "svc")(handler)
+    handle = idempotent("svc", uow)(handler)
     await _deliver(handle, None)
     await _deliver(handle, None)
     assert calls == 2 and await _count(engine, inbox) == 0
@@ -128,7 +128,7 @@ async def test_old_records_expire(
         async with uow.begin():
             pass
 
-    handle = idempotent(uow, "svc")(handler)
+    handle = idempotent("svc", uow)(handler)
     for n in range(3):
         await _deliver(handle, f"old-{n}")
     await _deliver(handle, "new")
