@@ -54,8 +54,17 @@ class TansuProcess:
     and raises :class:`TansuUnavailable` otherwise; ``stop`` terminates it.
     """
 
-    def __init__(self, port: int | None = None, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        start_timeout: float = 10.0,
+        *,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        #: the port clients are told to connect to (a proxy in front of the broker, in tests
+        #: that cut the connection); ``port`` by default
+        self.advertised_port = advertised_port or self.port
         self.start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         # Outlives this method: the broker writes to it until stop(); closed in __exit__.
@@ -69,8 +78,9 @@ class TansuProcess:
     def start(self) -> TansuProcess:
         """Start the broker; return once it accepts connections (see the class docstring)."""
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         self._process = subprocess.Popen(
-            [_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
