@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, String
+from sqlalchemy import BigInteger, DateTime, String, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -45,6 +46,16 @@ class OrderRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # WAL: readers and the one writer do not block each other (the outbox relay reads while
+    # requests write); writers wait up to 30 s for each other instead of failing "database is
+    # locked" after sqlite3's 5 s under a burst of concurrent writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
 class Database:
     """Owns the engine; an App resource (``start`` creates the schema, ``close`` disposes).
 
@@ -62,6 +73,8 @@ class Database:
         if schema and url.startswith("postgresql+asyncpg"):
             connect_args["server_settings"] = {"search_path": schema}
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args=connect_args)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     async def start(self) -> None:
