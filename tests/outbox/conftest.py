@@ -93,6 +93,7 @@ class BrokerLink:
     proxy: TcpProxy
     raw_url: str  # where the raw client connects (directly, not through the proxy)
     seen: list[tuple[str, str]] = field(default_factory=list)  # (order id, message-id)
+    bodies: list[bytes] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
     async def start_reading(self) -> None:
@@ -107,6 +108,7 @@ class BrokerLink:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def _record(self, body: bytes, headers: dict[str, str]) -> None:
+        self.bodies.append(body)
         self.seen.append((json.loads(body)["order_id"], headers[MESSAGE_ID]))
 
     async def _read_kafka(self, ready: asyncio.Event) -> None:
