@@ -13,7 +13,7 @@ Throughput: ``--messages`` JSON messages (~80 bytes, ``--keys`` distinct keys)
   ``OutboxRelay`` drains them: claim, publish with confirmation, mark ``SENT``; timed from
   its start to the last row marked (msgs/s from commit to broker confirmation).
 
-Latency: a writer commits ``--per-commit`` messages per transaction (default 1) at a steady
+Latency: a writer process commits ``--per-commit`` messages per transaction (default 10) at a steady
 ``--rate`` msgs/s for ``--seconds``; for each message, the time from its commit returning to
 the relay's publish being confirmed by the broker. The relay is woken only by PostgreSQL
 ``LISTEN/NOTIFY`` (not by the in-process wake-up, so this is what another replica would
@@ -29,6 +29,8 @@ import json
 import logging
 import os
 import statistics
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -78,7 +80,7 @@ class ConfirmClock(Broker):
     ) -> PublishResult:
         result = await self.inner.publish(topic, body, key=key, headers=headers, delay=delay)
         if headers is not None:
-            self.confirmed[headers[MESSAGE_ID]] = time.perf_counter()
+            self.confirmed[headers[MESSAGE_ID]] = time.time()
         return result
 
     async def subscribe(self, spec: SubscriberSpec, processor: Any) -> Any:
@@ -105,7 +107,7 @@ async def batching_publisher(servers: str, count: int, keys: int) -> float:
 
 
 async def relay_throughput(
-    engine: AsyncEngine, servers: str, count: int, keys: int, batch_size: int
+    engine: AsyncEngine, servers: str, count: int, keys: int, batch_size: int, concurrency: int
 ) -> float:
     topic = f"bench-relay-{uuid.uuid4().hex[:8]}"
     uow = TransactionalOutbox(async_sessionmaker(engine))
@@ -116,35 +118,30 @@ async def relay_throughput(
     kafka = KafkaBroker(servers)
     await kafka.connect()
     await kafka.publish(topic, b"warm-up")
-    relay = OutboxRelay(engine, kafka, batch_size=batch_size, listen=False)
+    relay = OutboxRelay(engine, kafka, batch_size=batch_size, listen=False, concurrency=concurrency)
     try:
         started = time.perf_counter()
+        await relay.start()
         async with asyncio.timeout(TIMEOUT):
-            while (await relay.relay_once()).claimed:
-                pass
+            while relay.sent < count:  # noqa: ASYNC110 - a counter of the relay's task
+                await asyncio.sleep(0.001)
         elapsed = time.perf_counter() - started
+        await relay.stop(10)
         assert relay.sent == count, (relay.sent, count)
         return count / elapsed
     finally:
         await kafka.close()
 
 
-async def steady_latency(
-    engine: AsyncEngine,
-    servers: str,
-    rate: float,
-    seconds: float,
-    batch_size: int,
-    per_commit: int,
-) -> list[float]:
-    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    writer = TransactionalOutbox(async_sessionmaker(engine))  # not linked to the relay
-    kafka = KafkaBroker(servers)
-    clock = ConfirmClock(kafka)
-    await clock.connect()
-    await kafka.publish(topic, b"warm-up")
-    relay = OutboxRelay(engine, clock, batch_size=batch_size, poll_interval=1.0, listen=True)
-    await relay.start()
+async def write_steadily(
+    url: str, schema: str, topic: str, rate: float, seconds: float, per_commit: int, out: str
+) -> None:
+    """The writer process: commit at ``rate`` msgs/s; write message-id -> commit time
+    (``time.time()``, after the commit returned) as JSON to ``out``."""
+    engine = create_async_engine(
+        url, connect_args={"server_settings": {"search_path": schema}}, pool_size=20
+    )
+    writer = TransactionalOutbox(async_sessionmaker(engine))
     committed: dict[str, float] = {}
 
     async def commit(first: int) -> None:
@@ -153,28 +150,62 @@ async def steady_latency(
                 tx.add_message(topic, payload(n), key=f"k{n % 1000}")
                 for n in range(first, first + per_commit)
             ]
-        now = time.perf_counter()
-        committed.update(dict.fromkeys(ids, now))
+        committed.update(dict.fromkeys(ids, time.time()))
 
+    commits = int(rate * seconds) // per_commit
+    started = time.perf_counter()
+    tasks = []
+    for c in range(commits):
+        delay = started + c * per_commit / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(commit(c * per_commit)))
+    await asyncio.gather(*tasks)
+    offered = commits * per_commit / (time.perf_counter() - started)
+    await engine.dispose()
+    with open(out, "w") as file:  # noqa: ASYNC230 - once, after the timing
+        json.dump({"offered": offered, "committed": committed}, file)
+
+
+async def steady_latency(
+    engine: AsyncEngine,
+    url: str,
+    schema: str,
+    servers: str,
+    args: argparse.Namespace,
+) -> list[float]:
+    """Run the writer in another process (its own CPU), the relay here; the latencies."""
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaBroker(servers)
+    clock = ConfirmClock(kafka)
+    await clock.connect()
+    await kafka.publish(topic, b"warm-up")
+    # Woken by NOTIFY only: the writer is another process.
+    relay = OutboxRelay(
+        engine, clock, batch_size=args.batch_size, poll_interval=1.0, concurrency=args.concurrency
+    )
+    await relay.start()
+    out = os.path.join(tempfile.mkdtemp(), "committed.json")
     try:
-        commits = int(rate * seconds) // per_commit
-        total = commits * per_commit
-        started = time.perf_counter()
-        tasks = []
-        for c in range(commits):
-            delay = started + c * per_commit / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(commit(c * per_commit)))
-        await asyncio.gather(*tasks)
-        offered = total / (time.perf_counter() - started)
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.outbox", "--write-to", out, "--url", url,
+            "--schema", schema, "--topic", topic, "--rate", str(args.rate),
+            "--seconds", str(args.seconds), "--per-commit", str(args.per_commit),
+        )  # fmt: skip
+        assert await writer.wait() == 0, "the writer process failed"
+        with open(out) as file:  # noqa: ASYNC230 - once, after the timing
+            written = json.load(file)
+        committed: dict[str, float] = written["committed"]
         async with asyncio.timeout(TIMEOUT):
-            while len(clock.confirmed) < total:  # noqa: ASYNC110 - counts filled by the relay
+            while len(clock.confirmed) < len(committed):  # noqa: ASYNC110 - filled by the relay
                 await asyncio.sleep(0.01)
     finally:
         await relay.stop(10)
         await clock.close()
-    print(f"\noffered {offered:.0f} msgs/s ({per_commit} per commit) for {seconds:g} s")
+    print(
+        f"\nwriter process offered {written['offered']:.0f} msgs/s "
+        f"({args.per_commit} per commit) for {args.seconds:g} s"
+    )
     return [clock.confirmed[m] - t for m, t in committed.items()]
 
 
@@ -187,11 +218,23 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=2000, help="relay rows per round")
-    parser.add_argument("--per-commit", type=int, default=1, help="messages per transaction")
+    parser.add_argument("--concurrency", type=int, default=1, help="relay rounds at once")
+    parser.add_argument("--per-commit", type=int, default=10, help="messages per transaction")
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    # the writer process of the latency run (internal)
+    parser.add_argument("--write-to", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--schema", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.write_to:
+        await write_steadily(
+            args.url, args.schema, args.topic, args.rate, args.seconds, args.per_commit,
+            args.write_to,
+        )  # fmt: skip
+        return
 
     url = os.environ.get("PYKRATOS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     schema = f"bench_outbox_{uuid.uuid4().hex[:8]}"
@@ -207,7 +250,9 @@ async def main() -> None:
             await conn.run_sync(metadata.create_all)
         servers = tansu.bootstrap_servers
         batching = await batching_publisher(servers, args.messages, args.keys)
-        relay = await relay_throughput(engine, servers, args.messages, args.keys, args.batch_size)
+        relay = await relay_throughput(
+            engine, servers, args.messages, args.keys, args.batch_size, args.concurrency
+        )
         print_table(
             f"Throughput, {args.messages} messages, {args.keys} keys, acks=all "
             "(PostgreSQL + Tansu)",
@@ -215,15 +260,13 @@ async def main() -> None:
             [
                 ["batching publisher (framework)", f"{batching:,.0f}", "1.00x"],
                 [
-                    f"outbox relay (batch {args.batch_size})",
+                    f"outbox relay (batch {args.batch_size} x {args.concurrency})",
                     f"{relay:,.0f}",
                     f"{relay / batching:.2f}x",
                 ],
             ],
         )
-        latencies = await steady_latency(
-            engine, servers, args.rate, args.seconds, args.batch_size, args.per_commit
-        )
+        latencies = await steady_latency(engine, url, schema, servers, args)
         print_table(
             f"Commit -> broker confirmation at {args.rate:g} msgs/s (LISTEN/NOTIFY)",
             ["messages", "p50 ms", "p99 ms", "max ms"],

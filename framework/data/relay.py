@@ -43,7 +43,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, any_, bindparam, delete, exists, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    LargeBinary,
+    all_,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from framework.broker.broker import Broker
@@ -93,6 +104,8 @@ class OutboxRelay:
         min_backoff, max_backoff: seconds to wait after a transient failure (doubling).
         is_permanent: classifies a publish error (default
             :func:`~framework.data.failures.is_permanent_publish_error`).
+        concurrency: rounds run at once on PostgreSQL (each in its own transaction; the row
+            locks share the keys out among them as among replicas); SQLite runs one.
         pipeline: where a broker offers a batching publisher (Kafka's ``batch_publisher``),
             submit a round's rows through it in ``id`` order instead of awaiting each key's
             rows one by one: one record batch per partition, several times the throughput.
@@ -117,9 +130,12 @@ class OutboxRelay:
         min_backoff: float = 0.1,
         max_backoff: float = 5.0,
         is_permanent: Callable[[BaseException], bool] = is_permanent_publish_error,
+        concurrency: int = 1,
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         if batch_size < 1 or poll_interval <= 0 or min_backoff <= 0 or max_backoff < min_backoff:
             raise ValueError("batch_size >= 1, poll_interval > 0, 0 < min_backoff <= max_backoff")
         self.engine = engine
@@ -136,6 +152,7 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         self.is_permanent = is_permanent
         self.pipeline = pipeline
+        self.concurrency = concurrency if engine.dialect.name == "postgresql" else 1
         self.name = name
         self._batchers: dict[str, Any] = {}  # destination -> the broker's batching publisher
         #: counters since start: rows confirmed, rows dead-lettered, transient failures
@@ -193,12 +210,19 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            try:
-                result = await self.relay_once()
-                failed = bool(result.failed)
-            except Exception as exc:  # database unreachable, a bug: log, back off, go on
-                result, failed = RelayRound(), True
-                self._report_failure(f"relay round failed: {describe_exception(exc)}")
+            rounds = await asyncio.gather(
+                *(self.relay_once() for _ in range(self.concurrency)), return_exceptions=True
+            )
+            claimed, failed = 0, False
+            for outcome in rounds:
+                if isinstance(outcome, BaseException):  # database unreachable, a bug
+                    if not isinstance(outcome, Exception):
+                        raise outcome
+                    failed = True
+                    self._report_failure(f"relay round failed: {describe_exception(outcome)}")
+                else:
+                    claimed += outcome.claimed
+                    failed = failed or bool(outcome.failed)
             if failed:
                 if self._stopping:
                     return  # drained what we could; the rest waits in the table
@@ -206,7 +230,7 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             backoff = self.min_backoff
-            if result.claimed:
+            if claimed:
                 continue
             if self._stopping:
                 return
@@ -271,13 +295,19 @@ class OutboxRelay:
         if not heads:
             return heads
         # Holding each key's head, this relay owns the key: its later rows are safe to take.
+        keys = list({row.ordering_key for row in heads})
+        head_ids = [row.id for row in heads]
+        if conn.dialect.name == "postgresql":
+            # array parameters: one prepared statement whatever the counts
+            of_keys: Any = _o.ordering_key == any_(
+                bindparam("keys", keys, type_=ARRAY(LargeBinary))
+            )
+            not_heads: Any = _o.id != all_(bindparam("heads", head_ids, type_=ARRAY(BigInteger)))
+        else:
+            of_keys, not_heads = _o.ordering_key.in_(keys), _o.id.not_in(head_ids)
         followers_query = (
             select(*_COLUMNS)
-            .where(
-                _o.state == PENDING,
-                _o.ordering_key.in_({row.ordering_key for row in heads}),
-                _o.id.not_in([row.id for row in heads]),
-            )
+            .where(_o.state == PENDING, of_keys, not_heads)
             .order_by(_o.id)
             .limit(self.batch_size)
             .with_for_update(of=outbox)
