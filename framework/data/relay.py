@@ -331,6 +331,14 @@ class OutboxRelay:
                 return None
         return batcher
 
+    def _can_pipeline(self, row: _Row) -> bool:
+        if self._batcher(row.destination) is None:
+            return False
+        options = getattr(self.brokers.get(row.destination), "options", None)
+        limit = getattr(options, "max_request_size", None)
+        # headers and framing are small next to this margin
+        return not isinstance(limit, int) or len(row.body) + len(row.headers) < limit // 2
+
     def _fail(self, row: _Row, exc: BaseException, result: RelayRound) -> bool:
         """Record ``row``'s failure; True when it is permanent (dead-lettered)."""
         reason = describe_exception(exc)[:MAX_DLQ_REASON]
@@ -343,8 +351,12 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[_Row], result: RelayRound) -> None:
         by_key: dict[bytes, list[_Row]] = {}
         pipelined: list[tuple[_Row, asyncio.Future[Any]]] = []
+        # A key with a row the batching publisher cannot take (no batcher for its broker, or
+        # a record near the producer's size limit, which only publish() checks) is published
+        # one by one, all its rows: one path per key keeps its order.
+        strict = {row.ordering_key for row in rows if not self._can_pipeline(row)}
         for row in rows:  # in id order
-            batcher = self._batcher(row.destination)
+            batcher = None if row.ordering_key in strict else self._batcher(row.destination)
             if batcher is None:
                 by_key.setdefault(row.ordering_key, []).append(row)
                 continue
