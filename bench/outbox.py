@@ -107,7 +107,13 @@ async def batching_publisher(servers: str, count: int, keys: int) -> float:
 
 
 async def relay_throughput(
-    engine: AsyncEngine, servers: str, count: int, keys: int, batch_size: int, concurrency: int
+    engine: AsyncEngine,
+    servers: str,
+    count: int,
+    keys: int,
+    batch_size: int,
+    concurrency: int,
+    pipeline: bool,
 ) -> float:
     topic = f"bench-relay-{uuid.uuid4().hex[:8]}"
     uow = TransactionalOutbox(async_sessionmaker(engine))
@@ -118,7 +124,14 @@ async def relay_throughput(
     kafka = KafkaBroker(servers)
     await kafka.connect()
     await kafka.publish(topic, b"warm-up")
-    relay = OutboxRelay(engine, kafka, batch_size=batch_size, listen=False, concurrency=concurrency)
+    relay = OutboxRelay(
+        engine,
+        kafka,
+        batch_size=batch_size,
+        listen=False,
+        concurrency=concurrency,
+        pipeline=pipeline,
+    )
     try:
         started = time.perf_counter()
         await relay.start()
@@ -182,7 +195,12 @@ async def steady_latency(
     await kafka.publish(topic, b"warm-up")
     # Woken by NOTIFY only: the writer is another process.
     relay = OutboxRelay(
-        engine, clock, batch_size=args.batch_size, poll_interval=1.0, concurrency=args.concurrency
+        engine,
+        clock,
+        batch_size=args.batch_size,
+        poll_interval=1.0,
+        concurrency=args.concurrency,
+        pipeline=args.pipeline,
     )
     await relay.start()
     out = os.path.join(tempfile.mkdtemp(), "committed.json")
@@ -218,6 +236,12 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=2000, help="relay rows per round")
+    parser.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="relay through Kafka's batching publisher (default) or publish each message",
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="relay rounds at once")
     parser.add_argument("--per-commit", type=int, default=10, help="messages per transaction")
     parser.add_argument("--rate", type=float, default=1000.0)
@@ -251,7 +275,13 @@ async def main() -> None:
         servers = tansu.bootstrap_servers
         batching = await batching_publisher(servers, args.messages, args.keys)
         relay = await relay_throughput(
-            engine, servers, args.messages, args.keys, args.batch_size, args.concurrency
+            engine,
+            servers,
+            args.messages,
+            args.keys,
+            args.batch_size,
+            args.concurrency,
+            args.pipeline,
         )
         print_table(
             f"Throughput, {args.messages} messages, {args.keys} keys, acks=all "

@@ -68,6 +68,8 @@ from framework.data.uow import DEFAULT_DESTINATION, NOTIFY_CHANNEL, Transactiona
 __all__ = ["OutboxRelay", "RelayRound"]
 
 _log = logging.getLogger("pykratos.data")
+# Rounds smaller than this publish message by message (lower latency, nothing to batch).
+_PIPELINE_MIN_ROWS = 64
 # A claimed row (SQLAlchemy's Row with the outbox columns as attributes).
 _Row = Any
 _o = outbox.c
@@ -354,7 +356,12 @@ class OutboxRelay:
         # A key with a row the batching publisher cannot take (no batcher for its broker, or
         # a record near the producer's size limit, which only publish() checks) is published
         # one by one, all its rows: one path per key keeps its order.
-        strict = {row.ordering_key for row in rows if not self._can_pipeline(row)}
+        # A small round goes one by one too: the batching publisher's flush interval would
+        # only add latency where there is nothing to batch.
+        if len(rows) < _PIPELINE_MIN_ROWS:
+            strict = {row.ordering_key for row in rows}
+        else:
+            strict = {row.ordering_key for row in rows if not self._can_pipeline(row)}
         for row in rows:  # in id order
             batcher = None if row.ordering_key in strict else self._batcher(row.destination)
             if batcher is None:
