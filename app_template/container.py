@@ -9,13 +9,14 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from framework.broker import Broker, create_broker
-from framework.tracing import TracedPublisher
+from framework.data import DEFAULT_DESTINATION, OutboxRelay, TransactionalOutbox
 
 from app_template.biz.order import OrderUseCase
 from app_template.conf.conf import Bootstrap, BrokerConf
 from app_template.data.db import Database
-from app_template.data.events import BrokerOrderEvents
+from app_template.data.events import NOTIFICATIONS, OrderEventMessages
 from app_template.data.order_repo import SqlOrderRepo
+from app_template.data.transactions import SqlOrderTransactions
 from app_template.server.grpc import new_grpc_server
 from app_template.server.http import new_http_server
 from app_template.server.middleware import default_middlewares
@@ -36,8 +37,12 @@ def _optional_broker(conf: BrokerConf | None) -> Broker | None:
     return _broker(conf) if conf is not None else None
 
 
-def _optional_publisher(broker: Broker | None) -> TracedPublisher | None:
-    return TracedPublisher(broker) if broker is not None else None
+def _destinations(broker: Broker, notifications: Broker | None) -> dict[str, Broker]:
+    """Outbox destination -> broker."""
+    brokers = {DEFAULT_DESTINATION: broker}
+    if notifications is not None:
+        brokers[NOTIFICATIONS] = notifications
+    return brokers
 
 
 class Container(containers.DeclarativeContainer):
@@ -53,17 +58,40 @@ class Container(containers.DeclarativeContainer):
         echo=config.provided.data.database.echo,
     )
     broker = providers.Singleton(_broker, config.provided.data.broker)
-    # TracedPublisher: a plain Publisher plus a PRODUCER span and trace headers when tracing is on.
-    publisher = providers.Singleton(TracedPublisher, broker=broker)
     notification_broker = providers.Singleton(_optional_broker, config.provided.data.notifications)
-    notification_publisher = providers.Singleton(_optional_publisher, notification_broker)
+    destinations = providers.Singleton(_destinations, broker, notification_broker)
+    # Events commit with the rows that caused them (trace headers are taken at that moment);
+    # the relay publishes them after the commit.
+    outbox = providers.Singleton(
+        TransactionalOutbox,
+        sessions=database.provided.sessions,
+        enabled=config.provided.data.outbox.enabled,
+        brokers=destinations,
+    )
+    outbox_relay = providers.Singleton(
+        OutboxRelay,
+        engine=database.provided.engine,
+        brokers=destinations,
+        outbox=outbox,
+        batch_size=config.provided.data.outbox.batch_size,
+        poll_interval=config.provided.data.outbox.poll_interval,
+        listen=config.provided.data.outbox.listen,
+        retention=config.provided.data.outbox.retention,
+        inbox_retention=config.provided.data.outbox.inbox_retention,
+        cleanup_interval=config.provided.data.outbox.cleanup_interval,
+        max_backoff=config.provided.data.outbox.max_backoff,
+    )
     order_repo = providers.Singleton(SqlOrderRepo, database=database)
+    order_transactions = providers.Singleton(SqlOrderTransactions, outbox=outbox)
     order_events = providers.Singleton(
-        BrokerOrderEvents, publisher=publisher, notifications=notification_publisher
+        OrderEventMessages,
+        notifications=providers.Callable(lambda b: b is not None, notification_broker),
     )
 
     # biz
-    order_usecase = providers.Singleton(OrderUseCase, repo=order_repo, events=order_events)
+    order_usecase = providers.Singleton(
+        OrderUseCase, repo=order_repo, events=order_events, transactions=order_transactions
+    )
 
     # service
     order_http = providers.Singleton(OrderHttpService, usecase=order_usecase)

@@ -66,6 +66,9 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
         ]
     registry = bootstrap.registry
     registrar = _registrar(registry) if registry is not None else None
+    # The relay starts after the brokers connected and stops before they close: after HTTP,
+    # gRPC and WebSocket drained, so what their last requests committed is still relayed.
+    relay = [container.outbox_relay()] if bootstrap.data.outbox.enabled else []
     return App(
         bootstrap.app.name,
         version=bootstrap.app.version,
@@ -73,6 +76,7 @@ def wire_app(bootstrap: Bootstrap, container: Container | None = None) -> App:
         # closes its sessions (1001) before the broker, whose subscribers push to them, drains.
         servers=[
             *broker_servers,
+            *relay,
             container.ws_server(),
             container.grpc_server(),
             container.http_server(),

@@ -77,7 +77,8 @@ def _usecase(repo: str, db_url: str) -> Any:
     from app_template.data import Database, SqlOrderRepo
 
     store = MemoryOrderRepo() if repo == "memory" else SqlOrderRepo(Database(db_url))
-    return OrderUseCase(store, events=None)  # type: ignore[arg-type]  # get() publishes nothing
+    # get() publishes nothing and opens no unit of work
+    return OrderUseCase(store, events=None, transactions=None)  # type: ignore[arg-type]
 
 
 def serve_framework(

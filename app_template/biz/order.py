@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from framework.data import UnitOfWork
 from framework.validation import validated
 
 from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId, PageSize
@@ -22,6 +24,8 @@ __all__ = [
     "OrderEvents",
     "OrderRepo",
     "OrderStatus",
+    "OrderTransactions",
+    "OrderUnitOfWork",
     "OrderUseCase",
 ]
 
@@ -60,12 +64,25 @@ class OrderRepo(Protocol):
     async def set_status(self, order_id: str, status: OrderStatus) -> Order | None: ...
 
 
+class OrderUnitOfWork(UnitOfWork, Protocol):
+    """One transaction: the orders it changes and the messages it adds
+    (``add_message``) commit together, or neither does."""
+
+    orders: OrderRepo
+
+
+class OrderTransactions(Protocol):
+    """Opens an :class:`OrderUnitOfWork`; implemented in ``data``."""
+
+    def begin(self) -> AbstractAsyncContextManager[OrderUnitOfWork]: ...
+
+
 class OrderEvents(Protocol):
-    """Outgoing order events; implemented in ``data`` on top of a broker publisher."""
+    """Outgoing order events, added to a unit of work; implemented in ``data``."""
 
-    async def payment_succeeded(self, order: Order) -> None: ...
+    def payment_succeeded(self, uow: UnitOfWork, order: Order) -> None: ...
 
-    async def order_paid(self, order: Order) -> None: ...
+    def order_paid(self, uow: UnitOfWork, order: Order) -> None: ...
 
 
 class OrderUseCase:
@@ -77,9 +94,12 @@ class OrderUseCase:
     is refused with 400 ``VALIDATOR`` before the database sees it.
     """
 
-    def __init__(self, repo: OrderRepo, events: OrderEvents) -> None:
+    def __init__(
+        self, repo: OrderRepo, events: OrderEvents, transactions: OrderTransactions
+    ) -> None:
         self.repo = repo
         self.events = events
+        self.transactions = transactions
 
     @validated
     async def create(
@@ -106,23 +126,42 @@ class OrderUseCase:
 
     @validated
     async def pay(self, order_id: OrderId) -> Order:
-        """Record that payment was requested and publish ``payment-success``."""
-        order = await self.get(order_id)
-        if order.status is OrderStatus.PAID:
-            raise error_order_already_paid(f"order {order_id} is already paid", order_id=order_id)
-        updated = await self.repo.set_status(order_id, OrderStatus.PAYMENT_PENDING)
-        assert updated is not None
-        await self.events.payment_succeeded(updated)
+        """Record that payment was requested, and ``payment-success``, in one transaction.
+
+        The event is published after the commit (the outbox relay), so the answer never waits
+        for the broker, and a committed payment is never without its event.
+        """
+        async with self.transactions.begin() as tx:
+            order = await tx.orders.get(order_id)
+            if order is None:
+                raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
+            if order.status is OrderStatus.PAID:
+                raise error_order_already_paid(
+                    f"order {order_id} is already paid", order_id=order_id
+                )
+            updated = await tx.orders.set_status(order_id, OrderStatus.PAYMENT_PENDING)
+            assert updated is not None
+            self.events.payment_succeeded(tx, updated)
         return updated
 
     @validated
     async def mark_paid(self, order_id: OrderId) -> Order:
-        """Consume a payment: idempotent, so an at-least-once redelivery is harmless."""
-        order = await self.get(order_id)
-        if order.status is OrderStatus.PAID:
-            return order
-        updated = await self.repo.set_status(order_id, OrderStatus.PAID)
-        assert updated is not None
-        await self.events.order_paid(updated)
+        """Consume a payment: the order becomes PAID and ``order-paid`` is added, in one
+        transaction.
+
+        A redelivered message is skipped by the subscriber's inbox (it records the message in
+        this same transaction), so its effects happen once. An order another payment already
+        made PAID stays as it is, without a second ``order-paid``.
+        """
+        async with self.transactions.begin() as tx:
+            order = await tx.orders.get(order_id)
+            if order is None:
+                raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
+            if order.status is OrderStatus.PAID:
+                _log.info("order already paid", extra={"order_id": order_id})
+                return order
+            updated = await tx.orders.set_status(order_id, OrderStatus.PAID)
+            assert updated is not None
+            self.events.order_paid(tx, updated)
         _log.info("order paid", extra={"order_id": order_id})
         return updated

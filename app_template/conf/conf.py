@@ -21,6 +21,7 @@ __all__ = [
     "HttpConf",
     "LogConf",
     "MetricsConf",
+    "OutboxConf",
     "RateLimitConf",
     "RegistryConf",
     "ServerConf",
@@ -140,9 +141,35 @@ class BrokerConf(_Strict):
         return options if kind is None else validate_broker_options(kind, options)
 
 
+class OutboxConf(_Strict):
+    """The transactional outbox and its relay (README: Transactional outbox)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="events commit with the data and a relay publishes them; false publishes "
+        "after commit (an event can then be lost)",
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="rows per relay round")
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="seconds between looks when nothing woke the relay"
+    )
+    listen: bool = Field(default=True, description="PostgreSQL: LISTEN/NOTIFY wakes the relay")
+    retention: float = Field(default=86_400.0, ge=0, description="seconds sent rows are kept")
+    inbox_retention: float = Field(
+        default=7 * 86_400.0, gt=0, description="seconds an applied message id is remembered"
+    )
+    cleanup_interval: float = Field(default=60.0, gt=0, description="seconds between clean-ups")
+    max_backoff: float = Field(
+        default=5.0,
+        gt=0,
+        description="longest wait, seconds, between retries while a broker is down",
+    )
+
+
 class DataConf(_Strict):
     database: DatabaseConf = DatabaseConf()
     broker: BrokerConf = BrokerConf()
+    outbox: OutboxConf = OutboxConf()
     #: a separate broker for customer notifications; ``None`` keeps them on ``broker``
     notifications: BrokerConf | None = None
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, String
+from sqlalchemy import BigInteger, DateTime, String, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from framework.data import metadata as outbox_metadata
 
 from app_template.api.order.v1.fields import (
     CURRENCY_LENGTH,
@@ -43,6 +46,16 @@ class OrderRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # WAL: readers and the one writer do not block each other (the outbox relay reads while
+    # requests write); writers wait up to 30 s for each other instead of failing "database is
+    # locked" after sqlite3's 5 s under a burst of concurrent writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
 class Database:
     """Owns the engine; an App resource (``start`` creates the schema, ``close`` disposes).
 
@@ -60,14 +73,18 @@ class Database:
         if schema and url.startswith("postgresql+asyncpg"):
             connect_args["server_settings"] = {"search_path": schema}
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args=connect_args)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     async def start(self) -> None:
-        """Check connectivity and create the tables that do not exist yet."""
+        """Check connectivity and create the tables that do not exist yet (the service's, and
+        the framework's ``outbox`` and ``inbox``)."""
         async with self.engine.begin() as conn:
             if self.schema:
                 await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(outbox_metadata.create_all)
         _log.info("database ready", extra={"database": self.engine.url.render_as_string()})
 
     async def close(self) -> None:

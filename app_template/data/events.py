@@ -1,10 +1,10 @@
-"""Order events published through the framework's broker :class:`Publisher`."""
+"""Order events as messages of a unit of work (the transactional outbox)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from framework.broker import Publisher
+from framework.data import UnitOfWork
 
 from app_template.api.order.v1.events import (
     ORDER_PAID,
@@ -14,34 +14,37 @@ from app_template.api.order.v1.events import (
 )
 from app_template.biz.order import Order
 
-__all__ = ["BrokerOrderEvents"]
+__all__ = ["NOTIFICATIONS", "OrderEventMessages"]
+
+#: The outbox destination of the notification broker (``data.notifications``).
+NOTIFICATIONS = "notifications"
 
 
-class BrokerOrderEvents:
-    """:class:`app_template.biz.OrderEvents` on top of broker publishers.
+class OrderEventMessages:
+    """:class:`app_template.biz.OrderEvents`: adds each event to the unit of work, keyed by
+    the order id (the relay publishes one order's events in order).
 
-    ``notifications`` is the publisher of a separate notification broker (e.g. RabbitMQ while
-    the events run on Kafka); ``order-paid`` then goes to both brokers: the events broker
-    feeds the WebSocket push, the notification broker the customer notification.
+    With ``notifications`` (a separate notification broker, e.g. RabbitMQ while the events
+    run on Kafka), ``order-paid`` goes to both brokers: the events broker feeds the
+    WebSocket push, the notification broker the customer notification.
     """
 
-    def __init__(self, publisher: Publisher, notifications: Publisher | None = None) -> None:
-        self.publisher = publisher
+    def __init__(self, notifications: bool = False) -> None:
         self.notifications = notifications
 
-    async def payment_succeeded(self, order: Order) -> None:
+    def payment_succeeded(self, uow: UnitOfWork, order: Order) -> None:
         event = PaymentSucceeded(
             order_id=order.id, amount_cents=order.amount_cents, currency=order.currency
         )
-        await self.publisher.publish(PAYMENT_SUCCESS, event, key=order.id)
+        uow.add_message(PAYMENT_SUCCESS, event, key=order.id)
 
-    async def order_paid(self, order: Order) -> None:
+    def order_paid(self, uow: UnitOfWork, order: Order) -> None:
         event = OrderPaid(
             order_id=order.id,
             customer_id=order.customer_id,
             status=order.status.value,
             paid_at=datetime.now(UTC),
         )
-        await self.publisher.publish(ORDER_PAID, event, key=order.id)
-        if self.notifications is not None:
-            await self.notifications.publish(ORDER_PAID, event, key=order.id)
+        uow.add_message(ORDER_PAID, event, key=order.id)
+        if self.notifications:
+            uow.add_message(ORDER_PAID, event, key=order.id, destination=NOTIFICATIONS)

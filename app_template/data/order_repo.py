@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app_template.biz.order import Order, OrderStatus
 from app_template.data.db import Database, OrderRow
@@ -27,13 +30,40 @@ def _to_entity(row: OrderRow) -> Order:
 
 
 class SqlOrderRepo:
-    """Orders in the ``orders`` table."""
+    """Orders in the ``orders`` table.
 
-    def __init__(self, database: Database) -> None:
+    Give it the ``database`` (each call is its own transaction) or the ``session`` of a unit
+    of work (calls join that transaction, which its owner commits).
+    """
+
+    def __init__(
+        self, database: Database | None = None, *, session: AsyncSession | None = None
+    ) -> None:
+        if (database is None) == (session is None):
+            raise ValueError("give SqlOrderRepo a database or a session")
         self.database = database
+        self.session = session
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        if self.session is not None:
+            yield self.session
+            return
+        assert self.database is not None
+        async with self.database.sessions.begin() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncSession]:
+        if self.session is not None:
+            yield self.session
+            return
+        assert self.database is not None
+        async with self.database.sessions() as session:
+            yield session
 
     async def save(self, order: Order) -> None:
-        async with self.database.sessions.begin() as session:
+        async with self._transaction() as session:
             session.add(
                 OrderRow(
                     id=order.id,
@@ -46,18 +76,18 @@ class SqlOrderRepo:
             )
 
     async def get(self, order_id: str) -> Order | None:
-        async with self.database.sessions() as session:
-            row = await session.get(OrderRow, order_id)
+        async with self._reading() as session:
+            row = await session.get(OrderRow, order_id, populate_existing=True)
             return _to_entity(row) if row is not None else None
 
     async def list(self, limit: int) -> list[Order]:
         query = select(OrderRow).order_by(OrderRow.created_at.desc()).limit(limit)
-        async with self.database.sessions() as session:
+        async with self._reading() as session:
             rows = (await session.scalars(query)).all()
         return [_to_entity(row) for row in rows]
 
     async def set_status(self, order_id: str, status: OrderStatus) -> Order | None:
-        async with self.database.sessions.begin() as session:
+        async with self._transaction() as session:
             result = await session.execute(
                 update(OrderRow).where(OrderRow.id == order_id).values(status=status.value)
             )

@@ -12,6 +12,7 @@ import logging
 from dependency_injector.wiring import Provide, inject
 
 from framework.broker import Router
+from framework.data import idempotent
 from framework.transport.websocket import WebSocketServer
 
 from app_template.api.order.v1.events import (
@@ -36,12 +37,19 @@ router.publisher(PAYMENT_SUCCESS, PaymentSucceeded, description="a payment was a
 router.publisher(ORDER_PAID, OrderPaid, description="an order is paid")
 
 
-@router.subscriber(PAYMENT_SUCCESS, group="order-svc", concurrency=4)
+# The inbox records each payment-success message in mark_paid's own transaction: a
+# redelivery (a crash before the ack, a relay publishing twice) changes nothing twice.
+@router.subscriber(
+    PAYMENT_SUCCESS,
+    group="order-svc",
+    concurrency=4,
+    middlewares=[idempotent("order-svc.payment-success")],
+)
 @inject
 async def on_payment_succeeded(
     event: PaymentSucceeded, orders: OrderUseCase = Provide["order_usecase"]
 ) -> None:
-    """Mark the order paid (idempotent: redelivery is harmless)."""
+    """Mark the order paid and add ``order-paid``, once per message (the inbox)."""
     await orders.mark_paid(event.order_id)
 
 

@@ -14,7 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HEADER_ENCODING", "HEADER_ERRORS", "Message", "header_bytes", "header_text"]
+__all__ = [
+    "HEADER_ENCODING",
+    "HEADER_ERRORS",
+    "MESSAGE_ID",
+    "Message",
+    "header_bytes",
+    "header_text",
+]
+
+#: The header carrying a message's stable id, set once when the message is created (the
+#: outbox sets it in the business transaction) and kept through retries, relays and
+#: dead-lettering; the inbox de-duplicates on it.
+MESSAGE_ID = "message-id"
 
 #: How header bytes map to ``str`` and back, on every broker.
 HEADER_ENCODING = "utf-8"

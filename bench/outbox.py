@@ -1,0 +1,321 @@
+"""Outbox relay benchmark on PostgreSQL + Kafka (Tansu), one run.
+
+Run from the repo root: ``python -m bench.outbox`` (starts its own Tansu on a free loopback
+port; PostgreSQL from ``PYKRATOS_BENCH_POSTGRES_URL``, default the machine's
+``postgresql+asyncpg://postgres@127.0.0.1:5432/test``; works in a schema of its own that it
+drops at the end).
+
+Throughput: ``--messages`` JSON messages (~80 bytes, ``--keys`` distinct keys)
+
+* **batching publisher**: the framework's own Kafka ``batch_publisher`` (``submit`` futures
+  gathered, ``acks="all"``): the broker-side ceiling;
+* **relay**: the same messages committed to the outbox first (not timed), then an
+  ``OutboxRelay`` drains them: claim, publish with confirmation, mark ``SENT``; timed from
+  its start to the last row marked (msgs/s from commit to broker confirmation).
+
+Latency: a writer process commits ``--per-commit`` messages per transaction (default 10) at a steady
+``--rate`` msgs/s for ``--seconds``; for each message, the time from its commit returning to
+the relay's publish being confirmed by the broker. The relay is woken only by PostgreSQL
+``LISTEN/NOTIFY`` (not by the in-process wake-up, so this is what another replica would
+see); p50/p99 are printed.
+Targets (issue 9): relay >= 0.5x the batching publisher, p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from framework.broker import MESSAGE_ID, Broker, PublishResult
+from framework.broker.subscriber import SubscriberSpec
+from framework.data import OutboxRelay, TransactionalOutbox, metadata
+from framework.transport.kafka import KafkaBroker
+from framework.transport.kafka.tansu import TansuProcess
+
+from ._util import print_table
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+TIMEOUT = 300.0
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {"id": n, "user": f"u{n % 997}", "amount": 12.5, "currency": "EUR", "paid": True}
+
+
+class ConfirmClock(Broker):
+    """Passes publishes to ``inner`` and notes when each one was confirmed, by message-id."""
+
+    kind = "kafka"
+
+    def __init__(self, inner: Broker) -> None:
+        self.inner = inner
+        self.confirmed: dict[str, float] = {}
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def publish(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> PublishResult:
+        result = await self.inner.publish(topic, body, key=key, headers=headers, delay=delay)
+        if headers is not None:
+            self.confirmed[headers[MESSAGE_ID]] = time.time()
+        return result
+
+    async def subscribe(self, spec: SubscriberSpec, processor: Any) -> Any:
+        raise NotImplementedError
+
+
+async def batching_publisher(servers: str, count: int, keys: int) -> float:
+    kafka = KafkaBroker(servers)
+    await kafka.connect()
+    topic = f"bench-batch-{uuid.uuid4().hex[:8]}"
+    await kafka.publish(topic, b"warm-up")
+    try:
+        publisher = kafka.batch_publisher()
+        bodies = [json.dumps(payload(n)).encode() for n in range(count)]
+        started = time.perf_counter()
+        futures = [
+            await publisher.submit(topic, body, key=f"k{n % keys}".encode())
+            for n, body in enumerate(bodies)
+        ]
+        await asyncio.gather(*futures)
+        return count / (time.perf_counter() - started)
+    finally:
+        await kafka.close()
+
+
+async def relay_throughput(
+    engine: AsyncEngine,
+    servers: str,
+    count: int,
+    keys: int,
+    batch_size: int,
+    concurrency: int,
+    pipeline: bool,
+) -> float:
+    topic = f"bench-relay-{uuid.uuid4().hex[:8]}"
+    uow = TransactionalOutbox(async_sessionmaker(engine))
+    for start in range(0, count, 1000):  # prefill, not timed
+        async with uow.begin() as tx:
+            for n in range(start, min(start + 1000, count)):
+                tx.add_message(topic, payload(n), key=f"k{n % keys}")
+    kafka = KafkaBroker(servers)
+    await kafka.connect()
+    await kafka.publish(topic, b"warm-up")
+    relay = OutboxRelay(
+        engine,
+        kafka,
+        batch_size=batch_size,
+        listen=False,
+        concurrency=concurrency,
+        pipeline=pipeline,
+    )
+    try:
+        started = time.perf_counter()
+        await relay.start()
+        async with asyncio.timeout(TIMEOUT):
+            while relay.sent < count:  # noqa: ASYNC110 - a counter of the relay's task
+                await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - started
+        await relay.stop(10)
+        assert relay.sent == count, (relay.sent, count)
+        return count / elapsed
+    finally:
+        await kafka.close()
+
+
+async def write_steadily(
+    url: str, schema: str, topic: str, rate: float, seconds: float, per_commit: int, out: str
+) -> None:
+    """The writer process: commit at ``rate`` msgs/s; write message-id -> commit time
+    (``time.time()``, after the commit returned) as JSON to ``out``."""
+    engine = create_async_engine(
+        url, connect_args={"server_settings": {"search_path": schema}}, pool_size=20
+    )
+    writer = TransactionalOutbox(async_sessionmaker(engine))
+    committed: dict[str, float] = {}
+
+    async def commit(first: int) -> None:
+        async with writer.begin() as tx:
+            ids = [
+                tx.add_message(topic, payload(n), key=f"k{n % 1000}")
+                for n in range(first, first + per_commit)
+            ]
+        committed.update(dict.fromkeys(ids, time.time()))
+
+    commits = int(rate * seconds) // per_commit
+    started = time.perf_counter()
+    tasks = []
+    for c in range(commits):
+        delay = started + c * per_commit / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(commit(c * per_commit)))
+    await asyncio.gather(*tasks)
+    offered = commits * per_commit / (time.perf_counter() - started)
+    await engine.dispose()
+    with open(out, "w") as file:  # noqa: ASYNC230 - once, after the timing
+        json.dump({"offered": offered, "committed": committed}, file)
+
+
+async def steady_latency(
+    engine: AsyncEngine,
+    url: str,
+    schema: str,
+    servers: str,
+    args: argparse.Namespace,
+) -> list[float]:
+    """Run the writer in another process (its own CPU), the relay here; the latencies."""
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaBroker(servers)
+    clock = ConfirmClock(kafka)
+    await clock.connect()
+    await kafka.publish(topic, b"warm-up")
+    # Woken by NOTIFY only: the writer is another process.
+    relay = OutboxRelay(
+        engine,
+        clock,
+        batch_size=args.batch_size,
+        poll_interval=1.0,
+        concurrency=args.concurrency,
+        pipeline=args.pipeline,
+    )
+    await relay.start()
+    out = os.path.join(tempfile.mkdtemp(), "committed.json")
+    try:
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.outbox", "--write-to", out, "--url", url,
+            "--schema", schema, "--topic", topic, "--rate", str(args.rate),
+            "--seconds", str(args.seconds), "--per-commit", str(args.per_commit),
+        )  # fmt: skip
+        assert await writer.wait() == 0, "the writer process failed"
+        with open(out) as file:  # noqa: ASYNC230 - once, after the timing
+            written = json.load(file)
+        committed: dict[str, float] = written["committed"]
+        async with asyncio.timeout(TIMEOUT):
+            while len(clock.confirmed) < len(committed):  # noqa: ASYNC110 - filled by the relay
+                await asyncio.sleep(0.01)
+    finally:
+        await relay.stop(10)
+        await clock.close()
+    print(
+        f"\nwriter process offered {written['offered']:.0f} msgs/s "
+        f"({args.per_commit} per commit) for {args.seconds:g} s"
+    )
+    return [clock.confirmed[m] - t for m, t in committed.items()]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else values[0]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=2000, help="relay rows per round")
+    parser.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="relay through Kafka's batching publisher (default) or publish each message",
+    )
+    parser.add_argument("--concurrency", type=int, default=1, help="relay rounds at once")
+    parser.add_argument("--per-commit", type=int, default=10, help="messages per transaction")
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    # the writer process of the latency run (internal)
+    parser.add_argument("--write-to", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--schema", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.write_to:
+        await write_steadily(
+            args.url, args.schema, args.topic, args.rate, args.seconds, args.per_commit,
+            args.write_to,
+        )  # fmt: skip
+        return
+
+    url = os.environ.get("PYKRATOS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    schema = f"bench_outbox_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(url)
+    async with admin.begin() as conn:
+        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = create_async_engine(
+        url, connect_args={"server_settings": {"search_path": schema}}, pool_size=20
+    )
+    tansu = TansuProcess().start()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        servers = tansu.bootstrap_servers
+        batching = await batching_publisher(servers, args.messages, args.keys)
+        relay = await relay_throughput(
+            engine,
+            servers,
+            args.messages,
+            args.keys,
+            args.batch_size,
+            args.concurrency,
+            args.pipeline,
+        )
+        print_table(
+            f"Throughput, {args.messages} messages, {args.keys} keys, acks=all "
+            "(PostgreSQL + Tansu)",
+            ["contender", "msgs/s", "ratio"],
+            [
+                ["batching publisher (framework)", f"{batching:,.0f}", "1.00x"],
+                [
+                    f"outbox relay (batch {args.batch_size} x {args.concurrency})",
+                    f"{relay:,.0f}",
+                    f"{relay / batching:.2f}x",
+                ],
+            ],
+        )
+        latencies = await steady_latency(engine, url, schema, servers, args)
+        print_table(
+            f"Commit -> broker confirmation at {args.rate:g} msgs/s (LISTEN/NOTIFY)",
+            ["messages", "p50 ms", "p99 ms", "max ms"],
+            [
+                [
+                    len(latencies),
+                    f"{percentile(latencies, 0.5) * 1000:.1f}",
+                    f"{percentile(latencies, 0.99) * 1000:.1f}",
+                    f"{max(latencies) * 1000:.1f}",
+                ]
+            ],
+        )
+    finally:
+        tansu.stop()
+        await engine.dispose()
+        async with admin.begin() as conn:
+            await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

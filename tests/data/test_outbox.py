@@ -1,0 +1,182 @@
+"""The unit of work and the relay on SQLite and PostgreSQL (the broker is a recorder here;
+tests/app_template/test_outbox_*.py run the same path against Tansu and RabbitMQ)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from framework.broker import MESSAGE_ID
+from framework.data import DEAD, PENDING, SENT, OutboxRelay, TransactionalOutbox, outbox
+from tests.data.conftest import RecordingBroker, eventually, items
+
+
+async def _states(engine: AsyncEngine) -> dict[int, int]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
+        ).all()
+    return {state: count for state, count in rows}
+
+
+async def test_rows_and_messages_commit_together(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    async with uow.begin() as tx:
+        await tx.session.execute(insert(items).values(id="a"))
+        message_id = tx.add_message("t", {"n": 1}, key="a", headers={"x": "\udcc3("})
+    with pytest.raises(RuntimeError):
+        async with uow.begin() as tx:
+            await tx.session.execute(insert(items).values(id="b"))
+            tx.add_message("t", {"n": 2}, key="b")
+            raise RuntimeError("business rule failed")
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(items.c.id))).scalars().all() == ["a"]
+        rows = (await conn.execute(select(outbox))).all()
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.state == PENDING and row.topic == "t" and row.key == b"a"
+    assert json.loads(row.body) == {"n": 1}
+    headers = json.loads(row.headers)
+    # the id is fixed now, and header bytes that are not UTF-8 survive storage exactly
+    assert headers[MESSAGE_ID] == message_id == row.message_id
+    assert headers["x"].encode("utf-8", "surrogateescape") == b"\xc3("
+
+
+async def test_relay_publishes_in_key_order_and_marks_sent(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    ids = []
+    for n in range(30):
+        async with uow.begin() as tx:
+            ids.append(tx.add_message("t", {"n": n}, key=f"k{n % 3}"))
+    broker = RecordingBroker()
+    relay = OutboxRelay(engine, broker, outbox=uow, batch_size=7)
+    while (await relay.relay_once()).claimed:
+        pass
+    assert sorted(m.headers[MESSAGE_ID] for m in broker.published) == sorted(ids)
+    for k in range(3):
+        seen = [json.loads(m.body)["n"] for m in broker.published if m.key == f"k{k}".encode()]
+        assert seen == list(range(k, 30, 3))
+    assert await _states(engine) == {SENT: 30}
+
+
+async def test_broker_down_backs_off_loses_nothing_and_blocks_no_commit(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    broker = RecordingBroker()
+    broker.down = True
+    relay = OutboxRelay(engine, broker, outbox=uow, min_backoff=0.01, max_backoff=0.05)
+    await relay.start()
+    try:
+        for n in range(50):
+            async with asyncio.timeout(2):  # a commit never waits for the broker
+                async with uow.begin() as tx:
+                    tx.add_message("t", {"n": n}, key=str(n % 5))
+        await eventually(lambda: relay.failures >= 3)
+        assert broker.published == []
+        assert await _states(engine) == {PENDING: 50}
+        broker.down = False
+        await eventually(lambda: relay.sent == 50)
+    finally:
+        await relay.stop(5)
+    assert sorted(json.loads(m.body)["n"] for m in broker.published) == list(range(50))
+    for k in range(5):
+        seen = [json.loads(m.body)["n"] for m in broker.published if m.key == str(k).encode()]
+        assert seen == list(range(k, 50, 5))
+    assert await _states(engine) == {SENT: 50}
+
+
+async def test_relay_wakes_on_commit(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    broker = RecordingBroker()
+    # a poll interval far longer than the test: only the wake-up can deliver in time
+    relay = OutboxRelay(engine, broker, outbox=uow, poll_interval=60)
+    await relay.start()
+    try:
+        await asyncio.sleep(0.1)  # the relay is idle, waiting
+        async with uow.begin() as tx:
+            tx.add_message("t", "hello")
+        await eventually(lambda: bool(broker.published), timeout=5)
+    finally:
+        await relay.stop(5)
+
+
+async def test_permanent_failure_is_dead_lettered_with_reason(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    async with uow.begin() as tx:
+        tx.add_message("ok", 1, key="k")
+        bad_id = tx.add_message("bad", 2, key="k")
+        tx.add_message("ok", 3, key="k")
+    broker = RecordingBroker()
+    broker.refuse = {"bad"}
+    relay = OutboxRelay(engine, broker)
+    with caplog.at_level(logging.ERROR, "pykratos.data"):
+        while (await relay.relay_once()).claimed:
+            pass
+    assert [json.loads(m.body) for m in broker.published] == [1, 3]  # the key went on
+    async with engine.connect() as conn:
+        dead = (await conn.execute(select(outbox).where(outbox.c.state == DEAD))).one()
+    assert dead.message_id == bad_id
+    assert dead.error == "ValueError: topic 'bad' refused"
+    assert json.loads(dead.headers)[MESSAGE_ID] == bad_id
+    assert any(bad_id in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
+
+
+async def test_stop_drains_pending_rows(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    broker = RecordingBroker()
+    relay = OutboxRelay(engine, broker, poll_interval=60, batch_size=10)
+    await relay.start()
+    for n in range(40):
+        async with uow.begin() as tx:  # not a listener of this outbox: nothing wakes it
+            tx.add_message("t", n)
+    await relay.stop(10)
+    assert len(broker.published) == 40
+    assert await _states(engine) == {SENT: 40}
+
+
+async def test_sent_rows_are_cleaned_up_after_retention(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    for n in range(3):
+        async with uow.begin() as tx:
+            tx.add_message("t", n)
+    broker = RecordingBroker()
+    await OutboxRelay(engine, broker).relay_once()
+    async with uow.begin() as tx:
+        tx.add_message("t", "pending")
+    await OutboxRelay(engine, broker, retention=3600).cleanup()
+    assert await _states(engine) == {SENT: 3, PENDING: 1}
+    await asyncio.sleep(0.05)
+    await OutboxRelay(engine, broker, retention=0.01).cleanup()
+    assert await _states(engine) == {PENDING: 1}  # pending rows are never cleaned up
+
+
+async def test_publish_after_commit_when_disabled(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    broker = RecordingBroker()
+    uow = TransactionalOutbox(sessions, enabled=False, brokers={"default": broker})
+    async with uow.begin() as tx:
+        tx.add_message("t", 1)
+        assert broker.published == []  # not before the commit
+    assert len(broker.published) == 1
+    assert await _states(engine) == {}
