@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from framework.broker import DLQ_REASON
+from framework.data import UnitOfWork
 from framework.errors import Error
 from framework.testing import HandlerFailed, TestApp, override
 
@@ -132,10 +133,10 @@ class _RecordingEvents:
     def __init__(self) -> None:
         self.paid: list[str] = []
 
-    async def payment_succeeded(self, order: Order) -> None:
-        self.paid.append(order.id)
+    def payment_succeeded(self, uow: UnitOfWork, order: Order) -> None:
+        self.paid.append(order.id)  # and no message added to the unit of work
 
-    async def order_paid(self, order: Order) -> None:
+    def order_paid(self, uow: UnitOfWork, order: Order) -> None:
         raise AssertionError("no payment event was published")
 
 
