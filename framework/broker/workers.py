@@ -1,20 +1,24 @@
-"""A fixed pool of subscription workers, one inbox each: choosing the inbox, and stopping.
+"""A fixed pool of subscription workers, one inbox each: choosing the inbox, batching, stopping.
 
 The Redis, RabbitMQ, MQTT and NATS subscriptions run ``spec.concurrency`` workers, each
 draining its own :class:`asyncio.Queue`. A message with a key always goes to the same
 worker (a stable CRC-32 of the key, the same in every process), so messages with one key
 never overtake each other; keyless messages go round-robin. ``None`` in an inbox tells its
-worker to end once the messages queued before it are handled.
+worker to end once the messages queued before it are handled. A batch worker fills its
+batch with :func:`fill_batch`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["WorkerChooser", "stop_workers", "worker_for"]
+__all__ = ["WorkerChooser", "fill_batch", "stop_workers", "worker_for"]
+
+T = TypeVar("T")
 
 
 def worker_for(key: bytes, workers: int) -> int:
@@ -58,3 +62,22 @@ async def stop_workers(
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return len(late)
+
+
+async def fill_batch(
+    inbox: asyncio.Queue[T | None], batch: list[T], max_size: int, max_wait: float
+) -> bool:
+    """Append items from ``inbox`` to ``batch`` until it holds ``max_size`` items,
+    ``max_wait`` seconds have passed, or the ``None`` stop marker is taken.
+
+    Returns True when the marker was taken (it is not put back: the caller decides).
+    """
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(loop.time() + max_wait):
+            while len(batch) < max_size:
+                item = inbox.get_nowait() if not inbox.empty() else await inbox.get()
+                if item is None:
+                    return True
+                batch.append(item)
+    return False

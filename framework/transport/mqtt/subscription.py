@@ -37,7 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
-from framework.broker.workers import WorkerChooser, stop_workers, worker_for
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers, worker_for
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.acks import AckQueue, Delivery
 from framework.transport.mqtt.connection import Connection, ConnectSettings
@@ -185,22 +185,13 @@ class MqttSubscription:
     async def _work_batches(self, inbox: asyncio.Queue[_Item | None]) -> None:
         policy = self.spec.batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         done = False
         while not done:
             item = await inbox.get()
             if item is None:
                 return
             batch = [item]
-            deadline = loop.time() + policy.max_wait
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    while len(batch) < policy.max_size:
-                        nxt = inbox.get_nowait() if not inbox.empty() else await inbox.get()
-                        if nxt is None:
-                            done = True
-                            break
-                        batch.append(nxt)
+            done = await fill_batch(inbox, batch, policy.max_size, policy.max_wait)
             messages = [message for message, _ in batch]
             try:
                 result = await self._processor.process_batch(messages)

@@ -10,13 +10,12 @@ order the same way. A batch subscriber's lane hands lists of up to ``max_size`` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from framework.broker.message import Message
 from framework.broker.policy import BatchPolicy
-from framework.broker.workers import WorkerChooser, stop_workers
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers
 
 __all__ = ["Lanes"]
 
@@ -84,21 +83,12 @@ class Lanes:
     async def _work_batches(self, inbox: asyncio.Queue[Message | None]) -> None:
         policy = self._batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         while True:
             first = await inbox.get()
             if first is None:
                 return
             batch = [first]
-            closing = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(loop.time() + policy.max_wait):
-                    while len(batch) < policy.max_size:
-                        item = inbox.get_nowait() if not inbox.empty() else await inbox.get()
-                        if item is None:
-                            closing = True
-                            break
-                        batch.append(item)
+            closing = await fill_batch(inbox, batch, policy.max_size, policy.max_wait)
             try:
                 await self._handle(batch)
             except Exception:

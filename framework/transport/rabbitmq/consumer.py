@@ -56,7 +56,7 @@ from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, Re
 from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
-from framework.broker.workers import WorkerChooser, stop_workers, worker_for
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers, worker_for
 from framework.transport.rabbitmq.acker import Acker
 from framework.transport.rabbitmq.deadletter import RabbitDeadLetter
 from framework.transport.rabbitmq.deliveries import (
@@ -320,20 +320,13 @@ class RabbitSubscription:
     async def _work_batches(self, inbox: asyncio.Queue[_Item | None]) -> None:
         policy = self.spec.batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         while True:
             item = await inbox.get()
             if item is None or self._stopping:
                 return
             batch = [item]
-            deadline = loop.time() + policy.max_wait
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    while len(batch) < policy.max_size:
-                        nxt = inbox.get_nowait() if not inbox.empty() else await inbox.get()
-                        if nxt is None:
-                            break
-                        batch.append(nxt)
+            # The stop marker comes only after _stopping is set: the check below ends the worker.
+            await fill_batch(inbox, batch, policy.max_size, policy.max_wait)
             if self._stopping:
                 return  # not started: left unacked for redelivery
             await self._handle_batch(batch)

@@ -57,7 +57,7 @@ from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
-from framework.broker.workers import WorkerChooser, stop_workers
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers
 from framework.transport.redis.acks import Acks
 from framework.transport.redis.entries import to_message
 from framework.transport.redis.errors import StreamGroupError
@@ -407,7 +407,6 @@ class RedisSubscription:
     async def _work_batches(self, lane: asyncio.Queue[Message | None], held: list[str]) -> None:
         policy = self.spec.batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         while True:
             held.clear()
             first = await lane.get()
@@ -416,15 +415,8 @@ class RedisSubscription:
                     lane.put_nowait(first)
                 return
             batch = [first]
-            deadline = loop.time() + policy.max_wait
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    while len(batch) < policy.max_size:
-                        nxt = lane.get_nowait() if not lane.empty() else await lane.get()
-                        if nxt is None:
-                            lane.put_nowait(None)
-                            break
-                        batch.append(nxt)
+            if await fill_batch(lane, batch, policy.max_size, policy.max_wait):
+                lane.put_nowait(None)  # the next turn of this loop ends the worker
             held.extend(message.id for message in batch)
             try:
                 result = await self._processor.process_batch(batch)
