@@ -80,6 +80,23 @@ class LaneScheduler(Generic[T]):
             queue.put_nowait(None)  # the close marker is some worker's: put it back
         return lane
 
+    async def wait_arrival(self, deadline: float) -> bool:
+        """Wait until work is queued (or :meth:`close` is called), at most until ``deadline``
+        (event-loop time, seconds). Returns False when the deadline passed first.
+
+        A batch worker filling a batch calls it when no ready lane is left to take.
+        """
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        self.arrived.clear()
+        try:
+            async with asyncio.timeout(remaining):
+                await self.arrived.wait()
+        except TimeoutError:
+            return False
+        return True
+
     def release(self, lane: Lane[T], *, keep: bool = False) -> bool:
         """The caller's turn on ``lane`` is over. Returns True when it still has work and
         ``keep`` (the caller goes on with it: when closing, lanes queued after the close

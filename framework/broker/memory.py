@@ -246,14 +246,7 @@ class _Consumer:
                     if more is not None:
                         owned.append(more)
                         continue
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    lanes.arrived.clear()
-                    try:
-                        async with asyncio.timeout(remaining):
-                            await lanes.arrived.wait()
-                    except TimeoutError:
+                    if not await lanes.wait_arrival(deadline):
                         break
                 await self._handle_batch(batch)
             finally:

@@ -35,6 +35,7 @@ from framework.client.filters import Filter
 from framework.client.node import Node
 from framework.client.resolver import Resolver
 from framework.client.target import parse_target
+from framework.client.tracing_option import use_tracing
 from framework.errors import from_exception
 from framework.middleware.core import Handler, Middleware, chain
 from framework.registry.contract import Discovery
@@ -271,17 +272,8 @@ class _Streaming:
 
 
 def _tracing_interceptors(tracing: bool | None) -> list[Any] | None:
-    if tracing is False:
+    if not use_tracing(tracing, "framework.tracing.grpc_client"):
         return None
-    try:
-        from framework.tracing.grpc_client import client_interceptors
-    except ImportError:
-        if tracing:
-            raise
-        return None
-    if tracing is None:
-        from opentelemetry import trace
+    from framework.tracing.grpc_client import client_interceptors
 
-        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            return None
     return client_interceptors()

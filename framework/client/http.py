@@ -31,6 +31,7 @@ from framework.client.deadline import TIMEOUT_HEADER
 from framework.client.filters import Filter
 from framework.client.resolver import Resolver
 from framework.client.target import parse_target
+from framework.client.tracing_option import use_tracing
 from framework.errors import Error, ServiceUnavailable
 from framework.middleware.core import Middleware, chain
 from framework.registry.contract import Discovery
@@ -178,17 +179,8 @@ def _error_from(status: int, body: bytes) -> Error:
 
 
 def _traced(transport: httpx.AsyncBaseTransport, tracing: bool | None) -> httpx.AsyncBaseTransport:
-    if tracing is False:
+    if not use_tracing(tracing, "framework.tracing.http_client"):
         return transport
-    try:
-        from framework.tracing.http_client import TracingTransport
-    except ImportError:
-        if tracing:
-            raise
-        return transport
-    if tracing is None:
-        from opentelemetry import trace
+    from framework.tracing.http_client import TracingTransport
 
-        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            return transport
     return TracingTransport(transport)

@@ -13,9 +13,10 @@ import asyncio
 import logging
 import socket
 from collections.abc import Mapping
+from functools import partial
 
 from framework.registry.instance import ServiceInstance
-from framework.registry.watch import ListWatcher
+from framework.registry.watch import ListWatcher, watcher_fed_by
 from framework.transport.address import host_port
 
 __all__ = ["DnsDiscovery"]
@@ -71,16 +72,9 @@ class DnsDiscovery:
 
     async def watch(self, name: str) -> ListWatcher:
         """A watcher that looks the name up every ``interval`` seconds."""
-        task: asyncio.Task[None] | None = None
-
-        async def stop(_: ListWatcher) -> None:
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-
-        watcher = ListWatcher(on_stop=stop)
-        watcher.update(await self.get_service(name))
-        task = asyncio.create_task(self._poll(name, watcher))
+        initial = await self.get_service(name)
+        watcher, _ = watcher_fed_by(partial(self._poll, name))
+        watcher.update(initial)  # before the task's first step: it sleeps first
         return watcher
 
     async def _poll(self, name: str, watcher: ListWatcher) -> None:

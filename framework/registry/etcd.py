@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 from framework.registry.instance import ServiceInstance
-from framework.registry.watch import ListWatcher
+from framework.registry.watch import ListWatcher, watcher_fed_by
 
 try:
     import aetcd
@@ -153,15 +154,7 @@ class EtcdRegistry:
 
     async def watch(self, name: str) -> ListWatcher:
         """A watcher on ``name``; it lists, watches, and lists again after a broken stream."""
-        task: asyncio.Task[None] | None = None
-
-        async def stop(_: ListWatcher) -> None:
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-
-        watcher = ListWatcher(on_stop=stop)
-        task = asyncio.create_task(self._watch(self._prefix(name), watcher))
+        watcher, task = watcher_fed_by(partial(self._watch, self._prefix(name)))
         self._watches.add(task)
         task.add_done_callback(self._watches.discard)
         return watcher

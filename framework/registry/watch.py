@@ -4,11 +4,12 @@ every implementation (latest list + "changed" event, no polling on the reader's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from framework.registry.instance import ServiceInstance
 
-__all__ = ["ListWatcher"]
+__all__ = ["ListWatcher", "watcher_fed_by"]
 
 
 class ListWatcher:
@@ -49,3 +50,20 @@ class ListWatcher:
         self._changed.set()
         if self._on_stop is not None:
             await self._on_stop(self)
+
+
+def watcher_fed_by(
+    feed: Callable[[ListWatcher], Coroutine[Any, Any, None]],
+) -> tuple[ListWatcher, asyncio.Task[None]]:
+    """A :class:`ListWatcher` and the task running ``feed(watcher)``, which updates it;
+    stopping the watcher cancels the task and waits for it to end."""
+    task: asyncio.Task[None] | None = None
+
+    async def stop(_: ListWatcher) -> None:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    watcher = ListWatcher(on_stop=stop)
+    task = asyncio.create_task(feed(watcher))
+    return watcher, task

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from framework.broker import DLQ_ATTEMPTS, DLQ_ERROR_TYPE, DLQ_REASON, Message, Router
 from framework.broker.policy import DLQ_ORIGINAL_TOPIC, RetryPolicy
-from framework.transport.redis.subscription import lane_for
+from framework.broker.workers import worker_for as lane_for
 from tests.redis.helpers import Collector, RedisEnv
 
 pytestmark = pytest.mark.redis

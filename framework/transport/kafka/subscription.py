@@ -384,14 +384,7 @@ class KafkaSubscription:
                     if more is not None:
                         owned.append(more)
                         continue
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    lanes.arrived.clear()
-                    try:
-                        async with asyncio.timeout(remaining):
-                            await lanes.arrived.wait()
-                    except TimeoutError:
+                    if not await lanes.wait_arrival(deadline):
                         break
                 live = [
                     (state, record)

@@ -14,25 +14,17 @@ Known differences from Apache Kafka: the idempotent producer fails
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
-import time
 from types import TracebackType
+
+from framework.broker.localserver import free_port, terminate, wait_listening
 
 __all__ = ["TansuProcess", "TansuUnavailable", "free_port"]
 
 
 class TansuUnavailable(RuntimeError):
     """The Tansu binary is missing or did not start listening in time."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _binary() -> str:
@@ -85,22 +77,17 @@ class TansuProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            code = self._process.poll()
-            if code is not None:
-                raise TansuUnavailable(f"tansu exited with code {code}: {self.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise TansuUnavailable(
-                        f"tansu did not listen on {self.bootstrap_servers} within "
-                        f"{self.start_timeout:g}s: {self.output()}"
-                    ) from None
-                time.sleep(0.02)  # a subprocess binding a port has no event to wait on
+        try:
+            code = wait_listening(self._process, self.port, self.start_timeout)
+        except TimeoutError:
+            self.stop()
+            raise TansuUnavailable(
+                f"tansu did not listen on {self.bootstrap_servers} within "
+                f"{self.start_timeout:g}s: {self.output()}"
+            ) from None
+        if code is not None:
+            raise TansuUnavailable(f"tansu exited with code {code}: {self.output()}")
+        return self
 
     def output(self) -> str:
         """What the broker printed so far (last 2000 characters)."""
@@ -110,13 +97,7 @@ class TansuProcess:
     def stop(self) -> None:
         """Terminate the broker (killed after 5 s); safe to call twice or before start."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        terminate(process)
 
     def __enter__(self) -> TansuProcess:
         return self.start()

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.mqtt import headers as hdr
@@ -180,9 +181,7 @@ class MqttBroker(Broker):
 
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers) and DISCONNECT."""
-        for subscription in list(self._subscriptions):
-            await subscription.stop(0)
-        self._subscriptions.clear()
+        await stop_subscriptions_now(self._subscriptions)
         connection, self._connection = self._connection, None
         self._publisher = None
         if connection is not None:

@@ -14,25 +14,18 @@ with ``max_queued_messages 0`` (no limit), no persistence, anonymous access, lis
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
+
+from framework.broker.localserver import free_port, terminate, wait_listening
 
 __all__ = ["MosquittoProcess", "MosquittoUnavailable"]
 
 
 class MosquittoUnavailable(RuntimeError):
     """The mosquitto binary is missing or did not start listening in time."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class MosquittoProcess:
@@ -53,7 +46,7 @@ class MosquittoProcess:
         start_timeout: float = 10.0,
         binary: str | None = None,
     ) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.max_queued_messages = max_queued_messages
         self.start_timeout = start_timeout
         self.binary = binary or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -96,24 +89,17 @@ class MosquittoProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            code = self._process.poll()
-            if code is not None:
-                err = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise MosquittoUnavailable(
-                    f"mosquitto exited with code {code}: {err}{self.output()}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise MosquittoUnavailable(
-                        f"mosquitto did not listen on {self.url} within {self.start_timeout:g}s"
-                    ) from None
-                time.sleep(0.02)  # a subprocess binding a port has no event to wait on
+        try:
+            code = wait_listening(self._process, self.port, self.start_timeout)
+        except TimeoutError:
+            self.stop()
+            raise MosquittoUnavailable(
+                f"mosquitto did not listen on {self.url} within {self.start_timeout:g}s"
+            ) from None
+        if code is not None:
+            err = self._process.stderr.read().decode() if self._process.stderr else ""
+            raise MosquittoUnavailable(f"mosquitto exited with code {code}: {err}{self.output()}")
+        return self
 
     def output(self) -> str:
         """The server's log so far (last 2000 characters)."""
@@ -125,13 +111,7 @@ class MosquittoProcess:
     def stop(self) -> None:
         """Terminate the server (killed after 5 s); safe to call twice or before start."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        terminate(process)
         if process is not None and process.stderr is not None:
             process.stderr.close()
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers, worker_for
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.acks import AckQueue, Delivery
 from framework.transport.mqtt.connection import Connection, ConnectSettings
@@ -55,11 +55,6 @@ _Item = tuple[Message, Delivery | None]
 # Seconds between attempts to publish a dead letter that failed, so a broken server does
 # not turn into a hot loop.
 _FAILURE_PAUSE = 1.0
-
-
-def worker_for(key: bytes, workers: int) -> int:
-    """The worker (0-based) that handles messages with ``key``: a stable hash (CRC-32)."""
-    return zlib.crc32(key) % workers
 
 
 def to_message(received: paho.MQTTMessage) -> Message:
@@ -123,7 +118,7 @@ class MqttSubscription:
         self._acks = AckQueue(self.connection.ack)
         self._inboxes: list[asyncio.Queue[_Item | None]] = []
         self._workers: list[asyncio.Task[None]] = []
-        self._next = 0
+        self._choose = WorkerChooser()
         self._intake_stopped = False
         self._stopping = False
 
@@ -166,13 +161,7 @@ class MqttSubscription:
         delivery = self._acks.received(received.mid, qos, generation) if qos else None
         message = to_message(received)
         inboxes = self._inboxes
-        if len(inboxes) == 1:
-            index = 0
-        elif message.key is not None:
-            index = worker_for(message.key, len(inboxes))
-        else:
-            index = self._next = (self._next + 1) % len(inboxes)
-        inboxes[index].put_nowait((message, delivery))
+        inboxes[self._choose(message.key, len(inboxes))].put_nowait((message, delivery))
 
     # -- workers -----------------------------------------------------------------------
 
@@ -196,22 +185,13 @@ class MqttSubscription:
     async def _work_batches(self, inbox: asyncio.Queue[_Item | None]) -> None:
         policy = self.spec.batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         done = False
         while not done:
             item = await inbox.get()
             if item is None:
                 return
             batch = [item]
-            deadline = loop.time() + policy.max_wait
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    while len(batch) < policy.max_size:
-                        nxt = inbox.get_nowait() if not inbox.empty() else await inbox.get()
-                        if nxt is None:
-                            done = True
-                            break
-                        batch.append(nxt)
+            done = await fill_batch(inbox, batch, policy.max_size, policy.max_wait)
             messages = [message for message, _ in batch]
             try:
                 result = await self._processor.process_batch(messages)
@@ -271,23 +251,18 @@ class MqttSubscription:
         deadline = loop.time() + max(timeout, 0.0)
         await self._unsubscribe(max(min(timeout, 5.0), 0.5))
         self._stopping = True  # what arrives from now on stays in the session
-        for inbox in self._inboxes:
-            inbox.put_nowait(None)  # behind the messages already received: they are handled
         workers, self._workers = self._workers, []
-        if workers:
-            _, late = await asyncio.wait(workers, timeout=max(deadline - loop.time(), 0))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            if late:
-                log.warning(
-                    "%s: %d worker(s) did not finish within %.1fs; their messages stay "
-                    "unacknowledged in session %s",
-                    self.spec.display_name,
-                    len(late),
-                    timeout,
-                    self.connection.client_id,
-                )
+        # None goes behind the messages already received: they are handled.
+        late = await stop_workers(workers, self._inboxes, deadline - loop.time())
+        if late:
+            log.warning(
+                "%s: %d worker(s) did not finish within %.1fs; their messages stay "
+                "unacknowledged in session %s",
+                self.spec.display_name,
+                late,
+                timeout,
+                self.connection.client_id,
+            )
         await self.connection.close(max(deadline - loop.time(), 1.0))
         if self._on_stopped is not None:
             self._on_stopped(self)

@@ -36,6 +36,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
+from framework.broker.closing import stop_subscriptions_now
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
@@ -229,9 +230,7 @@ class NatsBroker(Broker):
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers), send what is
         buffered and disconnect. Safe to call twice or before connect."""
-        for subscription in list(self._subscriptions):
-            await subscription.stop(0)
-        self._subscriptions.clear()
+        await stop_subscriptions_now(self._subscriptions)
         client, self._client = self._client, None
         self._js = self._streams = self._publisher = None
         if client is not None:

@@ -10,13 +10,12 @@ order the same way. A batch subscriber's lane hands lists of up to ``max_size`` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import zlib
 from collections.abc import Awaitable, Callable
 
 from framework.broker.message import Message
 from framework.broker.policy import BatchPolicy
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers
 
 __all__ = ["Lanes"]
 
@@ -48,18 +47,12 @@ class Lanes:
             asyncio.create_task(work(inbox), name=f"{name}[{n}]")
             for n, inbox in enumerate(self._inboxes)
         ]
-        self._next = 0
+        self._choose = WorkerChooser()
 
     def put(self, message: Message) -> None:
         """Queue ``message`` on its lane."""
         inboxes = self._inboxes
-        if len(inboxes) == 1:
-            index = 0
-        elif message.key is not None:
-            index = zlib.crc32(message.key) % len(inboxes)
-        else:
-            index = self._next = (self._next + 1) % len(inboxes)
-        inboxes[index].put_nowait(message)
+        inboxes[self._choose(message.key, len(inboxes))].put_nowait(message)
 
     def take_queued(self) -> list[Message]:
         """Remove and return every message not started yet (for a stop)."""
@@ -74,15 +67,7 @@ class Lanes:
     async def close(self, timeout: float) -> int:
         """Let each lane finish its current message, then end; cancel lanes still busy after
         ``timeout`` seconds. Returns how many lanes were cancelled."""
-        for inbox in self._inboxes:
-            inbox.put_nowait(None)
-        if not self._tasks:
-            return 0
-        _, late = await asyncio.wait(self._tasks, timeout=max(timeout, 0.0))
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        return len(late)
+        return await stop_workers(self._tasks, self._inboxes, timeout)
 
     async def _work(self, inbox: asyncio.Queue[Message | None]) -> None:
         handle = self._handle
@@ -98,21 +83,12 @@ class Lanes:
     async def _work_batches(self, inbox: asyncio.Queue[Message | None]) -> None:
         policy = self._batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         while True:
             first = await inbox.get()
             if first is None:
                 return
             batch = [first]
-            closing = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(loop.time() + policy.max_wait):
-                    while len(batch) < policy.max_size:
-                        item = inbox.get_nowait() if not inbox.empty() else await inbox.get()
-                        if item is None:
-                            closing = True
-                            break
-                        batch.append(item)
+            closing = await fill_batch(inbox, batch, policy.max_size, policy.max_wait)
             try:
                 await self._handle(batch)
             except Exception:

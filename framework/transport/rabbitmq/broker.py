@@ -37,6 +37,7 @@ from yarl import URL
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
+from framework.broker.closing import stop_subscriptions_now
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
@@ -273,9 +274,7 @@ class RabbitBroker(Broker):
 
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers) and disconnect."""
-        for subscription in list(self._subscriptions):
-            await subscription.stop(0)
-        self._subscriptions.clear()
+        await stop_subscriptions_now(self._subscriptions)
         connection, self._connection = self._connection, None
         self._publisher = self._admin = None
         self._exchanges.clear()

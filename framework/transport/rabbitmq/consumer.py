@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -57,6 +56,7 @@ from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, Re
 from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers, worker_for
 from framework.transport.rabbitmq.acker import Acker
 from framework.transport.rabbitmq.deadletter import RabbitDeadLetter
 from framework.transport.rabbitmq.deliveries import (
@@ -83,12 +83,6 @@ _FAILURE_PAUSE = 1.0
 _RESUBSCRIBE_PAUSE = 0.2
 _RESUBSCRIBE_MAX_PAUSE = 30.0
 _RESUBSCRIBE_TIMEOUT = 10.0
-
-
-def worker_for(key: bytes, workers: int) -> int:
-    """The worker (0-based) that handles messages with ``key``: a stable hash (CRC-32, not
-    the per-process salted ``hash``), so the mapping is the same in every process."""
-    return zlib.crc32(key) % workers
 
 
 class RabbitSubscription:
@@ -127,7 +121,7 @@ class RabbitSubscription:
         self._acker: Acker | None = None
         self._inboxes: list[asyncio.Queue[_Item | None]] = []
         self._workers: list[asyncio.Task[None]] = []
-        self._next = 0
+        self._choose = WorkerChooser()
         self._retry_ms: set[int] = set()
         self._declare_lock = asyncio.Lock()
         self._intake_stopped = False
@@ -298,13 +292,7 @@ class RabbitSubscription:
         acker = self._acker_for(delivered.channel)
         message = to_message(delivered)
         inboxes = self._inboxes
-        if len(inboxes) == 1:
-            index = 0
-        elif message.key is not None:
-            index = worker_for(message.key, len(inboxes))
-        else:
-            index = self._next = (self._next + 1) % len(inboxes)
-        inboxes[index].put_nowait((message, acker))
+        inboxes[self._choose(message.key, len(inboxes))].put_nowait((message, acker))
 
     # -- workers -----------------------------------------------------------------------
 
@@ -332,20 +320,13 @@ class RabbitSubscription:
     async def _work_batches(self, inbox: asyncio.Queue[_Item | None]) -> None:
         policy = self.spec.batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         while True:
             item = await inbox.get()
             if item is None or self._stopping:
                 return
             batch = [item]
-            deadline = loop.time() + policy.max_wait
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    while len(batch) < policy.max_size:
-                        nxt = inbox.get_nowait() if not inbox.empty() else await inbox.get()
-                        if nxt is None:
-                            break
-                        batch.append(nxt)
+            # The stop marker comes only after _stopping is set: the check below ends the worker.
+            await fill_batch(inbox, batch, policy.max_size, policy.max_wait)
             if self._stopping:
                 return  # not started: left unacked for redelivery
             await self._handle_batch(batch)
@@ -506,21 +487,16 @@ class RabbitSubscription:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         await self._cancel_consumer(max(min(timeout, 5.0), 0.5))
-        for inbox in self._inboxes:
-            inbox.put_nowait(None)  # wakes idle workers; busy ones finish their message
-        if self._workers:
-            _, late = await asyncio.wait(self._workers, timeout=max(deadline - loop.time(), 0))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*self._workers, return_exceptions=True)
-            if late:
-                log.warning(
-                    "%s: %d handler(s) did not finish within %.1fs; their messages will be "
-                    "redelivered",
-                    self.spec.display_name,
-                    len(late),
-                    timeout,
-                )
+        # Idle workers end; busy ones finish their message.
+        late = await stop_workers(self._workers, self._inboxes, deadline - loop.time())
+        if late:
+            log.warning(
+                "%s: %d handler(s) did not finish within %.1fs; their messages will be "
+                "redelivered",
+                self.spec.display_name,
+                late,
+                timeout,
+            )
         # Bounded: during a reconnect these would wait for a connection that may not come.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(max(deadline - loop.time(), 1.0)):

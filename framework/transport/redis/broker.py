@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
@@ -136,9 +137,7 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers) and disconnect.
         Safe to call twice or before ``connect``."""
-        for subscription in list(self._subscriptions):
-            await subscription.stop(0)
-        self._subscriptions.clear()
+        await stop_subscriptions_now(self._subscriptions)
         client, self._client = self._client, None
         self._publisher = None
         if client is not None:

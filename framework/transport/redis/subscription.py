@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
@@ -58,23 +57,18 @@ from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.workers import WorkerChooser, fill_batch, stop_workers
 from framework.transport.redis.acks import Acks
 from framework.transport.redis.entries import to_message
 from framework.transport.redis.errors import StreamGroupError
 from framework.transport.redis.options import RedisOptions, StreamSettings
 
-__all__ = ["RedisSubscription", "lane_for"]
+__all__ = ["RedisSubscription"]
 
 log = logging.getLogger("pykratos.redis")
 
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _MAX_BACKOFF = 5.0
-
-
-def lane_for(key: bytes, lanes: int) -> int:
-    """The worker lane (0-based) of messages with ``key``: a stable hash (CRC-32, not the
-    per-process salted ``hash``), the same in every process."""
-    return zlib.crc32(key) % lanes
 
 
 class RedisSubscription:
@@ -126,7 +120,7 @@ class RedisSubscription:
         self._room.set()
         self._lanes: list[asyncio.Queue[Message | None]] = []
         self._workers: list[asyncio.Task[None]] = []
-        self._next = 0
+        self._choose = WorkerChooser()
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._last_id = "0-0"  # broadcast: last entry seen
@@ -314,13 +308,7 @@ class RedisSubscription:
                 topic, entry_id, fields, 1 if attempts is None else attempts.get(entry_id, 1)
             )
             inflight[message.id] = now
-            if count == 1:
-                index = 0
-            elif message.key is not None:
-                index = lane_for(message.key, count)
-            else:
-                index = self._next = (self._next + 1) % count
-            lanes[index].put_nowait(message)
+            lanes[self._choose(message.key, count)].put_nowait(message)
 
     # -- claiming ----------------------------------------------------------------------
 
@@ -419,7 +407,6 @@ class RedisSubscription:
     async def _work_batches(self, lane: asyncio.Queue[Message | None], held: list[str]) -> None:
         policy = self.spec.batch
         assert policy is not None
-        loop = asyncio.get_running_loop()
         while True:
             held.clear()
             first = await lane.get()
@@ -428,15 +415,8 @@ class RedisSubscription:
                     lane.put_nowait(first)
                 return
             batch = [first]
-            deadline = loop.time() + policy.max_wait
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    while len(batch) < policy.max_size:
-                        nxt = lane.get_nowait() if not lane.empty() else await lane.get()
-                        if nxt is None:
-                            lane.put_nowait(None)
-                            break
-                        batch.append(nxt)
+            if await fill_batch(lane, batch, policy.max_size, policy.max_wait):
+                lane.put_nowait(None)  # the next turn of this loop ends the worker
             held.extend(message.id for message in batch)
             try:
                 result = await self._processor.process_batch(batch)
@@ -503,22 +483,17 @@ class RedisSubscription:
                 reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
-        for lane in self._lanes:
-            lane.put_nowait(None)  # wakes idle workers; busy ones finish their message
-        if self._workers:
-            _, late = await asyncio.wait(self._workers, timeout=max(deadline - loop.time(), 0))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*self._workers, return_exceptions=True)
-            if late:
-                log.warning(
-                    "%s: %d handler(s) did not finish within %.1fs; their entries stay "
-                    "pending and are claimed after %d ms",
-                    self.spec.display_name,
-                    len(late),
-                    timeout,
-                    self.settings.claim_idle_ms,
-                )
+        # Idle workers end; busy ones finish their message.
+        late = await stop_workers(self._workers, self._lanes, deadline - loop.time())
+        if late:
+            log.warning(
+                "%s: %d handler(s) did not finish within %.1fs; their entries stay "
+                "pending and are claimed after %d ms",
+                self.spec.display_name,
+                late,
+                timeout,
+                self.settings.claim_idle_ms,
+            )
         with contextlib.suppress(Exception):
             async with asyncio.timeout(max(deadline - loop.time(), 1.0)):
                 await self._settle_on_stop()
