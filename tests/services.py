@@ -49,6 +49,7 @@ __all__ = [
     "nats_url",
     "port_range",
     "postgres_url",
+    "proxied_url",
     "rabbitmqctl",
     "redis_url",
     "require_port",
@@ -139,6 +140,15 @@ def mqtt_url() -> str:
 def redis_url() -> str:
     """The Redis URL of the tests: ``PYKRATOS_TEST_REDIS_URL``, else :data:`DEFAULT_REDIS_URL`."""
     return os.environ.get("PYKRATOS_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def proxied_url(url: str, port: int) -> str:
+    """``url`` pointed at a local TCP proxy on ``port`` (loopback) instead of its server, keeping
+    its scheme, credentials and path: for tests that cut connections through the proxy."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def rabbitmqctl(*args: str, timeout: float = 30.0) -> str:

@@ -19,6 +19,7 @@ from tests.services import (
     mqtt_url,
     port_range,
     postgres_url,
+    proxied_url,
     redis_url,
     require_url,
 )
@@ -141,3 +142,10 @@ def test_the_address_patterns_catch_the_usual_spellings() -> None:
         'HttpServer("127.0.0.1", 0)',
     ]:
         assert not (_ADDRESS.search(line) or _URL.search(line)), line
+
+
+def test_proxied_url_keeps_scheme_credentials_and_path() -> None:
+    assert proxied_url("amqp://guest:pw@rabbit.internal:5672/vh", 4000) == (
+        "amqp://guest:pw@127.0.0.1:4000/vh"
+    )
+    assert proxied_url("nats://nats.internal:4222", 4001) == "nats://127.0.0.1:4001"

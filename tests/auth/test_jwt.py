@@ -40,7 +40,8 @@ VERIFIER = JwtVerifier(SECRET, audience="orders")
 
 
 def _token(secret: str = SECRET, **claims: Any) -> str:
-    base: dict[str, Any] = {"sub": "alice", "aud": "orders", "exp": int(time.time()) + 60}
+    # A day: BAD_TOKENS is built at collection, and a full run reaches these tests minutes later.
+    base: dict[str, Any] = {"sub": "alice", "aud": "orders", "exp": int(time.time()) + 86_400}
     return jwt.encode({**base, **claims}, secret, algorithm="HS256")
 
 

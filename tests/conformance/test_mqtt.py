@@ -17,7 +17,7 @@ from framework.testing.conformance import BrokerConformance, BrokerFactory, TcpP
 from framework.transport.mqtt import MqttBroker
 from framework.transport.mqtt.broker import DLQ_SUFFIX
 from framework.transport.mqtt.mosquitto import MosquittoProcess, MosquittoUnavailable
-from tests.services import free_port, unavailable
+from tests.services import free_port, mqtt_url, proxied_url, unavailable
 
 pytestmark = pytest.mark.mqtt
 
@@ -54,7 +54,7 @@ class TestMqtt(BrokerConformance):
     @pytest.fixture
     def make_broker(self, proxy: TcpProxy) -> BrokerFactory:
         self.proxy = proxy
-        url = f"mqtt://127.0.0.1:{proxy.port}"
+        url = proxied_url(mqtt_url(), proxy.port)
         # The instance name is the stable client id: a restarted instance resumes its
         # sessions (what the crash and stop promises rely on).
         return lambda name: MqttBroker(

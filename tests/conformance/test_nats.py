@@ -18,7 +18,7 @@ import pytest
 
 from framework.testing.conformance import BrokerConformance, BrokerFactory, TcpProxy
 from tests.nats.helpers import delete_stream, make_broker, stream_name
-from tests.services import nats_url, require_url
+from tests.services import nats_url, proxied_url, require_url
 
 pytestmark = pytest.mark.nats
 
@@ -47,7 +47,7 @@ class TestNats(BrokerConformance):
     async def make_broker(self, proxy: TcpProxy) -> AsyncIterator[BrokerFactory]:
         self.proxy = proxy
         prefix = f"conf-{uuid.uuid4().hex[:10]}"
-        url = f"nats://127.0.0.1:{proxy.port}"
+        url = proxied_url(nats_url(), proxy.port)
         yield lambda name: make_broker(prefix, url, name=name)
         await delete_stream(stream_name(prefix))
 
