@@ -130,6 +130,13 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(api/billing/v1/billing.proto -> billing.v1), a service named after the file with "
             "Create/Update/Delete/Get/List unary RPCs, their messages, and an ErrorReason enum."
         ),
+        epilog=(
+            "PATH must lie inside the project (the nearest directory above it with a "
+            "pyproject.toml, else the current one), and every directory below the project root "
+            "and the file name must be lowercase Python names (letters, digits, single '_'; no "
+            "'-', no keyword such as 'class'), since the generated code imports them; 'proto "
+            "client' and 'proto server' refuse other files the same way (exit status 2)."
+        ),
     )
     add.add_argument("path", type=Path, metavar="PATH", help="proto file to create")
     add.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
