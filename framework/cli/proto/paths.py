@@ -59,8 +59,8 @@ def check_proto_name(proto_name: str) -> None:
         CliError: exit status 2, naming the offending part.
     """
     path = PurePosixPath(proto_name)
-    for part in [*path.parent.parts, path.stem]:
-        what = "file name" if part == path.stem else "directory"
+    named = [*(("directory", part) for part in path.parent.parts), ("file name", path.stem)]
+    for what, part in named:
         if not _SEGMENT_RE.match(part):
             raise CliError(
                 f"{what} {part!r} of {proto_name} is not a valid Python module name: the "
