@@ -24,6 +24,8 @@ order, intake and drain being two separate phases:
 
 A server that fails to start stops the ones that did and raises :class:`AppStartError`, naming
 the server and the cause; :meth:`App.main` logs it and turns it into exit status 1.
+A second SIGTERM/SIGINT during the stop cancels in-flight work so the stop ends at once;
+:meth:`App.main` then returns ``128 + signal number`` (143, 130), not 0.
 
 Readiness is on while the App serves and no server reports a health problem
 (:class:`~framework.transport.server.HealthReporting`, e.g. a broker subscriber that cannot
@@ -188,6 +190,7 @@ class App:
         self._started_resources: list[object] = []
         self._token: contextvars.Token[AppInfo | None] | None = None
         self._signal_count = 0
+        self._forced_by: signal.Signals | None = None
         self._run_task: asyncio.Task[Any] | None = None
         self._serving = False
         self._health_problems: list[str] = []
@@ -232,9 +235,12 @@ class App:
                 loop.remove_signal_handler(sig)
 
     def main(self, *, uvloop: bool | None = None, log: bool = True) -> int:
-        """Run the App in a new event loop; return the process exit status (0 or 1).
+        """Run the App in a new event loop; return the process exit status.
 
-        Use it as ``raise SystemExit(app.main())`` so a failed start exits non-zero.
+        Use it as ``raise SystemExit(app.main())``. The status is 0 after a graceful stop, 1
+        when the App failed to start, and ``128 + signal number`` when a second signal forced
+        the stop (130 after SIGINT twice, 143 after SIGTERM twice, as a shell reports a process
+        killed by that signal): the drain was cut short, so in-flight work may have been lost.
 
         ``uvloop`` picks the event loop: ``None`` (default) uses uvloop when it is installed
         (it comes with the ``http`` extra), ``False`` forces the standard asyncio loop.
@@ -254,6 +260,8 @@ class App:
         except AppStartError as exc:
             _log.error("%s failed to start: %s", self.name, exc)
             return 1
+        if self._forced_by is not None:
+            return 128 + int(self._forced_by)
         return 0
 
     def stop(self) -> None:
@@ -381,6 +389,7 @@ class App:
             # A second signal means "now": cancel in-flight work so every drain ends at once,
             # but not the task running the stop sequence, which still closes everything.
             _log.warning("received %s again, cancelling in-flight work", sig.name)
+            self._forced_by = sig
             for task in asyncio.all_tasks():
                 if task is not self._run_task:
                     task.cancel()

@@ -21,7 +21,14 @@ from pathlib import Path
 from framework import __version__
 from framework.cli.exceptions import CliError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_USAGE_TEXT", "build_parser", "main"]
+
+#: What exit status 2 means, for ``--help``: a wrong invocation, found before any work.
+EXIT_USAGE_TEXT = (
+    "a usage error, with a one-line message (a bad argument, project name or proto path; a "
+    "target that exists, is not empty, is too long or may not be written; run outside a "
+    "project)"
+)
 
 
 def _add_new(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,6 +130,13 @@ def _add_proto(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(api/billing/v1/billing.proto -> billing.v1), a service named after the file with "
             "Create/Update/Delete/Get/List unary RPCs, their messages, and an ErrorReason enum."
         ),
+        epilog=(
+            "PATH must lie inside the project (the nearest directory above it with a "
+            "pyproject.toml, else the current one), and every directory below the project root "
+            "and the file name must be lowercase Python names (letters, digits, single '_'; no "
+            "'-', no keyword such as 'class'), since the generated code imports them; 'proto "
+            "client' and 'proto server' refuse other files the same way (exit status 2)."
+        ),
     )
     add.add_argument("path", type=Path, metavar="PATH", help="proto file to create")
     add.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
@@ -206,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pykratos",
         description="pykratos: scaffold, run and generate code for pykratos services.",
-        epilog="Run 'pykratos COMMAND --help' for the options of a command.",
+        epilog=(
+            "Run 'pykratos COMMAND --help' for the options of a command. Exit status: 0 done; "
+            f"2 {EXIT_USAGE_TEXT}; 1 a failure while doing it (protoc rejected the file, an I/O "
+            "error such as a full disk); 'run' and 'docs' pass on the service's status."
+        ),
     )
     parser.add_argument(
         "-V",

@@ -38,7 +38,8 @@ def find_service_root(start: Path) -> Path:
             return candidate
     raise CliError(
         f"no cmd/server/__main__.py in {start} or above: run this inside a pykratos project "
-        "(create one with: pykratos new NAME)"
+        "(create one with: pykratos new NAME)",
+        exit_code=2,  # a usage error, like every other wrong invocation
     )
 
 

@@ -9,6 +9,7 @@ failure leaves no half-made project behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -26,6 +27,22 @@ from framework.cli.template import template_root
 
 __all__ = ["Project", "new_project", "rename_text", "target_path"]
 
+
+#: OSErrors that the target path the user chose causes (exit 2, a usage error); any other
+#: (a full disk, an I/O error) is a failure while copying (exit 1).
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENAMETOOLONG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EROFS,
+        errno.ELOOP,
+        errno.ENOTEMPTY,
+    }
+)
 
 _DOCKER_INSTALL_TEMPLATE = 'ARG INSTALL=".[all]"'
 _DOCKER_INSTALL_PROJECT = 'ARG INSTALL="."'
@@ -78,9 +95,11 @@ def target_path(relative: Path, names: ProjectNames) -> Path:
 
 def _check_target(target: Path) -> None:
     if target.is_file() or target.is_symlink():
-        raise CliError(f"{target} exists and is not a directory")
+        raise CliError(f"{target} exists and is not a directory", exit_code=2)
     if target.is_dir() and any(target.iterdir()):
-        raise CliError(f"{target} is not empty; choose a new or empty directory (--dir PATH)")
+        raise CliError(
+            f"{target} is not empty; choose a new or empty directory (--dir PATH)", exit_code=2
+        )
 
 
 def _rename_file(relative: Path, text: str, names: ProjectNames) -> str:
@@ -129,11 +148,24 @@ def _umask() -> int:
 def new_project(raw_name: str, directory: Path | None = None) -> Project:
     """Create the project ``raw_name`` in ``directory`` (default ``./raw_name``).
 
-    Raises :class:`CliError` for an invalid name, a target that is not a missing or empty
-    directory, or a missing template.
+    Raises :class:`CliError` for an invalid name or a target that is not a missing or empty
+    directory (exit status 2), a missing template (1), and for any :class:`OSError` while
+    creating it, naming the path: exit status 2 when the target path is the cause (too long,
+    permission denied, a file on the way), else 1 (a full disk, an I/O error).
     """
     names = project_names(raw_name)
     target = (directory or Path.cwd() / raw_name).resolve()
+    try:
+        return _create(names, target)
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else target
+        raise CliError(
+            f"cannot create the project in {target}: {exc.strerror or exc}: {where}",
+            exit_code=2 if exc.errno in _PATH_ERRNOS else 1,
+        ) from None
+
+
+def _create(names: ProjectNames, target: Path) -> Project:
     _check_target(target)
     template = template_root()
     source = installed_from()

@@ -155,6 +155,19 @@ def test_item12_bad_broker_option_value_is_a_config_error() -> None:
     )
 
 
+def test_a_broker_url_of_the_wrong_scheme_is_a_config_error_not_a_start_failure() -> None:
+    result = run_server(
+        ROOT / "configs",
+        APP_DATA__BROKER__KIND="redis",
+        APP_DATA__BROKER__OPTIONS__URL="http://127.0.0.1:6379",
+    )
+    assert_one_config_error(
+        result,
+        "env APP_DATA__BROKER__OPTIONS__URL: data.broker.options.url: url must be a redis://, "
+        "rediss:// or unix:// URL; its scheme is 'http', got 'http://127.0.0.1:6379'",
+    )
+
+
 def test_item14_unknown_server_key_is_refused_at_start(tmp_path: Path) -> None:
     conf = tmp_path / "configs"
     conf.mkdir()

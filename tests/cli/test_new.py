@@ -76,7 +76,7 @@ def test_non_empty_target_is_refused_and_left_alone(
     target = tmp_path / "busy"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    assert main(["new", "busy-svc", "--dir", str(target)]) == 1
+    assert main(["new", "busy-svc", "--dir", str(target)]) == 2
     assert "is not empty" in capsys.readouterr().err
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["busy"]  # no staging directory left
@@ -86,6 +86,61 @@ def test_target_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(CliError, match="not a directory"):
         new_project("file-svc", tmp_path / "file")
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("pykratos: error: cannot create the project in ")
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    return captured.err
+
+
+def test_a_name_too_long_for_the_file_system_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = "x" + "y" * 300
+    assert main(["new", name]) == 2
+    err = _one_line_error(capsys)
+    assert "File name too long" in err and name in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_on_the_target_path_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("x")
+    assert main(["new", "deep-svc", "--dir", str(tmp_path / "file" / "deep-svc")]) == 2
+    assert f"File exists: {tmp_path / 'file'}" in _one_line_error(capsys)
+    assert main(["new", "file-svc", "--dir", str(tmp_path / "file")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_permission_denied_is_a_usage_error_and_a_full_disk_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    import framework.cli.scaffold as scaffold
+
+    # The tests run as root, whom mode bits do not stop: raise what the OS would.
+    def refuse(**kwargs: object) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(scaffold.tempfile, "mkdtemp", refuse)
+        assert main(["new", "locked-svc", "--dir", str(tmp_path / "locked")]) == 2
+    assert f"Permission denied: {tmp_path}" in _one_line_error(capsys)
+
+    def disk_full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "somewhere/x.py")
+
+    monkeypatch.setattr(scaffold, "_copy_template", disk_full)
+    assert main(["new", "full-svc", "--dir", str(tmp_path / "full")]) == 1
+    assert "No space left on device: somewhere/x.py" in _one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []  # the staging directory was removed
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from framework.cli.exceptions import CliError
 from framework.cli.main import main
 from framework.cli.names import project_names
 from framework.cli.project_files import pyproject
-from framework.cli.proto.skeleton import proto_package_for
+from framework.cli.proto.skeleton import proto_package_for, render_skeleton
 from framework.transport.grpc import GrpcServer
 from tests.cli.conftest import check_lint_and_types
 
@@ -101,6 +101,69 @@ def test_proto_package_from_path() -> None:
     assert proto_package_for(Path("billing/v2/b.proto")) == "billing.v2"
     with pytest.raises(CliError, match="not a valid"):
         proto_package_for(Path("api/bad-name/v1/x.proto"))
+
+
+#: Proto paths (below the package) whose generated modules could not be imported.
+BAD_PROTO_PATHS = [
+    "api/billing/v1/bad-name.proto",  # '-' in the file name
+    "api/class/v1/class.proto",  # keyword directory and file name
+    "api/billing/v1/def.proto",  # keyword file name
+    "api/bad-dir/v1/x.proto",  # '-' in a directory
+    "api/billing/V1/x.proto",  # not lowercase
+    "api/billing/v1/Billing.proto",
+    "api/billing/v1/2fa.proto",  # starts with a digit
+    "api/billing/v1/order__item.proto",  # '__'
+    "api/billing/v1/match.proto",  # soft keyword, refused as 'pykratos new' does
+]
+
+
+def _one_line_usage_error(capsys: pytest.CaptureFixture[str], *parts: str) -> None:
+    err = capsys.readouterr().err
+    assert err.startswith("pykratos: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in err, (part, err)
+
+
+@pytest.mark.parametrize("relative", BAD_PROTO_PATHS)
+def test_add_refuses_a_path_that_is_not_importable(
+    project: tuple[Path, str], relative: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, package = project
+    assert main(["proto", "add", f"{package}/{relative}"]) == 2
+    _one_line_usage_error(capsys, relative)
+    if relative.startswith("api/class/"):  # the first offending part is named, as what it is
+        main(["proto", "add", f"{package}/{relative}"])
+        _one_line_usage_error(capsys, "directory 'class' of ", "is a Python keyword")
+    assert not (root / package).exists()  # nothing written, not even a directory
+
+
+def test_add_refuses_a_path_outside_the_project(
+    project: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root, _ = project
+    outside = tmp_path_factory.mktemp("elsewhere") / "nu" / "x.proto"
+    assert main(["proto", "add", str(outside)]) == 2
+    _one_line_usage_error(capsys, f"is not inside the project root {root}")
+    assert not outside.parent.exists()
+
+
+@pytest.mark.parametrize("relative", BAD_PROTO_PATHS)
+def test_client_and_server_refuse_an_existing_file_that_is_not_importable(
+    project: tuple[Path, str], relative: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, package = project
+    proto = root / package / relative
+    proto.parent.mkdir(parents=True)
+    proto.write_text(render_skeleton(Path(f"{package}/api/billing/v1/billing.proto")))
+    assert main(["proto", "client", str(proto)]) == 2
+    _one_line_usage_error(capsys, relative)
+    target = root / package / "service"
+    assert main(["proto", "server", str(proto), "-t", str(target)]) == 2
+    _one_line_usage_error(capsys, relative)
+    assert [p.name for p in proto.parent.iterdir()] == [proto.name]  # nothing generated
+    assert not target.exists()
 
 
 async def test_add_client_server_round_trip(project: tuple[Path, str]) -> None:

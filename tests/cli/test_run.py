@@ -68,6 +68,23 @@ def test_finds_the_project_root_or_explains(tmp_path: Path, fake_project: Path) 
         find_service_root(Path("/"))
 
 
+@pytest.mark.parametrize("command", [["docs", "out"], ["run"]])
+def test_outside_a_project_is_a_usage_error(
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from framework.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pykratos: error: no cmd/server/__main__.py in ") and err.count("\n") == 1
+    assert "run this inside a pykratos project" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_forwards_sigterm_once_and_returns_the_exit_status(fake_project: Path) -> None:
     proc = _start(fake_project, "-conf", "other/")
     try:

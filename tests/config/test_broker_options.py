@@ -204,3 +204,51 @@ def test_unknown_section_key_lists_valid_keys_with_a_guess_and_keeps_other_error
         f"{where}:6: bogus: unknown key 'bogus'; valid: db, http",
     ]
 
+
+
+# -- every broker's address option is checked for scheme and shape at config time -----------
+
+#: kind -> (address option, accepted values, refused values)
+ADDRESS_CASES: dict[str, tuple[str, list[str], list[str]]] = {
+    "redis": (
+        "url",
+        ["redis://127.0.0.1:6379/0", "rediss://:pw@cache:6380", "unix:///run/redis.sock"],
+        ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis://", "redis://h:notaport", "unix://"],
+    ),
+    "rabbitmq": (
+        "url",
+        ["amqp://guest:guest@127.0.0.1:5672/", "amqps://mq:5671/vhost"],
+        ["http://127.0.0.1:5672", "redis://h:5672", "amqp://", "amqp://h:99999/"],
+    ),
+    "mqtt": (
+        "url",
+        ["mqtt://127.0.0.1:1883", "mqtts://broker:8883", "tcp://h:1883"],
+        ["http://127.0.0.1:1883", "mqtt://", "127.0.0.1:1883", "mqtt://h:x"],
+    ),
+    "nats": (
+        "servers",
+        ["nats://127.0.0.1:4222", "nats://a:4222, tls://b:4222", "ws://h:8080"],
+        ["http://127.0.0.1:4222", "nats://a:4222,http://b:4222", "", " , ", "nats://h:0"],
+    ),
+    "kafka": (
+        "bootstrap_servers",
+        ["127.0.0.1:9092", "a:9092, b:9093", "[::1]:9092"],
+        ["http://127.0.0.1:9092", "127.0.0.1", "a:9092,b", "", "h:port", "h:70000", "a/b:1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(ADDRESS_CASES))
+def test_every_kind_refuses_a_malformed_address_at_its_own_key(kind: str) -> None:
+    assert set(ADDRESS_CASES) == set(BROKER_KINDS) - {"memory"}  # every kind with an address
+    option, good, bad = ADDRESS_CASES[kind]
+    for value in good:
+        assert validate_broker_options(kind, {option: value}) == {option: value}
+        create_broker(kind, **{option: value})  # construction agrees (and does no I/O)
+    for value in bad:
+        [(loc, message)] = errors_of(kind, {option: value})
+        assert loc == (option,), (value, message)
+        assert message.startswith(f"{option} must be"), (value, message)
+        assert ", got " in message  # the value (or its refused entry) is quoted
+        with pytest.raises(ValueError, match=rf"^{option} must be"):
+            create_broker(kind, **{option: value})

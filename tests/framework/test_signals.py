@@ -1,4 +1,5 @@
-"""SIGTERM on a real process: in-flight HTTP and gRPC calls finish, exit status 0."""
+"""SIGTERM on a real process: in-flight HTTP and gRPC calls finish, exit status 0; a second
+signal forces the stop and exits 128 + its number."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 
@@ -47,7 +49,10 @@ async def test_sigterm_drains_in_flight_http_and_grpc_calls_then_exits_zero() ->
             await proc.wait()
 
 
-async def test_a_second_sigterm_cancels_the_drain_and_still_exits_cleanly() -> None:
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+async def test_a_second_signal_cancels_the_drain_and_exits_128_plus_the_signal(
+    sig: signal.Signals, status: int
+) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.framework.slow_service", "60",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE,
@@ -59,11 +64,12 @@ async def test_a_second_sigterm_cancels_the_drain_and_still_exits_cleanly() -> N
         async with httpx.AsyncClient(base_url=line[1], timeout=30) as client:
             in_flight = asyncio.create_task(client.get("/slow"))  # would take 60 s
             await asyncio.sleep(0.3)
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             await asyncio.sleep(0.3)
             signalled = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            proc.send_signal(sig)
+            # A forced stop is not a clean one: 128 + the signal number, as a shell reports it.
+            assert await asyncio.wait_for(proc.wait(), 10) == status
             # Well before the 5 s stop timeout: the second signal did not wait for the drain.
             assert time.monotonic() - signalled < 3
             reply = await asyncio.gather(in_flight, return_exceptions=True)

@@ -8,7 +8,12 @@ from pathlib import Path
 from framework.cli.exceptions import CliError
 from framework.cli.proto.errors_gen import error_enums, render_errors_module
 from framework.cli.proto.grpc_stub import render_grpc_stub
-from framework.cli.proto.paths import ensure_packages, find_project_root, relative_proto
+from framework.cli.proto.paths import (
+    check_proto_name,
+    ensure_packages,
+    find_project_root,
+    relative_proto,
+)
 from framework.cli.proto.protoc import load_descriptors
 
 __all__ = ["PB2_STUB_HEADER", "generate_client"]
@@ -38,6 +43,7 @@ def generate_client(
         raise CliError(f"{proto} does not exist (create one with: pykratos proto add {proto})")
     root = (root or find_project_root(proto.parent)).resolve()
     name = relative_proto(proto, root).as_posix()
+    check_proto_name(name)  # before protoc writes anything
     # One protoc run: the descriptors (for the error enums and the gRPC stub) and the code.
     file, files = load_descriptors(
         root, name, includes, ["--python_out=.", "--pyi_out=.", "--grpc_python_out=."]

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import keyword
+import re
+from pathlib import Path, PurePosixPath
 
 from framework.cli.exceptions import CliError
 
-__all__ = ["ensure_packages", "find_project_root", "module_of", "relative_proto"]
+__all__ = [
+    "check_proto_name",
+    "ensure_packages",
+    "find_project_root",
+    "module_of",
+    "relative_proto",
+]
+
+#: A Python package/module name as ``pykratos new`` makes them (see
+#: :func:`framework.cli.names.project_names`): lowercase ASCII snake case.
+_SEGMENT_RE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 
 
 def find_project_root(start: Path) -> Path:
@@ -30,8 +42,38 @@ def relative_proto(proto: Path, root: Path) -> Path:
     except ValueError:
         raise CliError(
             f"{proto} is not inside the project root {root}; pass --root with a directory that "
-            "contains it"
+            "contains it",
+            exit_code=2,
         ) from None
+
+
+def check_proto_name(proto_name: str) -> None:
+    """Refuse a proto whose generated modules could not be imported.
+
+    ``proto_name`` is the path relative to the project root (``shop/api/billing/v1/x.proto``):
+    protoc makes every directory a package and the stem a module (``shop.api.billing.v1.
+    x_pb2``), so each must be a lowercase snake-case identifier (a letter, then letters,
+    digits or single ``_``) and not a Python keyword (``class``, ``def``, ...).
+
+    Raises:
+        CliError: exit status 2, naming the offending part.
+    """
+    path = PurePosixPath(proto_name)
+    named = [*(("directory", part) for part in path.parent.parts), ("file name", path.stem)]
+    for what, part in named:
+        if not _SEGMENT_RE.match(part):
+            raise CliError(
+                f"{what} {part!r} of {proto_name} is not a valid Python module name: the "
+                "generated code imports it, so use lowercase letters, digits and single '_', "
+                "starting with a letter (e.g. 'order_item')",
+                exit_code=2,
+            )
+        if keyword.iskeyword(part) or keyword.issoftkeyword(part):
+            raise CliError(
+                f"{what} {part!r} of {proto_name} is a Python keyword, which the generated "
+                "imports cannot use; pick another name",
+                exit_code=2,
+            )
 
 
 def module_of(proto_name: str, suffix: str) -> str:

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framework.cli.exceptions import CliError
-from framework.cli.proto.paths import ensure_packages, find_project_root, relative_proto
+from framework.cli.proto.paths import (
+    check_proto_name,
+    ensure_packages,
+    find_project_root,
+    relative_proto,
+)
 from framework.cli.proto.protoc import load_descriptors
 from framework.cli.proto.service_code import render_service, snake_case
 from framework.cli.proto.service_update import add_missing_methods
@@ -54,6 +59,7 @@ def generate_server(
         raise CliError(f"{proto} does not exist (create one with: pykratos proto add {proto})")
     root = (root or find_project_root(proto.parent)).resolve()
     name = relative_proto(proto, root).as_posix()
+    check_proto_name(name)  # before protoc writes anything
     file, files = load_descriptors(root, name, includes)
     if not file.service:
         raise CliError(f"{proto} declares no service")

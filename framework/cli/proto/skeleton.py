@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from framework.cli.exceptions import CliError
+from framework.cli.proto.paths import check_proto_name, find_project_root, relative_proto
 
 __all__ = ["add_proto", "proto_package_for", "render_skeleton", "service_name_for"]
 
@@ -127,9 +128,17 @@ def add_proto(proto: Path, *, force: bool = False) -> Path:
     """Write the skeleton for ``proto`` (creating directories); refuse to overwrite.
 
     Returns the path written. ``force`` overwrites an existing file.
+
+    Raises:
+        CliError: exit status 2 for a path that does not end in ``.proto``, lies outside the
+            project (the nearest directory above it with a ``pyproject.toml``, else the
+            current directory) or has a directory or file name that is not a lowercase,
+            non-keyword Python identifier (see :func:`~framework.cli.proto.paths.
+            check_proto_name`); 1 for an existing file without ``force``.
     """
     if proto.suffix != ".proto":
         raise CliError(f"{proto} must end in .proto", exit_code=2)
+    check_proto_name(relative_proto(proto, find_project_root(proto.parent)).as_posix())
     text = render_skeleton(proto)
     if proto.exists() and not force:
         raise CliError(f"{proto} already exists (use --force to overwrite it)")

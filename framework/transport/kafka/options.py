@@ -19,6 +19,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from framework.broker.addresses import check_host_ports
 from framework.broker.options import AutoOffsetReset
 
 __all__ = ["AutoOffsetReset", "KafkaOptions", "Ordering", "SaslMechanism", "SecurityProtocol"]
@@ -134,8 +135,7 @@ class KafkaOptions:
             object.__setattr__(self, "acks", int(self.acks))
         if self.acks not in ("all", 0, 1, -1):
             raise ValueError(f"acks must be one of all, 0, 1, -1, got {self.acks!r}")
-        if not self.bootstrap_servers.strip():
-            raise ValueError("bootstrap_servers must name at least one host:port")
+        check_host_ports("bootstrap_servers", self.bootstrap_servers)
         choices = {
             "auto_offset_reset": (self.auto_offset_reset, get_args(AutoOffsetReset)),
             "ordering": (self.ordering, get_args(Ordering)),

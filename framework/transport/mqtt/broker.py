@@ -24,10 +24,10 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 import aiomqtt
 
+from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
@@ -102,8 +102,7 @@ class MqttBroker(Broker):
         will_qos: int = 1,
         will_retain: bool = False,
     ) -> None:
-        if urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp"):
-            raise ValueError(f"url must be mqtt://host:port or mqtts://host:port, got {url!r}")
+        check_url("url", url, ("mqtt", "mqtts", "tcp"))
         if qos not in QOS_LEVELS:
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
         if will_qos not in QOS_LEVELS:

@@ -35,6 +35,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
+from framework.broker.addresses import check_urls
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.subscriber import SubscriberSpec
@@ -119,9 +120,8 @@ class NatsBroker(Broker):
             raise ValueError(f"storage must be 'file' or 'memory', got {storage!r}")
         if deliver_policy not in ("all", "new"):
             raise ValueError(f"deliver_policy must be 'all' or 'new', got {deliver_policy!r}")
+        check_urls("servers", servers, ("nats", "tls", "ws", "wss"))
         self.servers = [url.strip() for url in servers.split(",") if url.strip()]
-        if not self.servers:
-            raise ValueError("servers must name at least one NATS URL")
         self.stream = stream
         self.create_streams = create_streams
         self.storage = storage

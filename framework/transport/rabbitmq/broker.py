@@ -35,6 +35,7 @@ from aiormq.exceptions import AMQPError, InvalidFrameError, ProbableAuthenticati
 from pamqp import commands as spec
 from yarl import URL
 
+from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
@@ -144,6 +145,7 @@ class RabbitBroker(Broker):
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
     ) -> None:
+        check_url("url", url, ("amqp", "amqps"))
         tls = URL(url).scheme == "amqps"
         if not tls and (ssl_cafile or ssl_certfile or ssl_keyfile):
             raise ValueError("ssl_cafile/ssl_certfile/ssl_keyfile need an amqps:// url")

@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from framework.broker.addresses import check_url
 from framework.broker.options import UnsupportedOptionError, check_options
 from framework.broker.subscriber import SubscriberSpec
 
@@ -109,6 +110,7 @@ class RedisOptions:
 
     def __post_init__(self) -> None:
         _check_start_id(self.start_id, "RedisOptions")
+        check_url("url", self.url, ("redis", "rediss", "unix"), hostless=("unix",))
         positive = {
             "connect_timeout": self.connect_timeout,
             "socket_timeout": self.socket_timeout,
