@@ -131,7 +131,8 @@ class OrderUseCase:
 
     @validated
     async def list(self, limit: PageSize = 50) -> list[Order]:
-        """The newest orders, ``limit`` clamped to 1..500 (0 means the default, 50)."""
+        """The newest orders: at most ``limit``, capped at 500; 0 means the default, 50 (a
+        negative ``limit`` is refused with 400 ``VALIDATOR``)."""
         return await self.repo.list(max(1, min(limit or 50, 500)))
 
     @validated

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from annotated_types import Gt
-from pydantic import StringConstraints
+from annotated_types import Ge, Gt
+from pydantic import Strict, StringConstraints
 
 from framework.validation import Int32, Int64, StorableText
 
@@ -39,6 +39,9 @@ CustomerId = Annotated[str, StorableText(min_length=1, max_length=CUSTOMER_ID_MA
 #: ASCII letters only: ``str.upper()`` keeps their length ("ß" would become "SS").
 Currency = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z]{{{CURRENCY_LENGTH}}}$")]
 #: A positive amount that fits ``orders.amount_cents`` (``BIGINT``) and protobuf ``int64``.
-AmountCents = Annotated[Int64, Gt(0)]
-#: Orders per page (protobuf ``int32``); 0 means the default.
-PageSize = Int32
+#: Strict: a JSON ``true``, ``"5"`` or ``5.0`` is refused, not coerced to 1 or 5 (protobuf
+#: integers are ints, so gRPC is unaffected).
+AmountCents = Annotated[Int64, Strict(), Gt(0)]
+#: Orders per page (protobuf ``int32``, unset reads 0): 0 means the default, a negative
+#: size is refused. Not strict: over HTTP it is a query parameter, which is text.
+PageSize = Annotated[Int32, Ge(0)]
