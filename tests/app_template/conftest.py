@@ -15,6 +15,9 @@ from app_template.conf.conf import Bootstrap
 from app_template.container import Container
 from app_template.wire import wire_app
 
+#: A well-formed order id (32 hex digits) the service never issues: a uuid4 has version 4.
+UNKNOWN_ID = "0" * 32
+
 
 def make_bootstrap(db_url: str, schema: str | None = None) -> Bootstrap:
     return Bootstrap.model_validate(

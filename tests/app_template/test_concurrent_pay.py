@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from framework import App
@@ -20,6 +21,11 @@ from app_template.api.order.v1.events import ORDER_PAID, PAYMENT_SUCCESS
 from app_template.container import Container
 
 from .conftest import endpoint
+
+# A service per case over real sockets: out of a scaffolded project's default (offline, fast)
+# run, like test_unstorable_input.py; `-m slow` and the framework's own suite run it.
+pytestmark = pytest.mark.slow
+
 
 #: Enough racers that, without the compare-and-set, several read the old status together.
 RACERS = 10

@@ -4,7 +4,10 @@
 - integers in JSON are strict: ``true``, ``"5"`` and ``5.0`` are not an ``amount_cents``
   (pydantic's lax mode turned them into 1 and 5); protobuf integers still pass;
 - a negative page size is refused on every transport (it was clamped to 1); 0 still means
-  the default, as in protobuf, where an unset ``page_size`` reads 0.
+  the default, as in protobuf, where an unset ``page_size`` reads 0;
+- an order id is 32 lowercase hex digits, the only ids the service issues: anything else is
+  refused instead of looked up (a path segment with invalid UTF-8, which percent-decoding
+  turned into U+FFFD, answered 404 with U+FFFD in the message).
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ from framework.middleware import VALIDATOR
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from app_template.container import Container
 
-from .conftest import endpoint
+from .conftest import UNKNOWN_ID, endpoint
+
+# A service per case over real sockets: out of a scaffolded project's default (offline, fast)
+# run, like test_unstorable_input.py; `-m slow` and the framework's own suite run it.
+pytestmark = pytest.mark.slow
 
 
 def _grpc_target(app: App) -> str:
@@ -92,3 +99,28 @@ async def test_grpc_negative_page_size_is_invalid_argument(service: App, page_si
     for raised in (unary, stream):
         assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
         assert errors.from_exception(raised.value).reason == VALIDATOR
+
+
+@pytest.mark.parametrize(
+    "segment", ["%FF", "%ED%A0%80", "nope", "0" * 31, "A" * 32, "0" * 33], ids=repr
+)
+@pytest.mark.parametrize("route", ["GET /v1/orders/{id}", "POST /v1/orders/{id}/pay"])
+async def test_http_malformed_order_id_is_refused(service: App, route: str, segment: str) -> None:
+    method, path = route.split(" ")
+    async with httpx.AsyncClient(base_url=endpoint(service, "http")) as client:
+        reply = await client.request(method, path.replace("{id}", segment))
+        _assert_validator(reply)
+        assert "\ufffd" not in reply.text
+        # A well-formed id that was never issued is still a lookup.
+        unknown = await client.request(method, path.replace("{id}", UNKNOWN_ID))
+        assert unknown.status_code == 404 and unknown.json()["reason"] == "ORDER_NOT_FOUND"
+
+
+@pytest.mark.parametrize("rpc", ["GetOrder", "PayOrder"])
+async def test_grpc_malformed_order_id_is_invalid_argument(service: App, rpc: str) -> None:
+    request = getattr(order_pb2, f"{rpc}Request")(id="nope")
+    async with grpc.aio.insecure_channel(_grpc_target(service)) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await getattr(order_pb2_grpc.OrderServiceStub(channel), rpc)(request)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+    assert errors.from_exception(raised.value).reason == VALIDATOR

@@ -20,6 +20,7 @@ __all__ = [
     "CURRENCY_LENGTH",
     "CUSTOMER_ID_MAX_LENGTH",
     "ORDER_ID_MAX_LENGTH",
+    "ORDER_ID_PATTERN",
     "AmountCents",
     "Currency",
     "CustomerId",
@@ -27,14 +28,22 @@ __all__ = [
     "PageSize",
 ]
 
-#: ``orders.id``: a UUID in hex.
+#: ``orders.id``: a UUID in hex (``uuid.uuid4().hex``).
 ORDER_ID_MAX_LENGTH = 32
+#: The only ids the service issues: 32 lowercase hex digits.
+ORDER_ID_PATTERN = rf"^[0-9a-f]{{{ORDER_ID_MAX_LENGTH}}}$"
 #: ``orders.customer_id``.
 CUSTOMER_ID_MAX_LENGTH = 64
 #: ``orders.currency``: an ISO 4217 code.
 CURRENCY_LENGTH = 3
 
-OrderId = Annotated[str, StorableText(min_length=1, max_length=ORDER_ID_MAX_LENGTH)]
+#: An id the service could have issued; anything else is 400 ``VALIDATOR``, not a lookup that
+#: answers 404 (e.g. a path segment whose invalid UTF-8 was percent-decoded into U+FFFD).
+OrderId = Annotated[
+    str,
+    StorableText(min_length=1, max_length=ORDER_ID_MAX_LENGTH),
+    StringConstraints(pattern=ORDER_ID_PATTERN),
+]
 CustomerId = Annotated[str, StorableText(min_length=1, max_length=CUSTOMER_ID_MAX_LENGTH)]
 #: ASCII letters only: ``str.upper()`` keeps their length ("ß" would become "SS").
 Currency = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z]{{{CURRENCY_LENGTH}}}$")]
