@@ -58,7 +58,9 @@ class MemoryOrderRepo:
     async def list(self, limit: int) -> list[object]:
         return list(self.orders.values())[:limit]
 
-    async def set_status(self, order_id: str, status: object) -> object:
+    async def set_status(
+        self, order_id: str, status: object, *, expected: object = None
+    ) -> object:
         raise NotImplementedError
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +62,16 @@ class OrderRepo(Protocol):
 
     async def list(self, limit: int) -> list[Order]: ...
 
-    async def set_status(self, order_id: str, status: OrderStatus) -> Order | None: ...
+    async def set_status(
+        self,
+        order_id: str,
+        status: OrderStatus,
+        *,
+        expected: Collection[OrderStatus] | None = None,
+    ) -> Order | None:
+        """Set the status atomically; with ``expected``, only when the order is in one of
+        those statuses now. ``None`` when nothing changed (no such order, other status)."""
+        ...
 
 
 class OrderUnitOfWork(UnitOfWork, Protocol):
@@ -121,7 +131,8 @@ class OrderUseCase:
 
     @validated
     async def list(self, limit: PageSize = 50) -> list[Order]:
-        """The newest orders, ``limit`` clamped to 1..500 (0 means the default, 50)."""
+        """The newest orders: at most ``limit``, capped at 500; 0 means the default, 50 (a
+        negative ``limit`` is refused with 400 ``VALIDATOR``)."""
         return await self.repo.list(max(1, min(limit or 50, 500)))
 
     @validated
@@ -130,17 +141,26 @@ class OrderUseCase:
 
         The event is published after the commit (the outbox relay), so the answer never waits
         for the broker, and a committed payment is never without its event.
+
+        Only a CREATED order can be paid: the status changes with a compare-and-set, so of
+        concurrent pays exactly one succeeds (and adds the event); the others, like any pay of
+        an order whose payment is pending or done, get 409 ``ORDER_ALREADY_PAID``.
         """
         async with self.transactions.begin() as tx:
-            order = await tx.orders.get(order_id)
-            if order is None:
-                raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
-            if order.status is OrderStatus.PAID:
+            updated = await tx.orders.set_status(
+                order_id, OrderStatus.PAYMENT_PENDING, expected=(OrderStatus.CREATED,)
+            )
+            if updated is None:
+                order = await tx.orders.get(order_id)
+                if order is None:
+                    raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
                 raise error_order_already_paid(
-                    f"order {order_id} is already paid", order_id=order_id
+                    f"order {order_id} is already paid"
+                    if order.status is OrderStatus.PAID
+                    else f"payment of order {order_id} is already requested",
+                    order_id=order_id,
+                    status=order.status.value,
                 )
-            updated = await tx.orders.set_status(order_id, OrderStatus.PAYMENT_PENDING)
-            assert updated is not None
             self.events.payment_succeeded(tx, updated)
         return updated
 
@@ -151,17 +171,21 @@ class OrderUseCase:
 
         A redelivered message is skipped by the subscriber's inbox (it records the message in
         this same transaction), so its effects happen once. An order another payment already
-        made PAID stays as it is, without a second ``order-paid``.
+        made PAID (even one racing this one) stays as it is, without a second ``order-paid``.
         """
         async with self.transactions.begin() as tx:
-            order = await tx.orders.get(order_id)
-            if order is None:
-                raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
-            if order.status is OrderStatus.PAID:
+            # Compare-and-set: of concurrent deliveries for one order, one changes the row.
+            updated = await tx.orders.set_status(
+                order_id,
+                OrderStatus.PAID,
+                expected=(OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING),
+            )
+            if updated is None:
+                order = await tx.orders.get(order_id)
+                if order is None:
+                    raise error_order_not_found(f"order {order_id} not found", order_id=order_id)
                 _log.info("order already paid", extra={"order_id": order_id})
                 return order
-            updated = await tx.orders.set_status(order_id, OrderStatus.PAID)
-            assert updated is not None
             self.events.order_paid(tx, updated)
         _log.info("order paid", extra={"order_id": order_id})
         return updated

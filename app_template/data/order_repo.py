@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC
 
@@ -86,11 +86,22 @@ class SqlOrderRepo:
             rows = (await session.scalars(query)).all()
         return [_to_entity(row) for row in rows]
 
-    async def set_status(self, order_id: str, status: OrderStatus) -> Order | None:
+    async def set_status(
+        self,
+        order_id: str,
+        status: OrderStatus,
+        *,
+        expected: Collection[OrderStatus] | None = None,
+    ) -> Order | None:
+        """Set the status; with ``expected``, only if the order is in one of those statuses
+        now (a compare-and-set: one ``UPDATE ... WHERE status IN (...)``, so of concurrent
+        callers exactly one changes the row, whatever the isolation level). ``None`` when no
+        row changed: no such order, or (with ``expected``) its status was another."""
+        query = update(OrderRow).where(OrderRow.id == order_id)
+        if expected is not None:
+            query = query.where(OrderRow.status.in_([s.value for s in expected]))
         async with self._transaction() as session:
-            result = await session.execute(
-                update(OrderRow).where(OrderRow.id == order_id).values(status=status.value)
-            )
+            result = await session.execute(query.values(status=status.value))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 return None
         return await self.get(order_id)

@@ -12,7 +12,11 @@ from framework import App
 from tests.services import postgres_url, require_url
 
 from app_template.conf.conf import Bootstrap
+from app_template.container import Container
 from app_template.wire import wire_app
+
+#: A well-formed order id (32 hex digits) the service never issues: a uuid4 has version 4.
+UNKNOWN_ID = "0" * 32
 
 
 def make_bootstrap(db_url: str, schema: str | None = None) -> Bootstrap:
@@ -35,20 +39,30 @@ DATABASES = ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pyt
 
 
 @pytest.fixture(params=DATABASES)
-async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
-    """The reference service, started, once per database."""
+async def wired(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[App, Container]]:
+    """The reference service, started, once per database, with its container (to reach its
+    database or use case directly)."""
     schema = None
     if request.param == "postgres":
         require_url(postgres_url(), "PostgreSQL")
         url, schema = postgres_url(), f"pykratos_test_{uuid.uuid4().hex[:12]}"
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}"
-    app = wire_app(make_bootstrap(url, schema))
+    container = Container()
+    app = wire_app(make_bootstrap(url, schema), container)
     app.handle_signals = False
     async with app:
-        yield app
+        yield app, container
     if schema is not None:
         await _drop_schema(schema)
+
+
+@pytest.fixture
+def service(wired: tuple[App, Container]) -> App:
+    """The reference service, started, once per database."""
+    return wired[0]
 
 
 async def _drop_schema(schema: str) -> None:

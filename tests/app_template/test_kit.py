@@ -25,7 +25,7 @@ from app_template.container import Container
 from app_template.service.order_events import on_payment_succeeded, push_order_paid
 from app_template.wire import wire_app
 
-from .conftest import make_bootstrap
+from .conftest import UNKNOWN_ID, make_bootstrap
 
 
 def _sqlite(tmp_path: Path) -> str:
@@ -51,7 +51,7 @@ async def test_http_runs_the_middleware_pipeline_in_process(kit: TestApp) -> Non
     order_id = await _create(kit)
     fetched = await kit.http.get(f"/v1/orders/{order_id}")
     assert fetched.json()["status"] == "CREATED"
-    missing = await kit.http.get("/v1/orders/nope")
+    missing = await kit.http.get(f"/v1/orders/{UNKNOWN_ID}")
     assert missing.status_code == 404
     assert missing.json()["reason"] == "ORDER_NOT_FOUND"  # the framework's error rendering
     assert (await kit.http.get("/readyz")).status_code == 200
@@ -65,7 +65,7 @@ async def test_grpc_reaches_the_real_servicer(kit: TestApp) -> None:
     http_view = (await kit.http.get(f"/v1/orders/{order.id}")).json()
     assert http_view["customer_id"] == "g1"  # one service behind both transports
     with pytest.raises(grpc.aio.AioRpcError) as raised:  # the server's error mapping ran
-        await stub.GetOrder(order_pb2.GetOrderRequest(id="missing"))
+        await stub.GetOrder(order_pb2.GetOrderRequest(id=UNKNOWN_ID))
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
 
 
@@ -75,7 +75,7 @@ async def test_websocket_request_reply_and_error(kit: TestApp) -> None:
         watched = await ws.request("order.watch", {"order_id": order_id})
         assert watched["id"] == order_id
         with pytest.raises(Error) as raised:
-            await ws.request("order.watch", {"order_id": "missing"})
+            await ws.request("order.watch", {"order_id": UNKNOWN_ID})
         assert raised.value.reason == "ORDER_NOT_FOUND"
 
 
@@ -110,8 +110,8 @@ async def test_configured_kafka_is_replaced_without_touching_config(tmp_path: Pa
 
 
 async def test_a_failing_handler_fails_the_test(kit: TestApp) -> None:
-    event = PaymentSucceeded(order_id="unknown", amount_cents=1, currency="EUR")
-    await kit.publish(PAYMENT_SUCCESS, event, key="unknown")
+    event = PaymentSucceeded(order_id=UNKNOWN_ID, amount_cents=1, currency="EUR")
+    await kit.publish(PAYMENT_SUCCESS, event, key=UNKNOWN_ID)
     with pytest.raises(HandlerFailed) as raised:
         await kit.broker.handled(on_payment_succeeded)
     assert "ORDER_NOT_FOUND" in raised.value.reason
@@ -122,8 +122,8 @@ async def test_a_failing_handler_fails_the_test(kit: TestApp) -> None:
 async def test_dead_lettering_can_be_turned_back_on(tmp_path: Path) -> None:
     app = wire_app(make_bootstrap(_sqlite(tmp_path)))
     async with TestApp(app, dead_letter=True) as kit:
-        event = PaymentSucceeded(order_id="unknown", amount_cents=1, currency="EUR")
-        await kit.publish(PAYMENT_SUCCESS, event, key="unknown")
+        event = PaymentSucceeded(order_id=UNKNOWN_ID, amount_cents=1, currency="EUR")
+        await kit.publish(PAYMENT_SUCCESS, event, key=UNKNOWN_ID)
         await kit.broker.handled(on_payment_succeeded)
         (dead,) = kit.broker.published_to(f"{PAYMENT_SUCCESS}.dlq")
     assert "ORDER_NOT_FOUND" in dead.headers[DLQ_REASON]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from app_template.conf.conf import Bootstrap
 from app_template.wire import wire_app
 
-from .conftest import endpoint, make_bootstrap
+from .conftest import UNKNOWN_ID, endpoint, make_bootstrap
 
 SECRET = "reference-service-test-secret-32b!"
 
@@ -31,7 +31,7 @@ async def test_metrics_are_on_by_default(tmp_path: Path) -> None:
     app.handle_signals = False
     async with app, httpx.AsyncClient(base_url=endpoint(app, "http")) as client:
         assert (await client.get("/v1/orders")).status_code == 200
-        assert (await client.get("/v1/orders/nope")).status_code == 404
+        assert (await client.get(f"/v1/orders/{UNKNOWN_ID}")).status_code == 404
         text = (await client.get("/metrics")).text
     counts = {
         (sample.labels["http_route"], sample.labels["http_response_status_code"]): sample.value
@@ -60,9 +60,10 @@ async def test_jwt_and_rate_limit_from_config(tmp_path: Path) -> None:
     signed = {"Authorization": f"Bearer {token}"}
     async with app, httpx.AsyncClient(base_url=endpoint(app, "http")) as client:
         assert (await client.get("/v1/orders")).status_code == 200  # public
-        refused = await client.get("/v1/orders/x")
+        refused = await client.get(f"/v1/orders/{UNKNOWN_ID}")
         assert (refused.status_code, refused.json()["reason"]) == (401, "UNAUTHORIZED")
-        codes = [(await client.get("/v1/orders/x", headers=signed)).status_code for _ in range(3)]
+        path = f"/v1/orders/{UNKNOWN_ID}"
+        codes = [(await client.get(path, headers=signed)).status_code for _ in range(3)]
     # The refused unauthenticated call took a token too: the limit comes first.
     assert codes == [404, 429, 429]
 

@@ -11,7 +11,7 @@ import websockets
 
 from framework import App
 
-from .conftest import endpoint
+from .conftest import UNKNOWN_ID, endpoint
 
 
 async def receive(ws: websockets.ClientConnection) -> dict[str, Any]:
@@ -38,7 +38,7 @@ async def test_paid_order_is_pushed_to_the_watching_client_only(service: App) ->
                                              "payload": {"order_id": other["id"]}}))
             await receive(bystander)
 
-            missing = {"type": "order.watch", "payload": {"order_id": "nope"}}
+            missing = {"type": "order.watch", "payload": {"order_id": UNKNOWN_ID}}
             await bystander.send(json.dumps(missing))
             error = await receive(bystander)
             assert error["type"] == "error"

@@ -13,7 +13,7 @@ from framework import App, errors
 
 from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 
-from .conftest import endpoint
+from .conftest import UNKNOWN_ID, endpoint
 
 
 def grpc_target(app: App) -> str:
@@ -35,13 +35,13 @@ async def test_http_create_get_list_and_errors(service: App) -> None:
         listed = await client.get("/v1/orders")
         assert [o["id"] for o in listed.json()["orders"]] == [order["id"]]
 
-        missing = await client.get("/v1/orders/nope")
+        missing = await client.get(f"/v1/orders/{UNKNOWN_ID}")
         assert missing.status_code == 404
         assert missing.json() == {
             "code": 404,
             "reason": "ORDER_NOT_FOUND",
-            "message": "order nope not found",
-            "metadata": {"order_id": "nope"},
+            "message": f"order {UNKNOWN_ID} not found",
+            "metadata": {"order_id": UNKNOWN_ID},
         }
 
         invalid = await client.post("/v1/orders", json={"customer_id": "c1", "amount_cents": -5})
@@ -67,12 +67,12 @@ async def test_grpc_health_create_get_and_error_reason_matches_http(service: App
         assert [o.id for o in streamed] == [created.id]
 
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.GetOrder(order_pb2.GetOrderRequest(id="nope"))
+            await stub.GetOrder(order_pb2.GetOrderRequest(id=UNKNOWN_ID))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     grpc_error = errors.from_exception(raised.value)
 
     async with httpx.AsyncClient(base_url=endpoint(service, "http")) as client:
-        http_error = (await client.get("/v1/orders/nope")).json()
+        http_error = (await client.get(f"/v1/orders/{UNKNOWN_ID}")).json()
     assert grpc_error.reason == http_error["reason"] == "ORDER_NOT_FOUND"
     assert grpc_error.code == http_error["code"] == 404
     assert grpc_error.metadata == http_error["metadata"]

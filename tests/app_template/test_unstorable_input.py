@@ -38,7 +38,7 @@ from app_template.api.order.v1 import order_pb2, order_pb2_grpc
 from app_template.api.order.v1.events import PAYMENT_SUCCESS
 from app_template.wire import wire_app
 
-from .conftest import DATABASES, _drop_schema, endpoint, make_bootstrap
+from .conftest import DATABASES, UNKNOWN_ID, _drop_schema, endpoint, make_bootstrap
 
 # Some fifty cases over real sockets, each also storing a valid order: seconds in all, so out of
 # a scaffolded project's default run (the kit tests cover the transports there); the point of
@@ -228,7 +228,7 @@ async def test_broker_message_with_unstorable_field_is_dead_lettered_with_the_re
     dead.bodies.clear()
     dead.arrived.clear()
     events = next(s for s in service.servers if isinstance(s, BrokerServer) and s.name != "dlq")
-    body = json.dumps({"order_id": "o-1", "amount_cents": 5, "currency": "EUR", field: value})
+    body = json.dumps({"order_id": UNKNOWN_ID, "amount_cents": 5, "currency": "EUR", field: value})
     with caplog.at_level(logging.WARNING, logger="pykratos"):
         await events.broker.publish(PAYMENT_SUCCESS, body.encode(), key=b"k")
         await asyncio.wait_for(dead.arrived.wait(), 10)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from annotated_types import Gt
-from pydantic import StringConstraints
+from annotated_types import Ge, Gt
+from pydantic import Strict, StringConstraints
 
 from framework.validation import Int32, Int64, StorableText
 
@@ -20,6 +20,7 @@ __all__ = [
     "CURRENCY_LENGTH",
     "CUSTOMER_ID_MAX_LENGTH",
     "ORDER_ID_MAX_LENGTH",
+    "ORDER_ID_PATTERN",
     "AmountCents",
     "Currency",
     "CustomerId",
@@ -27,18 +28,29 @@ __all__ = [
     "PageSize",
 ]
 
-#: ``orders.id``: a UUID in hex.
+#: ``orders.id``: a UUID in hex (``uuid.uuid4().hex``).
 ORDER_ID_MAX_LENGTH = 32
+#: The only ids the service issues: 32 lowercase hex digits.
+ORDER_ID_PATTERN = rf"^[0-9a-f]{{{ORDER_ID_MAX_LENGTH}}}$"
 #: ``orders.customer_id``.
 CUSTOMER_ID_MAX_LENGTH = 64
 #: ``orders.currency``: an ISO 4217 code.
 CURRENCY_LENGTH = 3
 
-OrderId = Annotated[str, StorableText(min_length=1, max_length=ORDER_ID_MAX_LENGTH)]
+#: An id the service could have issued; anything else is 400 ``VALIDATOR``, not a lookup that
+#: answers 404 (e.g. a path segment whose invalid UTF-8 was percent-decoded into U+FFFD).
+OrderId = Annotated[
+    str,
+    StorableText(min_length=1, max_length=ORDER_ID_MAX_LENGTH),
+    StringConstraints(pattern=ORDER_ID_PATTERN),
+]
 CustomerId = Annotated[str, StorableText(min_length=1, max_length=CUSTOMER_ID_MAX_LENGTH)]
 #: ASCII letters only: ``str.upper()`` keeps their length ("ß" would become "SS").
 Currency = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z]{{{CURRENCY_LENGTH}}}$")]
 #: A positive amount that fits ``orders.amount_cents`` (``BIGINT``) and protobuf ``int64``.
-AmountCents = Annotated[Int64, Gt(0)]
-#: Orders per page (protobuf ``int32``); 0 means the default.
-PageSize = Int32
+#: Strict: a JSON ``true``, ``"5"`` or ``5.0`` is refused, not coerced to 1 or 5 (protobuf
+#: integers are ints, so gRPC is unaffected).
+AmountCents = Annotated[Int64, Strict(), Gt(0)]
+#: Orders per page (protobuf ``int32``, unset reads 0): 0 means the default, a negative
+#: size is refused. Not strict: over HTTP it is a query parameter, which is text.
+PageSize = Annotated[Int32, Ge(0)]
