@@ -159,12 +159,12 @@ def test_a_broker_url_of_the_wrong_scheme_is_a_config_error_not_a_start_failure(
     result = run_server(
         ROOT / "configs",
         APP_DATA__BROKER__KIND="redis",
-        APP_DATA__BROKER__OPTIONS__URL="http://127.0.0.1:6379",
+        APP_DATA__BROKER__OPTIONS__URL="http://cache.example:6379",
     )
     assert_one_config_error(
         result,
         "env APP_DATA__BROKER__OPTIONS__URL: data.broker.options.url: url must be a redis://, "
-        "rediss:// or unix:// URL; its scheme is 'http', got 'http://127.0.0.1:6379'",
+        "rediss:// or unix:// URL; its scheme is 'http', got 'http://cache.example:6379'",
     )
 
 

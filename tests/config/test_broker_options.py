@@ -212,27 +212,27 @@ def test_unknown_section_key_lists_valid_keys_with_a_guess_and_keeps_other_error
 ADDRESS_CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "redis": (
         "url",
-        ["redis://127.0.0.1:6379/0", "rediss://:pw@cache:6380", "unix:///run/redis.sock"],
-        ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis://", "redis://h:notaport", "unix://"],
+        ["redis://broker.example:6379/0", "rediss://:pw@cache:6380", "unix:///run/redis.sock"],
+        ["http://broker.example:6379", "broker.example:6379", "redis://", "redis://h:notaport", "unix://"],
     ),
     "rabbitmq": (
         "url",
-        ["amqp://guest:guest@127.0.0.1:5672/", "amqps://mq:5671/vhost"],
-        ["http://127.0.0.1:5672", "redis://h:5672", "amqp://", "amqp://h:99999/"],
+        ["amqp://guest:guest@broker.example:5672/", "amqps://mq:5671/vhost"],
+        ["http://broker.example:5672", "redis://h:5672", "amqp://", "amqp://h:99999/"],
     ),
     "mqtt": (
         "url",
-        ["mqtt://127.0.0.1:1883", "mqtts://broker:8883", "tcp://h:1883"],
-        ["http://127.0.0.1:1883", "mqtt://", "127.0.0.1:1883", "mqtt://h:x"],
+        ["mqtt://broker.example:1883", "mqtts://broker:8883", "tcp://h:1883"],
+        ["http://broker.example:1883", "mqtt://", "broker.example:1883", "mqtt://h:x"],
     ),
     "nats": (
         "servers",
-        ["nats://127.0.0.1:4222", "nats://a:4222, tls://b:4222", "ws://h:8080"],
-        ["http://127.0.0.1:4222", "nats://a:4222,http://b:4222", "", " , ", "nats://h:0"],
+        ["nats://broker.example:4222", "nats://a:4222, tls://b:4222", "ws://h:8080"],
+        ["http://broker.example:4222", "nats://a:4222,http://b:4222", "", " , ", "nats://h:0"],
     ),
     "kafka": (
         "bootstrap_servers",
-        ["127.0.0.1:9092", "a:9092, b:9093", "[::1]:9092"],
+        ["broker.example:9092", "a:9092, b:9093", "[::1]:9092"],
         ["http://127.0.0.1:9092", "127.0.0.1", "a:9092,b", "", "h:port", "h:70000", "a/b:1"],
     ),
 }
