@@ -31,56 +31,20 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import nats
 import orjson
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel
 
 from bench._util import print_table
+from bench.rabbitmq_drain import BODY, Meter, Order
 
 __all__ = ["main"]
 
 BATCH = 256
 URL = "nats://127.0.0.1:4222"
-
-
-class Order(BaseModel):
-    order_id: int
-    amount: float
-    currency: str
-    customer: str
-    sku: str
-
-
-BODY = orjson.dumps(
-    {"order_id": 123456, "amount": 99.5, "currency": "EUR", "customer": "c-42", "sku": "SKU-7"}
-)
-
-
-@dataclass
-class Meter:
-    """Counts handled messages; records the first and the last."""
-
-    expected: int
-    count: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def hit(self) -> None:
-        if self.count == 0:
-            self.first = time.perf_counter()
-        self.count += 1
-        if self.count == self.expected:
-            self.last = time.perf_counter()
-            self.done.set()
-
-    @property
-    def rate(self) -> float:
-        return (self.count - 1) / (self.last - self.first) if self.last > self.first else 0.0
 
 
 @dataclass(frozen=True)
