@@ -43,28 +43,15 @@ import aiomqtt
 import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel
 
 from bench._util import free_port, print_table
+from bench.rabbitmq_drain import BODY, Order
 from framework.transport.mqtt.mosquitto import MosquittoProcess
 
 __all__ = ["main"]
 
 RECEIVE_MAXIMUM = 256
 SESSION_EXPIRY = 3600
-
-
-class Order(BaseModel):
-    order_id: int
-    amount: float
-    currency: str
-    customer: str
-    sku: str
-
-
-BODY = orjson.dumps(
-    {"order_id": 123456, "amount": 99.5, "currency": "EUR", "customer": "c-42", "sku": "SKU-7"}
-)
 
 
 @dataclass
