@@ -42,7 +42,7 @@ from framework.broker import MESSAGE_ID, Broker, PublishResult
 from framework.broker.subscriber import SubscriberSpec
 from framework.data import OutboxRelay, TransactionalOutbox, metadata
 from framework.transport.kafka import KafkaBroker
-from framework.transport.kafka.tansu import TansuProcess
+from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess
 
 from ._util import print_table
 
@@ -88,7 +88,7 @@ class ConfirmClock(Broker):
 
 
 async def batching_publisher(servers: str, count: int, keys: int) -> float:
-    kafka = KafkaBroker(servers)
+    kafka = KafkaBroker(servers, **FAST_JOIN)
     await kafka.connect()
     topic = f"bench-batch-{uuid.uuid4().hex[:8]}"
     await kafka.publish(topic, b"warm-up")
@@ -121,7 +121,7 @@ async def relay_throughput(
         async with uow.begin() as tx:
             for n in range(start, min(start + 1000, count)):
                 tx.add_message(topic, payload(n), key=f"k{n % keys}")
-    kafka = KafkaBroker(servers)
+    kafka = KafkaBroker(servers, **FAST_JOIN)
     await kafka.connect()
     await kafka.publish(topic, b"warm-up")
     relay = OutboxRelay(
@@ -189,7 +189,7 @@ async def steady_latency(
 ) -> list[float]:
     """Run the writer in another process (its own CPU), the relay here; the latencies."""
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    kafka = KafkaBroker(servers)
+    kafka = KafkaBroker(servers, **FAST_JOIN)
     clock = ConfirmClock(kafka)
     await clock.connect()
     await kafka.publish(topic, b"warm-up")

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from framework.testing.conformance import BrokerConformance, BrokerFactory, TcpProxy
 from framework.transport.kafka import KafkaBroker
-from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
+from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess, TansuUnavailable
 from tests.services import free_port, unavailable
 
 pytestmark = pytest.mark.kafka
@@ -50,7 +50,7 @@ class TestKafka(BrokerConformance):
     def make_broker(self, proxy: TcpProxy) -> BrokerFactory:
         self.proxy = proxy
         self.bootstrap = f"127.0.0.1:{proxy.port}"
-        return lambda name: KafkaBroker(self.bootstrap, client_id=name)
+        return lambda name: KafkaBroker(self.bootstrap, client_id=name, **FAST_JOIN)
 
     async def prepare_topic(self, topic: str, partitions: int) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
