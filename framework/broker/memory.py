@@ -24,8 +24,9 @@ import logging
 import time
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, get_args
+from typing import Any, ClassVar, get_args
 
+from framework.broker.acks import Acks
 from framework.broker.broker import (
     Broker,
     MessageProcessor,
@@ -359,6 +360,12 @@ class MemoryBroker(Broker):
 
     kind = "memory"
     supported_options = frozenset({"auto_offset_reset"})
+    #: In process every level appends before ``publish`` returns: nothing to wait for.
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "emulated: appended before publish returns, as at every level",
+        "leader": "emulated: appended before publish returns, as at every level",
+        "all": "native",
+    }
 
     def __init__(self, *, partitions: int = 4, name: str = "default") -> None:
         if partitions < 1:
@@ -420,14 +427,36 @@ class MemoryBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
-        """Append to the topic (or schedule it after ``delay`` seconds); returns at once."""
+        """Append to the topic (or schedule it after ``delay`` seconds); returns at once.
+
+        ``partition`` (``0 <= partition < partitions``) chooses the partition, else the key
+        does (see :meth:`Topic.partition_for`). Every acknowledgement level appends before
+        returning: in process, there is nothing to wait for and nothing to lose.
+
+        Raises:
+            ValueError: an empty topic, a negative delay, a partition the topic lacks.
+        """
         self._check_connected()
         if not topic:
             raise ValueError("topic must be a non-empty string")
         if delay is not None and delay < 0:
             raise ValueError(f"delay must be >= 0, got {delay}")
-        partition = self._topic(topic).partition_for(key)
+        log = self._topic(topic)
+        if partition is None:
+            chosen = log.partition_for(key)
+        elif (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not (0 <= partition < len(log.partitions))
+        ):
+            raise ValueError(
+                f"topic {topic!r} has partitions 0..{len(log.partitions) - 1}, "
+                f"got partition={partition!r}"
+            )
+        else:
+            chosen = log.partitions[partition]
         record = Record(
             body, key, dict(headers) if headers else {}, str(next(self._ids)), time.time()
         )
@@ -438,13 +467,13 @@ class MemoryBroker(Broker):
             def deliver() -> None:
                 if timer is not None:
                     self._timers.discard(timer)
-                partition.append(record)
+                chosen.append(record)
 
             timer = loop.call_later(delay, deliver)
             self._timers.add(timer)
-            return PublishResult(topic, partition.index, None, record.id)
-        offset = partition.append(record)
-        return PublishResult(topic, partition.index, offset, record.id)
+            return PublishResult(topic, chosen.index, None, record.id)
+        offset = chosen.append(record)
+        return PublishResult(topic, chosen.index, offset, record.id)
 
     # -- consuming ---------------------------------------------------------------------------
 

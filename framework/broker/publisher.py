@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from framework.broker.acks import Acks, OnPublishError
 from framework.broker.broker import Broker, ProcessResult, PublishResult
 from framework.broker.codec import Codec, JsonCodec
 from framework.broker.message import Message
@@ -59,10 +60,32 @@ class Publisher:
     receive, so business code never touches a broker client::
 
         await publisher.publish("order-created", OrderCreated(id=1), key=str(order.user_id))
+
+    Args:
+        broker: the broker to publish through.
+        codec: encodes payloads (JSON by default).
+        acks: the acknowledgement level of this publisher's messages (``"none"``,
+            ``"leader"``, ``"all"``; see :mod:`framework.broker.acks`); ``None`` (the
+            default) keeps the broker's configured level. A level the broker cannot give
+            raises ``NotImplementedError`` here, naming those it can.
+        on_error: ``on_error(topic, error)`` for fire-and-forget (``acks="none"``) publishes
+            whose failure is known only after ``publish`` returned; they are counted in
+            ``broker.unconfirmed`` and logged at ERROR either way.
     """
 
-    def __init__(self, broker: Broker, codec: Codec | None = None) -> None:
-        self.broker = broker
+    def __init__(
+        self,
+        broker: Broker,
+        codec: Codec | None = None,
+        *,
+        acks: Acks | None = None,
+        on_error: OnPublishError | None = None,
+    ) -> None:
+        if acks is None and on_error is None:
+            self.broker = broker
+        else:
+            level = broker.default_acks if acks is None else acks
+            self.broker = broker.with_acks(level, on_error=on_error)
         self.codec: Codec = codec if codec is not None else JsonCodec()
 
     async def publish(
@@ -72,6 +95,7 @@ class Publisher:
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
         """Encode ``payload`` and publish it; return once the broker confirmed.
 
@@ -85,6 +109,8 @@ class Publisher:
                 The ``x-md-global-*`` metadata of the request being handled is added
                 (:func:`framework.metadata.propagated`).
             delay: seconds before delivery, where the broker supports it (else it raises).
+            partition: the partition to publish to, where the broker has partitions (else
+                it raises); by default the broker's partitioner chooses (by key).
         """
         body = self.codec.encode(payload)
         if isinstance(key, str):
@@ -96,11 +122,15 @@ class Publisher:
             headers = {**carried, **(headers or {})}
         observer = current_observer()
         if observer is None:
-            return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            return await self.broker.publish(
+                topic, body, key=key, headers=headers, delay=delay, partition=partition
+            )
         # Measured for the metrics observer (framework.observer): duration and failures.
         started = time.perf_counter()
         try:
-            result = await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            result = await self.broker.publish(
+                topic, body, key=key, headers=headers, delay=delay, partition=partition
+            )
         except Exception as exc:
             observer.message_published(
                 self.broker.kind, topic, time.perf_counter() - started, type(exc).__name__

@@ -207,9 +207,12 @@ class TestBroker:
             key: bytes | None = None,
             headers: Any = None,
             delay: float | None = None,
+            partition: int | None = None,
         ) -> PublishResult:
             self.published.append(Published(topic, body, key, dict(headers or {})))
-            return await publish(topic, body, key=key, headers=headers, delay=delay)
+            return await publish(
+                topic, body, key=key, headers=headers, delay=delay, partition=partition
+            )
 
         async def recorded_subscribe(
             spec: SubscriberSpec, processor: MessageProcessor

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from framework.broker.acks import Acks, OnPublishError
 from framework.broker.broker import Broker, PublishResult
 from framework.broker.codec import Codec
 from framework.broker.publisher import Publisher
@@ -42,6 +43,7 @@ class TracedPublisher(Publisher):
         broker: the broker to publish through.
         codec: encodes payloads (JSON by default).
         tracer_provider: the provider to use; ``None`` follows the global one.
+        acks, on_error: as for :class:`~framework.broker.Publisher`.
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class TracedPublisher(Publisher):
         codec: Codec | None = None,
         *,
         tracer_provider: TracerProvider | None = None,
+        acks: Acks | None = None,
+        on_error: OnPublishError | None = None,
     ) -> None:
-        super().__init__(broker, codec)
+        super().__init__(broker, codec, acks=acks, on_error=on_error)
         self._tracers = TracerSource(tracer_provider)
 
     async def publish(
@@ -61,12 +65,13 @@ class TracedPublisher(Publisher):
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
         """Publish like :meth:`Publisher.publish`, inside a PRODUCER span whose context is
         added to the message headers (the caller's ``headers`` mapping is not modified)."""
         tracer = self._tracers.get()
         if tracer is None:
-            return await super().publish(topic, payload, key, headers, delay)
+            return await super().publish(topic, payload, key, headers, delay, partition)
         kind = self.broker.kind
         span = tracer.start_span(
             f"publish {topic}",
@@ -81,7 +86,7 @@ class TracedPublisher(Publisher):
         )
         carrier = inject(dict(headers) if headers else {}, trace.set_span_in_context(span))
         try:
-            result = await super().publish(topic, payload, key, carrier, delay)
+            result = await super().publish(topic, payload, key, carrier, delay, partition)
         except Exception as exc:
             record_error(span, exc, from_exception(exc), failed=True)
             raise

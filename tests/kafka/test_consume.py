@@ -62,7 +62,9 @@ async def test_two_members_of_one_group_split_the_partitions(
             total.add()
 
         # No periodic commit within the test: only the revocation can commit a's work.
-        kafka = KafkaBroker(bootstrap, client_id=name, commit_interval=60, commit_every=10**6, **FAST_JOIN)
+        kafka = KafkaBroker(
+            bootstrap, client_id=name, commit_interval=60, commit_every=10**6, **FAST_JOIN
+        )
         return BrokerServer(kafka, [router])
 
     async def publish(ids: range) -> None:

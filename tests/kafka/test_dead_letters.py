@@ -41,8 +41,8 @@ from framework.broker.policy import (
     DLQ_TRUNCATED_BODY_BYTES,
 )
 from framework.transport.kafka import KafkaBroker
-from framework.transport.kafka.tansu import FAST_JOIN
 from framework.transport.kafka.deadletter import KafkaDeadLetter
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.kafka.conftest import Waiter, create_topic, read_topic
 
 pytestmark = pytest.mark.kafka

@@ -49,7 +49,9 @@ async def test_item18_a_kafka_subscriber_takes_no_record_while_another_server_dr
         async def on_record(message: Message) -> None:
             handled.add(message.body)
 
-        return BrokerServer(KafkaBroker(bootstrap, client_id=unique("member"), **FAST_JOIN), [router])
+        return BrokerServer(
+            KafkaBroker(bootstrap, client_id=unique("member"), **FAST_JOIN), [router]
+        )
 
     other = Draining()
     app = App("svc", servers=[server(), other], handle_signals=False, stop_timeout=20)

@@ -131,7 +131,7 @@ async def test_rabbitmq_amqps_presents_the_client_certificate_and_trusts_the_ca(
             ssl_certfile=str(pki["client"].cert),
             ssl_keyfile=str(pki["client"].key),
             connect_timeout=2,
-                    )
+        )
         with pytest.raises(Exception):  # noqa: B017 - the listener speaks no AMQP
             await broker.connect()
         await broker.close()

@@ -23,6 +23,7 @@ class MemoryBrokerView(Broker):
 
     kind = "memory"
     supported_options = MemoryBroker.supported_options
+    acks_levels = MemoryBroker.acks_levels
 
     def __init__(self, shared: MemoryBroker, name: str = "view") -> None:
         self.shared = shared
@@ -50,8 +51,11 @@ class MemoryBrokerView(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
-        return await self.shared.publish(topic, body, key=key, headers=headers, delay=delay)
+        return await self.shared.publish(
+            topic, body, key=key, headers=headers, delay=delay, partition=partition
+        )
 
     async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
         subscription = await self.shared.subscribe(spec, processor)

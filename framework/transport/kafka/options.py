@@ -25,10 +25,17 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from framework.broker.acks import Acks
 from framework.broker.addresses import check_host_ports
 from framework.broker.options import AutoOffsetReset
+from framework.transport.kafka.partitioner import (
+    KeylessPartitioning,
+    PartitionerFn,
+    resolve_partitioner,
+)
 
 __all__ = [
+    "PRODUCER_ACKS",
     "AutoOffsetReset",
     "IsolationLevel",
     "KafkaOptions",
@@ -39,6 +46,18 @@ __all__ = [
 
 Ordering = Literal["auto", "partition", "key"]
 IsolationLevel = Literal["read_uncommitted", "read_committed"]
+
+# Every spelling of ``acks`` -> its level (Kafka's numbers, Sarama's names, ours).
+_ACKS_LEVELS: dict[int | str, Acks] = {
+    "all": "all",
+    -1: "all",
+    "leader": "leader",
+    1: "leader",
+    "none": "none",
+    0: "none",
+}
+#: The aiokafka ``acks`` of each level.
+PRODUCER_ACKS: dict[Acks, int | str] = {"all": "all", "leader": 1, "none": 0}
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -56,7 +75,18 @@ class KafkaOptions:
             ``BROKER_UNAVAILABLE``); keep it below the request timeout of the servers that
             publish, so a caller gets a 503 rather than a 504.
         request_timeout_ms: per-request timeout of producer and consumers.
-        acks: producer acknowledgements (``"all"``, ``1`` or ``0``).
+        acks: the acknowledgement level of ``publish`` (and of the batching publishers):
+            ``"all"`` (or ``-1``: every in-sync replica has the record), ``"leader"`` (or
+            ``1``: the partition leader wrote it) or ``"none"`` (or ``0``: sent, not
+            acknowledged; failures the client sees are still reported, see
+            :mod:`framework.broker.acks`). A ``Publisher(broker, acks=...)`` may use
+            another level; dead letters always go with ``"all"``.
+        partitioner: how a message's partition is chosen: ``"murmur2"`` (the Java client's
+            key hash, byte-compatible; keyless messages by ``keyless_partitioning``), or a
+            custom ``(key, partitions) -> partition`` callable or its import path
+            ``"package.module:function"`` (see :mod:`~framework.transport.kafka.partitioner`).
+        keyless_partitioning: where the built-in partitioner puts keyless messages:
+            ``"round_robin"`` (each topic's partitions in turn) or ``"random"``.
         enable_idempotence: idempotent producer (not supported by Tansu).
         linger_ms: producer linger for ``publish`` (the batching publisher batches itself).
         max_batch_size: producer batch size in bytes (also the batching publisher's batch).
@@ -122,6 +152,8 @@ class KafkaOptions:
     publish_timeout: float = 5.0
     request_timeout_ms: int = 30_000
     acks: int | str = "all"
+    partitioner: str | PartitionerFn = "murmur2"
+    keyless_partitioning: KeylessPartitioning = "round_robin"
     enable_idempotence: bool = False
     linger_ms: int = 0
     max_batch_size: int = 64 * 1024
@@ -161,8 +193,14 @@ class KafkaOptions:
         # for acks, text of a number means that number, as the producer only takes 0/1/-1/all.
         if isinstance(self.acks, str) and self.acks.strip().lstrip("-").isdigit():
             object.__setattr__(self, "acks", int(self.acks))
-        if self.acks not in ("all", 0, 1, -1):
-            raise ValueError(f"acks must be one of all, 0, 1, -1, got {self.acks!r}")
+        if self.acks not in _ACKS_LEVELS:
+            raise ValueError(f"acks must be one of none, leader, all, 0, 1, -1, got {self.acks!r}")
+        if self.keyless_partitioning not in get_args(KeylessPartitioning):
+            raise ValueError(
+                "keyless_partitioning must be one of round_robin, random, got "
+                f"{self.keyless_partitioning!r}"
+            )
+        resolve_partitioner(self.partitioner)  # ValueError naming a bad import path
         check_host_ports("bootstrap_servers", self.bootstrap_servers)
         choices = {
             "auto_offset_reset": (self.auto_offset_reset, get_args(AutoOffsetReset)),
@@ -245,6 +283,11 @@ class KafkaOptions:
                 context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
             kwargs["ssl_context"] = context
         return kwargs
+
+    @property
+    def acks_level(self) -> Acks:
+        """``acks`` as a level of :mod:`framework.broker.acks` (``0`` -> ``"none"``...)."""
+        return _ACKS_LEVELS[self.acks]
 
     @property
     def servers(self) -> list[str]:

@@ -8,10 +8,12 @@ message's future resolves to its own :class:`~framework.broker.broker.PublishRes
 (partition and offset) once the broker acknowledged the batch (``acks`` of the broker), or
 fails with the error of its batch.
 
-Partitioning matches :meth:`KafkaBroker.publish`: a keyed message goes to
-``murmur2(key) % partitions`` (the Java client's and aiokafka's default), so a key always lands
-on the same partition whichever way it was published. Keyless messages of one chunk go to one
-partition, rotating between chunks (the "sticky" partitioner: fewer, larger batches).
+Partitioning is the broker's :class:`~framework.transport.kafka.partitioner.Partitioner`, as
+in :meth:`KafkaBroker.publish`: a keyed message goes to ``toPositive(murmur2(key)) %
+partitions`` (the Java client's default) or to the custom partitioner's choice, so a key always
+lands on the same partition whichever way it was published; ``partition=`` overrides it.
+Keyless messages of one chunk go to one partition, the next in turn (or a random one) at each
+chunk (as the Java client's "sticky" partitioner: fewer, larger batches).
 
 Chunks are sent one after another by a single task, so messages of one key keep their order.
 At most ``max_pending`` messages wait for acknowledgement; ``submit`` waits beyond that.
@@ -20,24 +22,30 @@ At most ``max_pending`` messages wait for acknowledgement; ``submit`` waits beyo
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
-from aiokafka.partitioner import DefaultPartitioner
 
 from framework.broker.broker import PublishResult
+from framework.transport.kafka.partitioner import Partitioner
 from framework.transport.kafka.records import encode_headers
 
 __all__ = ["BatchingPublisher"]
 
 _log = logging.getLogger("pykratos.kafka")
 
-# (topic, body, key, headers, future)
-_Item = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], "asyncio.Future[PublishResult]"]
+# (topic, body, key, headers, future, partition or None)
+_Item = tuple[
+    str,
+    bytes,
+    bytes | None,
+    list[tuple[str, bytes]],
+    "asyncio.Future[PublishResult]",
+    int | None,
+]
 
 
 class BatchingPublisher:
@@ -52,6 +60,7 @@ class BatchingPublisher:
         chunk_size: messages per chunk: a full chunk is sent at once.
         flush_interval: seconds a partial chunk waits before it is sent.
         max_pending: messages submitted but not yet acknowledged before ``submit`` waits.
+        partitioner: the broker's partitioner (a default murmur2 one if not given).
     """
 
     def __init__(
@@ -61,6 +70,7 @@ class BatchingPublisher:
         chunk_size: int = 1000,
         flush_interval: float = 0.005,
         max_pending: int = 100_000,
+        partitioner: Partitioner | None = None,
     ) -> None:
         if chunk_size < 1 or flush_interval < 0 or max_pending < chunk_size:
             raise ValueError(
@@ -70,8 +80,7 @@ class BatchingPublisher:
         self._chunk_size = chunk_size
         self._flush_interval = flush_interval
         self._max_pending = max_pending
-        self._partitioner = DefaultPartitioner()
-        self._sticky = itertools.count()
+        self._partitioner = partitioner if partitioner is not None else Partitioner()
         self._buffer: list[_Item] = []
         self._timer: asyncio.TimerHandle | None = None
         self._chunks: asyncio.Queue[list[_Item]] = asyncio.Queue()
@@ -92,10 +101,13 @@ class BatchingPublisher:
         *,
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        partition: int | None = None,
     ) -> asyncio.Future[PublishResult]:
         """Buffer one message; the returned future resolves once the broker acknowledged it.
 
         Waits only while ``max_pending`` messages are unacknowledged (backpressure).
+        ``partition`` chooses the partition (the future fails with ``ValueError`` if the
+        topic has no such partition); by default the partitioner does.
         """
         # Re-checked after every wait: several submitters may wake at once, and close() may
         # have run meanwhile (a message buffered then would start a sender nobody stops).
@@ -112,7 +124,8 @@ class BatchingPublisher:
         future: asyncio.Future[PublishResult] = loop.create_future()
         self._pending += 1
         buffer = self._buffer
-        buffer.append((topic, body, key, encode_headers(headers) if headers else [], future))
+        encoded = encode_headers(headers) if headers else []
+        buffer.append((topic, body, key, encoded, future, partition))
         if len(buffer) >= self._chunk_size:
             self._send_buffer()
         elif self._timer is None:
@@ -126,9 +139,10 @@ class BatchingPublisher:
         *,
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
         """Submit one message and wait for its acknowledgement."""
-        return await (await self.submit(topic, body, key=key, headers=headers))
+        return await (await self.submit(topic, body, key=key, headers=headers, partition=partition))
 
     async def flush(self) -> None:
         """Send what is buffered and wait until every submitted message is resolved."""
@@ -201,20 +215,26 @@ class BatchingPublisher:
         by_topic: dict[str, list[_Item]] = {}
         for item in chunk:
             by_topic.setdefault(item[0], []).append(item)
-        sticky = next(self._sticky)
         for topic, items in by_topic.items():
             try:
                 known = sorted(await self._producer.partitions_for(topic))
             except Exception as exc:  # unknown/invalid topic: fail its messages only
                 self._fail((item[4] for item in items), exc)
                 continue
+            choose = self._partitioner.for_chunk(topic, known)
             groups: dict[int, list[_Item]] = {}
             for item in items:
-                key = item[2]
-                if key is None:
-                    partition = known[sticky % len(known)]
-                else:
-                    partition = self._partitioner(key, known, known)
+                wanted = item[5]
+                try:
+                    partition = choose(item[2]) if wanted is None else wanted
+                    if partition not in known:
+                        raise ValueError(
+                            f"topic {topic!r} has partitions {known[0]}..{known[-1]}, got "
+                            f"partition={partition}"
+                        )
+                except ValueError as exc:  # this message only (a custom partitioner's too)
+                    self._fail((item[4],), exc)
+                    continue
                 groups.setdefault(partition, []).append(item)
             for partition, members in groups.items():
                 await self._send_partition(topic, partition, members)
@@ -223,7 +243,7 @@ class BatchingPublisher:
         producer = self._producer
         batch = producer.create_batch()
         members: list[tuple[int, asyncio.Future[PublishResult]]] = []
-        for _, body, key, headers, future in items:
+        for _, body, key, headers, future, _ in items:
             metadata = batch.append(key=key, value=body, timestamp=None, headers=headers)
             if metadata is None and members:  # batch full: ship it, start the next one
                 await self._ship(batch, topic, partition, members)
