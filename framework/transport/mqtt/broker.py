@@ -24,9 +24,11 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
+from typing import ClassVar
 
 import aiomqtt
 
+from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
@@ -51,6 +53,11 @@ log = logging.getLogger("pykratos.mqtt")
 #: Appended to a message's topic to make its default dead-letter topic.
 DLQ_SUFFIX = "/dlq"
 _MAX_RECEIVE = 65535  # Receive Maximum is a two-byte integer (MQTT 5 §3.1.2.11.3)
+
+
+# Acknowledgement level <-> QoS (see MqttBroker.acks_levels).
+_QOS: dict[Acks, int] = {"none": 0, "leader": 1, "all": 2}
+_LEVEL: dict[int, Acks] = {qos: level for level, qos in _QOS.items()}
 
 
 class MqttBroker(Broker):
@@ -84,6 +91,13 @@ class MqttBroker(Broker):
     kind = "mqtt"
     #: subscriber options this broker reads (checked by the broker server before subscribing).
     supported_options = KNOWN_OPTIONS
+    #: acknowledgement level -> QoS: 0 has no acknowledgement, 1 a PUBACK, 2 the PUBCOMP
+    #: that ends the exactly-once exchange (the strongest confirmation MQTT has).
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "native: QoS 0",
+        "leader": "native: QoS 1",
+        "all": "native: QoS 2",
+    }
 
     def __init__(
         self,
@@ -195,6 +209,7 @@ class MqttBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
         qos: int | None = None,
         retain: bool = False,
     ) -> PublishResult:
@@ -205,12 +220,15 @@ class MqttBroker(Broker):
             headers: headers, carried as MQTT 5 user properties (byte-exact, see
                 :mod:`~framework.transport.mqtt.headers`).
             delay: not supported by MQTT: any value > 0 raises ``NotImplementedError``.
-            qos: this message's QoS (default: the broker's ``qos``).
+            partition: not supported (MQTT topics have no partitions): raises
+                ``NotImplementedError``.
+            qos: this message's QoS (default: the level of a ``with_acks`` handle, else
+                the broker's ``qos``).
             retain: ask the server to retain the message: it is also sent to every later
                 subscriber of the topic (MQTT 5 §3.3.1.3); an empty body clears it.
 
         Raises:
-            NotImplementedError: ``delay`` given.
+            NotImplementedError: ``delay`` or ``partition`` given.
             TopicError: ``topic`` is not a valid topic name (wildcards, ``$``).
             PublishFailedError: refused by the server or not acknowledged in time.
         """
@@ -219,6 +237,11 @@ class MqttBroker(Broker):
                 "MQTT has no delayed delivery: publish(delay=...) is not supported by the "
                 "mqtt broker; schedule the publish yourself or use a broker that has it"
             )
+        if partition is not None:
+            raise NotImplementedError(
+                f"MQTT has no partitions (publish to {topic!r} with partition={partition})"
+            )
+        mode = publish_mode(self.default_acks)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("MqttBroker is not connected: call `await broker.connect()`")
@@ -229,11 +252,21 @@ class MqttBroker(Broker):
         properties = publish_properties(
             hdr.to_user_properties(headers, key=key, message_id=message_id)
         )
-        level = self.qos if qos is None else qos
+        level = _QOS[mode.acks] if qos is None else qos
         if level not in QOS_LEVELS:
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        await publisher.publish(topic, body, qos=level, retain=retain, properties=properties)
+        try:
+            await publisher.publish(topic, body, qos=level, retain=retain, properties=properties)
+        except Exception as exc:
+            if level == 0:  # fire-and-forget: counted and logged besides raised
+                self.unconfirmed.report(topic, exc, mode)
+            raise
         return PublishResult(topic=topic, message_id=message_id)
+
+    @property
+    def default_acks(self) -> Acks:
+        """The level of the broker's ``qos``: 0 ``"none"``, 1 ``"leader"``, 2 ``"all"``."""
+        return _LEVEL[self.qos]
 
     def dead_letter_topic(self, spec: SubscriberSpec, topic: str) -> str | None:
         """Where dead letters of a message received on ``topic`` by ``spec`` go: the

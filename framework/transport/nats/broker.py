@@ -25,7 +25,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -35,6 +35,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
+from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_urls
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
@@ -43,7 +44,7 @@ from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
 from framework.transport.nats.headers import encode_headers
 from framework.transport.nats.options import KNOWN_OPTIONS, SubscriberConfig, resolve
-from framework.transport.nats.publishing import ConfirmedPublisher
+from framework.transport.nats.publishing import ConfirmedPublisher, CorePublisher
 from framework.transport.nats.streams import Streams
 from framework.transport.nats.subjects import has_wildcards
 from framework.transport.nats.subscription import NatsSubscription
@@ -84,12 +85,22 @@ class NatsBroker(Broker):
         connect_timeout: seconds ``connect`` may take before failing.
         reconnect_interval: seconds between reconnection attempts after a connection loss.
         publish_timeout: seconds a publish may wait for its PubAck, across reconnects.
+        jetstream_publish: publish with JetStream and wait for the stream's PubAck (the
+            acknowledgement level ``"all"``: the stream's replicas stored it); off, a core
+            NATS publish that returns once buffered (``"none"``, see
+            :mod:`framework.broker.acks`). A ``Publisher(broker, acks=...)`` may choose the
+            other; dead letters always wait for their PubAck.
         name: connection name shown by the server's monitoring (``/connz``).
     """
 
     kind = "nats"
     #: subscriber options this broker reads (checked by the broker server before subscribing).
     supported_options = KNOWN_OPTIONS
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "native: core NATS publish",
+        "leader": "emulated: JetStream PubAck, as all (a stream acknowledges once)",
+        "all": "native: JetStream PubAck",
+    }
 
     def __init__(
         self,
@@ -108,6 +119,7 @@ class NatsBroker(Broker):
         connect_timeout: float = 10.0,
         reconnect_interval: float = 1.0,
         publish_timeout: float = 30.0,
+        jetstream_publish: bool = True,
         name: str = "pykratos",
     ) -> None:
         if prefetch < 1 or fetch_batch < 1 or max_ack_pending < 1:
@@ -135,11 +147,13 @@ class NatsBroker(Broker):
         self.connect_timeout = connect_timeout
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
+        self.jetstream_publish = jetstream_publish
         self.name = name
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._streams: Streams | None = None
         self._publisher: ConfirmedPublisher | None = None
+        self._core_publisher: CorePublisher | None = None
         self._subscriptions: list[NatsSubscription | CoreSubscription] = []
         self._connected_once = False
         self._error_logged = False
@@ -211,6 +225,7 @@ class NatsBroker(Broker):
             max_age=self.max_age,
         )
         self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
+        self._core_publisher = CorePublisher(client, self._streams)
         self._connected_once = True
 
     async def _on_error(self, exc: Exception) -> None:
@@ -232,7 +247,7 @@ class NatsBroker(Broker):
         buffered and disconnect. Safe to call twice or before connect."""
         await stop_subscriptions_now(self._subscriptions)
         client, self._client = self._client, None
-        self._js = self._streams = self._publisher = None
+        self._js = self._streams = self._publisher = self._core_publisher = None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
@@ -245,20 +260,24 @@ class NatsBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
-        """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck.
+        """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck (at acks
+        ``"none"``, or without ``jetstream_publish``: a core publish, returned once
+        buffered, with no ``offset``).
 
         Args:
             key: ordering key; subscribers handle messages with the same key in order.
             headers: header values; any bytes round-trip (see
                 :mod:`~framework.transport.nats.headers`).
             delay: not supported: NATS 2.9 JetStream cannot hold a message back.
+            partition: not supported (a stream has no partitions).
 
         Returns:
             the subject, the stream sequence as ``offset`` and the ``Nats-Msg-Id``.
 
         Raises:
-            NotImplementedError: a ``delay``.
+            NotImplementedError: a ``delay`` or a ``partition``.
             ValueError: a subject with wildcards, or a header name NATS cannot carry.
             StreamError: no stream captures ``topic`` and ``create_streams`` is off.
             PublishFailedError: no PubAck within ``publish_timeout``.
@@ -268,14 +287,32 @@ class NatsBroker(Broker):
                 "the NATS broker cannot delay a message: JetStream (NATS 2.9) has no "
                 "scheduled delivery; a subscriber's retries are delayed with nak instead"
             )
-        publisher = self._publisher
-        if publisher is None:
+        if partition is not None:
+            raise NotImplementedError(
+                f"NATS streams have no partitions (publish to {topic!r} with partition="
+                f"{partition}): a key keeps its messages in order instead"
+            )
+        publisher, core = self._publisher, self._core_publisher
+        if publisher is None or core is None:
             raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
         if has_wildcards(topic):
             raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
         msg_id = uuid.uuid4().hex
+        mode = publish_mode(self.default_acks)
+        if not mode.confirmed:
+            try:
+                await core.publish(topic, body, encode_headers(headers, key) or {}, msg_id)
+            except Exception as exc:
+                self.unconfirmed.report(topic, exc, mode)
+                raise
+            return PublishResult(topic=topic, message_id=msg_id)
         ack = await publisher.publish(topic, body, encode_headers(headers, key) or {}, msg_id)
         return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
+
+    @property
+    def default_acks(self) -> Acks:
+        """``"all"`` with ``jetstream_publish`` (the default), else ``"none"``."""
+        return "all" if self.jetstream_publish else "none"
 
     async def _publish_copy(
         self, subject: str, body: bytes, key: bytes | None, headers: dict[str, str], msg_id: str

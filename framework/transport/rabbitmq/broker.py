@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import aio_pika
 import aio_pika.abc
@@ -35,6 +35,7 @@ from aiormq.exceptions import AMQPError, InvalidFrameError, ProbableAuthenticati
 from pamqp import commands as spec
 from yarl import URL
 
+from framework.broker.acks import Acks, PublishMode, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
@@ -48,7 +49,7 @@ from framework.transport.rabbitmq.errors import (
     TopologyError,
 )
 from framework.transport.rabbitmq.options import EXCHANGE_TYPES, KNOWN_OPTIONS, resolve_topology
-from framework.transport.rabbitmq.publishing import ConfirmedPublisher
+from framework.transport.rabbitmq.publishing import ConfirmedPublisher, UnconfirmedPublisher
 from framework.transport.rabbitmq.topology import declare_delay_bucket
 
 __all__ = ["RabbitBroker"]
@@ -107,6 +108,11 @@ class RabbitBroker(Broker):
         mandatory: publish as mandatory, so a message that matches no queue raises
             :class:`~framework.transport.rabbitmq.errors.UnroutableError` instead of being
             silently dropped by RabbitMQ.
+        publisher_confirms: wait for RabbitMQ's publisher confirm in ``publish`` (the
+            acknowledgement level ``"all"``); off, ``publish`` is fire-and-forget (``"none"``:
+            no confirm, a returned or refused message is reported, see
+            :mod:`framework.broker.acks`). A ``Publisher(broker, acks=...)`` may choose the
+            other; dead letters and retries are always confirmed.
         ack_batch: acknowledge with one ``multiple=True`` ack once this many deliveries
             finished in a row (capped at a quarter of the prefetch, so the broker never
             waits for acks to send more).
@@ -123,6 +129,11 @@ class RabbitBroker(Broker):
     kind = "rabbitmq"
     #: subscriber options this broker reads (checked by the broker server before subscribing).
     supported_options = KNOWN_OPTIONS
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "native",
+        "leader": "emulated: a publisher confirm, as all (RabbitMQ has one kind)",
+        "all": "native",
+    }
 
     def __init__(
         self,
@@ -137,6 +148,7 @@ class RabbitBroker(Broker):
         reconnect_interval: float = 1.0,
         publish_timeout: float = 5.0,
         mandatory: bool = True,
+        publisher_confirms: bool = True,
         ack_batch: int = 64,
         ack_interval: float = 0.05,
         instance_id: str | None = None,
@@ -170,6 +182,7 @@ class RabbitBroker(Broker):
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
         self.mandatory = mandatory
+        self.publisher_confirms = publisher_confirms
         self.ack_batch = ack_batch
         self.ack_interval = ack_interval
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
@@ -177,6 +190,8 @@ class RabbitBroker(Broker):
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._admin: aio_pika.abc.AbstractRobustChannel | None = None
         self._publisher: ConfirmedPublisher | None = None
+        self._unconfirmed: UnconfirmedPublisher | None = None
+        self._unconfirmed_mode: PublishMode | None = None
         self._exchanges: set[str] = set()  # known to exist
         self._buckets: dict[tuple[str, int], float] = {}  # (exchange, ms) -> declared at
         self._subscriptions: list[RabbitSubscription] = []
@@ -278,12 +293,31 @@ class RabbitBroker(Broker):
         """Stop remaining subscriptions (without waiting for handlers) and disconnect."""
         await stop_subscriptions_now(self._subscriptions)
         connection, self._connection = self._connection, None
-        self._publisher = self._admin = None
+        self._publisher = self._admin = self._unconfirmed = None
         self._exchanges.clear()
         self._buckets.clear()
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    @property
+    def default_acks(self) -> Acks:
+        """``"all"`` with ``publisher_confirms`` (the default), else ``"none"``."""
+        return "all" if self.publisher_confirms else "none"
+
+    async def _unconfirmed_publisher(self) -> UnconfirmedPublisher:
+        """The channel without confirms, opened on first use."""
+        if self._unconfirmed is None:
+            channel = await self.connection.channel(publisher_confirms=False)
+            self._unconfirmed = UnconfirmedPublisher(
+                channel,
+                timeout=self.publish_timeout,
+                report=self._report_unconfirmed,
+            )
+        return self._unconfirmed
+
+    def _report_unconfirmed(self, topic: str, error: BaseException) -> None:
+        self.unconfirmed.report(topic, error, self._unconfirmed_mode)
 
     async def publish(
         self,
@@ -293,22 +327,32 @@ class RabbitBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
         exchange: str | None = None,
     ) -> PublishResult:
-        """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm.
+        """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm
+        (without ``publisher_confirms`` or at acks ``"none"``: hand it over and return).
 
         Args:
             key: ordering key; subscribers handle messages with the same key in order.
             headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
                 given in the form ``Message.headers`` uses (``header_text``).
             delay: seconds to hold the message before it is routed (TTL delay bucket).
+            partition: not supported (RabbitMQ queues have no partitions): raises
+                ``NotImplementedError``.
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
                 subscription of this broker.
         """
+        if partition is not None:
+            raise NotImplementedError(
+                f"RabbitMQ has no partitions (publish to {topic!r} with partition="
+                f"{partition}): a key keeps its messages in order instead"
+            )
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
+        mode = publish_mode(self.default_acks)
         if exchange is not None:
             target = exchange
         elif topic in self._dlqs:
@@ -348,15 +392,32 @@ class RabbitBroker(Broker):
             timestamp=datetime.now(UTC),
         )
         try:
-            await publisher.publish(
-                exchange=route_exchange,
-                routing_key=topic,
-                body=body,
-                properties=properties,
-                mandatory=self.mandatory,
-            )
+            if mode.confirmed:
+                await publisher.publish(
+                    exchange=route_exchange,
+                    routing_key=topic,
+                    body=body,
+                    properties=properties,
+                    mandatory=self.mandatory,
+                )
+            else:
+                # Late failures of this channel go to the last fire-and-forget caller's
+                # on_error (one channel serves every handle at this level).
+                self._unconfirmed_mode = mode
+                unconfirmed = await self._unconfirmed_publisher()
+                await unconfirmed.publish(
+                    exchange=route_exchange,
+                    routing_key=topic,
+                    body=body,
+                    properties=properties,
+                    mandatory=self.mandatory,
+                )
         except TopologyError:
             self._exchanges.discard(target)  # deleted meanwhile? check again next time
+            raise
+        except Exception as exc:
+            if not mode.confirmed:
+                self.unconfirmed.report(topic, exc, mode)
             raise
         self._log_state.recovered(self.endpoint)  # a no-op unless an outage was reported
         return PublishResult(topic=topic, message_id=message_id)

@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -32,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from framework.broker.acks import Acks
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
@@ -76,6 +77,12 @@ class RedisBroker(Broker):
     kind = "redis"
     #: subscriber options this broker reads (``BrokerServer`` rejects any other).
     supported_options = KNOWN_OPTIONS
+    #: ``"none"`` is refused: XADD's reply is how a client learns of a failure, and sending
+    #: without awaiting it from concurrent tasks would reorder a key's messages.
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "leader": "native: the XADD reply (the primary has the entry)",
+        "all": "emulated: the XADD reply, as leader (replicas are not waited for with WAIT)",
+    }
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
         self.options = RedisOptions(url=url, **options)
@@ -154,6 +161,7 @@ class RedisBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        partition: int | None = None,
         maxlen: int | None = None,
         minid_age: float | None = None,
     ) -> PublishResult:
@@ -164,6 +172,8 @@ class RedisBroker(Broker):
             key: ordering key; subscribers handle messages with the same key in order.
             headers: string headers (stored as ``h:<name>`` fields, byte-exact).
             delay: not supported: raises ``NotImplementedError`` (never ignored).
+            partition: not supported (a stream has no partitions): raises
+                ``NotImplementedError``.
             maxlen / minid_age: this publish's trimming, instead of the broker's.
 
         Raises:
@@ -176,6 +186,11 @@ class RedisBroker(Broker):
                 f"Redis Streams have no delayed delivery (publish to {topic!r} with "
                 f"delay={delay}): keep a schedule in a sorted set moved into the stream when "
                 "due, or use a broker with delays (RabbitMQ, memory)"
+            )
+        if partition is not None:
+            raise NotImplementedError(
+                f"a Redis stream has no partitions (publish to {topic!r} with partition="
+                f"{partition}): a key keeps its messages in order instead"
             )
         publisher = self._publisher
         if publisher is None:
