@@ -7,7 +7,10 @@ and starts in milliseconds::
         broker = KafkaBroker(tansu.bootstrap_servers)
 
 Known differences from Apache Kafka: the idempotent producer fails
-(``InitProducerId``), and a group join completes after about half the group's session timeout
+(``InitProducerId``); a produce request with ``acks=0`` gets a response, which Kafka never
+sends, so aiokafka drops that connection ("Unexpected exception in AIOKafkaConnection") and
+reconnects (the records arrive; a request in flight at that moment could be lost, as
+``acks=0`` allows); and a group join completes after about half the group's session timeout
 (rounded up to whole seconds; the group keeps the timeout of the member that created it).
 Hence :data:`FAST_JOIN`, the consumer-group settings every test and benchmark on Tansu
 passes (``KafkaBroker(tansu.bootstrap_servers, **FAST_JOIN)``, or
