@@ -146,9 +146,9 @@ class Broker(ABC):
     @property
     def unconfirmed(self) -> UnconfirmedFailures:
         """Failures of this broker's fire-and-forget publishes (counted and logged)."""
-        found: UnconfirmedFailures | None = self.__dict__.get("_unconfirmed")
+        found: UnconfirmedFailures | None = self.__dict__.get("_broker_unconfirmed_failures")
         if found is None:
-            found = self.__dict__["_unconfirmed"] = UnconfirmedFailures(self.kind)
+            found = self.__dict__["_broker_unconfirmed_failures"] = UnconfirmedFailures(self.kind)
         return found
 
     def with_acks(self, acks: Acks, *, on_error: OnPublishError | None = None) -> Broker:

@@ -49,6 +49,8 @@ class TestMqtt(BrokerConformance):
     }
     not_applicable: ClassVar[Mapping[str, str]] = {
         "delay": "MQTT has no delayed delivery; publish(delay=) raises NotImplementedError",
+        "key_partition": "MQTT topics have no partitions; publish(partition=) raises "
+        "NotImplementedError",
     }
 
     @pytest.fixture

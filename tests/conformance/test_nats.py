@@ -41,6 +41,8 @@ class TestNats(BrokerConformance):
     not_applicable: ClassVar[Mapping[str, str]] = {
         "delay": "JetStream (NATS 2.9, as here) has no scheduled delivery (retries are delayed "
         "with nak instead); publish(delay=) raises NotImplementedError",
+        "key_partition": "a JetStream stream has no partitions (a key orders its messages "
+        "within a group); publish(partition=) raises NotImplementedError",
     }
 
     @pytest.fixture

@@ -51,6 +51,7 @@ from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
 from framework.testing.conformance.harness import BrokerFactory, Harness, Inbox
 from framework.testing.conformance.memory import MemoryBrokerView
+from framework.testing.conformance.producing import ProducerPromises
 from framework.testing.conformance.promises import PROMISE_IDS, PROMISES, Promise, promise
 from framework.testing.conformance.proxy import TcpProxy
 from framework.testing.conformance.publishing import PublishPromises
@@ -71,6 +72,7 @@ __all__ = [
     "Harness",
     "Inbox",
     "MemoryBrokerView",
+    "ProducerPromises",
     "Promise",
     "PublishPromises",
     "StopPromises",

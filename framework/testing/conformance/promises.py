@@ -113,6 +113,22 @@ PROMISES: tuple[Promise, ...] = (
         "The broker server closes the consumer's connection; the consumer reconnects by "
         "itself and handles messages published afterwards.",
     ),
+    # -- producer features (issue 14): partitions and acknowledgement levels ---------------
+    Promise(
+        "key_partition",
+        "a key keeps its partition; partition= honoured",
+        "Each key's messages land on one partition (the one publish returned) and arrive "
+        "in publish order; publish(partition=n) lands on n, a partition the topic lacks is "
+        "a ValueError. A broker without partitions raises NotImplementedError for "
+        "partition= rather than ignore it.",
+    ),
+    Promise(
+        "acks_levels",
+        "acknowledgement levels none / leader / all",
+        "A message published at each level the broker lists (with_acks) arrives; a level "
+        "it does not list raises NotImplementedError; a fire-and-forget publish that fails "
+        "raises or is reported (on_error, counted), never silent.",
+    ),
 )
 
 PROMISE_IDS: frozenset[str] = frozenset(p.id for p in PROMISES)

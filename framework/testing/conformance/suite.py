@@ -13,6 +13,7 @@ from __future__ import annotations
 from framework.testing.conformance.base import NOT_UTF8, ConformanceBase
 from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
+from framework.testing.conformance.producing import ProducerPromises
 from framework.testing.conformance.promises import PROMISE_IDS
 from framework.testing.conformance.publishing import PublishPromises
 from framework.testing.conformance.stopping import StopPromises
@@ -20,7 +21,9 @@ from framework.testing.conformance.stopping import StopPromises
 __all__ = ["NOT_UTF8", "BrokerConformance", "promise_tests"]
 
 
-class BrokerConformance(DeliveryPromises, FailurePromises, StopPromises, PublishPromises):
+class BrokerConformance(
+    DeliveryPromises, FailurePromises, StopPromises, PublishPromises, ProducerPromises
+):
     """Every promise: subclass it once per broker (see :class:`ConformanceBase` for the
     declarations, the ``make_broker`` fixture and the hooks)."""
 

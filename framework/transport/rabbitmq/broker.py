@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar
 
 import aio_pika
@@ -35,7 +36,7 @@ from aiormq.exceptions import AMQPError, InvalidFrameError, ProbableAuthenticati
 from pamqp import commands as spec
 from yarl import URL
 
-from framework.broker.acks import Acks, PublishMode, publish_mode
+from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
@@ -191,7 +192,6 @@ class RabbitBroker(Broker):
         self._admin: aio_pika.abc.AbstractRobustChannel | None = None
         self._publisher: ConfirmedPublisher | None = None
         self._unconfirmed: UnconfirmedPublisher | None = None
-        self._unconfirmed_mode: PublishMode | None = None
         self._exchanges: set[str] = set()  # known to exist
         self._buckets: dict[tuple[str, int], float] = {}  # (exchange, ms) -> declared at
         self._subscriptions: list[RabbitSubscription] = []
@@ -308,16 +308,14 @@ class RabbitBroker(Broker):
     async def _unconfirmed_publisher(self) -> UnconfirmedPublisher:
         """The channel without confirms, opened on first use."""
         if self._unconfirmed is None:
-            channel = await self.connection.channel(publisher_confirms=False)
+            channel = await self.connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
             self._unconfirmed = UnconfirmedPublisher(
                 channel,
                 timeout=self.publish_timeout,
-                report=self._report_unconfirmed,
             )
         return self._unconfirmed
-
-    def _report_unconfirmed(self, topic: str, error: BaseException) -> None:
-        self.unconfirmed.report(topic, error, self._unconfirmed_mode)
 
     async def publish(
         self,
@@ -401,9 +399,6 @@ class RabbitBroker(Broker):
                     mandatory=self.mandatory,
                 )
             else:
-                # Late failures of this channel go to the last fire-and-forget caller's
-                # on_error (one channel serves every handle at this level).
-                self._unconfirmed_mode = mode
                 unconfirmed = await self._unconfirmed_publisher()
                 await unconfirmed.publish(
                     exchange=route_exchange,
@@ -411,6 +406,7 @@ class RabbitBroker(Broker):
                     body=body,
                     properties=properties,
                     mandatory=self.mandatory,
+                    report=partial(self.unconfirmed.report, mode=mode),
                 )
         except TopologyError:
             self._exchanges.discard(target)  # deleted meanwhile? check again next time

@@ -6,11 +6,11 @@ background; the publish waits for the channel to be restored and sends again, un
 ``timeout``. A message is never reported as published without a broker ack, so a retried
 publish may reach the queue twice (at-least-once), never zero times silently.
 
-:class:`UnconfirmedPublisher` (acknowledgement level ``"none"``) publishes on a channel
-without publisher confirms and returns once the frames are handed to the connection. What
-RabbitMQ tells afterwards is reported, never dropped: a mandatory message that matched no
-queue comes back (``basic.return``) and the channel closed by the server (e.g. an exchange
-that does not exist) both reach ``report(topic, error)``.
+:class:`UnconfirmedPublisher` (acknowledgement level ``"none"``) returns once the message
+is handed to its channel, without waiting for the confirm. What RabbitMQ tells afterwards is
+reported, never dropped: a mandatory message that matched no queue (``basic.return``), a
+nack, or a channel closed by the server (e.g. an exchange that does not exist) all reach
+``report(topic, error)``.
 """
 
 from __future__ import annotations
@@ -144,13 +144,22 @@ class ConfirmedPublisher:
 
 
 class UnconfirmedPublisher:
-    """Publishes on one robust channel without confirms (see the module docstring).
+    """Publishes without waiting for confirms (see the module docstring).
+
+    The channel is in confirm mode all the same: RabbitMQ only tells a publisher about a
+    returned (unroutable) or refused message through the confirm of that message, and
+    aiormq drops a return on a channel without confirms. ``publish`` hands the message to
+    the channel (in call order: the channel's lock is first come, first served) and returns;
+    its confirm is awaited in the background and a failure reaches ``report``.
 
     Args:
-        channel: a robust channel opened with ``publisher_confirms=False``.
+        channel: a robust channel opened with ``publisher_confirms=True`` and
+            ``on_return_raises=True``.
         timeout: seconds a publish may wait for the channel (a reconnect) before raising
-            :class:`PublishTimeoutError`.
-        report: ``report(topic, error)`` for failures known after ``publish`` returned.
+            :class:`PublishTimeoutError`; also how long a confirm may take before the
+            message is reported as unconfirmed.
+        max_in_flight: unconfirmed messages at most; ``publish`` waits beyond (so a dead
+            server cannot make them pile up without bound).
     """
 
     def __init__(
@@ -158,14 +167,12 @@ class UnconfirmedPublisher:
         channel: aio_pika.abc.AbstractRobustChannel,
         *,
         timeout: float,
-        report: Callable[[str, BaseException], None],
+        max_in_flight: int = 10_000,
     ) -> None:
         self._channel = channel
         self._timeout = timeout
-        self._report = report
-        self._last_topic = ""
-        channel.return_callbacks.add(self._on_return)
-        channel.close_callbacks.add(self._on_close)
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     async def publish(
         self,
@@ -175,54 +182,64 @@ class UnconfirmedPublisher:
         body: bytes,
         properties: spec.Basic.Properties,
         mandatory: bool,
+        report: Callable[[str, BaseException], None],
     ) -> None:
-        """Hand the message to the connection; no confirm is asked for or awaited.
+        """Hand the message to the channel; do not wait for its confirm. A failure known
+        later goes to ``report(topic, error)``.
 
         Raises:
             PublishTimeoutError: the channel was not available within the timeout.
-            PublishFailedError: the channel refused the frames (closed meanwhile).
         """
         try:
             async with asyncio.timeout(self._timeout):
+                while len(self._in_flight) >= self._max_in_flight:
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                 await self._channel.ready()  # waits while the robust connection reconnects
                 raw = await self._channel.get_underlay_channel()
-                self._last_topic = routing_key
-                await raw.basic_publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=properties,
-                    mandatory=mandatory,
-                )
         except TimeoutError as exc:
             raise PublishTimeoutError(
                 f"unconfirmed publish to {routing_key!r}: no channel within {self._timeout:g}s",
                 topic=routing_key,
                 timeout=self._timeout,
             ) from exc
-        except _TRANSIENT as exc:
-            raise PublishFailedError(
-                f"unconfirmed publish to {routing_key!r} failed: {exc!r}"
-            ) from exc
-
-    def _on_return(self, _channel: Any, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        topic = message.routing_key or ""
-        self._report(
-            topic,
-            UnroutableError(
-                f"unconfirmed publish to {topic!r} matched no queue (mandatory): RabbitMQ "
-                "returned it"
-            ),
+        sending = asyncio.ensure_future(
+            raw.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+                timeout=self._timeout,
+            )
         )
+        self._in_flight.add(sending)
+        sending.add_done_callback(lambda done: self._settled(routing_key, done, report))
+        # One turn of the loop: the send takes its place in the channel's lock queue before
+        # the caller's next publish does, so messages keep their order.
+        await asyncio.sleep(0)
 
-    def _on_close(self, _channel: Any, exc: BaseException | None) -> None:
-        # The server closes the channel on an error (no such exchange...); the robust
-        # channel reopens, but what was published since the error is lost.
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
-            self._report(
-                self._last_topic,
-                PublishFailedError(
-                    f"the unconfirmed publishing channel was closed by RabbitMQ ({exc}); "
-                    "messages published on it since the error are lost"
+    def _settled(
+        self, topic: str, done: asyncio.Future[Any], report: Callable[[str, BaseException], None]
+    ) -> None:
+        self._in_flight.discard(done)
+        if done.cancelled():
+            report(topic, PublishFailedError(f"unconfirmed publish to {topic!r} cancelled"))
+            return
+        exc = done.exception()
+        if isinstance(exc, PublishError):
+            report(
+                topic,
+                UnroutableError(
+                    f"unconfirmed publish to {topic!r} matched no queue (mandatory): "
+                    "RabbitMQ returned it"
                 ),
+            )
+        elif exc is not None:
+            report(
+                topic, PublishFailedError(f"unconfirmed publish to {topic!r} failed: {exc!r}")
+            )
+        elif not isinstance(done.result(), spec.Basic.Ack):
+            report(
+                topic,
+                PublishFailedError(f"RabbitMQ nacked the publish to {topic!r}: {done.result()!r}"),
             )
