@@ -6,6 +6,7 @@ with a :class:`Publisher`. Kafka, RabbitMQ and MQTT live in ``framework.transpor
 ``framework.transport.rabbitmq`` / ``framework.transport.mqtt`` and need their extras.
 """
 
+from framework.broker.acks import Acks, OnPublishError, UnconfirmedFailures
 from framework.broker.broker import (
     Broker,
     MessageProcessor,
@@ -61,6 +62,7 @@ __all__ = [
     "DLQ_ORIGINAL_TOPIC",
     "DLQ_REASON",
     "MESSAGE_ID",
+    "Acks",
     "AutoOffsetReset",
     "BatchPolicy",
     "Broker",
@@ -74,6 +76,7 @@ __all__ = [
     "MemoryBroker",
     "Message",
     "MessageProcessor",
+    "OnPublishError",
     "Outcome",
     "ProcessResult",
     "ProtobufCodec",
@@ -87,6 +90,7 @@ __all__ = [
     "SubscriberProcessor",
     "SubscriberSpec",
     "Subscription",
+    "UnconfirmedFailures",
     "UnsupportedOptionError",
     "WiringError",
     "check_options",

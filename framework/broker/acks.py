@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -42,6 +42,7 @@ __all__ = [
     "OnPublishError",
     "PublishMode",
     "UnconfirmedFailures",
+    "acks_table",
     "check_acks",
     "describe_levels",
     "publish_mode",
@@ -137,3 +138,31 @@ def describe_levels(levels: Mapping[Acks, str]) -> str:
     return ", ".join(
         level if how == "native" else f"{level} ({how})" for level, how in levels.items()
     )
+
+
+def acks_table(columns: Sequence[tuple[str, Mapping[Acks, str]]]) -> str:
+    """Markdown: one row per level, one column per ``(broker name, acks_levels)``; a cell
+    says ``native`` (with its detail), ``emulated [n]`` (note ``n`` below says how) or
+    ``refused``."""
+    lines = [
+        "| level | " + " | ".join(f"`{name}`" for name, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    notes: list[str] = []
+    for level in ACKS_LEVELS:
+        cells = []
+        for name, levels in columns:
+            how = levels.get(level)
+            if how is None:
+                cells.append("refused")
+            elif how.startswith("emulated"):
+                detail = how.partition(":")[2].strip()
+                notes.append(f"{len(notes) + 1}. `{name}`, {level}: {detail}")
+                cells.append(f"emulated [{len(notes)}]")
+            else:
+                cells.append(how.replace("native: ", "native (") + (")" if ": " in how else ""))
+        lines.append(f"| `{level}` | " + " | ".join(cells) + " |")
+    if notes:
+        lines.append("")
+        lines.extend(notes)
+    return "\n".join(lines)

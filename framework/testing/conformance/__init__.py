@@ -32,7 +32,8 @@ Running it against a broker (yours, or one of the framework's) is one small test
             ...  # make the server close this test's client connections
 
 The tests come in one class per promise group (:class:`DeliveryPromises`,
-:class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`), as FastStream's
+:class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`,
+:class:`ProducerPromises`), as FastStream's
 ``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a broker in the
 making may subclass one group alone.
 

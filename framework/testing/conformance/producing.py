@@ -97,9 +97,7 @@ class ProducerPromises(ConformanceBase):
         if "none" in levels:
             # Fire-and-forget is not fire-and-ignore: a message no destination takes (the
             # empty topic name) raises at publish, or is reported once the broker says so.
-            unconfirmed = publisher.with_acks(
-                "none", on_error=lambda t, e: failures.append((t, e))
-            )
+            unconfirmed = publisher.with_acks("none", on_error=lambda t, e: failures.append((t, e)))
             try:
                 await unconfirmed.publish("", b"lost")
             except Exception:

@@ -79,9 +79,9 @@ class KafkaBroker(Broker):
     #: subscriber options this broker reads (``BrokerServer`` rejects any other).
     supported_options = frozenset({"auto_offset_reset", "ordering"})
     acks_levels: ClassVar[Mapping[Acks, str]] = {
-        "none": "native",
-        "leader": "native",
-        "all": "native",
+        "none": "native: acks=0",
+        "leader": "native: acks=1",
+        "all": "native: acks=all",
     }
 
     def __init__(

@@ -131,9 +131,9 @@ class RabbitBroker(Broker):
     #: subscriber options this broker reads (checked by the broker server before subscribing).
     supported_options = KNOWN_OPTIONS
     acks_levels: ClassVar[Mapping[Acks, str]] = {
-        "none": "native",
+        "none": "native: confirm not awaited",
         "leader": "emulated: a publisher confirm, as all (RabbitMQ has one kind)",
-        "all": "native",
+        "all": "native: publisher confirm",
     }
 
     def __init__(

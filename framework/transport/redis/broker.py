@@ -80,7 +80,7 @@ class RedisBroker(Broker):
     #: ``"none"`` is refused: XADD's reply is how a client learns of a failure, and sending
     #: without awaiting it from concurrent tasks would reorder a key's messages.
     acks_levels: ClassVar[Mapping[Acks, str]] = {
-        "leader": "native: the XADD reply (the primary has the entry)",
+        "leader": "native: XADD reply from the primary",
         "all": "emulated: the XADD reply, as leader (replicas are not waited for with WAIT)",
     }
 
