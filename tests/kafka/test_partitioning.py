@@ -121,3 +121,21 @@ async def test_a_fire_and_forget_failure_is_raised_counted_logged_and_reported(
         assert isinstance(reported[-1][1], ConnectionError)
     finally:
         await kafka.close()
+
+
+async def test_the_batching_publisher_at_acks_none_reports_no_offset(
+    bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    topic = unique("batch-none")
+    await create_topic(bootstrap, topic, 2)
+    kafka = KafkaBroker(bootstrap, acks=0, **FAST_JOIN)
+    await kafka.connect()
+    try:
+        async with kafka.batch_publisher(chunk_size=4) as batch:
+            futures = [await batch.submit(topic, b"m", key=key) for key in KEYS[:4]]
+            results = [await future for future in futures]
+        assert [r.offset for r in results] == [None] * 4
+        assert [r.partition for r in results] == [key_partition(k, 2) for k in KEYS[:4]]
+        assert len(await read_topic(bootstrap, topic, 4)) == 4
+    finally:
+        await kafka.close()

@@ -5,8 +5,9 @@ is sent when it holds ``chunk_size`` messages or ``flush_interval`` seconds afte
 message, whichever comes first. A chunk is written as one record batch per partition with
 aiokafka's ``create_batch``/``send_batch`` (far cheaper per message than ``send``), and each
 message's future resolves to its own :class:`~framework.broker.broker.PublishResult`
-(partition and offset) once the broker acknowledged the batch (``acks`` of the broker), or
-fails with the error of its batch.
+(partition and offset) once the broker acknowledged the batch (at the broker's configured
+``acks``: a ``with_acks`` level does not apply here; at ``acks="none"`` once sent, with no
+offset), or fails with the error of its batch.
 
 Partitioning is the broker's :class:`~framework.transport.kafka.partitioner.Partitioner`, as
 in :meth:`KafkaBroker.publish`: a keyed message goes to ``toPositive(murmur2(key)) %
@@ -273,16 +274,29 @@ class BatchingPublisher:
         self._unacked.add(acked)
 
         def resolve(done: asyncio.Future[Any]) -> None:
+            try:
+                settle(done)
+            except Exception as exc:  # a bug here must not leave the futures pending forever
+                _log.exception("batching publisher could not resolve a batch's results")
+                remaining = [future for _, future in members if not future.done()]
+                self._fail(remaining, exc)
+                self._settle(len(members) - len(remaining))
+
+        def settle(done: asyncio.Future[Any]) -> None:
             self._unacked.discard(done)
             exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
             if exc is not None:
                 self._fail((future for _, future in members), exc)
                 return
-            base = done.result().offset
+            metadata = done.result()
+            # acks=0: the broker answers nothing, so there is no offset (aiokafka's batch
+            # future then resolves to None).
+            base = metadata.offset if metadata is not None and metadata.offset >= 0 else None
             # One callback per batch, not per message: this is the per-message hot path.
             for relative, future in members:
                 if not future.done():
-                    future.set_result(PublishResult(topic, partition, base + relative))
+                    offset = None if base is None else base + relative
+                    future.set_result(PublishResult(topic, partition, offset))
             self._settle(len(members))
 
         acked.add_done_callback(resolve)
