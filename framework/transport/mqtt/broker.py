@@ -293,13 +293,15 @@ class MqttBroker(Broker):
                 f"subscriber {spec.display_name}: already subscribed to "
                 f"{filter.subscription!r} on this broker"
             )
+        # Dead letters go at QoS 1 at least: the original is acknowledged once its copy is.
+        letters: Broker = self if self.qos >= 1 else self.with_acks("leader")
         subscription = MqttSubscription(
             spec=spec,
             processor=processor,
             filter=filter,
             settings=self.settings,
             client_id=client_id,
-            dead_letter=lambda message, result: dead_letter(self, spec, message, result),
+            dead_letter=lambda message, result: dead_letter(letters, spec, message, result),
             on_stopped=self._forget,
         )
         try:
