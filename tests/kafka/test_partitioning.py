@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
-from framework.broker import Publisher
+from framework.broker import BrokerServer, Message, Publisher, Router
 from framework.transport.kafka import KafkaBroker
 from framework.transport.kafka.partitioner import key_partition
 from framework.transport.kafka.tansu import FAST_JOIN
@@ -139,3 +139,28 @@ async def test_the_batching_publisher_at_acks_none_reports_no_offset(
         assert len(await read_topic(bootstrap, topic, 4)) == 4
     finally:
         await kafka.close()
+
+
+async def test_dead_letters_of_a_fire_and_forget_broker_are_acknowledged(
+    bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    topic = unique("dlq-none")
+    await create_topic(bootstrap, topic, 1)
+    await create_topic(bootstrap, f"{topic}.dlq", 1)
+    router = Router()
+
+    @router.subscriber(topic, group=unique("g"), retry=1)
+    async def fails(message: Message) -> None:
+        raise ValueError("to the dead letters")
+
+    kafka = KafkaBroker(bootstrap, acks="none", **FAST_JOIN)
+    server = BrokerServer(kafka, [router])
+    await server.start()
+    try:
+        await kafka.publish(topic, b"doomed")
+        [letter] = await read_topic(bootstrap, f"{topic}.dlq", 1)
+        assert letter.value == b"doomed"
+        # The acks=all producer, not the broker's acks=0 one.
+        assert kafka._dead_letter_producer() is not kafka._require_producer()
+    finally:
+        await server.stop(5)
