@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from framework.broker.broker import Broker, ProcessResult, PublishResult
@@ -72,6 +73,7 @@ class Publisher:
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
     ) -> PublishResult:
         """Encode ``payload`` and publish it; return once the broker confirmed.
 
@@ -84,7 +86,10 @@ class Publisher:
                 given in the form ``Message.headers`` uses (``header_text``).
                 The ``x-md-global-*`` metadata of the request being handled is added
                 (:func:`framework.metadata.propagated`).
-            delay: seconds before delivery, where the broker supports it (else it raises).
+            delay: seconds before delivery, where the broker supports it (else it raises
+                ``NotImplementedError``).
+            deliver_at: a timezone-aware moment to deliver at instead (a past one means
+                now; naive, or given with ``delay``: ``ValueError``).
         """
         body = self.codec.encode(payload)
         if isinstance(key, str):
@@ -96,11 +101,15 @@ class Publisher:
             headers = {**carried, **(headers or {})}
         observer = current_observer()
         if observer is None:
-            return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            return await self.broker.publish(
+                topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at
+            )
         # Measured for the metrics observer (framework.observer): duration and failures.
         started = time.perf_counter()
         try:
-            result = await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            result = await self.broker.publish(
+                topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at
+            )
         except Exception as exc:
             observer.message_published(
                 self.broker.kind, topic, time.perf_counter() - started, type(exc).__name__

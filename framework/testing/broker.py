@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from framework.broker.broker import (
@@ -207,9 +208,12 @@ class TestBroker:
             key: bytes | None = None,
             headers: Any = None,
             delay: float | None = None,
+            deliver_at: datetime | None = None,
         ) -> PublishResult:
             self.published.append(Published(topic, body, key, dict(headers or {})))
-            return await publish(topic, body, key=key, headers=headers, delay=delay)
+            return await publish(
+                topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at
+            )
 
         async def recorded_subscribe(
             spec: SubscriberSpec, processor: MessageProcessor

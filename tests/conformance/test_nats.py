@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import ClassVar
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -38,10 +37,6 @@ def proxy() -> Iterator[TcpProxy]:
 
 class TestNats(BrokerConformance):
     broker_name = "nats"
-    not_applicable: ClassVar[Mapping[str, str]] = {
-        "delay": "JetStream (NATS 2.9, as here) has no scheduled delivery (retries are delayed "
-        "with nak instead); publish(delay=) raises NotImplementedError",
-    }
 
     @pytest.fixture
     async def make_broker(self, proxy: TcpProxy) -> AsyncIterator[BrokerFactory]:
@@ -50,6 +45,7 @@ class TestNats(BrokerConformance):
         url = proxied_url(nats_url(), proxy.port)
         yield lambda name: make_broker(prefix, url, name=name)
         await delete_stream(stream_name(prefix))
+        await delete_stream(f"{stream_name(prefix)}-delay")
 
     async def drop_connections(self) -> None:
         dropped = await asyncio.to_thread(self.proxy.drop)

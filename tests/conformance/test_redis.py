@@ -5,8 +5,7 @@ touch only this suite's connections and streams on the shared Redis."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import ClassVar
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -35,9 +34,6 @@ async def prefix() -> AsyncIterator[str]:
 
 class TestRedis(BrokerConformance):
     broker_name = "redis"
-    not_applicable: ClassVar[Mapping[str, str]] = {
-        "delay": "Redis Streams have no delayed entries (a sorted-set schedule is issue 14)",
-    }
 
     @pytest.fixture
     def make_broker(self, prefix: str) -> BrokerFactory:

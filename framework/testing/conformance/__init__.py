@@ -54,6 +54,7 @@ from framework.testing.conformance.memory import MemoryBrokerView
 from framework.testing.conformance.promises import PROMISE_IDS, PROMISES, Promise, promise
 from framework.testing.conformance.proxy import TcpProxy
 from framework.testing.conformance.publishing import PublishPromises
+from framework.testing.conformance.scheduling import SchedulingPromises
 from framework.testing.conformance.stopping import StopPromises
 from framework.testing.conformance.suite import NOT_UTF8, BrokerConformance, promise_tests
 from framework.testing.conformance.table import BrokerColumn, promise_table
@@ -73,6 +74,7 @@ __all__ = [
     "MemoryBrokerView",
     "Promise",
     "PublishPromises",
+    "SchedulingPromises",
     "StopPromises",
     "TcpProxy",
     "promise",

@@ -25,7 +25,7 @@ __all__ = ["NOT_UTF8", "ConformanceBase", "Order", "header_raw", "header_text"]
 #: A header value that is not UTF-8 (another producer wrote it); it must survive unchanged.
 NOT_UTF8 = b"\xc3\x28"
 #: Promises whose test still runs when declared not applicable: it then checks the refusal.
-_CHECKED_WHEN_NOT_APPLICABLE = frozenset({"delay"})
+_CHECKED_WHEN_NOT_APPLICABLE = frozenset({"delay", "deliver_at", "delay_outlives_publisher"})
 
 
 class Order(BaseModel):
@@ -56,8 +56,8 @@ class ConformanceBase:
             strict xfail: if it starts passing, the suite fails until the entry is removed.
         not_applicable: promise id -> why the promise does not apply (e.g. no connection
             for an in-process broker); the test is skipped with that reason, except
-            ``delay``, whose test then checks that ``publish(delay=...)`` raises
-            ``NotImplementedError``.
+            ``delay``, ``deliver_at`` and ``delay_outlives_publisher``, whose tests then
+            check that the publish raises ``NotImplementedError``.
         timeout: seconds any single wait may take (generous: CI machines are noisy).
         partitions: partitions :meth:`prepare_topic` is asked for where a test needs
             parallelism across members or workers.

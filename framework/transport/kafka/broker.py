@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, get_args
 
 from aiokafka import AIOKafkaProducer
@@ -21,6 +22,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError,
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
+from framework.broker.schedule import refuse_delay
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
 from framework.transport.kafka.errors import (
@@ -205,6 +207,7 @@ class KafkaBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
     ) -> PublishResult:
         """Publish one message; return its partition and offset once acknowledged
         (``acks="all"`` by default).
@@ -219,12 +222,14 @@ class KafkaBroker(Broker):
         ``timestamp + delay`` before republishing to the real topic (pausing the partition
         rather than holding a worker); it is left out of this broker on purpose.
         """
-        if delay:
-            raise NotImplementedError(
-                f"Kafka has no delayed delivery (publish to {topic!r} with delay={delay}): "
-                "publish to a delay topic consumed by a relay that republishes when due, or "
-                "use a broker with delays (RabbitMQ, memory)"
-            )
+        refuse_delay(
+            self.kind,
+            topic,
+            delay,
+            deliver_at,
+            "Kafka has no delayed delivery; publish to a delay topic consumed by a relay that "
+            "republishes when due, or use a broker with delays (RabbitMQ, NATS, Redis, memory)",
+        )
         producer = self._require_producer()
         timeout = self.options.publish_timeout
         try:

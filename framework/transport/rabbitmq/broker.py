@@ -39,6 +39,7 @@ from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
+from framework.broker.schedule import due_time, remaining
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
@@ -293,6 +294,7 @@ class RabbitBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
         exchange: str | None = None,
     ) -> PublishResult:
         """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm.
@@ -302,6 +304,10 @@ class RabbitBroker(Broker):
             headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
                 given in the form ``Message.headers`` uses (``header_text``).
             delay: seconds to hold the message before it is routed (TTL delay bucket).
+            deliver_at: a timezone-aware moment to route it at instead: the remaining time
+                becomes its delay (one TTL bucket per distinct millisecond delay, each
+                deleted once unused, so many distinct moments make many short-lived
+                queues).
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
                 subscription of this broker.
@@ -321,7 +327,8 @@ class RabbitBroker(Broker):
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
         route_exchange = target
-        delay_ms = max(1, round(delay * 1000)) if delay is not None and delay > 0 else 0
+        wait = remaining(due_time(delay, deliver_at))
+        delay_ms = max(1, round(wait * 1000)) if wait > 0 else 0
         if target not in self._exchanges or delay_ms:
             try:
                 # Declarations wait for a reconnect like publishes do, bounded the same way.
