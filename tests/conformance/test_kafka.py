@@ -7,8 +7,7 @@ Clients reach Tansu through a :class:`TcpProxy` (Tansu advertises the proxy's ad
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from typing import ClassVar
+from collections.abc import Iterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,19 +40,19 @@ def proxy() -> Iterator[TcpProxy]:
 
 class TestKafka(BrokerConformance):
     broker_name = "kafka"
-    not_applicable: ClassVar[Mapping[str, str]] = {
-        "delay": "Kafka has no per-message delay; publish(delay=) raises NotImplementedError "
-        "(a delay topic with a relay is the usual workaround)",
-        "deliver_at": "Kafka has no scheduled delivery; publish(deliver_at=) raises "
-        "NotImplementedError",
-        "delay_outlives_publisher": "Kafka has no delayed delivery here: nothing to outlive",
-    }
-
     @pytest.fixture
     def make_broker(self, proxy: TcpProxy) -> BrokerFactory:
         self.proxy = proxy
         self.bootstrap = f"127.0.0.1:{proxy.port}"
-        return lambda name: KafkaBroker(self.bootstrap, client_id=name)
+        # Each test's delay topics and relay group are its own (the broker names end with
+        # the test's tag), so relays of other tests never join its group; the relay starts
+        # only in tests that publish a delayed record, checking for its topics every 0.2 s.
+        return lambda name: KafkaBroker(
+            self.bootstrap,
+            client_id=name,
+            delay_topic_prefix=f"delay-{name.rsplit('-', 1)[-1]}",
+            delay_check_interval=0.2,
+        )
 
     async def prepare_topic(self, topic: str, partitions: int) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)

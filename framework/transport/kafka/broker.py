@@ -22,9 +22,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError,
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
-from framework.broker.schedule import refuse_delay
+from framework.broker.schedule import due_time
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
+from framework.transport.kafka.delay import MAX_DELAY, DelayLevels, DelayRelay, delay_headers
 from framework.transport.kafka.errors import (
     KafkaProducerError,
     KafkaPublishTimeoutError,
@@ -80,6 +81,9 @@ class KafkaBroker(Broker):
         self._subscriptions: list[KafkaSubscription] = []
         self._log_state = connection_log(self.kind)
         self._prober: asyncio.Task[None] | None = None
+        self._levels = DelayLevels(self.options.delay_topic_prefix)
+        self._levels_ready = False
+        self._relay: DelayRelay | None = None
 
     @property
     def endpoint(self) -> str:
@@ -136,6 +140,21 @@ class KafkaBroker(Broker):
         self._producer = producer
         self._log_state.recovered(self.endpoint)
         self._prober = asyncio.create_task(self._probe(), name="kafka-availability")
+        self._relay = DelayRelay(
+            options, self._levels, self._require_producer, partitions=options.delay_partitions
+        )
+        if options.delay_relay:
+            await self._start_relay()
+
+    @property
+    def relay(self) -> DelayRelay | None:
+        """This broker's delay relay (after :meth:`connect`; see ``delay_relay``)."""
+        return self._relay
+
+    async def _start_relay(self) -> None:
+        if self._relay is not None and not self._relay.running:
+            await self._relay.start()
+            self._levels_ready = True
 
     async def _probe(self) -> None:
         """While the cluster is reported unavailable, try a TCP connection to the bootstrap
@@ -182,6 +201,9 @@ class KafkaBroker(Broker):
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.stop(0)
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.stop()
         publishers, self._publishers = self._publishers, []
         for publisher in publishers:
             try:
@@ -216,28 +238,39 @@ class KafkaBroker(Broker):
         ``BROKER_UNAVAILABLE``) when the acknowledgement does not come within
         ``publish_timeout`` seconds or the client gives up on the cluster.
 
-        ``delay`` is not supported: Kafka has no per-message delay, and an ignored delay
-        would deliver early. The usual approach is a delay topic per delay class
-        (``orders.delay.30s``) consumed by a relay that sleeps until each record's
-        ``timestamp + delay`` before republishing to the real topic (pausing the partition
-        rather than holding a worker); it is left out of this broker on purpose.
+        ``delay`` (seconds) or ``deliver_at`` (a timezone-aware moment; past: now) writes
+        the record to a delay level topic instead, from which a relay forwards it when due
+        (:mod:`~framework.transport.kafka.delay`); the result then names ``topic`` with
+        the partition and offset of the delay record, and its ``message_id`` is ``None``.
+        A delay beyond :data:`~framework.transport.kafka.delay.MAX_DELAY` is a
+        ``ValueError``.
         """
-        refuse_delay(
-            self.kind,
-            topic,
-            delay,
-            deliver_at,
-            "Kafka has no delayed delivery; publish to a delay topic consumed by a relay that "
-            "republishes when due, or use a broker with delays (RabbitMQ, NATS, Redis, memory)",
-        )
+        due = due_time(delay, deliver_at)
         producer = self._require_producer()
+        destination = topic
+        raw_headers = encode_headers(headers) if headers else []
+        if due is not None:
+            left = due - time.time()
+            if left > MAX_DELAY:
+                raise ValueError(
+                    f"Kafka delays go up to {MAX_DELAY:.0f}s (about "
+                    f"{MAX_DELAY / 86400:.0f} days), got {left:.0f}s for {topic!r}"
+                )
+            check_topic_name(topic, "publish: topic")
+            if not self._levels_ready:
+                await self._levels.ensure(self.options, self.options.delay_partitions)
+                self._levels_ready = True
+                if self._subscriptions and self.options.delay_relay is None and self._relay:
+                    self._relay.start_soon()  # the topics exist now: no need to wait a check
+            destination = self._levels.topic_for(left)
+            raw_headers = delay_headers(raw_headers, topic, due)
         timeout = self.options.publish_timeout
         try:
             # Both steps wait on the cluster: send() for metadata while it is unknown, the
             # future for the acknowledgement (aiokafka's own limit is request_timeout_ms).
             async with asyncio.timeout(timeout):
                 future = await producer.send(
-                    topic, body, key=key, headers=encode_headers(headers) if headers else None
+                    destination, body, key=key, headers=raw_headers or None
                 )
                 metadata = await future
         except (TimeoutError, *_UNAVAILABLE) as exc:
@@ -312,4 +345,6 @@ class KafkaBroker(Broker):
         )
         await subscription.start()
         self._subscriptions.append(subscription)
+        if self.options.delay_relay is None and self._relay is not None:
+            self._relay.start_soon(when_used=True)
         return subscription
