@@ -25,7 +25,7 @@ import math
 import time
 from datetime import datetime
 
-__all__ = ["DUE_HEADER", "due_time", "refuse_delay", "remaining", "wants_delay"]
+__all__ = ["DUE_HEADER", "due_ms", "due_time", "refuse_delay", "remaining", "wants_delay"]
 
 #: Header of a message waiting in a framework delay relay: its due time, Unix epoch
 #: milliseconds as decimal text. Stripped before the message reaches its topic.
@@ -77,6 +77,12 @@ def due_time(
         due = deliver_at.timestamp()
         return due if due > now else None
     return None
+
+
+def due_ms(due: float) -> int:
+    """``due`` (epoch seconds) as whole epoch milliseconds, rounded up: a message released
+    at that millisecond is never early."""
+    return math.ceil(due * 1000)
 
 
 def remaining(due: float | None, *, now: float | None = None) -> float:

@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from framework.broker.schedule import DUE_HEADER
+from framework.broker.schedule import DUE_HEADER, due_ms
 from framework.transport.kafka import group
 from framework.transport.kafka.options import KafkaOptions
 
@@ -136,7 +136,7 @@ def delay_headers(
     return [
         *headers,
         (TOPIC_HEADER, topic.encode()),
-        (DUE_HEADER, str(int(due * 1000)).encode()),
+        (DUE_HEADER, str(due_ms(due)).encode()),
     ]
 
 

@@ -43,7 +43,7 @@ from nats.js.errors import BadRequestError
 from framework.broker.addresses import check_urls
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
-from framework.broker.schedule import DUE_HEADER, due_time
+from framework.broker.schedule import DUE_HEADER, due_ms, due_time
 from framework.broker.subscriber import SubscriberSpec
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.delay import DelayRelay, DelayStream
@@ -98,7 +98,8 @@ class NatsBroker(Broker):
             ``True`` from ``connect``; ``False`` never (another process must). Delayed
             messages wait in the delay stream while no relay runs.
         delay_max_pending: delayed messages that may wait for their time at once (the
-            relay consumer's ``max_ack_pending``); more wait in the stream, later than due.
+            relay consumer's ``max_ack_pending``; ``-1``, the default: no limit); beyond it
+            the next ones stay in the stream, later than due, until earlier ones are relayed.
     """
 
     kind = "nats"
@@ -124,12 +125,12 @@ class NatsBroker(Broker):
         publish_timeout: float = 30.0,
         name: str = "pykratos",
         delay_relay: bool | None = None,
-        delay_max_pending: int = 100_000,
+        delay_max_pending: int = -1,
     ) -> None:
-        if prefetch < 1 or fetch_batch < 1 or max_ack_pending < 1 or delay_max_pending < 1:
-            raise ValueError(
-                "prefetch, fetch_batch, max_ack_pending and delay_max_pending must be >= 1"
-            )
+        if prefetch < 1 or fetch_batch < 1 or max_ack_pending < 1:
+            raise ValueError("prefetch, fetch_batch and max_ack_pending must be >= 1")
+        if delay_max_pending < 1 and delay_max_pending != -1:
+            raise ValueError(f"delay_max_pending must be >= 1 or -1, got {delay_max_pending}")
         if fetch_timeout <= 0 or ack_wait <= 0 or publish_timeout <= 0 or max_age < 0:
             raise ValueError("fetch_timeout, ack_wait and publish_timeout must be > 0")
         if not stream or any(c in stream for c in " .*>/\\"):
@@ -235,6 +236,7 @@ class NatsBroker(Broker):
         self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
         self._delay_stream = DelayStream(js, self.stream, self.storage)
         self._relay = DelayRelay(
+            client,
             js,
             self._delay_stream,
             self._publisher,
@@ -317,7 +319,7 @@ class NatsBroker(Broker):
         encoded = encode_headers(headers, key) or {}
         if due is not None:
             await self._delay_stream.ensure()
-            encoded[DUE_HEADER] = str(int(due * 1000))
+            encoded[DUE_HEADER] = str(due_ms(due))
             ack = await publisher.publish(self._delay_stream.subject(topic), body, encoded, msg_id)
             return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
         ack = await publisher.publish(topic, body, encoded, msg_id)

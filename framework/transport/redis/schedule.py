@@ -40,6 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from framework.broker.schedule import due_ms
 from framework.transport.redis.errors import PublishFailedError, PublishTimeoutError
 from framework.transport.redis.options import RedisOptions
 from framework.transport.redis.publishing import trim_arguments
@@ -119,7 +120,7 @@ async def schedule_entry(
         PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds.
     """
     schedule_id = uuid.uuid4().hex
-    due_ms = int(due * 1000)
+    due_at_ms = due_ms(due)
     mapping: dict[bytes, bytes] = {**fields, STREAM_FIELD: stream.encode()}
     deadline = time.monotonic() + options.publish_timeout
     pause = 0.05
@@ -127,8 +128,8 @@ async def schedule_entry(
         try:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.entry(schedule_id), mapping=mapping)  # type: ignore[arg-type]
-                pipe.zadd(keys.schedule, {schedule_id: due_ms})
-                pipe.publish(keys.wake, str(due_ms))
+                pipe.zadd(keys.schedule, {schedule_id: due_at_ms})
+                pipe.publish(keys.wake, str(due_at_ms))
                 await pipe.execute()
         except ResponseError as exc:
             raise PublishFailedError(
