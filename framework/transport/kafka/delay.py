@@ -2,30 +2,35 @@
 
 Kafka cannot hold a record back, and one FIFO delay topic would make a long delay at its
 head hold back every shorter one behind it. So delayed records go through **levels**
-(``<delay_topic_prefix>.<level>``, :class:`DelayLevels`): level 0 holds records due within
-``BASE`` (0.1 s); level ``k >= 1`` holds records with between ``BASE * 2**(k-1)`` and
-``BASE * 2**k`` seconds left when they were written. The relay takes a level-``k`` record
-when its time left falls below the level's lower bound ``BASE * 2**(k-1)`` and writes it to
-the level of its time left then (or to its topic once due). Within one level every record is
-taken no later than its due time (each record entered with at least the lower bound left,
-and a record ahead of it in the partition entered earlier with less than twice that), so
-head-of-line waits never make a record late; only level 0 releases exactly on time, with at
-most ``BASE`` of head-of-line wait. A record takes at most one hop per level.
+(``<delay_topic_prefix>.<level>``, :class:`DelayLevels`):
+
+* level 0 holds records due within ``HOLD`` (5 s) when written. The relay takes them into
+  memory at once, forwards each to its topic on an event-loop timer when due (in due order,
+  whatever their order in the partition) and commits a partition's offsets up to the first
+  record not forwarded yet. So lateness is one produce and one consume, whatever the mix of
+  delays.
+* level ``k >= 1`` holds records with between ``HOLD * 2**(k-1)`` and ``HOLD * 2**k``
+  seconds left when written. The relay takes a level-``k`` record when its time left falls
+  to the level's lower bound and writes it to the level of its time left then (ending in
+  level 0). Each record entered with at least the lower bound left, and one ahead of it in
+  the partition entered earlier with less than twice that, so waiting behind the head never
+  makes a record late; the head wait is a **pause** of the partition and a timer that
+  **resumes** it when the head is due (the fetch keeps serving the other partitions):
+  nothing sleeps or polls per record. A record takes at most one hop per level.
 
 A delayed record carries the destination topic (:data:`TOPIC_HEADER`) and its due time
-(:data:`~framework.broker.schedule.DUE_HEADER`, epoch ms) besides its own key, headers and
-body, which reach the topic unchanged (its key picks the partition as a direct publish
-would; its ``Message.id``, ``topic/partition/offset``, is that of the final record).
+(:data:`~framework.broker.schedule.DUE_HEADER`, epoch ms, rounded up) besides its own key,
+headers and body, which reach the topic unchanged (its key picks the partition as a direct
+publish would; ``Message.id``, ``topic/partition/offset``, is that of the final record).
 
 The relay (:class:`DelayRelay`) is a group consumer of every level topic (group
-``<delay_topic_prefix>.relay``: relays of all processes share the work). It never sleeps per
-record: when the head record of a partition is not due, it seeks back to it and
-**pauses** the partition, and a timer **resumes** it when the head is due; the fetch keeps
-waiting on the other partitions. Forwarded records are produced with the broker's producer
-(``acks`` as configured, ``"all"`` by default) and the offsets committed only once every one
-of them is acknowledged: at-least-once (a relay that dies in between forwards them again).
-With no relay running, delayed records wait in the level topics (within their retention)
-until one runs; none is dropped. Who runs one: the broker's ``delay_relay`` option.
+``<delay_topic_prefix>.relay``: relays of all processes share the work). Forwarded records
+are produced with the broker's producer (``acks`` as configured, ``"all"`` by default) and
+offsets committed only once the records before them are acknowledged: at-least-once (a
+relay that dies in between forwards them again). At most ``MAX_HELD`` records are held in
+memory; beyond that the level-0 partitions are paused. With no relay running, delayed
+records wait in the level topics (within their retention) until one runs; none is dropped.
+Who runs one: the broker's ``delay_relay`` option.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -47,9 +52,10 @@ from framework.transport.kafka import group
 from framework.transport.kafka.options import KafkaOptions
 
 __all__ = [
-    "BASE",
+    "HOLD",
     "LEVELS",
     "MAX_DELAY",
+    "MAX_HELD",
     "TOPIC_HEADER",
     "DelayLevels",
     "DelayRelay",
@@ -58,16 +64,21 @@ __all__ = [
 
 log = logging.getLogger("pykratos.kafka")
 
-#: Seconds of level 0 (and the unit of the levels above it).
-BASE = 0.1
-#: Number of levels: level ``LEVELS - 1`` starts at ``BASE * 2**(LEVELS - 2)`` (about 155
+#: Seconds within which a record is held in memory by the relay (level 0), and the unit of
+#: the levels above it.
+HOLD = 5.0
+#: Number of levels: level ``LEVELS - 1`` starts at ``HOLD * 2**(LEVELS - 2)`` (about 243
 #: days).
-LEVELS = 28
-#: The longest delay the levels hold without making a record late (about 310 days).
-MAX_DELAY = BASE * 2 ** (LEVELS - 1)
+LEVELS = 24
+#: The longest delay the levels hold without making a record late (about 485 days).
+MAX_DELAY = HOLD * (1 << (LEVELS - 1))
+#: Records a relay holds in memory at most before pausing the level-0 partitions.
+MAX_HELD = 100_000
 #: Header of a delayed record naming the topic it is for.
 TOPIC_HEADER = "x-pykratos-delay-topic"
 _INTERNAL = frozenset({TOPIC_HEADER, DUE_HEADER})
+#: Seconds between a failed forward and the next attempt (the record stays uncommitted).
+_RETRY = 1.0
 
 
 class DelayLevels:
@@ -80,18 +91,21 @@ class DelayLevels:
 
     def level_for(self, left: float) -> int:
         """The level of a record with ``left`` seconds to wait."""
-        if left < BASE:
+        if left < HOLD:
             return 0
-        return min(int(math.log2(left / BASE)) + 1, LEVELS - 1)
+        return min(int(math.log2(left / HOLD)) + 1, LEVELS - 1)
+
+    def level(self, topic: str) -> int:
+        """The level of level topic ``topic``."""
+        return self._by_topic[topic]
 
     def topic_for(self, left: float) -> str:
         """The topic of the level for ``left`` seconds."""
         return self.topics[self.level_for(left)]
 
-    def take_at(self, topic: str, due: float) -> float:
-        """When the relay takes a record of level topic ``topic`` due at ``due``."""
-        level = self._by_topic[topic]
-        return due if level == 0 else due - BASE * 2 ** (level - 1)
+    def take_at(self, level: int, due: float) -> float:
+        """When the relay takes a record of ``level`` (>= 1) due at ``due``."""
+        return due - HOLD * (1 << (level - 1))
 
     async def exist(self, options: KafkaOptions) -> bool:
         """Whether the level topics exist (a delayed record was ever published). Lists the
@@ -154,13 +168,36 @@ def _read(headers: Sequence[tuple[str, bytes | None]]) -> tuple[str | None, floa
     return topic, due
 
 
+class _Held:
+    """Level-0 records of one partition taken into memory: forwarded when due, committed
+    in offset order."""
+
+    def __init__(self) -> None:
+        self.forwarded: dict[int, bool] = {}  # offset -> forwarded, in offset order
+        self.timers: dict[int, asyncio.TimerHandle] = {}
+        self.commit: int | None = None  # next offset to commit, once it moved
+        self.committed: int | None = None
+
+    def done(self, offset: int) -> None:
+        self.timers.pop(offset, None)
+        if offset in self.forwarded:
+            self.forwarded[offset] = True
+        while self.forwarded:
+            first = next(iter(self.forwarded))
+            if not self.forwarded[first]:
+                break
+            del self.forwarded[first]
+            self.commit = first + 1
+
+
 class DelayRelay:
     """Forwards the records of the level topics when due (see the module docstring).
 
     Args:
-        options: the broker's options (connection, consumer timings, ``delay_partitions``).
+        options: the broker's options (connection, consumer timings, commit interval).
         levels: the level topics.
         producer: returns the broker's producer (forwarding goes through it).
+        partitions: partitions of each level topic created by :meth:`start`.
     """
 
     def __init__(
@@ -177,17 +214,26 @@ class DelayRelay:
         self._partitions = partitions
         self.group_id = f"{levels.prefix}.relay"
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Task[None] | None = None
         self._used = asyncio.Event()  # the level topics are known to exist
-        self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}  # paused heads
+        self._held: dict[TopicPartition, _Held] = {}
+        self._held_count = 0
+        self._held_paused = False
+        self._forwarding: set[asyncio.Task[None]] = set()
         #: records forwarded to their topic since start (for tests and health).
         self.relayed = 0
 
     @property
     def running(self) -> bool:
-        """Whether the relay's task is running."""
-        return self._task is not None and not self._task.done()
+        """Whether the relay runs."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+
+    @property
+    def held(self) -> int:
+        """Records held in memory until due."""
+        return self._held_count
 
     def start_soon(self, *, when_used: bool = False) -> None:
         """Start in the background (a subscribe does not wait for the relay's own group
@@ -197,14 +243,14 @@ class DelayRelay:
         topics nor join the relay group."""
         if not when_used:
             self._used.set()
-        if self._task is None and self._starting is None:
+        if not self._tasks and self._starting is None:
             self._starting = asyncio.create_task(
                 self._start_retrying(), name="kafka-delay-relay-start"
             )
 
     async def _start_retrying(self) -> None:
         interval = self._options.delay_check_interval
-        while self._task is None:
+        while not self._tasks:
             try:
                 if self._used.is_set() or await self._levels.exist(self._options):
                     await self.start()
@@ -220,10 +266,10 @@ class DelayRelay:
 
     async def start(self) -> None:
         """Create the level topics, join the relay group and start relaying."""
-        if self._task is not None:
+        if self._tasks:
             return
         await self._levels.ensure(self._options, self._partitions)
-        self._consumer = await group.join(
+        self._consumer = consumer = await group.join(
             self._options,
             group_id=self.group_id,
             topic=self._levels.topics,
@@ -231,17 +277,17 @@ class DelayRelay:
             on_assigned=self._on_assigned,
             on_revoked=self._on_revoked,
         )
-        self._task = asyncio.create_task(self._run(self._consumer), name="pykratos-kafka-delay")
+        self._tasks = [
+            asyncio.create_task(self._run(consumer), name="pykratos-kafka-delay"),
+            asyncio.create_task(self._commit_loop(consumer), name="pykratos-kafka-delay-commit"),
+        ]
 
     async def stop(self) -> None:
-        """Stop relaying and leave the group (forwarded records are committed already)."""
+        """Stop relaying, commit what was forwarded and leave the group; records held and
+        not forwarded yet are forwarded by the relay that gets their partition next."""
         starting, self._starting = self._starting, None
-        if starting is not None:
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in [t for t in (starting, *tasks) if t is not None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -250,18 +296,45 @@ class DelayRelay:
         self._timers.clear()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._commit(consumer)
+        for task in list(self._forwarding):
+            task.cancel()
+        if self._forwarding:
+            await asyncio.wait(self._forwarding)
+        self._drop(list(self._held))
+        if consumer is not None:
             await group.leave(consumer, self.group_id)
 
+    # -- group membership ----------------------------------------------------------------
+
     def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        # A partition taken from this member and given back starts unpaused; its timer (if
-        # any) is gone with the revocation.
+        # A partition taken from this member and given back starts unpaused, from its
+        # committed offset; nothing of it is held any more.
         del assigned
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = list(revoked)
         for tp in revoked:
             timer = self._timers.pop(tp, None)
             if timer is not None:
                 timer.cancel()
+        consumer = self._consumer
+        if consumer is not None:
+            with contextlib.suppress(Exception):  # the next owner forwards them again
+                await self._commit(consumer, revoked)
+        self._drop(revoked)
+
+    def _drop(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            held = self._held.pop(tp, None)
+            if held is None:
+                continue
+            for timer in held.timers.values():
+                timer.cancel()
+            self._held_count -= sum(1 for done in held.forwarded.values() if not done)
+
+    # -- the loop --------------------------------------------------------------------------
 
     def _resume(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         self._timers.pop(tp, None)
@@ -275,78 +348,170 @@ class DelayRelay:
                 batch = await consumer.getmany(
                     timeout_ms=options.fetch_timeout_ms, max_records=options.max_records
                 )
-                if batch:
-                    await self._relay(consumer, batch)
+                for tp, records in batch.items():
+                    if self._levels.level(tp.topic) == 0:
+                        self._hold(consumer, tp, records)
+                    else:
+                        await self._descend(consumer, tp, records)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("kafka delay relay: %r; forwarding again from the last commit", exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(_RETRY)
                 with contextlib.suppress(Exception):
                     await self._rewind(consumer)
 
     async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
-        # What was fetched past the last commit was maybe not forwarded: fetch it again.
+        # What a level >= 1 partition fetched past its last commit was maybe not forwarded:
+        # fetch it again (level 0 keeps what it holds; its forwards retry by themselves).
         for tp in consumer.assignment():
+            if self._levels.level(tp.topic) == 0:
+                continue
             committed = await consumer.committed(tp)
             if committed is None:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
 
-    async def _relay(self, consumer: AIOKafkaConsumer, batch: Mapping[TopicPartition, Any]) -> None:
-        producer = self._producer()
+    def _hold(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any) -> None:
+        held = self._held.get(tp)
+        if held is None:
+            held = self._held[tp] = _Held()
         loop = asyncio.get_running_loop()
-        sent: list[asyncio.Future[Any]] = []
-        commits: dict[TopicPartition, int] = {}
-        delivered = 0
         now = time.time()
-        for tp, records in batch.items():
-            for record in records:
-                topic, due = _read(record.headers or ())
-                if topic is None or due is None:
-                    log.error(
-                        "kafka delay relay: record %s/%d/%d has no %s/%s header; dropped",
-                        tp.topic,
-                        tp.partition,
-                        record.offset,
-                        TOPIC_HEADER,
-                        DUE_HEADER,
-                    )
-                    commits[tp] = record.offset + 1
-                    continue
-                take_at = self._levels.take_at(tp.topic, due)
-                if take_at > now:
-                    # The head is not due: fetch it again once it is; nothing busy-waits.
-                    consumer.seek(tp, record.offset)
-                    consumer.pause(tp)
-                    previous = self._timers.pop(tp, None)
-                    if previous is not None:
-                        previous.cancel()
-                    self._timers[tp] = loop.call_at(
-                        loop.time() + (take_at - now), self._resume, consumer, tp
-                    )
-                    break
-                left = due - now
-                headers = [(n, v) for n, v in record.headers or () if n not in _INTERNAL]
-                if left > 0:
-                    destination = self._levels.topic_for(left)
-                    headers = delay_headers(headers, topic, due)
-                else:
-                    destination = topic
-                sent.append(
-                    await producer.send(
-                        destination,
-                        record.value,
-                        key=record.key,
-                        headers=headers or None,
-                        partition=None,
-                    )
+        for record in records:
+            topic, due = _read(record.headers or ())
+            held.forwarded[record.offset] = False
+            if topic is None or due is None:
+                _log_foreign(tp, record.offset)
+                held.done(record.offset)
+                continue
+            self._held_count += 1
+            wait = due - now
+            if wait <= 0:
+                self._forward(held, tp, record, topic)
+            else:
+                held.timers[record.offset] = loop.call_at(
+                    loop.time() + wait, self._forward, held, tp, record, topic
                 )
-                delivered += left <= 0
-                commits[tp] = record.offset + 1
+        if self._held_count > MAX_HELD and not self._held_paused:
+            self._held_paused = True
+            for level_zero in self._held:
+                with contextlib.suppress(Exception):
+                    consumer.pause(level_zero)
+
+    def _forward(self, held: _Held, tp: TopicPartition, record: Any, topic: str) -> None:
+        held.timers.pop(record.offset, None)
+        task = asyncio.create_task(self._send_until_acked(held, tp, record, topic))
+        self._forwarding.add(task)
+        task.add_done_callback(self._forwarding.discard)
+
+    async def _send_until_acked(
+        self, held: _Held, tp: TopicPartition, record: Any, topic: str
+    ) -> None:
+        headers = [(n, v) for n, v in record.headers or () if n not in _INTERNAL]
+        while True:
+            try:
+                future = await self._producer().send(
+                    topic, record.value, key=record.key, headers=headers or None
+                )
+                await future
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # stays uncommitted; never dropped
+                log.warning("kafka delay relay: forwarding to %r failed (%r); retrying", topic, exc)
+                await asyncio.sleep(_RETRY)
+        if self._held.get(tp) is held:  # not revoked meanwhile
+            held.done(record.offset)
+            self._held_count -= 1
+            self.relayed += 1
+            if self._held_paused and self._held_count < MAX_HELD // 2:
+                self._held_paused = False
+                consumer = self._consumer
+                for level_zero in self._held:
+                    if consumer is not None:
+                        with contextlib.suppress(Exception):
+                            consumer.resume(level_zero)
+
+    async def _descend(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any) -> None:
+        level = self._levels.level(tp.topic)
+        loop = asyncio.get_running_loop()
+        producer = self._producer()
+        sent: list[asyncio.Future[Any]] = []
+        commit: int | None = None
+        now = time.time()
+        for record in records:
+            topic, due = _read(record.headers or ())
+            if topic is None or due is None:
+                _log_foreign(tp, record.offset)
+                commit = record.offset + 1
+                continue
+            take_at = self._levels.take_at(level, due)
+            if take_at > now:
+                # The head is not due: fetch it again once it is; nothing busy-waits.
+                consumer.seek(tp, record.offset)
+                consumer.pause(tp)
+                previous = self._timers.pop(tp, None)
+                if previous is not None:
+                    previous.cancel()
+                self._timers[tp] = loop.call_at(
+                    loop.time() + (take_at - now), self._resume, consumer, tp
+                )
+                break
+            headers = [(n, v) for n, v in record.headers or () if n not in _INTERNAL]
+            # One level down at least (a record taken right at the boundary would otherwise
+            # go back to its own level).
+            lower = min(self._levels.level_for(due - now), level - 1)
+            sent.append(
+                await producer.send(
+                    self._levels.topics[lower],
+                    record.value,
+                    key=record.key,
+                    headers=delay_headers(headers, topic, due),
+                )
+            )
+            commit = record.offset + 1
         if sent:
             await asyncio.gather(*sent)  # acknowledged before anything is committed
-        self.relayed += delivered
-        if commits:
-            await consumer.commit(commits)
+        if commit is not None:
+            await consumer.commit({tp: commit})
+
+    # -- commits ---------------------------------------------------------------------------
+
+    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
+        interval = min(self._options.commit_interval, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._commit(consumer)
+            except Exception as exc:  # committed later; forwarded twice at worst
+                log.warning("kafka delay relay: commit failed (%r)", exc)
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition] | None = None
+    ) -> None:
+        """Commit how far each held partition's records are forwarded in offset order."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp in list(self._held) if tps is None else tps:
+            held = self._held.get(tp)
+            if held is not None and held.commit is not None and held.commit != held.committed:
+                offsets[tp] = held.commit
+        if offsets:
+            await consumer.commit(offsets)
+            for tp, offset in offsets.items():
+                held = self._held.get(tp)
+                if held is not None:
+                    held.committed = offset
+
+
+def _log_foreign(tp: TopicPartition, offset: int) -> None:
+    log.error(
+        "kafka delay relay: record %s/%d/%d has no %s/%s header (not written by a pykratos "
+        "publisher); skipped",
+        tp.topic,
+        tp.partition,
+        offset,
+        TOPIC_HEADER,
+        DUE_HEADER,
+    )
