@@ -144,11 +144,14 @@ class Broker(ABC):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish and return once the broker confirmed (acks=all / publisher confirm).
 
         ``delay`` (seconds) defers delivery where the broker supports it and raises
         ``NotImplementedError`` with an explanation where it does not: never ignored.
+        ``tag`` labels the message for subscribers filtering on tags (sent as the ``x-tag``
+        header, see :mod:`framework.broker.tags`); ``ValueError`` for an invalid tag.
         """
 
     @abstractmethod

@@ -42,6 +42,7 @@ from framework.broker.options import AutoOffsetReset, check_options, option_choi
 from framework.broker.publisher import dead_letter
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 
 __all__ = ["MemoryBroker"]
 
@@ -420,8 +421,10 @@ class MemoryBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Append to the topic (or schedule it after ``delay`` seconds); returns at once."""
+        headers = tagged_headers(headers, tag)
         self._check_connected()
         if not topic:
             raise ValueError("topic must be a non-empty string")

@@ -72,6 +72,8 @@ class Publisher:
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        *,
+        tag: str | None = None,
     ) -> PublishResult:
         """Encode ``payload`` and publish it; return once the broker confirmed.
 
@@ -85,6 +87,8 @@ class Publisher:
                 The ``x-md-global-*`` metadata of the request being handled is added
                 (:func:`framework.metadata.propagated`).
             delay: seconds before delivery, where the broker supports it (else it raises).
+            tag: the message's tag, for subscribers declared with ``tags=``
+                (:mod:`framework.broker.tags`); ``ValueError`` if invalid.
         """
         body = self.codec.encode(payload)
         if isinstance(key, str):
@@ -96,11 +100,15 @@ class Publisher:
             headers = {**carried, **(headers or {})}
         observer = current_observer()
         if observer is None:
-            return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            return await self.broker.publish(
+                topic, body, key=key, headers=headers, delay=delay, tag=tag
+            )
         # Measured for the metrics observer (framework.observer): duration and failures.
         started = time.perf_counter()
         try:
-            result = await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            result = await self.broker.publish(
+                topic, body, key=key, headers=headers, delay=delay, tag=tag
+            )
         except Exception as exc:
             observer.message_published(
                 self.broker.kind, topic, time.perf_counter() - started, type(exc).__name__

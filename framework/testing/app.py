@@ -241,6 +241,8 @@ class TestApp:
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         server: str | None = None,
+        tag: str | None = None,
     ) -> None:
-        """Publish ``payload`` (JSON-encoded) to ``topic`` on the broker of ``server``."""
-        await self.publisher(server).publish(topic, payload, key=key, headers=headers)
+        """Publish ``payload`` (JSON-encoded) to ``topic`` on the broker of ``server``, with
+        ``tag`` for subscribers filtering on tags."""
+        await self.publisher(server).publish(topic, payload, key=key, headers=headers, tag=tag)

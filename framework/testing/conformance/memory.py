@@ -50,8 +50,11 @@ class MemoryBrokerView(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
-        return await self.shared.publish(topic, body, key=key, headers=headers, delay=delay)
+        return await self.shared.publish(
+            topic, body, key=key, headers=headers, delay=delay, tag=tag
+        )
 
     async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
         subscription = await self.shared.subscribe(spec, processor)

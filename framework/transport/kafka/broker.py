@@ -22,6 +22,7 @@ from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
 from framework.transport.kafka.errors import (
     KafkaProducerError,
@@ -205,6 +206,7 @@ class KafkaBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish one message; return its partition and offset once acknowledged
         (``acks="all"`` by default).
@@ -219,6 +221,7 @@ class KafkaBroker(Broker):
         ``timestamp + delay`` before republishing to the real topic (pausing the partition
         rather than holding a worker); it is left out of this broker on purpose.
         """
+        headers = tagged_headers(headers, tag)
         if delay:
             raise NotImplementedError(
                 f"Kafka has no delayed delivery (publish to {topic!r} with delay={delay}): "

@@ -32,6 +32,7 @@ from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.connection import Connection, ConnectSettings
 from framework.transport.mqtt.errors import TopicError
@@ -195,6 +196,7 @@ class MqttBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
         qos: int | None = None,
         retain: bool = False,
     ) -> PublishResult:
@@ -205,6 +207,7 @@ class MqttBroker(Broker):
             headers: headers, carried as MQTT 5 user properties (byte-exact, see
                 :mod:`~framework.transport.mqtt.headers`).
             delay: not supported by MQTT: any value > 0 raises ``NotImplementedError``.
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
             qos: this message's QoS (default: the broker's ``qos``).
             retain: ask the server to retain the message: it is also sent to every later
                 subscriber of the topic (MQTT 5 §3.3.1.3); an empty body clears it.
@@ -214,6 +217,7 @@ class MqttBroker(Broker):
             TopicError: ``topic`` is not a valid topic name (wildcards, ``$``).
             PublishFailedError: refused by the server or not acknowledged in time.
         """
+        headers = tagged_headers(headers, tag)
         if delay is not None and delay > 0:
             raise NotImplementedError(
                 "MQTT has no delayed delivery: publish(delay=...) is not supported by the "

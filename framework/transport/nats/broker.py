@@ -39,6 +39,7 @@ from framework.broker.addresses import check_urls
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
 from framework.transport.nats.headers import encode_headers
@@ -245,6 +246,7 @@ class NatsBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck.
 
@@ -253,6 +255,7 @@ class NatsBroker(Broker):
             headers: header values; any bytes round-trip (see
                 :mod:`~framework.transport.nats.headers`).
             delay: not supported: NATS 2.9 JetStream cannot hold a message back.
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
 
         Returns:
             the subject, the stream sequence as ``offset`` and the ``Nats-Msg-Id``.
@@ -263,6 +266,7 @@ class NatsBroker(Broker):
             StreamError: no stream captures ``topic`` and ``create_streams`` is off.
             PublishFailedError: no PubAck within ``publish_timeout``.
         """
+        headers = tagged_headers(headers, tag)
         if delay:
             raise NotImplementedError(
                 "the NATS broker cannot delay a message: JetStream (NATS 2.9) has no "

@@ -10,6 +10,9 @@ subscription then consumes again. Publishes wait for the restored channel (see
 Routing: ``publish(topic, ...)`` sends to the broker's ``exchange`` (a durable ``topic``
 exchange named ``"pykratos"`` by default) with ``topic`` as the routing key; a subscriber
 binds its queue there (or to the exchange in its options) with its topic as binding key.
+Tags are filtered on the server: a subscriber with ``tags`` binds its queue, once per tag,
+to a headers exchange that is itself bound to the topic exchange with the subscriber's keys
+(see :mod:`~framework.transport.rabbitmq.topology`); untagged routing is unchanged.
 
 Retries use TTL retry queues (see :mod:`~framework.transport.rabbitmq.topology`) and an
 attempt header; dead letters go to the direct exchange ``dead_letter_exchange``, routed to
@@ -40,6 +43,7 @@ from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_of, tagged_headers
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
@@ -293,6 +297,7 @@ class RabbitBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
         exchange: str | None = None,
     ) -> PublishResult:
         """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm.
@@ -306,6 +311,7 @@ class RabbitBroker(Broker):
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
                 subscription of this broker.
         """
+        headers = tagged_headers(headers, tag)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
@@ -320,6 +326,11 @@ class RabbitBroker(Broker):
         amqp_headers = hdr.to_amqp_headers(headers)
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
+        tag = tag_of(headers)
+        if tag is not None:
+            # Also under a name the tag exchanges match on (they ignore x- headers); taken
+            # from the header so a dead letter or a republished message is routed the same.
+            amqp_headers[hdr.TAG_ARG] = hdr.encodable(tag)
         route_exchange = target
         delay_ms = max(1, round(delay * 1000)) if delay is not None and delay > 0 else 0
         if target not in self._exchanges or delay_ms:

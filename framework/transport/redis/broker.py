@@ -37,6 +37,7 @@ from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.redis.entries import encode_fields
 from framework.transport.redis.errors import RedisUnavailableError
 from framework.transport.redis.options import KNOWN_OPTIONS, RedisOptions, resolve_settings
@@ -154,6 +155,7 @@ class RedisBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        tag: str | None = None,
         maxlen: int | None = None,
         minid_age: float | None = None,
     ) -> PublishResult:
@@ -164,6 +166,7 @@ class RedisBroker(Broker):
             key: ordering key; subscribers handle messages with the same key in order.
             headers: string headers (stored as ``h:<name>`` fields, byte-exact).
             delay: not supported: raises ``NotImplementedError`` (never ignored).
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
             maxlen / minid_age: this publish's trimming, instead of the broker's.
 
         Raises:
@@ -171,6 +174,7 @@ class RedisBroker(Broker):
             PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds
                 (503 ``BROKER_UNAVAILABLE``).
         """
+        headers = tagged_headers(headers, tag)
         if delay:
             raise NotImplementedError(
                 f"Redis Streams have no delayed delivery (publish to {topic!r} with "
