@@ -21,6 +21,7 @@ from framework.broker.policy import (
     DLQ_REASON,
 )
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches
 from framework.metadata import propagated
 from framework.observer import current_observer
 
@@ -146,8 +147,12 @@ async def dead_letter(
     with a ``dead_letter_topic(spec, topic)`` method chooses the destination (MQTT). The body and
     key are kept as received; the headers add the reason, the error type, where the message
     came from and how many attempts were made. With dead-lettering disabled (``dlq=""``) the
-    message is logged and dropped, and ``None`` is returned.
+    message is logged and dropped, and ``None`` is returned; ``None`` too, silently, for a
+    message of a failed batch that the subscriber's ``tags`` filtered out (not its to judge).
     """
+    if not tag_matches(spec.tags, message):
+        # In a failed batch, but never this subscriber's: filtered out by its tags.
+        return None
     reason = result.reason[:MAX_DLQ_REASON]
     topic = message.topic or spec.topic
     # A broker may name its dead-letter topics its own way (MQTT: ``<topic>/dlq``, from the

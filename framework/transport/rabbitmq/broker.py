@@ -307,6 +307,11 @@ class RabbitBroker(Broker):
             headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
                 given in the form ``Message.headers`` uses (``header_text``).
             delay: seconds to hold the message before it is routed (TTL delay bucket).
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`),
+                routed on the server to the subscribers with that tag and those without
+                tags. With ``mandatory``, a tag that no queue takes raises
+                :class:`~framework.transport.rabbitmq.errors.UnroutableError`, as an
+                untagged message that no queue takes does.
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
                 subscription of this broker.
