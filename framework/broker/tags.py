@@ -4,8 +4,8 @@
 tags={"created", "paid"})`` receives only the messages of ``topic`` carrying one of those
 tags, and a subscriber without ``tags`` receives every message, tagged or not (RocketMQ's
 ``*`` subscription expression). The tag travels in the :data:`TAG_HEADER` header on every
-broker, so a handler reads it as ``message.headers["x-tag"]`` and it stays on retries and
-dead letters (which copy the headers).
+broker, so a handler reads it as ``message.tag`` (``message.headers["x-tag"]``), and it
+stays on retries and dead letters (which copy the headers).
 
 Where the broker can filter (RabbitMQ: a headers exchange bound per tag) a filtered-out
 message never reaches the subscriber's queue. Elsewhere the framework filters: the
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from framework.broker.message import Message
+from framework.broker.message import TAG_HEADER, Message
 
 __all__ = [
     "MAX_TAG_LENGTH",
@@ -35,8 +35,6 @@ __all__ = [
     "tagged_headers",
 ]
 
-#: The header carrying a message's tag, on every broker.
-TAG_HEADER = "x-tag"
 #: Longest tag accepted, in characters.
 MAX_TAG_LENGTH = 64
 _TAG = re.compile(r"[A-Za-z0-9_-]+")

@@ -116,6 +116,7 @@ def test_tagged_headers_set_x_tag_and_keep_the_callers_mapping() -> None:
 def test_tag_matches_reads_the_header() -> None:
     created = Message(b"", headers={TAG_HEADER: "created"})
     plain = Message(b"")
+    assert (created.tag, plain.tag) == ("created", None)
     assert tag_matches(frozenset(), created) and tag_matches(frozenset(), plain)
     assert tag_matches(frozenset({"created"}), created)
     assert not tag_matches(frozenset({"paid"}), created)

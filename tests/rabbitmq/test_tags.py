@@ -45,6 +45,10 @@ async def test_the_queue_of_a_tagged_subscriber_gets_only_its_tags(
             await broker.publish("solo", b"x", tag="created")
         await broker.publish("solo", b"y", tag="paid")
         assert [m.body for m in await solo.seen.wait(1)] == [b"y"]
+        # A delayed message waits in a delay bucket, then is routed by its tag like any other.
+        await broker.publish("solo", b"late-other", tag="created", delay=0.1)
+        await broker.publish("solo", b"late", tag="paid", delay=0.2)
+        assert [m.body for m in await solo.seen.wait(2)] == [b"y", b"late"]
         got = await tagged.seen.wait(3)
         assert [(m.body, m.headers.get(TAG_HEADER)) for m in got] == [
             (b"3", "paid"),
