@@ -30,6 +30,7 @@ __all__ = [
     "TAG_HEADER",
     "check_tag",
     "check_tags",
+    "routing_tag",
     "tag_matches",
     "tag_of",
     "tagged_headers",
@@ -84,6 +85,17 @@ def tagged_headers(headers: Mapping[str, str] | None, tag: str | None) -> Mappin
 def tag_of(headers: Mapping[str, str] | None) -> str | None:
     """The tag in ``headers``, or ``None``."""
     return None if headers is None else headers.get(TAG_HEADER)
+
+
+def routing_tag(headers: Mapping[str, str] | None) -> str | None:
+    """The tag a broker routes ``headers``' message by: its :data:`TAG_HEADER` if that is a
+    valid tag, else ``None``. A header set by another producer may hold anything; no
+    subscriber can ask for an invalid tag, so such a message goes where untagged ones go
+    (to the subscribers without tags) instead of failing its publish or dead letter."""
+    tag = tag_of(headers)
+    if tag is None or len(tag) > MAX_TAG_LENGTH or not _TAG.fullmatch(tag):
+        return None
+    return tag
 
 
 def tag_matches(tags: frozenset[str], message: Message) -> bool:

@@ -25,6 +25,7 @@ from framework.broker.tags import (
     TAG_HEADER,
     check_tag,
     check_tags,
+    routing_tag,
     tag_matches,
     tagged_headers,
 )
@@ -111,6 +112,12 @@ def test_tagged_headers_set_x_tag_and_keep_the_callers_mapping() -> None:
     assert tagged_headers({TAG_HEADER: "old"}, "new") == {TAG_HEADER: "new"}
     with pytest.raises(ValueError, match="letters, digits"):
         tagged_headers(None, "bad tag")
+
+
+def test_a_broker_routes_only_by_a_valid_header_tag() -> None:
+    assert routing_tag({TAG_HEADER: "paid"}) == "paid"
+    assert routing_tag({TAG_HEADER: "from/elsewhere"}) is None
+    assert routing_tag({}) is None and routing_tag(None) is None
 
 
 def test_tag_matches_reads_the_header() -> None:

@@ -32,7 +32,7 @@ from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.subscriber import SubscriberSpec
-from framework.broker.tags import tag_of, tagged_headers
+from framework.broker.tags import routing_tag, tagged_headers
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.connection import Connection, ConnectSettings
 from framework.transport.mqtt.errors import TopicError
@@ -234,7 +234,7 @@ class MqttBroker(Broker):
             self._topics.add(topic)
         # A tag is a topic level, so the server filters (see mqtt.options); taken from the
         # header so a dead letter or a republished message goes where its tag says.
-        destination = tagged_topic(topic, tag_of(headers))
+        destination = tagged_topic(topic, routing_tag(headers))
         message_id = uuid.uuid4().hex
         properties = publish_properties(
             hdr.to_user_properties(headers, key=key, message_id=message_id)

@@ -43,7 +43,7 @@ from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.subscriber import SubscriberSpec
-from framework.broker.tags import tag_of, tagged_headers
+from framework.broker.tags import routing_tag, tagged_headers
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
@@ -331,7 +331,7 @@ class RabbitBroker(Broker):
         amqp_headers = hdr.to_amqp_headers(headers)
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
-        tag = tag_of(headers)
+        tag = routing_tag(headers)
         if tag is not None:
             # Also under a name the tag exchanges match on (they ignore x- headers); taken
             # from the header so a dead letter or a republished message is routed the same.
