@@ -146,6 +146,7 @@ class Broker(ABC):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish and return once the broker confirmed (acks=all / publisher confirm).
 
@@ -154,6 +155,8 @@ class Broker(ABC):
         where it does not: never ignored. Both are checked by
         :func:`framework.broker.schedule.due_time` (``ValueError`` for both at once, a
         negative delay or a naive datetime; a past ``deliver_at`` means now).
+        ``tag`` labels the message for subscribers filtering on tags (sent as the ``x-tag``
+        header, see :mod:`framework.broker.tags`); ``ValueError`` for an invalid tag.
         """
 
     @abstractmethod

@@ -44,6 +44,7 @@ from framework.broker.publisher import dead_letter
 from framework.broker.schedule import due_time, remaining
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 
 __all__ = ["MemoryBroker"]
 
@@ -423,12 +424,14 @@ class MemoryBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Append to the topic, or schedule it ``delay`` seconds later or at ``deliver_at``
         (an event-loop timer: lost if the broker closes first, logged); returns at once.
 
         ``PublishResult.offset`` is ``None`` for a scheduled message (it has none yet).
         """
+        headers = tagged_headers(headers, tag)
         self._check_connected()
         if not topic:
             raise ValueError("topic must be a non-empty string")

@@ -22,6 +22,7 @@ from framework.broker.policy import (
     DLQ_REASON,
 )
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches
 from framework.metadata import propagated
 from framework.observer import current_observer
 
@@ -73,7 +74,9 @@ class Publisher:
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        *,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Encode ``payload`` and publish it; return once the broker confirmed.
 
@@ -90,6 +93,8 @@ class Publisher:
                 ``NotImplementedError``).
             deliver_at: a timezone-aware moment to deliver at instead (a past one means
                 now; naive, or given with ``delay``: ``ValueError``).
+            tag: the message's tag, for subscribers declared with ``tags=``
+                (:mod:`framework.broker.tags`); ``ValueError`` if invalid.
         """
         body = self.codec.encode(payload)
         if isinstance(key, str):
@@ -102,13 +107,25 @@ class Publisher:
         observer = current_observer()
         if observer is None:
             return await self.broker.publish(
-                topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at
+                topic,
+                body,
+                key=key,
+                headers=headers,
+                delay=delay,
+                deliver_at=deliver_at,
+                tag=tag,
             )
         # Measured for the metrics observer (framework.observer): duration and failures.
         started = time.perf_counter()
         try:
             result = await self.broker.publish(
-                topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at
+                topic,
+                body,
+                key=key,
+                headers=headers,
+                delay=delay,
+                deliver_at=deliver_at,
+                tag=tag,
             )
         except Exception as exc:
             observer.message_published(
@@ -147,8 +164,12 @@ async def dead_letter(
     with a ``dead_letter_topic(spec, topic)`` method chooses the destination (MQTT). The body and
     key are kept as received; the headers add the reason, the error type, where the message
     came from and how many attempts were made. With dead-lettering disabled (``dlq=""``) the
-    message is logged and dropped, and ``None`` is returned.
+    message is logged and dropped, and ``None`` is returned; ``None`` too, silently, for a
+    message of a failed batch that the subscriber's ``tags`` filtered out (not its to judge).
     """
+    if not tag_matches(spec.tags, message):
+        # In a failed batch, but never this subscriber's: filtered out by its tags.
+        return None
     reason = result.reason[:MAX_DLQ_REASON]
     topic = message.topic or spec.topic
     # A broker may name its dead-letter topics its own way (MQTT: ``<topic>/dlq``, from the

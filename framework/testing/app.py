@@ -244,10 +244,18 @@ class TestApp:
         delay: float | None = None,
         deliver_at: datetime | None = None,
         server: str | None = None,
+        tag: str | None = None,
     ) -> None:
         """Publish ``payload`` (JSON-encoded) to ``topic`` on the broker of ``server``,
         after ``delay`` seconds or at ``deliver_at`` if given (see
-        :meth:`Publisher.publish <framework.broker.publisher.Publisher.publish>`)."""
+        :meth:`Publisher.publish <framework.broker.publisher.Publisher.publish>`), with
+        ``tag`` for subscribers filtering on tags."""
         await self.publisher(server).publish(
-            topic, payload, key=key, headers=headers, delay=delay, deliver_at=deliver_at
+            topic,
+            payload,
+            key=key,
+            headers=headers,
+            delay=delay,
+            deliver_at=deliver_at,
+            tag=tag,
         )

@@ -40,6 +40,8 @@ class TestRedis(BrokerConformance):
         "stream when due by an atomic Lua script (a mover per subscribing broker)",
         "deliver_at": "as delay (the schedule's score is the due time)",
         "delay_outlives_publisher": "the entry waits in the schedule until a mover runs",
+        "tags": "Redis Streams cannot filter a group's reads: the tag travels as a field and the "
+        "processor acknowledges (XACK), unhandled, an entry the subscriber did not ask for",
     }
 
 

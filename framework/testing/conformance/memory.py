@@ -52,9 +52,10 @@ class MemoryBrokerView(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         return await self.shared.publish(
-            topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at
+            topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at, tag=tag
         )
 
     async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:

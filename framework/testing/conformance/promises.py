@@ -113,6 +113,14 @@ PROMISES: tuple[Promise, ...] = (
         "The broker server closes the consumer's connection; the consumer reconnects by "
         "itself and handles messages published afterwards.",
     ),
+    # -- tags (issue 14, item 4) ----------------------------------------------------------
+    Promise(
+        "tags",
+        "tag filtering",
+        "publish(tag=) and subscriber(tags={...}): a subscriber with tags gets only those, one "
+        "without gets every message; filtered-out messages neither block later ones nor come "
+        "back to the group, and x-tag stays on retries and dead letters.",
+    ),
     # -- delay and scheduled delivery (issue 14) ----------------------------------------------
     Promise(
         "deliver_at",

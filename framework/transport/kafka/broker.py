@@ -24,6 +24,7 @@ from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
 from framework.broker.schedule import due_time
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
 from framework.transport.kafka.delay import MAX_DELAY, DelayLevels, DelayRelay, delay_headers
 from framework.transport.kafka.errors import (
@@ -230,6 +231,7 @@ class KafkaBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish one message; return its partition and offset once acknowledged
         (``acks="all"`` by default).
@@ -245,6 +247,7 @@ class KafkaBroker(Broker):
         A delay beyond :data:`~framework.transport.kafka.delay.MAX_DELAY` is a
         ``ValueError``.
         """
+        headers = tagged_headers(headers, tag)
         due = due_time(delay, deliver_at)
         producer = self._require_producer()
         destination = topic

@@ -35,6 +35,7 @@ from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.schedule import refuse_delay
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import routing_tag, tagged_headers
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.connection import Connection, ConnectSettings
 from framework.transport.mqtt.errors import TopicError
@@ -43,6 +44,7 @@ from framework.transport.mqtt.options import (
     QOS_LEVELS,
     check_topic_name,
     resolve_filter,
+    tagged_topic,
 )
 from framework.transport.mqtt.publishing import ConfirmedPublisher, publish_properties
 from framework.transport.mqtt.subscription import MqttSubscription
@@ -199,6 +201,7 @@ class MqttBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
         qos: int | None = None,
         retain: bool = False,
     ) -> PublishResult:
@@ -211,6 +214,9 @@ class MqttBroker(Broker):
             delay / deliver_at: not supported by MQTT: a delay > 0 or any ``deliver_at``
                 raises ``NotImplementedError`` (checked like
                 :func:`~framework.broker.schedule.due_time` first).
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`); the
+                message goes to ``<topic>/~tag/<tag>`` (the result's ``topic``), where
+                subscribers with that tag (and those without tags) get it.
             qos: this message's QoS (default: the broker's ``qos``).
             retain: ask the server to retain the message: it is also sent to every later
                 subscriber of the topic (MQTT 5 §3.3.1.3); an empty body clears it.
@@ -230,12 +236,16 @@ class MqttBroker(Broker):
             "EMQX's $delayed topics is not portable); publish when due yourself or use a "
             "broker that has it",
         )
+        headers = tagged_headers(headers, tag)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("MqttBroker is not connected: call `await broker.connect()`")
         if topic not in self._topics:
             check_topic_name(topic)
             self._topics.add(topic)
+        # A tag is a topic level, so the server filters (see mqtt.options); taken from the
+        # header so a dead letter or a republished message goes where its tag says.
+        destination = tagged_topic(topic, routing_tag(headers))
         message_id = uuid.uuid4().hex
         properties = publish_properties(
             hdr.to_user_properties(headers, key=key, message_id=message_id)
@@ -243,8 +253,8 @@ class MqttBroker(Broker):
         level = self.qos if qos is None else qos
         if level not in QOS_LEVELS:
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        await publisher.publish(topic, body, qos=level, retain=retain, properties=properties)
-        return PublishResult(topic=topic, message_id=message_id)
+        await publisher.publish(destination, body, qos=level, retain=retain, properties=properties)
+        return PublishResult(topic=destination, message_id=message_id)
 
     def dead_letter_topic(self, spec: SubscriberSpec, topic: str) -> str | None:
         """Where dead letters of a message received on ``topic`` by ``spec`` go: the
@@ -289,7 +299,7 @@ class MqttBroker(Broker):
         log.info(
             "subscribed %s: %s (qos %d, session %s)",
             spec.display_name,
-            filter.subscription,
+            ", ".join(filter.subscriptions),
             filter.qos,
             subscription.connection.client_id,
         )

@@ -45,6 +45,7 @@ from framework.broker.broker import Broker, MessageProcessor, PublishResult, Sub
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import DUE_HEADER, due_ms, due_time
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.delay import DelayRelay, DelayStream
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
@@ -288,6 +289,7 @@ class NatsBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck.
 
@@ -298,6 +300,7 @@ class NatsBroker(Broker):
             delay / deliver_at: seconds to wait, or a timezone-aware moment: the message is
                 stored in the delay stream and relayed to ``topic`` when due (a past
                 ``deliver_at``: now); see :mod:`~framework.transport.nats.delay`.
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
 
         Returns:
             the subject, the stream sequence as ``offset`` (of the delay stream for a
@@ -309,6 +312,7 @@ class NatsBroker(Broker):
             StreamError: no stream captures ``topic`` and ``create_streams`` is off.
             PublishFailedError: no PubAck within ``publish_timeout``.
         """
+        headers = tagged_headers(headers, tag)
         due = due_time(delay, deliver_at)
         publisher = self._publisher
         if publisher is None or self._delay_stream is None:

@@ -10,6 +10,9 @@ subscription then consumes again. Publishes wait for the restored channel (see
 Routing: ``publish(topic, ...)`` sends to the broker's ``exchange`` (a durable ``topic``
 exchange named ``"pykratos"`` by default) with ``topic`` as the routing key; a subscriber
 binds its queue there (or to the exchange in its options) with its topic as binding key.
+Tags are filtered on the server: a subscriber with ``tags`` binds its queue, once per tag,
+to a headers exchange that is itself bound to the topic exchange with the subscriber's keys
+(see :mod:`~framework.transport.rabbitmq.topology`); untagged routing is unchanged.
 
 Retries use TTL retry queues (see :mod:`~framework.transport.rabbitmq.topology`) and an
 attempt header; dead letters go to the direct exchange ``dead_letter_exchange``, routed to
@@ -41,6 +44,7 @@ from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import due_time, remaining
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import routing_tag, tagged_headers
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
@@ -295,6 +299,7 @@ class RabbitBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
         exchange: str | None = None,
     ) -> PublishResult:
         """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm.
@@ -308,10 +313,16 @@ class RabbitBroker(Broker):
                 becomes its delay (one TTL bucket per distinct millisecond delay, each
                 deleted once unused, so many distinct moments make many short-lived
                 queues).
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`),
+                routed on the server to the subscribers with that tag and those without
+                tags. With ``mandatory``, a tag that no queue takes raises
+                :class:`~framework.transport.rabbitmq.errors.UnroutableError`, as an
+                untagged message that no queue takes does.
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
                 subscription of this broker.
         """
+        headers = tagged_headers(headers, tag)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
@@ -326,6 +337,11 @@ class RabbitBroker(Broker):
         amqp_headers = hdr.to_amqp_headers(headers)
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
+        tag = routing_tag(headers)
+        if tag is not None:
+            # Also under a name the tag exchanges match on (they ignore x- headers); taken
+            # from the header so a dead letter or a republished message is routed the same.
+            amqp_headers[hdr.TAG_ARG] = hdr.encodable(tag)
         route_exchange = target
         wait = remaining(due_time(delay, deliver_at))
         delay_ms = max(1, round(wait * 1000)) if wait > 0 else 0

@@ -40,6 +40,7 @@ from framework.broker.publisher import dead_letter
 from framework.broker.schedule import due_time
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.redis.entries import encode_fields
 from framework.transport.redis.errors import RedisUnavailableError
 from framework.transport.redis.options import KNOWN_OPTIONS, RedisOptions, resolve_settings
@@ -172,6 +173,7 @@ class RedisBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        tag: str | None = None,
         maxlen: int | None = None,
         minid_age: float | None = None,
     ) -> PublishResult:
@@ -185,6 +187,7 @@ class RedisBroker(Broker):
                 to the schedule and reaches the stream when due (a past ``deliver_at``:
                 now). ``PublishResult.message_id`` is then the schedule id: the stream entry
                 id is assigned when it is moved.
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
             maxlen / minid_age: this publish's trimming, instead of the broker's (an
                 immediate publish only: a scheduled entry is trimmed by the broker's policy
                 when it is moved, so both at once is a ``ValueError``).
@@ -194,6 +197,7 @@ class RedisBroker(Broker):
             PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds
                 (503 ``BROKER_UNAVAILABLE``).
         """
+        headers = tagged_headers(headers, tag)
         due = due_time(delay, deliver_at)
         publisher = self._publisher
         if publisher is None:
