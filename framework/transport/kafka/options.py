@@ -99,7 +99,7 @@ class KafkaOptions:
         delay_check_interval: seconds between two checks for the delay topics by a broker
             waiting to start its relay (``delay_relay=None``).
         delay_topic_prefix: prefix of the delay level topics (``<prefix>.0`` ...
-            ``<prefix>.27``) and of the relay's group (``<prefix>.relay``).
+            ``<prefix>.23``) and of the relay's group (``<prefix>.relay``).
         delay_partitions: partitions of each delay level topic the broker creates (the
             relays' parallelism).
     """
