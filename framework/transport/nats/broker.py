@@ -235,7 +235,9 @@ class NatsBroker(Broker):
             max_age=self.max_age,
         )
         self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
-        self._delay_stream = DelayStream(js, self.stream, self.storage)
+        self._delay_stream = DelayStream(
+            js, self.stream, self.storage, create=self.create_streams
+        )
         self._relay = DelayRelay(
             client,
             js,

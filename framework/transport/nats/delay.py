@@ -44,6 +44,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import BadRequestError, NotFoundError
 
 from framework.broker.schedule import DUE_HEADER
+from framework.transport.nats.errors import StreamError
 from framework.transport.nats.headers import MSG_ID
 from framework.transport.nats.publishing import ConfirmedPublisher
 from framework.transport.nats.pull import Puller
@@ -71,12 +72,20 @@ class DelayStream:
         js: the JetStream context.
         stream: the broker's stream name (the delay stream is ``<stream>-delay``).
         storage: ``"file"`` or ``"memory"``, as the broker's stream.
+        create: create the delay stream if missing (the broker's ``create_streams``); off,
+            a missing one is a :class:`~framework.transport.nats.errors.StreamError`.
     """
 
     def __init__(
-        self, js: JetStreamContext, stream: str, storage: Literal["file", "memory"]
+        self,
+        js: JetStreamContext,
+        stream: str,
+        storage: Literal["file", "memory"],
+        *,
+        create: bool = True,
     ) -> None:
         self._js = js
+        self._create = create
         self.name = f"{stream}-delay"
         self.prefix = f"{stream}.delay."
         self.durable = f"{stream}-delay-relay"
@@ -102,6 +111,11 @@ class DelayStream:
             try:
                 await self._js.stream_info(self.name)
             except NotFoundError:
+                if not self._create:
+                    raise StreamError(
+                        f"no delay stream {self.name!r} for delayed messages: create it "
+                        f"capturing {self.prefix}> (nats stream add) or turn create_streams on"
+                    ) from None
                 config = StreamConfig(
                     name=self.name, subjects=[self.prefix + ">"], storage=self._storage
                 )
