@@ -242,8 +242,8 @@ class KafkaBroker(Broker):
 
         ``delay`` (seconds) or ``deliver_at`` (a timezone-aware moment; past: now) writes
         the record to a delay level topic instead, from which a relay forwards it when due
-        (:mod:`~framework.transport.kafka.delay`); the result then names ``topic`` with
-        the partition and offset of the delay record, and its ``message_id`` is ``None``.
+        (:mod:`~framework.transport.kafka.delay`); the result then names ``topic`` only
+        (partition and offset are known once the relay forwarded it).
         A delay beyond :data:`~framework.transport.kafka.delay.MAX_DELAY` is a
         ``ValueError``.
         """
@@ -286,6 +286,9 @@ class KafkaBroker(Broker):
                 timeout=timeout,
             ) from exc
         self._log_state.recovered(self.endpoint)
+        if destination != topic:
+            # Where the record will land is decided when it is forwarded.
+            return PublishResult(topic)
         return PublishResult(topic, metadata.partition, metadata.offset)
 
     def batch_publisher(

@@ -305,8 +305,8 @@ class NatsBroker(Broker):
             tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
 
         Returns:
-            the subject, the stream sequence as ``offset`` (of the delay stream for a
-            delayed message) and the ``Nats-Msg-Id`` (kept when relayed).
+            the subject, the stream sequence as ``offset`` (``None`` for a delayed message:
+            it has none until relayed) and the ``Nats-Msg-Id`` (kept when relayed).
 
         Raises:
             ValueError: a subject with wildcards, or a header name NATS cannot carry; both
@@ -326,8 +326,8 @@ class NatsBroker(Broker):
         if due is not None:
             await self._delay_stream.ensure()
             encoded[DUE_HEADER] = str(due_ms(due))
-            ack = await publisher.publish(self._delay_stream.subject(topic), body, encoded, msg_id)
-            return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
+            await publisher.publish(self._delay_stream.subject(topic), body, encoded, msg_id)
+            return PublishResult(topic=topic, message_id=msg_id)
         ack = await publisher.publish(topic, body, encoded, msg_id)
         return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
 
