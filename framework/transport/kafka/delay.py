@@ -118,12 +118,18 @@ class DelayLevels:
             await admin.close()
 
     async def ensure(self, options: KafkaOptions, partitions: int) -> None:
-        """Create the level topics that do not exist yet (one request; safe to race)."""
+        """Create the level topics that do not exist yet (one request; safe to race), with
+        ``delay_replication_factor`` replicas (by default 3, or fewer on a smaller cluster:
+        a delayed record must survive a broker as any other)."""
         admin = _admin(options)
         await admin.start()
         try:
+            replicas = options.delay_replication_factor
+            if replicas is None:
+                cluster = await admin.describe_cluster()
+                replicas = max(1, min(3, len(cluster.get("brokers") or ())))
             response = await admin.create_topics(
-                [NewTopic(topic, partitions, 1) for topic in self.topics]
+                [NewTopic(topic, partitions, replicas) for topic in self.topics]
             )
             for topic, code, *rest in getattr(response, "topic_errors", ()):
                 if code not in (0, TopicAlreadyExistsError.errno):

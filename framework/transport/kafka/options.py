@@ -102,6 +102,8 @@ class KafkaOptions:
             ``<prefix>.23``) and of the relay's group (``<prefix>.relay``).
         delay_partitions: partitions of each delay level topic the broker creates (the
             relays' parallelism).
+        delay_replication_factor: replicas of each delay level topic the broker creates;
+            ``None`` (the default): 3, or the number of brokers of a smaller cluster.
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -143,6 +145,7 @@ class KafkaOptions:
     delay_relay: bool | None = None
     delay_topic_prefix: str = "pykratos.delay"
     delay_partitions: int = 1
+    delay_replication_factor: int | None = None
     delay_check_interval: float = 10.0
 
     def __post_init__(self) -> None:
@@ -183,6 +186,10 @@ class KafkaOptions:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
         self._check_security()
+        if self.delay_replication_factor is not None and self.delay_replication_factor < 1:
+            raise ValueError(
+                f"delay_replication_factor must be >= 1, got {self.delay_replication_factor!r}"
+            )
         if not self.delay_topic_prefix:
             raise ValueError("delay_topic_prefix must be a non-empty topic name prefix")
 
