@@ -15,6 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar, Protocol
 
 from framework.broker.acks import (
@@ -189,13 +190,20 @@ class Broker(ABC):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
         partition: int | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish and return once the broker confirmed at :attr:`default_acks` (or the
         level of a :meth:`with_acks` handle; at once for ``"none"``).
 
-        ``delay`` (seconds) defers delivery where the broker supports it and raises
-        ``NotImplementedError`` with an explanation where it does not: never ignored.
+        ``delay`` (seconds) or ``deliver_at`` (a timezone-aware datetime) defers delivery
+        where the broker supports it and raises ``NotImplementedError`` with an explanation
+        where it does not: never ignored. Both are checked by
+        :func:`framework.broker.schedule.due_time` (``ValueError`` for both at once, a
+        negative delay or a naive datetime; a past ``deliver_at`` means now).
+        ``tag`` labels the message for subscribers filtering on tags (sent as the ``x-tag``
+        header, see :mod:`framework.broker.tags`); ``ValueError`` for an invalid tag.
         ``partition`` puts the message on that partition (Kafka, memory: the key then only
         travels with it); a broker without partitions raises ``NotImplementedError``, and
         a partition the topic does not have is a ``ValueError``.

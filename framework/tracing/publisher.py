@@ -9,6 +9,7 @@ follows the message across the broker.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from framework.broker.acks import Acks, OnPublishError
@@ -65,13 +66,25 @@ class TracedPublisher(Publisher):
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        *,
+        deliver_at: datetime | None = None,
         partition: int | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish like :meth:`Publisher.publish`, inside a PRODUCER span whose context is
         added to the message headers (the caller's ``headers`` mapping is not modified)."""
         tracer = self._tracers.get()
         if tracer is None:
-            return await super().publish(topic, payload, key, headers, delay, partition)
+            return await super().publish(
+                topic,
+                payload,
+                key,
+                headers,
+                delay,
+                deliver_at=deliver_at,
+                partition=partition,
+                tag=tag,
+            )
         kind = self.broker.kind
         span = tracer.start_span(
             f"publish {topic}",
@@ -86,7 +99,16 @@ class TracedPublisher(Publisher):
         )
         carrier = inject(dict(headers) if headers else {}, trace.set_span_in_context(span))
         try:
-            result = await super().publish(topic, payload, key, carrier, delay, partition)
+            result = await super().publish(
+                topic,
+                payload,
+                key,
+                carrier,
+                delay,
+                deliver_at=deliver_at,
+                partition=partition,
+                tag=tag,
+            )
         except Exception as exc:
             record_error(span, exc, from_exception(exc), failed=True)
             raise

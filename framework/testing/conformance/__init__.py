@@ -33,7 +33,7 @@ Running it against a broker (yours, or one of the framework's) is one small test
 
 The tests come in one class per promise group (:class:`DeliveryPromises`,
 :class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`,
-:class:`ProducerPromises`), as FastStream's
+:class:`TagPromises`, :class:`ProducerPromises`), as FastStream's
 ``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a broker in the
 making may subclass one group alone.
 
@@ -56,9 +56,11 @@ from framework.testing.conformance.producing import ProducerPromises
 from framework.testing.conformance.promises import PROMISE_IDS, PROMISES, Promise, promise
 from framework.testing.conformance.proxy import TcpProxy
 from framework.testing.conformance.publishing import PublishPromises
+from framework.testing.conformance.scheduling import SchedulingPromises
 from framework.testing.conformance.stopping import StopPromises
 from framework.testing.conformance.suite import NOT_UTF8, BrokerConformance, promise_tests
 from framework.testing.conformance.table import BrokerColumn, promise_table
+from framework.testing.conformance.tags import TagPromises
 
 __all__ = [
     "NOT_UTF8",
@@ -76,7 +78,9 @@ __all__ = [
     "ProducerPromises",
     "Promise",
     "PublishPromises",
+    "SchedulingPromises",
     "StopPromises",
+    "TagPromises",
     "TcpProxy",
     "promise",
     "promise_table",

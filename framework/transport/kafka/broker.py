@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar, get_args
 
 from aiokafka import AIOKafkaProducer
@@ -30,8 +31,11 @@ from framework.broker.acks import Acks, PublishMode, publish_mode
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
+from framework.broker.schedule import due_time
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
+from framework.transport.kafka.delay import MAX_DELAY, DelayLevels, DelayRelay, delay_headers
 from framework.transport.kafka.errors import (
     KafkaProducerError,
     KafkaPublishTimeoutError,
@@ -104,6 +108,9 @@ class KafkaBroker(Broker):
         self._subscriptions: list[KafkaSubscription] = []
         self._log_state = connection_log(self.kind)
         self._prober: asyncio.Task[None] | None = None
+        self._levels = DelayLevels(self.options.delay_topic_prefix)
+        self._levels_ready = False
+        self._relay: DelayRelay | None = None
 
     @property
     def endpoint(self) -> str:
@@ -149,6 +156,21 @@ class KafkaBroker(Broker):
         self._producer = producer
         self._log_state.recovered(self.endpoint)
         self._prober = asyncio.create_task(self._probe(), name="kafka-availability")
+        self._relay = DelayRelay(
+            options, self._levels, self._require_producer, partitions=options.delay_partitions
+        )
+        if options.delay_relay:
+            await self._start_relay()
+
+    @property
+    def relay(self) -> DelayRelay | None:
+        """This broker's delay relay (after :meth:`connect`; see ``delay_relay``)."""
+        return self._relay
+
+    async def _start_relay(self) -> None:
+        if self._relay is not None and not self._relay.running:
+            await self._relay.start()
+            self._levels_ready = True
 
     def _make_producer(self, level: Acks) -> AIOKafkaProducer:
         options = self.options
@@ -246,6 +268,9 @@ class KafkaBroker(Broker):
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.stop(0)
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.stop()
         publishers, self._publishers = self._publishers, []
         for publisher in publishers:
             try:
@@ -274,7 +299,9 @@ class KafkaBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
         partition: int | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish one message; return its partition and offset once acknowledged at the
         broker's ``acks`` (``"all"`` by default) or a ``with_acks`` handle's level.
@@ -290,34 +317,51 @@ class KafkaBroker(Broker):
         ``publish_timeout`` seconds or the client gives up on the cluster, and
         ``ValueError`` for a ``partition`` the topic does not have.
 
-        ``delay`` is not supported: Kafka has no per-message delay, and an ignored delay
-        would deliver early. The usual approach is a delay topic per delay class
-        (``orders.delay.30s``) consumed by a relay that sleeps until each record's
-        ``timestamp + delay`` before republishing to the real topic (pausing the partition
-        rather than holding a worker); it is left out of this broker on purpose.
+        ``delay`` (seconds) or ``deliver_at`` (a timezone-aware moment; past: now) writes
+        the record to a delay level topic instead, from which a relay forwards it when due
+        (:mod:`~framework.transport.kafka.delay`); the result then names ``topic`` only
+        (partition and offset are known once the relay forwarded it).
+        A delay beyond :data:`~framework.transport.kafka.delay.MAX_DELAY` is a
+        ``ValueError``.
         """
-        if delay:
+        headers = tagged_headers(headers, tag)
+        due = due_time(delay, deliver_at)
+        if due is not None and partition is not None:
             raise NotImplementedError(
-                f"Kafka has no delayed delivery (publish to {topic!r} with delay={delay}): "
-                "publish to a delay topic consumed by a relay that republishes when due, or "
-                "use a broker with delays (RabbitMQ, memory)"
+                f"publish to {topic!r}: a delayed Kafka message is placed when the relay "
+                "forwards it (by key); partition= with delay/deliver_at is not supported"
             )
         mode = publish_mode(self.default_acks)
         producer = await self._producer_for(mode.acks)
+        destination = topic
+        raw_headers = encode_headers(headers) if headers else []
+        if due is not None:
+            left = due - time.time()
+            if left > MAX_DELAY:
+                raise ValueError(
+                    f"Kafka delays go up to {MAX_DELAY:.0f}s (about "
+                    f"{MAX_DELAY / 86400:.0f} days), got {left:.0f}s for {topic!r}"
+                )
+            check_topic_name(topic, "publish: topic")
+            if not self._levels_ready:
+                await self._levels.ensure(self.options, self.options.delay_partitions)
+                self._levels_ready = True
+                if self._subscriptions and self.options.delay_relay is None and self._relay:
+                    self._relay.start_soon()  # the topics exist now: no need to wait a check
+            destination = self._levels.topic_for(left)
+            raw_headers = delay_headers(raw_headers, topic, due)
         timeout = self.options.publish_timeout
         try:
             # Every step may wait on the cluster: metadata while the topic is unknown (both
             # partitions_for and send), the future for the acknowledgement (aiokafka's own
             # limit is request_timeout_ms).
             async with asyncio.timeout(timeout):
-                partitions = sorted(await producer.partitions_for(topic))
-                chosen = self._choose(topic, key, partition, partitions)
+                chosen: int | None = None  # a delay topic's: aiokafka's choice (by key)
+                if destination == topic:
+                    partitions = sorted(await producer.partitions_for(topic))
+                    chosen = self._choose(topic, key, partition, partitions)
                 future = await producer.send(
-                    topic,
-                    body,
-                    key=key,
-                    partition=chosen,
-                    headers=encode_headers(headers) if headers else None,
+                    destination, body, key=key, partition=chosen, headers=raw_headers or None
                 )
                 if not mode.confirmed:
                     future.add_done_callback(self._reporter(topic, mode))
@@ -339,6 +383,9 @@ class KafkaBroker(Broker):
                 self.unconfirmed.report(topic, exc, mode)
             raise
         self._log_state.recovered(self.endpoint)
+        if destination != topic:
+            # Where the record will land is decided when it is forwarded.
+            return PublishResult(topic)
         return PublishResult(topic, metadata.partition, metadata.offset)
 
     def _choose(
@@ -431,4 +478,6 @@ class KafkaBroker(Broker):
         )
         await subscription.start()
         self._subscriptions.append(subscription)
+        if self.options.delay_relay is None and self._relay is not None:
+            self._relay.start_soon(when_used=True)
         return subscription
