@@ -114,6 +114,7 @@ async def relay_throughput(
     batch_size: int,
     concurrency: int,
     pipeline: bool,
+    retention: float = 86400.0,
 ) -> float:
     topic = f"bench-relay-{uuid.uuid4().hex[:8]}"
     uow = TransactionalOutbox(async_sessionmaker(engine))
@@ -131,6 +132,7 @@ async def relay_throughput(
         listen=False,
         concurrency=concurrency,
         pipeline=pipeline,
+        retention=retention,
     )
     try:
         started = time.perf_counter()

@@ -1,16 +1,19 @@
 """The outbox relay: publishes committed ``outbox`` rows with broker confirmation.
 
-Each round, in one database transaction:
+Each round, in one database transaction (:mod:`framework.data.claims`):
 
-1. **claim** the oldest pending row of each ordering key (a row with no older pending row of
-   the same key), up to ``batch_size``, with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, then
-   the following pending rows of those keys (``FOR UPDATE``). Another replica skips the
-   locked heads, and never sees a locked key's later rows as heads, so each key is relayed
-   by one replica at a time, in ``id`` order (the commit order of the writers of that key,
-   which serialize on the business row they change);
-2. **publish**: keys in parallel (pipelined by the broker client), each key's rows one after
-   the other, every ``publish`` awaited until the broker confirmed;
-3. **mark** the confirmed rows ``SENT``; a row the broker refused permanently
+1. **claim** up to ``batch_size`` pending rows in ``id`` order, skipping the ordering keys
+   another relay holds. On PostgreSQL each key hashes to one of ``lock_slots`` transaction
+   advisory locks: a round holds all the pending rows of its keys from the oldest one on,
+   and another replica (or concurrent round) skips those keys until the commit, so each key
+   is relayed by one relay at a time, in ``id`` order (the commit order of the writers of
+   that key, which serialize on the business row they change);
+2. **publish**: through the broker's batching publisher (``batch_publisher``), submitted in
+   ``id`` order and sent at once; keys the batching publisher cannot take (``pipeline=False``,
+   no batching publisher, a record near the size limit) are published key by key, each
+   ``publish`` awaited until the broker confirmed before the key's next one;
+3. **mark** the confirmed rows ``SENT`` (deleted at once when ``retention`` is 0), in chunks
+   while the broker confirms the rest; a row the broker refused permanently
    (:mod:`framework.data.failures`) becomes ``DEAD`` with the reason in ``error`` and an
    ERROR log line (the outbox's dead letter: the row keeps its body, headers and
    ``message-id`` for an operator to inspect and replay), and the key goes on; a transient
@@ -38,43 +41,33 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    LargeBinary,
-    all_,
-    any_,
-    bindparam,
-    delete,
-    exists,
-    select,
-    update,
-)
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from framework.broker.broker import Broker
 from framework.broker.processor import describe_exception
 from framework.broker.publisher import MAX_DLQ_REASON
+from framework.data.claims import ClaimedRow, Round, open_round
 from framework.data.failures import is_permanent_publish_error
 from framework.data.inbox import expire_inbox
-from framework.data.tables import DEAD, PENDING, SENT, outbox
+from framework.data.tables import SENT, outbox
 from framework.data.uow import DEFAULT_DESTINATION, NOTIFY_CHANNEL, TransactionalOutbox
 
 __all__ = ["OutboxRelay", "RelayRound"]
 
 _log = logging.getLogger("pykratos.data")
-# Rounds smaller than this publish message by message (lower latency, nothing to batch).
-_PIPELINE_MIN_ROWS = 64
-# A claimed row (SQLAlchemy's Row with the outbox columns as attributes).
-_Row = Any
+# Confirmed rows are marked in chunks of this many while later ones are still in flight.
+_MARK_CHUNK = 1000
+# A PostgreSQL claim looks at most this many batches deep into the pending rows.
+_WINDOW_BATCHES = 4
+_Row = ClaimedRow
 _o = outbox.c
-_COLUMNS = (_o.id, _o.message_id, _o.destination, _o.topic, _o.key, _o.ordering_key, _o.body,
-            _o.headers)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -97,17 +90,22 @@ class OutboxRelay:
             broker servers in the App's list, so it starts after they connected and stops
             before they close.
         outbox: the service's :class:`TransactionalOutbox`: its commits wake this relay.
-        batch_size: rows claimed per round (heads, and as many following rows).
+        batch_size: rows claimed per round.
         poll_interval: seconds between looks when nothing woke the relay.
         listen: on PostgreSQL, ``LISTEN`` for commits (``False``: poll only).
-        retention: seconds a ``SENT`` row is kept before it is deleted.
+        retention: seconds a ``SENT`` row is kept before it is deleted; 0 deletes each row
+            in the round that published it (no ``SENT`` rows at all, the cheapest mark).
         inbox_retention: seconds an inbox record is kept; ``None`` leaves the inbox alone.
         cleanup_interval: seconds between two clean-ups.
         min_backoff, max_backoff: seconds to wait after a transient failure (doubling).
         is_permanent: classifies a publish error (default
             :func:`~framework.data.failures.is_permanent_publish_error`).
-        concurrency: rounds run at once on PostgreSQL (each in its own transaction; the row
+        concurrency: rounds run at once on PostgreSQL (each in its own transaction; the key
             locks share the keys out among them as among replicas); SQLite runs one.
+        lock_slots: PostgreSQL advisory locks the ordering keys hash to (keys sharing one are
+            relayed by one relay at a time together). A round holds at most
+            ``min(batch_size, lock_slots)`` of them in PostgreSQL's shared lock table
+            (``max_locks_per_transaction`` x ``max_connections`` entries for all locks).
         pipeline: where a broker offers a batching publisher (Kafka's ``batch_publisher``),
             submit a round's rows through it in ``id`` order instead of awaiting each key's
             rows one by one: one record batch per partition, several times the throughput.
@@ -133,11 +131,14 @@ class OutboxRelay:
         max_backoff: float = 5.0,
         is_permanent: Callable[[BaseException], bool] = is_permanent_publish_error,
         concurrency: int = 1,
+        lock_slots: int = 1024,
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if not 1 <= lock_slots <= 2**31 - 1:
+            raise ValueError(f"lock_slots must be in 1..2**31-1, not {lock_slots!r}")
         if batch_size < 1 or poll_interval <= 0 or min_backoff <= 0 or max_backoff < min_backoff:
             raise ValueError("batch_size >= 1, poll_interval > 0, 0 < min_backoff <= max_backoff")
         self.engine = engine
@@ -154,6 +155,7 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         self.is_permanent = is_permanent
         self.pipeline = pipeline
+        self.lock_slots = lock_slots
         self.concurrency = concurrency if engine.dialect.name == "postgresql" else 1
         self.name = name
         self._batchers: dict[str, Any] = {}  # destination -> the broker's batching publisher
@@ -258,13 +260,29 @@ class OutboxRelay:
 
     async def relay_once(self) -> RelayRound:
         """Claim, publish and mark one batch (see the module docstring)."""
-        async with self.engine.begin() as conn:
-            rows = await self._claim(conn)
+        async with open_round(
+            self.engine,
+            window=self.batch_size * _WINDOW_BATCHES,
+            lock_slots=self.lock_slots,
+            delete_sent=self.retention <= 0,
+        ) as tx:
+            rows = await tx.claim(self.batch_size)
             result = RelayRound(claimed=len(rows))
             if not rows:
                 return result
-            await self._publish(rows, result)
-            await self._mark(conn, result)
+            await self._publish(rows, result, tx)
+            await tx.mark_dead(result.dead)
+            await tx.mark_failed(result.failed)
+        for row, reason in result.dead:
+            _log.error(
+                "%s: dead-lettered outbox message %s to %r (row %d): %s",
+                self.name,
+                row.message_id,
+                row.topic,
+                row.id,
+                reason,
+                extra={"message_id": row.message_id, "topic": row.topic, "outbox_id": row.id},
+            )
         self.sent += len(result.sent)
         self.dead += len(result.dead)
         if result.failed:
@@ -277,45 +295,6 @@ class OutboxRelay:
             self._outage = False
             _log.info("%s: publishing again", self.name)
         return result
-
-    async def _claim(self, conn: AsyncConnection) -> Sequence[_Row]:
-        earlier = outbox.alias("earlier")
-        older_pending = (
-            exists()
-            .where(earlier.c.ordering_key == _o.ordering_key)
-            .where(earlier.c.state == PENDING)
-            .where(earlier.c.id < _o.id)
-        )
-        heads_query = (
-            select(*_COLUMNS)
-            .where(_o.state == PENDING, ~older_pending)
-            .order_by(_o.id)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True, of=outbox)
-        )
-        heads = (await conn.execute(heads_query)).all()
-        if not heads:
-            return heads
-        # Holding each key's head, this relay owns the key: its later rows are safe to take.
-        keys = list({row.ordering_key for row in heads})
-        head_ids = [row.id for row in heads]
-        if conn.dialect.name == "postgresql":
-            # array parameters: one prepared statement whatever the counts
-            of_keys: Any = _o.ordering_key == any_(
-                bindparam("keys", keys, type_=ARRAY(LargeBinary))
-            )
-            not_heads: Any = _o.id != all_(bindparam("heads", head_ids, type_=ARRAY(BigInteger)))
-        else:
-            of_keys, not_heads = _o.ordering_key.in_(keys), _o.id.not_in(head_ids)
-        followers_query = (
-            select(*_COLUMNS)
-            .where(_o.state == PENDING, of_keys, not_heads)
-            .order_by(_o.id)
-            .limit(self.batch_size)
-            .with_for_update(of=outbox)
-        )
-        followers = (await conn.execute(followers_query)).all()
-        return sorted([*heads, *followers], key=lambda row: row.id)
 
     def _batcher(self, destination: str) -> Any:
         """The batching publisher of ``destination``'s broker, or ``None``."""
@@ -333,13 +312,15 @@ class OutboxRelay:
                 return None
         return batcher
 
-    def _can_pipeline(self, row: _Row) -> bool:
-        if self._batcher(row.destination) is None:
-            return False
-        options = getattr(self.brokers.get(row.destination), "options", None)
+    def _pipeline_limit(self, destination: str) -> int | None:
+        """The largest body + headers the batching publisher of ``destination`` takes
+        (``None``: no batching publisher, publish one by one)."""
+        if self._batcher(destination) is None:
+            return None
+        options = getattr(self.brokers.get(destination), "options", None)
         limit = getattr(options, "max_request_size", None)
         # headers and framing are small next to this margin
-        return not isinstance(limit, int) or len(row.body) + len(row.headers) < limit // 2
+        return limit // 2 if isinstance(limit, int) else sys.maxsize
 
     def _fail(self, row: _Row, exc: BaseException, result: RelayRound) -> bool:
         """Record ``row``'s failure; True when it is permanent (dead-lettered)."""
@@ -350,20 +331,21 @@ class OutboxRelay:
         result.failed.append((row, reason))
         return False
 
-    async def _publish(self, rows: Sequence[_Row], result: RelayRound) -> None:
+    async def _publish(self, rows: Sequence[_Row], result: RelayRound, tx: Round) -> None:
         by_key: dict[bytes, list[_Row]] = {}
         pipelined: list[tuple[_Row, asyncio.Future[Any]]] = []
         # A key with a row the batching publisher cannot take (no batcher for its broker, or
         # a record near the producer's size limit, which only publish() checks) is published
         # one by one, all its rows: one path per key keeps its order.
-        # A small round goes one by one too: the batching publisher's flush interval would
-        # only add latency where there is nothing to batch.
-        if len(rows) < _PIPELINE_MIN_ROWS:
-            strict = {row.ordering_key for row in rows}
-        else:
-            strict = {row.ordering_key for row in rows if not self._can_pipeline(row)}
+        limits = {d: self._pipeline_limit(d) for d in {row.destination for row in rows}}
+        strict = set()
+        for row in rows:
+            limit = limits[row.destination]
+            if limit is None or len(row.body) + len(row.headers) >= limit:
+                strict.add(row.ordering_key)
+        used: list[Any] = []
         for row in rows:  # in id order
-            batcher = None if row.ordering_key in strict else self._batcher(row.destination)
+            batcher = None if row.ordering_key in strict else self._batchers[row.destination]
             if batcher is None:
                 by_key.setdefault(row.ordering_key, []).append(row)
                 continue
@@ -374,7 +356,13 @@ class OutboxRelay:
             except Exception as exc:
                 self._fail(row, exc, result)
                 continue
+            if not used or used[-1] is not batcher:
+                used.append(batcher)
             pipelined.append((row, future))
+        # Send now rather than after the batcher's flush interval: a round is all there is.
+        flushes = [asyncio.ensure_future(batcher.flush()) for batcher in set(used)]
+
+        strict_sent: list[int] = []
 
         async def publish_key(key_rows: list[_Row]) -> None:
             for row in key_rows:
@@ -389,49 +377,32 @@ class OutboxRelay:
                     if self._fail(row, exc, result):
                         continue  # this message is refused for good; the key goes on
                     return  # keep the key's order: its later rows wait for this one
-                result.sent.append(row.id)
+                strict_sent.append(row.id)
 
-        await asyncio.gather(*(publish_key(key_rows) for key_rows in by_key.values()))
-        for row, future in pipelined:
-            try:
-                await future
-            except Exception as exc:
-                self._fail(row, exc, result)
-            else:
-                result.sent.append(row.id)
-
-    async def _mark(self, conn: AsyncConnection, result: RelayRound) -> None:
-        now = datetime.now(UTC)
-        if result.sent:
-            if conn.dialect.name == "postgresql":
-                # one array parameter: the same prepared statement whatever the count
-                sent: Any = _o.id == any_(bindparam("sent", result.sent, type_=ARRAY(BigInteger)))
-            else:
-                sent = _o.id.in_(result.sent)
-            await conn.execute(
-                update(outbox)
-                .where(sent)
-                .values(state=SENT, sent_at=now, attempts=_o.attempts + 1, error=None)
-            )
-        for row, reason in result.dead:
-            await conn.execute(
-                update(outbox)
-                .where(_o.id == row.id)
-                .values(state=DEAD, attempts=_o.attempts + 1, error=reason)
-            )
-            _log.error(
-                "%s: dead-lettered outbox message %s to %r (row %d): %s",
-                self.name,
-                row.message_id,
-                row.topic,
-                row.id,
-                reason,
-                extra={"message_id": row.message_id, "topic": row.topic, "outbox_id": row.id},
-            )
-        for row, reason in result.failed:
-            await conn.execute(
-                update(outbox).where(_o.id == row.id).values(attempts=_o.attempts + 1, error=reason)
-            )
+        strict_keys = asyncio.gather(*(publish_key(key_rows) for key_rows in by_key.values()))
+        try:
+            # Mark confirmed rows while the broker works on the next ones: the database
+            # update overlaps the publishing instead of following it.
+            confirmed: list[int] = []
+            for row, future in pipelined:
+                try:
+                    await future
+                except Exception as exc:
+                    self._fail(row, exc, result)
+                    continue
+                confirmed.append(row.id)
+                if len(confirmed) >= _MARK_CHUNK:
+                    await tx.mark_sent(confirmed)
+                    result.sent.extend(confirmed)
+                    confirmed = []
+            await tx.mark_sent(confirmed)
+            result.sent.extend(confirmed)
+            await strict_keys
+            await tx.mark_sent(strict_sent)
+            result.sent.extend(strict_sent)
+        finally:
+            strict_keys.cancel()  # only if the database failed meanwhile
+            await asyncio.gather(strict_keys, *flushes, return_exceptions=True)
 
     async def _cleanup(self) -> None:
         try:
