@@ -198,9 +198,7 @@ async def open_round(
         try:
             # One round trip: the round's transaction and its commit mode.
             await pg.execute("BEGIN; SET LOCAL synchronous_commit TO off")  # type: ignore[union-attr]
-            yield _PostgresRound(
-                pg, window=window, lock_slots=lock_slots, delete_sent=delete_sent
-            )
+            yield _PostgresRound(pg, window=window, lock_slots=lock_slots, delete_sent=delete_sent)
             await pg.execute("COMMIT")  # type: ignore[union-attr]
         except BaseException:
             # Rolled back by the server when the connection closes; never pooled half-done.
