@@ -66,8 +66,12 @@ class ClaimedRow(NamedTuple):
 class Round(Protocol):
     """The open transaction of one relay round."""
 
-    async def claim(self, limit: int) -> list[ClaimedRow]:
-        """Take up to ``limit`` pending rows (see the module), in ``id`` order."""
+    async def claim(self, limit: int, after: int = 0) -> list[ClaimedRow]:
+        """Take up to ``limit`` pending rows with ``id > after`` (see the module), in ``id``
+        order. ``after``: the last id this round already claimed, for its next batch; such
+        a batch takes only keys the round already holds (on PostgreSQL), whose older rows
+        the round has (writers of a key commit in ``id`` order), never a key another relay
+        just let go, whose rows up to ``after`` may still be pending."""
         ...
 
     async def mark_sent(self, ids: Sequence[int]) -> None:
@@ -84,15 +88,17 @@ class Round(Protocol):
 
 
 _COLUMNS = "id, message_id, destination, topic, key, ordering_key, body, headers"
-# $1 limit, $2 window - 1, $3 lock slots
+_PG_SLOT = "(hashtext(encode(ordering_key, 'hex')) & 2147483647) % $3"
+# $1 limit, $2 window - 1, $3 lock slots, $4 after, $5 the slots held (bitmap) or NULL
 _PG_CLAIM = f"""
-SELECT {_COLUMNS} FROM outbox
+SELECT {_COLUMNS}, {_PG_SLOT} FROM outbox
 WHERE state = {PENDING}
+  AND id > $4
   AND id <= coalesce(
-        (SELECT id FROM outbox WHERE state = {PENDING} ORDER BY id OFFSET $2 LIMIT 1),
+        (SELECT id FROM outbox WHERE state = {PENDING} AND id > $4 ORDER BY id OFFSET $2 LIMIT 1),
         9223372036854775807)
-  AND pg_try_advisory_xact_lock(
-        tableoid::int, (hashtext(encode(ordering_key, 'hex')) & 2147483647) % $3)
+  AND ($5::bytea IS NULL OR get_bit($5::bytea, {_PG_SLOT}) = 1)
+  AND pg_try_advisory_xact_lock(tableoid::int, {_PG_SLOT})
 ORDER BY id
 LIMIT $1
 FOR UPDATE"""
@@ -111,11 +117,20 @@ class _PostgresRound:
         self._window = window
         self._slots = lock_slots
         self._delete = delete_sent
+        self._held = bytearray((lock_slots + 7) // 8)  # bit n: this round holds slot n
+        self._claimed = False
 
-    async def claim(self, limit: int) -> list[ClaimedRow]:
-        records = await self._pg.fetch(_PG_CLAIM, limit, max(self._window, limit) - 1, self._slots)
-        make = ClaimedRow._make
-        return [make(record) for record in records]
+    async def claim(self, limit: int, after: int = 0) -> list[ClaimedRow]:
+        window = max(self._window, limit) - 1
+        held = bytes(self._held) if self._claimed else None
+        records = await self._pg.fetch(_PG_CLAIM, limit, window, self._slots, after, held)
+        self._claimed = True
+        rows = []
+        for record in records:
+            slot = record[8]
+            self._held[slot >> 3] |= 1 << (slot & 7)  # get_bit's order: low bit first
+            rows.append(ClaimedRow._make(record[:8]))
+        return rows
 
     async def mark_sent(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -146,8 +161,10 @@ class _CoreRound:
         self._conn = conn
         self._delete = delete_sent
 
-    async def claim(self, limit: int) -> list[ClaimedRow]:
-        query = select(*_SELECT).where(_o.state == PENDING).order_by(_o.id).limit(limit)
+    async def claim(self, limit: int, after: int = 0) -> list[ClaimedRow]:
+        query = (
+            select(*_SELECT).where(_o.state == PENDING, _o.id > after).order_by(_o.id).limit(limit)
+        )
         return [ClaimedRow._make(row) for row in (await self._conn.execute(query)).all()]
 
     async def mark_sent(self, ids: Sequence[int]) -> None:

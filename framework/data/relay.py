@@ -42,10 +42,11 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -67,6 +68,7 @@ _MARK_CHUNK = 1000
 # A PostgreSQL claim looks at most this many batches deep into the pending rows.
 _WINDOW_BATCHES = 4
 _Row = ClaimedRow
+_T = TypeVar("_T")
 _o = outbox.c
 
 
@@ -80,6 +82,58 @@ class RelayRound:
     failed: list[tuple[_Row, str]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One claimed batch in flight."""
+
+    pipelined: list[tuple[_Row, asyncio.Future[Any]]] = field(default_factory=list)
+    strict: dict[bytes, list[_Row]] = field(
+        default_factory=dict
+    )  # key -> rows, published at settle
+    flushes: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class _Serial:
+    """A round's database calls, run one after the other (they share one connection) in
+    the background, so that they overlap the publishing. A failed call fails the later ones;
+    :meth:`drain` raises the first failure."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Future[Any]] = []
+
+    def run(self, call: Callable[[], Awaitable[_T]]) -> asyncio.Future[_T]:
+        previous = self._tasks[-1] if self._tasks else None
+
+        async def step() -> _T:
+            if previous is not None:
+                await previous
+            return await call()
+
+        task = asyncio.ensure_future(step())
+        self._tasks.append(task)
+        return task
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await self._tasks[-1]
+
+    async def close(self) -> None:
+        """Cancel what has not run (the round failed) and collect every outcome."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(slots=True)
+class _RoundState:
+    """What a round's batches share."""
+
+    db: _Serial
+    limits: dict[str, int | None] = field(default_factory=dict)  # destination -> size limit
+    strict: set[bytes] = field(default_factory=set)  # keys published one by one this round
+    stalled: set[bytes] = field(default_factory=set)  # keys with a transient failure
+
+
 class OutboxRelay:
     """A :class:`~framework.transport.server.Server` that relays the outbox (see the module).
 
@@ -90,7 +144,9 @@ class OutboxRelay:
             broker servers in the App's list, so it starts after they connected and stops
             before they close.
         outbox: the service's :class:`TransactionalOutbox`: its commits wake this relay.
-        batch_size: rows claimed per round.
+        batch_size: rows claimed at once.
+        round_batches: batches a round claims at most, in one transaction: the next batch is
+            claimed while the broker confirms the previous one (a full batch only).
         poll_interval: seconds between looks when nothing woke the relay.
         listen: on PostgreSQL, ``LISTEN`` for commits (``False``: poll only).
         retention: seconds a ``SENT`` row is kept before it is deleted; 0 deletes each row
@@ -122,6 +178,7 @@ class OutboxRelay:
         *,
         outbox: TransactionalOutbox | None = None,
         batch_size: int = 500,
+        round_batches: int = 4,
         poll_interval: float = 1.0,
         listen: bool = True,
         retention: float = 86400.0,
@@ -135,8 +192,8 @@ class OutboxRelay:
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        if concurrency < 1 or round_batches < 1:
+            raise ValueError("concurrency and round_batches must be >= 1")
         if not 1 <= lock_slots <= 2**31 - 1:
             raise ValueError(f"lock_slots must be in 1..2**31-1, not {lock_slots!r}")
         if batch_size < 1 or poll_interval <= 0 or min_backoff <= 0 or max_backoff < min_backoff:
@@ -146,6 +203,7 @@ class OutboxRelay:
             {DEFAULT_DESTINATION: brokers} if isinstance(brokers, Broker) else dict(brokers)
         )
         self.batch_size = batch_size
+        self.round_batches = round_batches
         self.poll_interval = poll_interval
         self.listen = listen and engine.dialect.name == "postgresql"
         self.retention = retention
@@ -259,18 +317,43 @@ class OutboxRelay:
     # -- one round -------------------------------------------------------------------------
 
     async def relay_once(self) -> RelayRound:
-        """Claim, publish and mark one batch (see the module docstring)."""
+        """Claim, publish and mark one round (see the module docstring)."""
         async with open_round(
             self.engine,
             window=self.batch_size * _WINDOW_BATCHES,
             lock_slots=self.lock_slots,
             delete_sent=self.retention <= 0,
         ) as tx:
-            rows = await tx.claim(self.batch_size)
-            result = RelayRound(claimed=len(rows))
-            if not rows:
-                return result
-            await self._publish(rows, result, tx)
+            result = RelayRound()
+            state = _RoundState(db=_Serial())
+            try:
+                rows = await tx.claim(self.batch_size)
+                previous: _Batch | None = None
+                while rows:
+                    result.claimed += len(rows)
+                    batch = await self._submit(rows, result, state)
+                    # Claim the next batch while the broker confirms this one, unless the
+                    # table ran dry, the round is full, or the broker is failing.
+                    more = (
+                        len(rows) == self.batch_size
+                        and result.claimed < self.batch_size * self.round_batches
+                        and not result.failed
+                        and not self._stopping
+                    )
+                    claiming = (
+                        state.db.run(partial(tx.claim, self.batch_size, after=rows[-1].id))
+                        if more
+                        else None
+                    )
+                    if previous is not None:
+                        await self._settle(previous, result, state, tx)
+                    rows = await claiming if claiming is not None else []
+                    previous = batch
+                if previous is not None:
+                    await self._settle(previous, result, state, tx)
+                await state.db.drain()
+            finally:
+                await state.db.close()
             await tx.mark_dead(result.dead)
             await tx.mark_failed(result.failed)
         for row, reason in result.dead:
@@ -322,47 +405,77 @@ class OutboxRelay:
         # headers and framing are small next to this margin
         return limit // 2 if isinstance(limit, int) else sys.maxsize
 
-    def _fail(self, row: _Row, exc: BaseException, result: RelayRound) -> bool:
+    def _fail(self, row: _Row, exc: BaseException, result: RelayRound, state: _RoundState) -> bool:
         """Record ``row``'s failure; True when it is permanent (dead-lettered)."""
         reason = describe_exception(exc)[:MAX_DLQ_REASON]
         if self.is_permanent(exc):
             result.dead.append((row, reason))
             return True
         result.failed.append((row, reason))
+        state.stalled.add(row.ordering_key)
         return False
 
-    async def _publish(self, rows: Sequence[_Row], result: RelayRound, tx: Round) -> None:
-        by_key: dict[bytes, list[_Row]] = {}
-        pipelined: list[tuple[_Row, asyncio.Future[Any]]] = []
+    async def _submit(self, rows: Sequence[_Row], result: RelayRound, state: _RoundState) -> _Batch:
+        """Hand a claimed batch's rows to the batching publishers, in ``id`` order; the rows
+        they cannot take wait in the batch for :meth:`_settle`."""
+        batch = _Batch()
         # A key with a row the batching publisher cannot take (no batcher for its broker, or
         # a record near the producer's size limit, which only publish() checks) is published
-        # one by one, all its rows: one path per key keeps its order.
-        limits = {d: self._pipeline_limit(d) for d in {row.destination for row in rows}}
-        strict = set()
+        # one by one, all its rows, for the rest of the round: one path per key keeps its
+        # order.
+        strict = state.strict
+        for destination in {row.destination for row in rows}:
+            if destination not in state.limits:
+                state.limits[destination] = self._pipeline_limit(destination)
+        limits = state.limits
         for row in rows:
             limit = limits[row.destination]
             if limit is None or len(row.body) + len(row.headers) >= limit:
                 strict.add(row.ordering_key)
-        used: list[Any] = []
+        used = set()
         for row in rows:  # in id order
-            batcher = None if row.ordering_key in strict else self._batchers[row.destination]
-            if batcher is None:
-                by_key.setdefault(row.ordering_key, []).append(row)
+            if row.ordering_key in state.stalled:
+                continue  # an earlier row of the key failed: the rest waits in the table
+            if row.ordering_key in strict:
+                batch.strict.setdefault(row.ordering_key, []).append(row)
                 continue
+            batcher = self._batchers[row.destination]
             try:
                 future = await batcher.submit(
                     row.topic, row.body, key=row.key, headers=json.loads(row.headers)
                 )
             except Exception as exc:
-                self._fail(row, exc, result)
+                self._fail(row, exc, result, state)
                 continue
-            if not used or used[-1] is not batcher:
-                used.append(batcher)
-            pipelined.append((row, future))
+            used.add(batcher)
+            batch.pipelined.append((row, future))
         # Send now rather than after the batcher's flush interval: a round is all there is.
-        flushes = [asyncio.ensure_future(batcher.flush()) for batcher in set(used)]
+        batch.flushes = [asyncio.ensure_future(batcher.flush()) for batcher in used]
+        return batch
 
-        strict_sent: list[int] = []
+    async def _settle(
+        self, batch: _Batch, result: RelayRound, state: _RoundState, tx: Round
+    ) -> None:
+        """Wait for a batch's confirmations, marking them as they come, and publish its
+        strict keys."""
+        try:
+            # Mark confirmed rows while the broker works on the next ones: the database
+            # update overlaps the publishing instead of following it.
+            confirmed: list[int] = []
+            for row, submitted in batch.pipelined:  # in id order
+                try:
+                    await submitted
+                except Exception as exc:
+                    self._fail(row, exc, result, state)
+                    continue
+                confirmed.append(row.id)
+                if len(confirmed) >= _MARK_CHUNK:
+                    self._mark_sent(confirmed, result, state, tx)
+                    confirmed = []
+            self._mark_sent(confirmed, result, state, tx)
+        finally:
+            await asyncio.gather(*batch.flushes, return_exceptions=True)
+        sent: list[int] = []
 
         async def publish_key(key_rows: list[_Row]) -> None:
             for row in key_rows:
@@ -374,35 +487,22 @@ class OutboxRelay:
                         row.topic, row.body, key=row.key, headers=json.loads(row.headers)
                     )
                 except Exception as exc:
-                    if self._fail(row, exc, result):
+                    if self._fail(row, exc, result, state):
                         continue  # this message is refused for good; the key goes on
                     return  # keep the key's order: its later rows wait for this one
-                strict_sent.append(row.id)
+                sent.append(row.id)
 
-        strict_keys = asyncio.gather(*(publish_key(key_rows) for key_rows in by_key.values()))
-        try:
-            # Mark confirmed rows while the broker works on the next ones: the database
-            # update overlaps the publishing instead of following it.
-            confirmed: list[int] = []
-            for row, future in pipelined:
-                try:
-                    await future
-                except Exception as exc:
-                    self._fail(row, exc, result)
-                    continue
-                confirmed.append(row.id)
-                if len(confirmed) >= _MARK_CHUNK:
-                    await tx.mark_sent(confirmed)
-                    result.sent.extend(confirmed)
-                    confirmed = []
-            await tx.mark_sent(confirmed)
-            result.sent.extend(confirmed)
-            await strict_keys
-            await tx.mark_sent(strict_sent)
-            result.sent.extend(strict_sent)
-        finally:
-            strict_keys.cancel()  # only if the database failed meanwhile
-            await asyncio.gather(strict_keys, *flushes, return_exceptions=True)
+        await asyncio.gather(
+            *(publish_key(rows) for key, rows in batch.strict.items() if key not in state.stalled)
+        )
+        self._mark_sent(sent, result, state, tx)
+
+    @staticmethod
+    def _mark_sent(ids: list[int], result: RelayRound, state: _RoundState, tx: Round) -> None:
+        """Queue the mark of confirmed rows (it runs while the round goes on)."""
+        if ids:
+            state.db.run(partial(tx.mark_sent, ids))
+            result.sent.extend(ids)
 
     async def _cleanup(self) -> None:
         try:
