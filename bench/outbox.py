@@ -333,12 +333,11 @@ async def main() -> None:
         for _ in range(args.repeat):
             runs["ids"].append(await batching_publisher(servers, n, keys, message_ids=True))
             for name, retention in (("sent", 86400.0), ("deleted", 0.0)):
-                runs[name].append(
-                    await relay_throughput(
-                        engine, servers, n, keys, args.batch_size, args.round_batches,
-                        args.concurrency, args.pipeline, retention,
-                    )  # fmt: skip
-                )
+                rate = await relay_throughput(
+                    engine, servers, n, keys, args.batch_size, args.round_batches,
+                    args.concurrency, args.pipeline, retention,
+                )  # fmt: skip
+                runs[name].append(rate)
             runs["bare"].append(await batching_publisher(servers, n, keys, message_ids=False))
         median = {name: statistics.median(values) for name, values in runs.items()}
 
