@@ -1,23 +1,35 @@
 """Outbox relay benchmark on PostgreSQL + Kafka (Tansu), one run.
 
-Run from the repo root: ``python -m bench.outbox`` (starts its own Tansu on a free loopback
-port; PostgreSQL from ``PYKRATOS_BENCH_POSTGRES_URL``, default the machine's
+Run from the repo root::
+
+    python -m bench.outbox --messages 20000 --seconds 5
+
+(starts its own Tansu on a free loopback port; PostgreSQL from
+``PYKRATOS_BENCH_POSTGRES_URL``, default the machine's
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``; works in a schema of its own that it
 drops at the end).
 
-Throughput: ``--messages`` JSON messages (~80 bytes, ``--keys`` distinct keys)
+Throughput: ``--messages`` JSON messages (~80 bytes, ``--keys`` distinct keys), ``--repeat``
+interleaved runs of each contender (default 3); the medians are compared, since a shared
+machine's load drifts during a run:
 
-* **batching publisher**: the framework's own Kafka ``batch_publisher`` (``submit`` futures
-  gathered, ``acks="all"``): the broker-side ceiling;
-* **relay**: the same messages committed to the outbox first (not timed), then an
-  ``OutboxRelay`` drains them: claim, publish with confirmation, mark ``SENT``; timed from
-  its start to the last row marked (msgs/s from commit to broker confirmation).
+* **batching publisher, same records**: the framework's own Kafka ``batch_publisher``
+  (``submit`` futures gathered, ``acks="all"``) sending the records the relay sends (body,
+  key and a ``message-id`` header each): the broker-side ceiling, the 1.00x;
+* **batching publisher, records without headers**: the same without the header (the
+  column "vs no headers" divides by it);
+* **outbox relay**: the same messages committed to the outbox first (not timed), then an
+  ``OutboxRelay`` drains them: claim, publish with confirmation, mark; timed from its start
+  to the last round committed (msgs/s from commit to broker confirmation). Twice: with a
+  retention (confirmed rows are updated to ``SENT``, the default) and with ``retention=0``
+  (confirmed rows are deleted).
 
-Latency: a writer process commits ``--per-commit`` messages per transaction (default 10) at a steady
-``--rate`` msgs/s for ``--seconds``; for each message, the time from its commit returning to
-the relay's publish being confirmed by the broker. The relay is woken only by PostgreSQL
-``LISTEN/NOTIFY`` (not by the in-process wake-up, so this is what another replica would
-see); p50/p99 are printed.
+Latency: a writer process commits ``--per-commit`` messages per transaction (default 10) at a
+steady ``--rate`` msgs/s for ``--seconds``; for each message, the time from its commit
+returning to the broker confirming the relay's publish (through the batching publisher, as
+the relay publishes). The relay is woken only by PostgreSQL ``LISTEN/NOTIFY`` (not by the
+in-process wake-up, so this is what another replica would see); p50/p99 are printed. Both
+figures depend on the machine's load: report them with it (``uptime``).
 Targets (issue 9): relay >= 0.5x the batching publisher, p99 <= 50 ms.
 """
 
@@ -344,7 +356,8 @@ async def main() -> None:
         def row(label: str, name: str) -> list[str]:
             spread = " / ".join(f"{value / 1000:.0f}k" for value in runs[name])
             ratio = median[name] / median["ids"]
-            return [label, f"{median[name]:,.0f}", spread, f"{ratio:.2f}x"]
+            bare = median[name] / median["bare"]
+            return [label, f"{median[name]:,.0f}", spread, f"{ratio:.2f}x", f"{bare:.2f}x"]
 
         shape = f"batch {args.batch_size} x {args.round_batches} per round"
         if args.concurrency > 1:
@@ -352,7 +365,7 @@ async def main() -> None:
         print_table(
             f"Throughput, {n} messages, {keys} keys, acks=all (PostgreSQL + Tansu), "
             f"median of {args.repeat} interleaved runs",
-            ["contender", "msgs/s", "runs", "ratio"],
+            ["contender", "msgs/s", "runs", "ratio", "vs no headers"],
             [
                 row("batching publisher, same records (message-id header)", "ids"),
                 row("batching publisher, records without headers", "bare"),
