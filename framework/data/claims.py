@@ -89,7 +89,9 @@ class Round(Protocol):
 
 _COLUMNS = "id, message_id, destination, topic, key, ordering_key, body, headers"
 _PG_SLOT = "(hashtext(encode(ordering_key, 'hex')) & 2147483647) % $3"
-# $1 limit, $2 window - 1, $3 lock slots, $4 after, $5 the slots held (bitmap) or NULL
+# $1 limit, $2 window - 1, $3 lock slots, $4 after, $5 the slots held (bitmap) or NULL.
+# One CASE, not two conditions: PostgreSQL orders conditions by cost, and a later batch
+# must not lock a slot it does not take (it only re-reads the slots the round holds).
 _PG_CLAIM = f"""
 SELECT {_COLUMNS}, {_PG_SLOT} FROM outbox
 WHERE state = {PENDING}
@@ -97,8 +99,8 @@ WHERE state = {PENDING}
   AND id <= coalesce(
         (SELECT id FROM outbox WHERE state = {PENDING} AND id > $4 ORDER BY id OFFSET $2 LIMIT 1),
         9223372036854775807)
-  AND ($5::bytea IS NULL OR get_bit($5::bytea, {_PG_SLOT}) = 1)
-  AND pg_try_advisory_xact_lock(tableoid::int, {_PG_SLOT})
+  AND CASE WHEN $5::bytea IS NULL THEN pg_try_advisory_xact_lock(tableoid::int, {_PG_SLOT})
+           ELSE get_bit($5::bytea, {_PG_SLOT}) = 1 END
 ORDER BY id
 LIMIT $1
 FOR UPDATE"""

@@ -132,6 +132,15 @@ class _RoundState:
     limits: dict[str, int | None] = field(default_factory=dict)  # destination -> size limit
     strict: set[bytes] = field(default_factory=set)  # keys published one by one this round
     stalled: set[bytes] = field(default_factory=set)  # keys with a transient failure
+    unsettled: list[_Batch] = field(default_factory=list)  # submitted, not yet settled
+
+
+async def _abandon(batch: _Batch) -> None:
+    """Let a batch of a failed round finish at the broker without anyone waiting for its
+    results (its rows stay pending: the next round publishes them again)."""
+    await asyncio.gather(*batch.flushes, return_exceptions=True)
+    for _, future in batch.pipelined:
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 class OutboxRelay:
@@ -354,6 +363,8 @@ class OutboxRelay:
                 await state.db.drain()
             finally:
                 await state.db.close()
+                for batch in state.unsettled:  # the round failed (the database)
+                    await _abandon(batch)
             await tx.mark_dead(result.dead)
             await tx.mark_failed(result.failed)
         for row, reason in result.dead:
@@ -451,6 +462,7 @@ class OutboxRelay:
             batch.pipelined.append((row, future))
         # Send now rather than after the batcher's flush interval: a round is all there is.
         batch.flushes = [asyncio.ensure_future(batcher.flush()) for batcher in used]
+        state.unsettled.append(batch)
         return batch
 
     async def _settle(
@@ -458,6 +470,7 @@ class OutboxRelay:
     ) -> None:
         """Wait for a batch's confirmations, marking them as they come, and publish its
         strict keys."""
+        state.unsettled.remove(batch)
         try:
             # Mark confirmed rows while the broker works on the next ones: the database
             # update overlaps the publishing instead of following it.

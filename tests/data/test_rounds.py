@@ -140,6 +140,9 @@ async def test_a_later_batch_takes_no_key_another_relay_let_go(
         # still pending: the second round's next batch must not start j at its third row
         later = await second.claim(10, after=taken[-1].id)
         assert [row.id for row in later] == ids["k"][2:]
+        # nor did it lock j in passing: another round takes j from its oldest pending row
+        async with open_round(engine, **options) as third:
+            assert [row.id for row in await third.claim(10)] == ids["j"][1:]
     async with engine.connect() as conn:
         pending = await conn.scalar(select(func.count()).where(outbox.c.state == 0))
     assert pending == 5  # nothing marked by the second round; j's first row is SENT
