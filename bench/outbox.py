@@ -299,7 +299,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--keys", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=2000, help="relay rows per round")
+    parser.add_argument("--batch-size", type=int, default=500, help="relay rows per claim")
     parser.add_argument(
         "--pipeline",
         action=argparse.BooleanOptionalAction,
