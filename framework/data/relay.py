@@ -74,7 +74,9 @@ _o = outbox.c
 
 @dataclass(slots=True)
 class RelayRound:
-    """What one round did."""
+    """What one round did: rows ``claimed`` (all its batches), the ids ``sent`` (confirmed),
+    the rows ``dead`` (dead-lettered) and ``failed`` (transient failure, still pending), each
+    with its reason."""
 
     claimed: int = 0
     sent: list[int] = field(default_factory=list)
