@@ -22,6 +22,7 @@ def new_grpc_server(
         reflection=conf.reflection,
         name="grpc",
         max_receive_message_length=conf.max_receive_message_length,
+        maximum_concurrent_rpcs=conf.max_concurrent_rpcs,
         tls=conf.tls,
     )
     server.register(order_pb2_grpc.add_OrderServiceServicer_to_server, orders)
