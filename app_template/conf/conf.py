@@ -73,11 +73,11 @@ class GrpcConf(_Strict):
     max_receive_message_length: int = Field(
         default=1024 * 1024, gt=0, description="bytes; larger messages get RESOURCE_EXHAUSTED"
     )
-    max_concurrent_rpcs: int | None = Field(
+    max_in_flight: int | None = Field(
         default=None,
         ge=1,
-        description="calls served at once; more get RESOURCE_EXHAUSTED from grpc's core "
-        "(None: no limit)",
+        description="calls served at once; more get RESOURCE_EXHAUSTED RATELIMIT before the "
+        "middleware (None: no limit)",
     )
     tls: TlsOptions | None = Field(default=None, description="TLS (mTLS with client_auth)")
 

@@ -12,8 +12,8 @@ reason ``RATELIMIT``.
 
 Cheapest of all, before any routing: a server-level admission limit,
 ``HttpServer(admission=MaxInFlight(4))`` (or any limiter here), refuses with the same 429
-``RATELIMIT`` before FastAPI runs (:mod:`framework.transport.http.admission`); gRPC's
-``GrpcServer(maximum_concurrent_rpcs=...)`` refuses in grpc's core.
+``RATELIMIT`` before FastAPI runs (:mod:`framework.transport.http.admission`);
+``GrpcServer(admission=...)`` refuses with RESOURCE_EXHAUSTED ``RATELIMIT`` before the chain.
 """
 
 from framework.middleware.ratelimit.bbr import BBR, Done
