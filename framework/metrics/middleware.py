@@ -9,6 +9,14 @@ It measures HTTP, gRPC and WebSocket handlers (see :mod:`framework.metrics.names
 broker server it passes messages through untouched, because a message's outcome (acked,
 retried, dead-lettered) is only known to the broker's processor, which reports it to the
 observer installed by :func:`~framework.metrics.setup_metrics`.
+
+Requests refused by a server's admission limit (``HttpServer(admission=...)``,
+``GrpcServer(admission=...)``) never reach the chain, so they are not counted here; the
+HTTP server's :attr:`~framework.transport.http.admission.Admission.refused` counts them.
+
+Per call the success path costs ~6.6k instructions (Python 3.11; ~1.5 us): the operation's
+record comes from a dict of this chain, its "ok" series is held by the record, and the
+duration goes to the framework's own histogram (:mod:`framework.metrics.instruments`).
 """
 
 from __future__ import annotations
