@@ -26,10 +26,11 @@ from starlette.responses import HTMLResponse, Response
 
 from framework.app import app_info
 from framework.errors import Error
-from framework.middleware.core import Middleware, chain
+from framework.middleware.core import Middleware, chain, declared_errors
 from framework.transport.address import host_port
 from framework.transport.http.errors import JsonResponse, error_response, to_error
 from framework.transport.http.limits import DEFAULT_MAX_BODY_SIZE, BodyLimit
+from framework.transport.http.openapi import document_errors
 from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
 from framework.transport.http.wiring import check_routes_wired
 from framework.transport.tls import ServerTls, TlsOptions
@@ -130,6 +131,7 @@ class HttpServer:
         self.max_body_size = max_body_size
         if max_body_size is not None:
             self.app.add_middleware(BodyLimit, max_body_size=max_body_size)
+        self._middlewares = tuple(middlewares)
         self._pipeline = Pipeline(chain(*middlewares))
         setattr(self.app.state, PIPELINE_STATE, self._pipeline)
         self._uvicorn_options = uvicorn_options
@@ -140,6 +142,7 @@ class HttpServer:
         self._app_ref: weakref.ref[Any] | None = None
         self._asyncapi: dict[str, Any] | None = None
         self._install_error_handlers()
+        self._install_openapi()
         self._install_health(health_path, ready_path)
         if asyncapi_path is not None:
             self._install_asyncapi(asyncapi_path)
@@ -342,6 +345,27 @@ class HttpServer:
                                       route_class_override=APIRoute)
         self.app.router.add_api_route(path.removesuffix(".json"), asyncapi_page,
                                       include_in_schema=False, route_class_override=APIRoute)
+
+    def _install_openapi(self) -> None:
+        # FastAPI's generator documents 422 HTTPValidationError; what this server answers is
+        # the framework's error body, with the statuses its limits and middleware produce.
+        app = self.app
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                document = generate()
+                app.openapi_schema = document_errors(
+                    document,
+                    app.routes,
+                    max_body_size=self.max_body_size,
+                    declared=lambda kind, operation: declared_errors(
+                        self._middlewares, kind, operation
+                    ),
+                )
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
 
     def _install_error_handlers(self) -> None:
         # Errors raised outside a route (404 no such path, 405) get the structured body too.
