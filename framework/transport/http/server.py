@@ -28,6 +28,7 @@ from framework.app import app_info
 from framework.errors import Error
 from framework.middleware.core import Middleware, chain, declared_errors
 from framework.transport.address import host_port
+from framework.transport.http.docs import install_docs
 from framework.transport.http.errors import JsonResponse, error_response, to_error
 from framework.transport.http.limits import DEFAULT_MAX_BODY_SIZE, BodyLimit
 from framework.transport.http.openapi import document_errors
@@ -47,10 +48,13 @@ _NATIVE_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameter
 
 def _new_fastapi(name: str) -> FastAPI:
     """The FastAPI app a server builds for itself, without FastAPI's own request tracing
-    (the framework's ``tracing()`` middleware makes the one server span per request)."""
+    (the framework's ``tracing()`` middleware makes the one server span per request), and
+    without FastAPI's documentation pages, which load their assets from CDNs
+    (:mod:`framework.transport.http.docs` serves them from this process instead)."""
     if _NATIVE_TELEMETRY:
-        return FastAPI(title=name, telemetry={"tracing": False})  # type: ignore[call-arg,unused-ignore]
-    return FastAPI(title=name)
+        return FastAPI(title=name, docs_url=None, redoc_url=None,  # type: ignore[call-arg,unused-ignore]
+                       telemetry={"tracing": False})
+    return FastAPI(title=name, docs_url=None, redoc_url=None)
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -94,6 +98,11 @@ class HttpServer:
             FastAPI's ``/openapi.json``), with an offline HTML view at the same path without
             ``.json``; ``None`` serves neither. The document describes the App this server runs
             in (:meth:`bind_app`; :func:`framework.asyncapi.build_asyncapi`).
+        docs_path, redoc_path: where the Swagger UI and ReDoc pages of the OpenAPI document are
+            served, with their JavaScript and CSS served by this server too (no CDN: they work
+            offline and tell no third party who reads the API;
+            :mod:`framework.transport.http.docs`); ``None`` serves neither page. Only on the
+            FastAPI app the server builds: an ``app`` passed in keeps its own pages.
         tls: serve HTTPS (optionally mutual TLS) with this certificate; files are reloaded
             when they change (:mod:`framework.transport.tls`).
         uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
@@ -116,6 +125,8 @@ class HttpServer:
         app: FastAPI | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         asyncapi_path: str | None = "/asyncapi.json",
+        docs_path: str | None = "/docs",
+        redoc_path: str | None = "/redoc",
         tls: ServerTls | TlsOptions | None = None,
         **uvicorn_options: Any,
     ) -> None:
@@ -146,6 +157,8 @@ class HttpServer:
         self._install_health(health_path, ready_path)
         if asyncapi_path is not None:
             self._install_asyncapi(asyncapi_path)
+        if self._owns_app:
+            install_docs(self.app, docs_path, redoc_path)
 
     # -- registration ----------------------------------------------------------------------
 
