@@ -32,6 +32,7 @@ from framework.transport.http.docs import install_docs
 from framework.transport.http.errors import JsonResponse, error_response, to_error
 from framework.transport.http.limits import DEFAULT_MAX_BODY_SIZE, BodyLimit
 from framework.transport.http.openapi import document_errors
+from framework.transport.http.protocol import ReadLimits, guarded_protocol
 from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
 from framework.transport.http.wiring import check_routes_wired
 from framework.transport.tls import ServerTls, TlsOptions
@@ -105,7 +106,19 @@ class HttpServer:
             FastAPI app the server builds: an ``app`` passed in keeps its own pages.
         tls: serve HTTPS (optionally mutual TLS) with this certificate; files are reloaded
             when they change (:mod:`framework.transport.tls`).
-        uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
+        header_timeout: seconds a client has to send a request's line and headers, from the
+            accept and from the first byte of each next request on a kept-alive connection;
+            then 408 ``REQUEST_TIMEOUT`` and the connection is closed (slowloris). ``None``:
+            no limit.
+        body_timeout: seconds at most between two reads of a request body the application
+            is waiting for; then 408 (if no response started) and the connection is closed.
+            ``None``: no limit.
+        keep_alive_timeout: seconds an idle kept-alive connection stays open between a
+            response and the next request's first byte (uvicorn's ``timeout_keep_alive``).
+        uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``;
+            only uvicorn's ``"h11"`` and ``"httptools"`` protocols, which ``"auto"`` picks
+            from, take the timeouts above and the graceful drain:
+            :mod:`framework.transport.http.protocol`).
 
     Routers from the service layer are added with :meth:`include_router`; they must be built
     with :class:`framework.transport.http.Router` so the middleware pipeline runs.
@@ -128,6 +141,9 @@ class HttpServer:
         docs_path: str | None = "/docs",
         redoc_path: str | None = "/redoc",
         tls: ServerTls | TlsOptions | None = None,
+        header_timeout: float | None = 10.0,
+        body_timeout: float | None = 30.0,
+        keep_alive_timeout: float = 5.0,
         **uvicorn_options: Any,
     ) -> None:
         self.host = host
@@ -145,6 +161,14 @@ class HttpServer:
         self._middlewares = tuple(middlewares)
         self._pipeline = Pipeline(chain(*middlewares))
         setattr(self.app.state, PIPELINE_STATE, self._pipeline)
+        self._read_limits = ReadLimits(header_timeout, body_timeout, server_name=name)
+        if keep_alive_timeout <= 0:
+            raise ValueError(f"{name}: keep_alive_timeout must be > 0 seconds, "
+                             f"got {keep_alive_timeout}")
+        uvicorn_options.setdefault("timeout_keep_alive", keep_alive_timeout)
+        # Built now so that an unsupported ``http=`` fails at construction, not at start.
+        uvicorn_options["http"] = guarded_protocol(uvicorn_options.get("http", "auto"),
+                                                   self._read_limits)
         self._uvicorn_options = uvicorn_options
         self._serving = False
         self._server: _EmbeddedUvicorn | None = None

@@ -1,0 +1,335 @@
+"""uvicorn's HTTP/1.1 protocols with read timeouts and a drain that answers what it has read.
+
+uvicorn (h11 and httptools alike) has a keep-alive idle timeout but no read timeout: a client
+that opens connections and sends a request head a byte at a time (slowloris), or a body a byte
+at a time, holds each connection and its buffers forever; a fresh connection that sends
+nothing is never closed either. And its graceful shutdown closes every connection whose last
+response is complete, even when the next request has already arrived (in part or whole,
+pipelined or in the socket's buffer): that request is lost and the client gets a reset.
+
+:func:`guarded_protocol` makes a subclass of uvicorn's protocol class that adds:
+
+- **head timeout** (``header_timeout``): from the accept, and from the first byte of each next
+  request, the request line and headers must be complete within this many seconds. A client
+  that sent part of a head is answered ``408 REQUEST_TIMEOUT`` (the framework's error body,
+  ``Connection: close``); a connection that sent nothing is closed. Time the server spends
+  answering the previous request (pipelining) does not count.
+- **body timeout** (``body_timeout``): while the application waits for more of the request
+  body, at most this many seconds may pass between two reads (nginx's
+  ``client_body_timeout``); then 408 if no response was started, and the connection is
+  closed (the application's ``receive()`` returns ``http.disconnect``). Time while the server
+  itself stopped reading (the application has not consumed what it has) does not count.
+- **idle timeout**: uvicorn's own ``timeout_keep_alive`` between a response and the next
+  request's first byte (the head timeout takes over from that byte).
+- **drain** (:meth:`shutdown`, what the server's stop calls on every connection): a request
+  whose bytes have reached the server (its head being read, queued behind another, or waiting
+  in the socket's buffer) is read and answered, the last response on the connection carrying
+  ``Connection: close``; a connection with nothing pending is closed at once.
+
+Each timeout closing a connection is logged at WARNING, at most once per minute per server
+(any client can trigger it). Only uvicorn's ``h11`` and ``httptools`` protocols are supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from framework.log_throttle import LogThrottle
+
+__all__ = ["REQUEST_TIMEOUT", "ReadLimits", "guarded_protocol"]
+
+_log = logging.getLogger("pykratos.http")
+
+#: Reason of the 408 answered to a client too slow to send its request.
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+
+
+@dataclass
+class ReadLimits:
+    """The read timeouts of one server, in seconds (``None``: no limit)."""
+
+    header_timeout: float | None = 10.0
+    body_timeout: float | None = 30.0
+    server_name: str = "http"
+    throttle: LogThrottle = field(default_factory=lambda: LogThrottle(60.0))
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{self.server_name}: {name} must be > 0 seconds or None, "
+                                 f"got {value}")
+
+
+def _timeout_response(what: str, seconds: float) -> bytes:
+    body = orjson.dumps({
+        "code": 408,
+        "reason": REQUEST_TIMEOUT,
+        "message": f"the request {what} was not received within {seconds:g}s",
+        "metadata": {},
+    })
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+    )
+
+
+def _unread_bytes(transport: asyncio.BaseTransport) -> bool:
+    """True when the socket has received bytes the event loop has not read yet."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        # A duplicate of the descriptor: asyncio's socket wrapper refuses recv().
+        with socket.socket(fileno=socket.dup(sock.fileno())) as probe:
+            return bool(probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
+
+
+class _Guard:
+    """Mixin over uvicorn's ``H11Protocol``/``HttpToolsProtocol`` (see the module docstring)."""
+
+    limits: ReadLimits
+    # Set by uvicorn's protocol classes.
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
+    flow: Any
+    client: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = False  # part of a request head has arrived (for the 408 choice)
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._draining = False
+
+    # -- what the subclass knows about its parser -------------------------------------------
+
+    def _unparsed(self) -> bool:
+        """Bytes of a next request have arrived that no request cycle holds yet (its head is
+        not complete)."""
+        raise NotImplementedError
+
+    # -- uvicorn's protocol interface ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_head()
+
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        super().data_received(data)  # type: ignore[misc]
+        protocol: object = self.transport.get_protocol()
+        if self.transport.is_closing() or protocol is not self:
+            self._cancel_timers()  # closed, or upgraded to a WebSocket
+            return
+        if self.cycle is not before:
+            self._cancel_head()
+        if self._unparsed():
+            self._head_bytes = True
+            self._arm_head()
+        self._check_body()
+        if self._draining:
+            self._close_after_pending()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if self.transport.is_closing():
+            return
+        if not self._unparsed():
+            self._cancel_head()  # a queued request has started: its head was complete
+        self._check_body()
+        if self._draining:
+            self._close_after_pending()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def shutdown(self) -> None:
+        """Graceful stop: answer every request already received, then close (see above)."""
+        if self._draining or self.transport is None or self.transport.is_closing():
+            return
+        self._draining = True
+        if self._busy() or self._unparsed() or _unread_bytes(self.transport):
+            self._close_after_pending()
+            self._arm_head()  # bytes that never make a request do not hold the stop
+            return
+        super().shutdown()  # type: ignore[misc]  # idle: uvicorn closes it
+
+    # -- drain -------------------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        """A request read is not answered yet. ``cycle`` is the newest request read (httptools
+        queues pipelined ones, answered in order): when it is answered, all are."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _close_after_pending(self) -> None:
+        """While draining: the last request read gets ``Connection: close``; a connection with
+        nothing pending is closed."""
+        pending = self._unparsed()
+        if self._busy():
+            # Re-evaluated whenever bytes arrive: a request read after this one keeps it open,
+            # unless this response already went out saying "Connection: close".
+            cycle = self.cycle
+            if not (pending and cycle.response_started):
+                cycle.keep_alive = not pending
+        elif not pending and not _unread_bytes(self.transport):
+            self._cancel_timers()
+            self.transport.close()
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _arm_head(self) -> None:
+        seconds = self.limits.header_timeout
+        if seconds is not None and self._head_timer is None:
+            self._head_timer = self.loop.call_later(seconds, self._head_expired)
+
+    def _cancel_head(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._head_bytes = False
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._busy():
+            # Still answering an earlier request: the client is not the slow one.
+            self._arm_head()
+            return
+        seconds = self.limits.header_timeout or 0.0
+        if self._head_bytes:
+            self._refuse("head (request line and headers)", seconds, answer=True)
+        else:
+            self._refuse("", seconds, answer=False)
+
+    def _check_body(self) -> None:
+        """(Re)arm the body timer while the application waits for body bytes, else cancel."""
+        cycle, seconds = self.cycle, self.limits.body_timeout
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        if seconds is None or cycle is None or cycle.response_complete or not cycle.more_body:
+            return
+        self._body_timer = self.loop.call_later(seconds, self._body_expired, cycle)
+
+    def _body_expired(self, cycle: Any) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or cycle is not self.cycle:
+            return
+        if cycle.response_complete or not cycle.more_body:
+            return
+        if self.flow.read_paused:
+            self._check_body()  # the application has not read what it has: not the client
+            return
+        answer = not cycle.response_started
+        # The application's own response (if it comes) must not follow ours on the wire.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self._refuse("body", self.limits.body_timeout or 0.0, answer=answer)
+
+    def _cancel_timers(self) -> None:
+        self._cancel_head()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _refuse(self, what: str, seconds: float, *, answer: bool) -> None:
+        self._cancel_timers()
+        if answer:
+            self.transport.write(_timeout_response(what, seconds))
+        self.transport.close()
+        limits = self.limits
+        suppressed = limits.throttle.admit()
+        if suppressed is None:
+            return
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        detail = (f"the request {what} not received within {seconds:g}s: 408 {REQUEST_TIMEOUT}"
+                  if answer else f"no request within {seconds:g}s of connecting")
+        _log.warning(
+            "%s: closed the connection of %s: %s%s",
+            limits.server_name,
+            client,
+            detail,
+            f" ({suppressed} more since the last such line, which is written at most once "
+            f"per {limits.throttle.interval:g}s)" if suppressed else "",
+            extra={"kind": "http", "reason": REQUEST_TIMEOUT},
+        )
+
+
+class _HttpToolsGuard(_Guard):
+    """httptools: its parser calls ``on_message_begin``/``on_headers_complete`` on us."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = False
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        super().on_message_begin()  # type: ignore[misc]
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()  # type: ignore[misc]
+
+    def _unparsed(self) -> bool:
+        return self._in_head
+
+
+class _H11Guard(_Guard):
+    """h11: unparsed bytes wait in the connection's buffer (``trailing_data``)."""
+
+    conn: Any
+
+    def _unparsed(self) -> bool:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            return False  # what is buffered is this request's body
+        return bool(self.conn.trailing_data[0])
+
+
+def guarded_protocol(http: str | type[asyncio.Protocol], limits: ReadLimits) -> type[Any]:
+    """A subclass of uvicorn's protocol for ``http`` (``"auto"``, ``"h11"``, ``"httptools"``
+    or one of their classes) with ``limits`` and the drain of the module docstring.
+
+    Raises:
+        ValueError: another protocol (``"zttp"``, a class of your own): its parser is not
+            one this module knows how to watch.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    base: type[asyncio.Protocol] | None
+    if http == "auto":
+        base = AutoHTTPProtocol
+    elif http == "h11":
+        base = H11Protocol
+    elif http == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    else:
+        base = http if isinstance(http, type) else None
+    guard: type[_Guard] | None = None
+    if base is not None and issubclass(base, H11Protocol):
+        guard = _H11Guard
+    elif base is not None and base.__name__ == "HttpToolsProtocol":
+        guard = _HttpToolsGuard
+    if base is None or guard is None:
+        raise ValueError(
+            f"{limits.server_name}: http={http!r}: the read timeouts and the graceful drain "
+            "support uvicorn's 'h11' and 'httptools' protocols only"
+        )
+    return type(f"Guarded{base.__name__}", (guard, base), {"limits": limits})

@@ -1,0 +1,146 @@
+"""Slow clients cannot hold connections: a request head dripped a byte at a time (slowloris), a
+body that stops arriving and a connection that never sends anything are closed after the
+server's header_timeout / body_timeout, with a 408 when part of a request came in. Both of
+uvicorn's HTTP/1.1 parsers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import BaseModel
+
+from framework.transport.http import HttpServer, Router
+
+from .rawhttp import connect, read_eof, read_response, request
+
+HEADER_TIMEOUT = 0.5
+BODY_TIMEOUT = 0.5
+#: A client dripping for this long without being cut off means there is no timeout.
+GIVE_UP = 6.0
+
+
+class Note(BaseModel):
+    text: str
+
+
+def _router() -> Router:
+    router = Router()
+
+    @router.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    @router.post("/notes")
+    async def notes(note: Note) -> Note:
+        return note
+
+    return router
+
+
+@pytest.fixture(params=["httptools", "h11"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[HttpServer]:
+    server = HttpServer(
+        port=0, header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT, http=request.param
+    )
+    server.include_router(_router())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(5)
+
+
+async def _drip(writer: asyncio.StreamWriter, data: bytes, every: float) -> float:
+    """Write ``data`` a byte every ``every`` s until the server closes; seconds it took."""
+    started = time.monotonic()
+    for byte in data:
+        if writer.is_closing() or time.monotonic() - started > GIVE_UP:
+            break
+        try:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        except (ConnectionError, OSError):
+            break
+        await asyncio.sleep(every)
+    return time.monotonic() - started
+
+
+def _assert_408(raw: bytes) -> None:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), raw[:200]
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["reason"] == "REQUEST_TIMEOUT"
+
+
+async def test_a_dripped_request_head_is_cut_off_with_408(server: HttpServer) -> None:
+    reader, writer = await connect(server.endpoint)
+    head = b"GET /ping HTTP/1.1\r\nhost: test\r\n" + b"x-slow: " + b"a" * 200 + b"\r\n\r\n"
+    drip = asyncio.create_task(_drip(writer, head, 0.02))
+    raw = await read_eof(reader, GIVE_UP + 2)
+    elapsed = await drip
+    writer.close()
+    _assert_408(raw)
+    assert elapsed < GIVE_UP, "the server kept reading the dripped head"
+
+
+async def test_a_silent_connection_is_closed(server: HttpServer) -> None:
+    reader, writer = await connect(server.endpoint)
+    started = time.monotonic()
+    assert await read_eof(reader, GIVE_UP) == b""  # closed, nothing sent
+    assert time.monotonic() - started >= HEADER_TIMEOUT * 0.9
+    writer.close()
+
+
+async def test_the_next_request_on_a_kept_alive_connection_is_timed_too(
+    server: HttpServer,
+) -> None:
+    reader, writer = await connect(server.endpoint)
+    for _ in range(2):  # normal requests on the same connection are not affected
+        writer.write(request("/ping"))
+        assert (await read_response(reader)).status == 200
+    await asyncio.sleep(HEADER_TIMEOUT * 1.5)  # idle longer than the head timeout: allowed
+    writer.write(request("/ping"))
+    assert (await read_response(reader)).status == 200
+    drip = asyncio.create_task(_drip(writer, request("/ping") + b"x" * 200, 0.02))
+    raw = await read_eof(reader, GIVE_UP + 2)
+    await drip
+    writer.close()
+    _assert_408(raw)
+
+
+async def test_a_body_that_stops_arriving_is_cut_off_with_408(server: HttpServer) -> None:
+    reader, writer = await connect(server.endpoint)
+    head = b"POST /notes HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+    writer.write(head + b"content-length: 100\r\n\r\n" + b'{"text": "')
+    started = time.monotonic()
+    raw = await read_eof(reader, GIVE_UP)
+    writer.close()
+    _assert_408(raw)
+    assert time.monotonic() - started >= BODY_TIMEOUT * 0.9
+
+
+async def test_a_slow_but_steady_body_is_read(server: HttpServer) -> None:
+    """The body timeout is between two reads, not for the whole body."""
+    reader, writer = await connect(server.endpoint)
+    body = b'{"text": "' + b"s" * 20 + b'"}'
+    head = b"POST /notes HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+    writer.write(head + f"content-length: {len(body)}\r\n\r\n".encode())
+    started = time.monotonic()
+    for start in range(0, len(body), 4):
+        writer.write(body[start : start + 4])
+        await asyncio.sleep(BODY_TIMEOUT / 4)
+    response = await read_response(reader)
+    writer.close()
+    assert time.monotonic() - started > BODY_TIMEOUT  # longer than one timeout in total
+    assert (response.status, json.loads(response.body)) == (200, {"text": "s" * 20})
+
+
+def test_bad_timeouts_and_unsupported_protocols_are_refused() -> None:
+    with pytest.raises(ValueError, match="header_timeout must be > 0"):
+        HttpServer(port=0, header_timeout=0)
+    with pytest.raises(ValueError, match="'zttp'"):
+        HttpServer(port=0, http="zttp")
