@@ -54,8 +54,9 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[HttpServer]:
         await server.stop(5)
 
 
-async def _drip(writer: asyncio.StreamWriter, data: bytes, every: float) -> float:
-    """Write ``data`` a byte every ``every`` s until the server closes; seconds it took."""
+async def _drip(writer: asyncio.StreamWriter, data: bytes, every: float) -> None:
+    """Write ``data`` a byte every ``every`` s (for at most GIVE_UP s); the test cancels it
+    once the server has closed."""
     started = time.monotonic()
     for byte in data:
         if writer.is_closing() or time.monotonic() - started > GIVE_UP:
@@ -66,7 +67,19 @@ async def _drip(writer: asyncio.StreamWriter, data: bytes, every: float) -> floa
         except (ConnectionError, OSError):
             break
         await asyncio.sleep(every)
-    return time.monotonic() - started
+
+
+async def _dripped_until_closed(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> tuple[bytes, float]:
+    """Drip ``data`` until the server closes: what it sent and how long that took."""
+    started = time.monotonic()
+    drip = asyncio.create_task(_drip(writer, data, 0.02))
+    try:
+        raw = await read_eof(reader, GIVE_UP + 2)
+    finally:
+        drip.cancel()
+    return raw, time.monotonic() - started
 
 
 def _assert_408(raw: bytes) -> None:
@@ -79,9 +92,7 @@ def _assert_408(raw: bytes) -> None:
 async def test_a_dripped_request_head_is_cut_off_with_408(server: HttpServer) -> None:
     reader, writer = await connect(server.endpoint)
     head = b"GET /ping HTTP/1.1\r\nhost: test\r\n" + b"x-slow: " + b"a" * 200 + b"\r\n\r\n"
-    drip = asyncio.create_task(_drip(writer, head, 0.02))
-    raw = await read_eof(reader, GIVE_UP + 2)
-    elapsed = await drip
+    raw, elapsed = await _dripped_until_closed(reader, writer, head)
     writer.close()
     _assert_408(raw)
     assert elapsed < GIVE_UP, "the server kept reading the dripped head"
@@ -105,9 +116,7 @@ async def test_the_next_request_on_a_kept_alive_connection_is_timed_too(
     await asyncio.sleep(HEADER_TIMEOUT * 1.5)  # idle longer than the head timeout: allowed
     writer.write(request("/ping"))
     assert (await read_response(reader)).status == 200
-    drip = asyncio.create_task(_drip(writer, request("/ping") + b"x" * 200, 0.02))
-    raw = await read_eof(reader, GIVE_UP + 2)
-    await drip
+    raw, _ = await _dripped_until_closed(reader, writer, request("/ping") + b"x" * 200)
     writer.close()
     _assert_408(raw)
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,19 +81,90 @@ def _timeout_response(what: str, seconds: float) -> bytes:
     )
 
 
-def _unread_bytes(transport: asyncio.BaseTransport) -> bool:
-    """True when the socket has received bytes the event loop has not read yet."""
+def _unread_count(transport: asyncio.BaseTransport) -> int:
+    """How many bytes the socket has received that the event loop has not read yet (on
+    systems without ``FIONREAD``: 1 if there are some)."""
     sock = transport.get_extra_info("socket")
     if sock is None:
-        return False
+        return 0
     try:
+        fileno = sock.fileno()
+        if fileno < 0:
+            return 0
+        if _FIONREAD is not None:
+            import fcntl
+
+            count: int = struct.unpack("i", fcntl.ioctl(fileno, _FIONREAD, b"\0\0\0\0"))[0]
+            return count
         # A duplicate of the descriptor: asyncio's socket wrapper refuses recv().
-        with socket.socket(fileno=socket.dup(sock.fileno())) as probe:
-            return bool(probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return False
+        with socket.socket(fileno=socket.dup(fileno)) as probe:
+            return len(probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # BlockingIOError: nothing to read; or the socket is gone
+        return 0
+
+
+def _fionread() -> int | None:
+    try:
+        import termios
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    return int(termios.FIONREAD)
+
+
+_FIONREAD = _fionread()
+
+
+#: Seconds a closing connection keeps reading (and discarding) what the client still sends.
+LINGER_SECONDS = 2.0
+
+
+class _LingeringTransport:
+    """The connection's transport, whose :meth:`close` is a lingering close.
+
+    Closing a socket that has received bytes it did not read makes the kernel send a reset,
+    and a reset makes the client's kernel drop what it received and had not yet handed to
+    the client: the last response (a 408, the ``Connection: close`` answer of a drain) would
+    be lost whenever the client had already sent more. So a close first ends our side
+    (``write_eof``: FIN once the responses are sent), then reads and discards until the client
+    closes too or ``linger`` seconds pass (Apache's and nginx's lingering close). TLS
+    transports, which cannot half-close, and a transport handed to another protocol (a
+    WebSocket upgrade) close at once.
+    """
+
+    def __init__(self, transport: asyncio.Transport, owner: object, linger: float) -> None:
+        self._transport = transport
+        self._owner = owner
+        self._linger = linger
+        self._lingering = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        transport = self._transport
+        if self._lingering or transport.is_closing():
+            return
+        if transport.get_protocol() is not self._owner or not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        try:
+            transport.write_eof()
+            transport.resume_reading()
+        except (OSError, RuntimeError):
+            transport.close()
+            return
+        self._timer = asyncio.get_running_loop().call_later(self._linger, transport.close)
+
+    def lost(self) -> None:
+        """The connection is gone: stop the linger timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class _Guard:
@@ -112,6 +184,8 @@ class _Guard:
         self._head_bytes = False  # part of a request head has arrived (for the 408 choice)
         self._body_timer: asyncio.TimerHandle | None = None
         self._draining = False
+        self._last: Any = None  # the cycle marked last while draining
+        self._budget = 0  # bytes received before the drain began, still to be read
 
     # -- what the subclass knows about its parser -------------------------------------------
 
@@ -123,10 +197,16 @@ class _Guard:
     # -- uvicorn's protocol interface ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        super().connection_made(transport)  # type: ignore[misc]
+        lingering = _LingeringTransport(transport, self, LINGER_SECONDS)
+        super().connection_made(lingering)  # type: ignore[misc]
         self._arm_head()
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # lingering close: what the client still sends is not read
+        if self._draining and not self._admits(len(data)):
+            self._stop_reading()
+            return
         before = self.cycle
         super().data_received(data)  # type: ignore[misc]
         protocol: object = self.transport.get_protocol()
@@ -154,14 +234,19 @@ class _Guard:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        transport = self.transport
         super().connection_lost(exc)  # type: ignore[misc]
+        if isinstance(transport, _LingeringTransport):
+            transport.lost()
 
     def shutdown(self) -> None:
         """Graceful stop: answer every request already received, then close (see above)."""
         if self._draining or self.transport is None or self.transport.is_closing():
             return
         self._draining = True
-        if self._busy() or self._unparsed() or _unread_bytes(self.transport):
+        # The bytes already received, not yet read: the requests they hold are answered.
+        self._budget = _unread_count(self.transport)
+        if self._busy() or self._unparsed() or self._budget:
             self._close_after_pending()
             self._arm_head()  # bytes that never make a request do not hold the stop
             return
@@ -175,18 +260,50 @@ class _Guard:
         return self.cycle is not None and not self.cycle.response_complete
 
     def _close_after_pending(self) -> None:
-        """While draining: the last request read gets ``Connection: close``; a connection with
-        nothing pending is closed."""
-        pending = self._unparsed()
+        """While draining, re-evaluated whenever bytes arrive or a response completes: the
+        newest request read is the last one (``Connection: close``) unless more bytes are
+        waiting; once it is read whole, reading stops, so nothing after it counts as read;
+        a connection with nothing pending is closed."""
+        pending = self._unparsed() or (self._budget > 0 and _unread_count(self.transport) > 0)
+        marked = self._last
+        cycle = self.cycle
+        if marked is not None and marked is not cycle and not marked.response_started:
+            self._keep_alive(marked, True)  # a request was read after it: not the last
         if self._busy():
-            # Re-evaluated whenever bytes arrive: a request read after this one keeps it open,
-            # unless this response already went out saying "Connection: close".
-            cycle = self.cycle
-            if not (pending and cycle.response_started):
-                cycle.keep_alive = not pending
-        elif not pending and not _unread_bytes(self.transport):
+            if pending and cycle.response_started and not cycle.keep_alive:
+                return  # already told the client it closes: what follows is not answered
+            self._keep_alive(cycle, pending)
+            self._last = None if pending else cycle
+            if not pending and not cycle.more_body:
+                self.transport.pause_reading()
+        elif not pending:
             self._cancel_timers()
             self.transport.close()
+
+    def _admits(self, size: int) -> bool:
+        """While draining: are these bytes part of a request received before the drain began?
+        They are while the bytes then waiting are being read, and while a request begun is
+        incomplete (its head, or a body the application waits for)."""
+        budget, self._budget = self._budget, max(0, self._budget - size)
+        cycle = self.cycle
+        reading_body = cycle is not None and cycle.more_body and not cycle.response_complete
+        return budget > 0 or self._unparsed() or reading_body
+
+    def _stop_reading(self) -> None:
+        """A request began after the drain did: it is not read; the connection closes after
+        the response to the last request before it (at once when there is none)."""
+        self.transport.pause_reading()
+        if self._busy():
+            self._keep_alive(self.cycle, False)
+            self._last = self.cycle
+        else:
+            self._cancel_timers()
+            self.transport.close()
+
+    def _keep_alive(self, cycle: Any, keep: bool) -> None:
+        """Whether the connection stays open after ``cycle``'s response; a response not
+        started yet then says ``Connection: close``."""
+        cycle.keep_alive = keep
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -293,11 +410,23 @@ class _H11Guard(_Guard):
 
     conn: Any
 
+    def _keep_alive(self, cycle: Any, keep: bool) -> None:
+        # uvicorn's h11 cycle closes without saying so; a "Connection: close" among the
+        # response's headers makes h11 say it, and close after the response.
+        if cycle.response_started:
+            cycle.keep_alive = keep
+            return
+        headers = [h for h in cycle.default_headers if h != _CLOSE]
+        cycle.default_headers = headers if keep else [*headers, _CLOSE]
+
     def _unparsed(self) -> bool:
         cycle = self.cycle
         if cycle is not None and cycle.more_body and not cycle.response_complete:
             return False  # what is buffered is this request's body
         return bool(self.conn.trailing_data[0])
+
+
+_CLOSE = (b"connection", b"close")
 
 
 def guarded_protocol(http: str | type[asyncio.Protocol], limits: ReadLimits) -> type[Any]:
