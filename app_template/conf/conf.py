@@ -56,6 +56,15 @@ class HttpConf(_Strict):
     max_body_size: int = Field(
         default=1024 * 1024, ge=0, description="bytes; larger request bodies get 413"
     )
+    header_timeout: float | None = Field(
+        default=10.0, gt=0, description="seconds to send a request's line and headers; then 408"
+    )
+    body_timeout: float | None = Field(
+        default=30.0, gt=0, description="seconds at most between two reads of a body; then 408"
+    )
+    keep_alive_timeout: float = Field(
+        default=5.0, gt=0, description="seconds an idle kept-alive connection stays open"
+    )
     tls: TlsOptions | None = Field(default=None, description="HTTPS; None serves plain HTTP")
 
 

@@ -26,6 +26,9 @@ def new_http_server(
         middlewares=middlewares,
         name="http",
         max_body_size=conf.max_body_size,
+        header_timeout=conf.header_timeout,
+        body_timeout=conf.body_timeout,
+        keep_alive_timeout=conf.keep_alive_timeout,
         tls=conf.tls,
     )
     server.include_router(orders.router)
