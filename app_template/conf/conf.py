@@ -65,6 +65,9 @@ class HttpConf(_Strict):
     keep_alive_timeout: float = Field(
         default=5.0, gt=0, description="seconds an idle kept-alive connection stays open"
     )
+    max_header_size: int = Field(
+        default=32 * 1024, gt=0, description="bytes of request line and headers; then 431"
+    )
     tls: TlsOptions | None = Field(default=None, description="HTTPS; None serves plain HTTP")
 
 

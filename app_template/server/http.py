@@ -29,6 +29,7 @@ def new_http_server(
         header_timeout=conf.header_timeout,
         body_timeout=conf.body_timeout,
         keep_alive_timeout=conf.keep_alive_timeout,
+        max_header_size=conf.max_header_size,
         tls=conf.tls,
     )
     server.include_router(orders.router)

@@ -153,3 +153,27 @@ def test_bad_timeouts_and_unsupported_protocols_are_refused() -> None:
         HttpServer(port=0, header_timeout=0)
     with pytest.raises(ValueError, match="'zttp'"):
         HttpServer(port=0, http="zttp")
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "reason"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "BAD_REQUEST"),
+        (b"GET /ping HTTP/1.1\r\nhost: test\r\nbad header\r\n\r\n", 400, "BAD_REQUEST"),
+        (b"GET /ping HTTP/1.1\r\n" + b"x-big: " + b"a" * 40_000 + b"\r\n\r\n", 431,
+         "REQUEST_HEADER_FIELDS_TOO_LARGE"),
+        (b"GET /ping HTTP/1.1\r\n" + b"x-h: a\r\n" * 5000 + b"\r\n", 431,
+         "REQUEST_HEADER_FIELDS_TOO_LARGE"),
+    ],
+    ids=["request-line", "header-line", "one-big-header", "many-headers"],
+)
+async def test_what_the_parser_refuses_gets_the_error_body(
+    server: HttpServer, raw: bytes, status: int, reason: str
+) -> None:
+    reader, writer = await connect(server.endpoint)
+    writer.write(raw)
+    response = await read_response(reader)
+    writer.close()
+    assert (response.status, response.closes) == (status, True)
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.body)["reason"] == reason

@@ -26,6 +26,11 @@ pipelined or in the socket's buffer): that request is lost and the client gets a
   in the socket's buffer) is read and answered, the last response on the connection carrying
   ``Connection: close``; a connection with nothing pending is closed at once.
 
+- **bad requests in the framework's error body**: what the parser refuses (not HTTP/1.1) is
+  answered ``400 BAD_REQUEST``, a request line and headers over ``max_header_size`` bytes
+  ``431 REQUEST_HEADER_FIELDS_TOO_LARGE``, both as ``{"code", "reason", "message",
+  "metadata"}`` like every other error (uvicorn answers ``text/plain``), then closed.
+
 Each timeout closing a connection is logged at WARNING, at most once per minute per server
 (any client can trigger it). Only uvicorn's ``h11`` and ``httptools`` protocols are supported.
 """
@@ -37,6 +42,7 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -57,6 +63,7 @@ class ReadLimits:
 
     header_timeout: float | None = 10.0
     body_timeout: float | None = 30.0
+    max_header_size: int = 32 * 1024
     server_name: str = "http"
     throttle: LogThrottle = field(default_factory=lambda: LogThrottle(60.0))
 
@@ -66,18 +73,26 @@ class ReadLimits:
             if value is not None and value <= 0:
                 raise ValueError(f"{self.server_name}: {name} must be > 0 seconds or None, "
                                  f"got {value}")
+        if self.max_header_size <= 0:
+            raise ValueError(f"{self.server_name}: max_header_size must be > 0 bytes, "
+                             f"got {self.max_header_size}")
+
+
+def _error_response(status: HTTPStatus, message: str, **metadata: str) -> bytes:
+    """A complete ``Connection: close`` response with the framework's error body."""
+    reason = REQUEST_TIMEOUT if status == HTTPStatus.REQUEST_TIMEOUT else status.name
+    body = orjson.dumps(
+        {"code": int(status), "reason": reason, "message": message, "metadata": metadata}
+    )
+    return (
+        f"HTTP/1.1 {int(status)} {status.phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+    )
 
 
 def _timeout_response(what: str, seconds: float) -> bytes:
-    body = orjson.dumps({
-        "code": 408,
-        "reason": REQUEST_TIMEOUT,
-        "message": f"the request {what} was not received within {seconds:g}s",
-        "metadata": {},
-    })
-    return (
-        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+    return _error_response(
+        HTTPStatus.REQUEST_TIMEOUT, f"the request {what} was not received within {seconds:g}s"
     )
 
 
@@ -252,6 +267,27 @@ class _Guard:
             return
         super().shutdown()  # type: ignore[misc]  # idle: uvicorn closes it
 
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refused, in the framework's error body (uvicorn: ``text/plain``)."""
+        self._cancel_timers()
+        limit = self.limits.max_header_size
+        if self._head_oversized():
+            response = _error_response(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"the request line and headers are larger than the {limit} bytes this server "
+                "accepts",
+                limit=str(limit),
+            )
+        else:
+            response = _error_response(HTTPStatus.BAD_REQUEST, f"not a valid HTTP/1.1 request: "
+                                       f"{msg.rstrip('.')}")
+        self.transport.write(response)
+        self.transport.close()
+
+    def _head_oversized(self) -> bool:
+        """The request being refused has a head over ``max_header_size``."""
+        raise NotImplementedError
+
     # -- drain -------------------------------------------------------------------------------
 
     def _busy(self) -> bool:
@@ -386,16 +422,43 @@ class _Guard:
         )
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
 class _HttpToolsGuard(_Guard):
     """httptools: its parser calls ``on_message_begin``/``on_headers_complete`` on us."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = False
+        self._head_size = 0
+        self._oversized = False
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._head_size = 0
         super().on_message_begin()  # type: ignore[misc]
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)  # type: ignore[misc]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)  # type: ignore[misc]
+
+    def _count_head(self, size: int) -> None:
+        # httptools itself has no limit: the head would grow for as long as the client sends.
+        self._head_size += size
+        if self._head_size > self.limits.max_header_size:
+            self._oversized = True
+            # Raised inside a parser callback: httptools stops and uvicorn calls
+            # send_400_response, which answers 431.
+            raise _HeadTooLarge
+
+    def _head_oversized(self) -> bool:
+        return self._oversized
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -418,6 +481,23 @@ class _H11Guard(_Guard):
             return
         headers = [h for h in cycle.default_headers if h != _CLOSE]
         cycle.default_headers = headers if keep else [*headers, _CLOSE]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_size = 0
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.more_body:
+            self._head_size += len(data)  # bytes read while no body is expected
+        super().data_received(data)
+        if self.cycle is not cycle:
+            self._head_size = 0
+
+    def _head_oversized(self) -> bool:
+        # h11 refuses a head once its receive buffer passes max_incomplete_event_size, which
+        # the server sets to max_header_size; its error does not say which limit was hit.
+        return self._head_size > self.limits.max_header_size
 
     def _unparsed(self) -> bool:
         cycle = self.cycle

@@ -115,6 +115,8 @@ class HttpServer:
             ``None``: no limit.
         keep_alive_timeout: seconds an idle kept-alive connection stays open between a
             response and the next request's first byte (uvicorn's ``timeout_keep_alive``).
+        max_header_size: largest request line and headers in bytes (default 32 KiB); a
+            larger head is answered 431 ``REQUEST_HEADER_FIELDS_TOO_LARGE``.
         uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``;
             only uvicorn's ``"h11"`` and ``"httptools"`` protocols, which ``"auto"`` picks
             from, take the timeouts above and the graceful drain:
@@ -144,6 +146,7 @@ class HttpServer:
         header_timeout: float | None = 10.0,
         body_timeout: float | None = 30.0,
         keep_alive_timeout: float = 5.0,
+        max_header_size: int = 32 * 1024,
         **uvicorn_options: Any,
     ) -> None:
         self.host = host
@@ -161,11 +164,12 @@ class HttpServer:
         self._middlewares = tuple(middlewares)
         self._pipeline = Pipeline(chain(*middlewares))
         setattr(self.app.state, PIPELINE_STATE, self._pipeline)
-        self._read_limits = ReadLimits(header_timeout, body_timeout, server_name=name)
+        self._read_limits = ReadLimits(header_timeout, body_timeout, max_header_size, name)
         if keep_alive_timeout <= 0:
             raise ValueError(f"{name}: keep_alive_timeout must be > 0 seconds, "
                              f"got {keep_alive_timeout}")
         uvicorn_options.setdefault("timeout_keep_alive", keep_alive_timeout)
+        uvicorn_options.setdefault("h11_max_incomplete_event_size", max_header_size)
         # Built now so that an unsupported ``http=`` fails at construction, not at start.
         uvicorn_options["http"] = guarded_protocol(uvicorn_options.get("http", "auto"),
                                                    self._read_limits)
