@@ -7,6 +7,7 @@ the :class:`~framework.transport.http.HttpServer` answers a failed validation wi
 :func:`document_errors` rewrites a generated document so that each operation lists:
 
 - ``400`` where FastAPI would have put its 422 (the operation validates parameters or a body);
+- ``415`` on operations that take a JSON body (:mod:`framework.transport.http.media`);
 - ``413`` on every operation when the server has a ``max_body_size``;
 - what the server's middleware declares for that operation
   (:func:`framework.middleware.declare_errors`: 500 from ``recovery``, 504 from ``timeout``,
@@ -30,6 +31,7 @@ from fastapi.routing import APIRoute
 from framework.errors import PAYLOAD_TOO_LARGE
 from framework.middleware.recovery import INTERNAL_ERROR
 from framework.middleware.validate import VALIDATOR
+from framework.transport.http.media import UNSUPPORTED_MEDIA_TYPE, takes_json_body
 
 __all__ = ["ERROR_SCHEMA", "document_errors", "error_responses"]
 
@@ -141,6 +143,8 @@ def _errors_of(
         errors[400] = f"{VALIDATOR}: the parameters or the body do not validate"
     if max_body_size is not None:
         errors[413] = f"{PAYLOAD_TOO_LARGE}: the body is larger than {max_body_size} bytes"
+    if route is not None and takes_json_body(route):
+        errors[415] = f"{UNSUPPORTED_MEDIA_TYPE}: the body is not application/json"
     if route is not None:
         for status, description in declared("http", f"{method} {path}").items():
             errors.setdefault(status, description)
