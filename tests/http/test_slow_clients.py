@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+import websockets
+from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 
 from framework.transport.http import HttpServer, Router
@@ -37,6 +39,15 @@ def _router() -> Router:
     @router.post("/notes")
     async def notes(note: Note) -> Note:
         return note
+
+    @router.websocket("/echo")
+    async def echo(socket: WebSocket) -> None:
+        await socket.accept()
+        try:
+            while True:
+                await socket.send_text((await socket.receive_text()).upper())
+        except WebSocketDisconnect:
+            pass
 
     return router
 
@@ -177,3 +188,12 @@ async def test_what_the_parser_refuses_gets_the_error_body(
     assert (response.status, response.closes) == (status, True)
     assert response.headers["content-type"] == "application/json"
     assert json.loads(response.body)["reason"] == reason
+
+
+async def test_an_upgraded_websocket_is_not_timed(server: HttpServer) -> None:
+    """The head and body timeouts end with the HTTP exchange: a WebSocket upgraded on the
+    same connection stays open while idle longer than both."""
+    async with websockets.connect(server.endpoint.replace("http", "ws", 1) + "/echo") as ws:
+        await asyncio.sleep(max(HEADER_TIMEOUT, BODY_TIMEOUT) * 1.5)
+        await ws.send("still here")
+        assert await asyncio.wait_for(ws.recv(), 5) == "STILL HERE"
