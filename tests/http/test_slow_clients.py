@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -132,7 +133,9 @@ async def test_the_next_request_on_a_kept_alive_connection_is_timed_too(
     _assert_408(raw)
 
 
-async def test_a_body_that_stops_arriving_is_cut_off_with_408(server: HttpServer) -> None:
+async def test_a_body_that_stops_arriving_is_cut_off_with_408(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
     reader, writer = await connect(server.endpoint)
     head = b"POST /notes HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
     writer.write(head + b"content-length: 100\r\n\r\n" + b'{"text": "')
@@ -141,6 +144,8 @@ async def test_a_body_that_stops_arriving_is_cut_off_with_408(server: HttpServer
     writer.close()
     _assert_408(raw)
     assert time.monotonic() - started >= BODY_TIMEOUT * 0.9
+    # The handler saw the client gone (499), not an internal error logged with a stack.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_a_slow_but_steady_body_is_read(server: HttpServer) -> None:
