@@ -41,6 +41,7 @@ import asyncio
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -143,13 +144,22 @@ class _LingeringTransport:
     (``write_eof``: FIN once the responses are sent), then reads and discards until the client
     closes too or ``linger`` seconds pass (Apache's and nginx's lingering close). TLS
     transports, which cannot half-close, and a transport handed to another protocol (a
-    WebSocket upgrade) close at once.
+    WebSocket upgrade) close at once. ``on_linger`` is called when lingering starts: the
+    connection has nothing more to say, so the server's stop does not wait for it (an idle
+    pooled client would otherwise hold every stop for ``linger`` seconds).
     """
 
-    def __init__(self, transport: asyncio.Transport, owner: object, linger: float) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        owner: object,
+        linger: float,
+        on_linger: Callable[[], None],
+    ) -> None:
         self._transport = transport
         self._owner = owner
         self._linger = linger
+        self._on_linger = on_linger
         self._lingering = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -174,6 +184,7 @@ class _LingeringTransport:
             transport.close()
             return
         self._timer = asyncio.get_running_loop().call_later(self._linger, transport.close)
+        self._on_linger()
 
     def lost(self) -> None:
         """The connection is gone: stop the linger timer."""
@@ -192,6 +203,7 @@ class _Guard:
     cycle: Any
     flow: Any
     client: Any
+    connections: set[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -212,7 +224,9 @@ class _Guard:
     # -- uvicorn's protocol interface ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        lingering = _LingeringTransport(transport, self, LINGER_SECONDS)
+        lingering = _LingeringTransport(
+            transport, self, LINGER_SECONDS, lambda: self.connections.discard(self)
+        )
         super().connection_made(lingering)  # type: ignore[misc]
         self._arm_head()
 
