@@ -39,9 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -49,6 +46,7 @@ from typing import Any
 import orjson
 
 from framework.log_throttle import LogThrottle
+from framework.transport.http.linger import LINGER_SECONDS, LingeringTransport, unread_count
 
 __all__ = ["REQUEST_TIMEOUT", "ReadLimits", "guarded_protocol"]
 
@@ -97,102 +95,6 @@ def _timeout_response(what: str, seconds: float) -> bytes:
     )
 
 
-def _unread_count(transport: asyncio.BaseTransport) -> int:
-    """How many bytes the socket has received that the event loop has not read yet (on
-    systems without ``FIONREAD``: 1 if there are some)."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return 0
-    try:
-        fileno = sock.fileno()
-        if fileno < 0:
-            return 0
-        if _FIONREAD is not None:
-            import fcntl
-
-            count: int = struct.unpack("i", fcntl.ioctl(fileno, _FIONREAD, b"\0\0\0\0"))[0]
-            return count
-        # A duplicate of the descriptor: asyncio's socket wrapper refuses recv().
-        with socket.socket(fileno=socket.dup(fileno)) as probe:
-            return len(probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except OSError:  # BlockingIOError: nothing to read; or the socket is gone
-        return 0
-
-
-def _fionread() -> int | None:
-    try:
-        import termios
-    except ImportError:  # pragma: no cover - Windows
-        return None
-    return int(termios.FIONREAD)
-
-
-_FIONREAD = _fionread()
-
-
-#: Seconds a closing connection keeps reading (and discarding) what the client still sends.
-LINGER_SECONDS = 2.0
-
-
-class _LingeringTransport:
-    """The connection's transport, whose :meth:`close` is a lingering close.
-
-    Closing a socket that has received bytes it did not read makes the kernel send a reset,
-    and a reset makes the client's kernel drop what it received and had not yet handed to
-    the client: the last response (a 408, the ``Connection: close`` answer of a drain) would
-    be lost whenever the client had already sent more. So a close first ends our side
-    (``write_eof``: FIN once the responses are sent), then reads and discards until the client
-    closes too or ``linger`` seconds pass (Apache's and nginx's lingering close). TLS
-    transports, which cannot half-close, and a transport handed to another protocol (a
-    WebSocket upgrade) close at once. ``on_linger`` is called when lingering starts: the
-    connection has nothing more to say, so the server's stop does not wait for it (an idle
-    pooled client would otherwise hold every stop for ``linger`` seconds).
-    """
-
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        owner: object,
-        linger: float,
-        on_linger: Callable[[], None],
-    ) -> None:
-        self._transport = transport
-        self._owner = owner
-        self._linger = linger
-        self._on_linger = on_linger
-        self._lingering = False
-        self._timer: asyncio.TimerHandle | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-    def is_closing(self) -> bool:
-        return self._lingering or self._transport.is_closing()
-
-    def close(self) -> None:
-        transport = self._transport
-        if self._lingering or transport.is_closing():
-            return
-        if transport.get_protocol() is not self._owner or not transport.can_write_eof():
-            transport.close()
-            return
-        self._lingering = True
-        try:
-            transport.write_eof()
-            transport.resume_reading()
-        except (OSError, RuntimeError):
-            transport.close()
-            return
-        self._timer = asyncio.get_running_loop().call_later(self._linger, transport.close)
-        self._on_linger()
-
-    def lost(self) -> None:
-        """The connection is gone: stop the linger timer."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-
 class _Guard:
     """Mixin over uvicorn's ``H11Protocol``/``HttpToolsProtocol`` (see the module docstring)."""
 
@@ -224,7 +126,7 @@ class _Guard:
     # -- uvicorn's protocol interface ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        lingering = _LingeringTransport(
+        lingering = LingeringTransport(
             transport, self, LINGER_SECONDS, lambda: self.connections.discard(self)
         )
         super().connection_made(lingering)  # type: ignore[misc]
@@ -265,7 +167,7 @@ class _Guard:
         self._cancel_timers()
         transport = self.transport
         super().connection_lost(exc)  # type: ignore[misc]
-        if isinstance(transport, _LingeringTransport):
+        if isinstance(transport, LingeringTransport):
             transport.lost()
 
     def shutdown(self) -> None:
@@ -274,7 +176,7 @@ class _Guard:
             return
         self._draining = True
         # The bytes already received, not yet read: the requests they hold are answered.
-        self._budget = _unread_count(self.transport)
+        self._budget = unread_count(self.transport)
         if self._busy() or self._unparsed() or self._budget:
             self._close_after_pending()
             self._arm_head()  # bytes that never make a request do not hold the stop
@@ -314,7 +216,7 @@ class _Guard:
         newest request read is the last one (``Connection: close``) unless more bytes are
         waiting; once it is read whole, reading stops, so nothing after it counts as read;
         a connection with nothing pending is closed."""
-        pending = self._unparsed() or (self._budget > 0 and _unread_count(self.transport) > 0)
+        pending = self._unparsed() or (self._budget > 0 and unread_count(self.transport) > 0)
         marked = self._last
         cycle = self.cycle
         if marked is not None and marked is not cycle and not marked.response_started:
