@@ -24,8 +24,12 @@ pipelined or in the socket's buffer): that request is lost and the client gets a
 - **drain** (:meth:`shutdown`, what the server's stop calls on every connection): a request
   whose bytes have reached the server (its head being read, queued behind another, or waiting
   in the socket's buffer) is read and answered, the last response on the connection carrying
-  ``Connection: close``; a connection with nothing pending is closed at once.
-
+  ``Connection: close``; a connection with nothing pending is closed at once. A request
+  that begins arriving after the drain began is not read (the client sees the connection
+  end after the previous response, as with any kept-alive connection that closes).
+- **lingering close** on every close the protocol makes
+  (:class:`~framework.transport.http.linger.LingeringTransport`), so that a client still
+  sending does not get a reset that destroys the last response before it reads it.
 - **bad requests in the framework's error body**: what the parser refuses (not HTTP/1.1) is
   answered ``400 BAD_REQUEST``, a request line and headers over ``max_header_size`` bytes
   ``431 REQUEST_HEADER_FIELDS_TOO_LARGE``, both as ``{"code", "reason", "message",
