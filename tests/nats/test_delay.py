@@ -7,6 +7,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+import nats
 import pytest
 
 from framework.broker import Message, Router
@@ -67,3 +68,29 @@ async def test_a_message_beyond_the_hold_window_is_nakked_then_relayed_on_time(
     [(first, _), (second, at_second)] = await inbox.wait(2, timeout=HOLD + 20)
     assert (first, second) == (b"near", b"far")
     assert at_second >= far
+
+
+async def test_a_message_due_centuries_later_waits_instead_of_coming_back_at_once(
+    env: NatsEnv,
+) -> None:
+    # JetStream reads a nak's delay as int64 nanoseconds (about 292 years at most): a longer
+    # one was not honoured and the relay got the message back ~20 times a second, forever.
+    relay = await env.connected(delay_relay=True)
+    await relay.publish(env.topic("far"), b"x", deliver_at=datetime(9999, 1, 1, tzinfo=UTC))
+    client = await nats.connect(env.url)
+    try:
+        js = client.jetstream()
+        stream = f"{env.stream}-delay"
+        deliveries = -1
+        for _ in range(20):  # nakked within NAK_INTERVAL of its first delivery
+            await asyncio.sleep(0.1)
+            [consumer] = await js.consumers_info(stream)
+            if consumer.num_ack_pending == 1 and consumer.delivered.consumer_seq >= 1:
+                deliveries = consumer.delivered.consumer_seq
+                break
+        await asyncio.sleep(1.0)
+        [consumer] = await js.consumers_info(stream)
+        assert deliveries >= 1
+        assert consumer.delivered.consumer_seq == deliveries, "redelivered at once after its nak"
+    finally:
+        await client.close()

@@ -14,7 +14,9 @@ Emulated with a **delay stream** and a framework **relay**:
   acked before it is stored. A message due within ``HOLD`` seconds is held unacknowledged
   (well within the consumer's ``ack_wait``) on an event-loop timer and relayed on time; one
   due later is ``nak``-ed with its remaining time minus ``HOLD / 2``: the server's timer
-  redelivers it then, into the hold window. Nothing polls or sleeps per message.
+  redelivers it then, into the hold window (a nak waits at most ``MAX_NAK``, a day: a
+  message due later comes back daily and is nakked again). Nothing polls or sleeps per
+  message.
 * Naks go out in bursts (every ``NAK_INTERVAL``): nats-server 2.9 restarts its redelivery
   timer 10 ms ahead on every nak, so naks arriving more often than that (a steady stream of
   delayed messages) would keep that timer from firing at all. The hold window also absorbs
@@ -49,7 +51,7 @@ from framework.transport.nats.headers import MSG_ID
 from framework.transport.nats.publishing import ConfirmedPublisher
 from framework.transport.nats.pull import Puller
 
-__all__ = ["HOLD", "NAK_INTERVAL", "DelayRelay", "DelayStream"]
+__all__ = ["HOLD", "MAX_NAK", "NAK_INTERVAL", "DelayRelay", "DelayStream"]
 
 log = logging.getLogger("pykratos.nats")
 
@@ -63,6 +65,11 @@ HOLD = 5.0
 NAK_INTERVAL = 0.05
 #: The relay consumer's ack wait: far above HOLD, so a held message is never redelivered.
 _ACK_WAIT = 30.0
+#: Longest nak delay, seconds. The server takes the delay as int64 nanoseconds (at most about
+#: 292 years): a longer one (``deliver_at`` in the year 9999) is not honoured and the message
+#: comes straight back, nak after nak. Capped, a message due later comes back once a day and
+#: is nakked again.
+MAX_NAK = 86400.0
 
 
 class DelayStream:
@@ -294,7 +301,7 @@ class DelayRelay:
         now = time.time()
         for msg, due in naks:
             # Back ``margin`` before due (into the hold window), at least a moment later.
-            await msg.nak(delay=max(due - now - margin, 0.001))
+            await msg.nak(delay=min(max(due - now - margin, 0.001), MAX_NAK))
 
     async def _relay(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})
