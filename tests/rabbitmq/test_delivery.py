@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from datetime import UTC, datetime
 
 import aio_pika
 import pytest
 from pydantic import BaseModel
 
 from framework.broker import Message, Router
+from framework.transport.rabbitmq.broker import MAX_DELAY_MS
 from framework.transport.rabbitmq.consumer import worker_for
 from framework.transport.rabbitmq.topology import delay_bucket
 from tests.rabbitmq.helpers import Collector, RabbitEnv
@@ -51,6 +53,30 @@ async def test_delayed_publish_arrives_after_the_delay_and_keeps_its_topic(
     assert [i[0] for i in items] == [2, 1], "the undelayed message overtakes the delayed one"
     assert items[1][1] - sent >= 0.55
     assert items[1][2] == topic and items[1][3] == {"h": "v"}, "no internal header leaks"
+
+
+async def test_a_delay_beyond_rabbitmqs_ttl_limit_is_refused_and_breaks_no_later_publish(
+    env: RabbitEnv,
+) -> None:
+    # RabbitMQ refuses a queue TTL above ten years; the failed declaration used to close the
+    # channel of every delayed publish, so the next valid ones failed too.
+    topic = env.topic("far")
+    got = Collector()
+    router = Router()
+
+    @router.subscriber(topic, group="g")
+    async def handle(event: Event) -> None:
+        got.add(event.n)
+
+    await env.serve(router)
+    publisher = await env.connected()
+    with pytest.raises(ValueError, match="RabbitMQ delays go up to"):
+        await publisher.publish(topic, body(0), deliver_at=datetime(9999, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="RabbitMQ delays go up to"):
+        await publisher.publish(topic, body(0), delay=MAX_DELAY_MS / 1000 + 1)
+    env.queues.add(delay_bucket(env.delay_exchange, env.exchange, 100))
+    await publisher.publish(topic, body(1), delay=0.1)
+    assert await got.wait(1, timeout=10) == [1]
 
 
 async def test_messages_with_the_same_key_stay_in_order_under_concurrency(

@@ -58,7 +58,7 @@ from framework.transport.rabbitmq.options import EXCHANGE_TYPES, KNOWN_OPTIONS, 
 from framework.transport.rabbitmq.publishing import ConfirmedPublisher, UnconfirmedPublisher
 from framework.transport.rabbitmq.topology import declare_delay_bucket
 
-__all__ = ["RabbitBroker"]
+__all__ = ["MAX_DELAY_MS", "RabbitBroker"]
 
 log = logging.getLogger("pykratos.rabbitmq")
 
@@ -66,6 +66,11 @@ log = logging.getLogger("pykratos.rabbitmq")
 # re-declared (which renews the lease) when older than half of it: a message is always
 # dead-lettered out of its bucket before the bucket can expire.
 _BUCKET_MARGIN_MS = 120_000
+# RabbitMQ refuses an x-message-ttl or x-expires above ten years (its MAX_EXPIRY_TIMER,
+# 315,360,000,000 ms), and the failed declaration closes the channel the next delayed
+# publishes use: a delay is checked against it before anything is declared.
+_MAX_EXPIRY_MS = 315_360_000_000
+MAX_DELAY_MS = _MAX_EXPIRY_MS - _BUCKET_MARGIN_MS
 
 
 def _safe_url(url: str) -> str:
@@ -387,6 +392,11 @@ class RabbitBroker(Broker):
         route_exchange = target
         wait = remaining(due_time(delay, deliver_at))
         delay_ms = max(1, round(wait * 1000)) if wait > 0 else 0
+        if delay_ms > MAX_DELAY_MS:
+            raise ValueError(
+                f"RabbitMQ delays go up to {MAX_DELAY_MS // 1000}s (about 10 years: its queue "
+                f"TTL limit), got {wait:.0f}s for {topic!r}"
+            )
         if target not in self._exchanges or delay_ms:
             try:
                 # Declarations wait for a reconnect like publishes do, bounded the same way.
