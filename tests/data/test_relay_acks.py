@@ -19,3 +19,22 @@ async def test_a_broker_configured_with_acks_none_is_refused() -> None:
         OutboxRelay(engine, {"orders": KafkaBroker("example.invalid:9092", acks="leader")})
     finally:
         await engine.dispose()
+
+
+async def test_a_handle_at_another_level_hands_out_no_batching_publisher_at_the_configured_one(
+) -> None:
+    # Kafka's batching publisher runs on the broker's own producer: through a with_acks()
+    # handle it published at the configured acks=0, so a relay given
+    # broker.with_acks("all") pipelined its rows fire-and-forget and marked them sent.
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        broker = KafkaBroker("example.invalid:9092", acks="none")
+        confirmed = broker.with_acks("all")
+        with pytest.raises(AttributeError, match=r"configured acks \('none'\)"):
+            confirmed.batch_publisher  # noqa: B018
+        relay = OutboxRelay(engine, {"orders": confirmed})
+        assert relay._batcher("orders") is None  # one by one, each at acks=all
+        # a handle at the configured level keeps it
+        assert KafkaBroker("example.invalid:9092").with_acks("all").batch_publisher
+    finally:
+        await engine.dispose()
