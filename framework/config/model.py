@@ -25,10 +25,13 @@ class ConfigModel(BaseModel):
     ``unknown key 'prot' (did you mean 'port'?); valid: host, port, timeout``, located at the
     key, so :meth:`~framework.config.Config.scan` names its file and line (or env var).
 
-    A subclass that sets ``extra`` to something else keeps pydantic's behaviour.
+    A subclass that sets ``extra`` to something else keeps pydantic's behaviour. Floats must
+    be finite (``allow_inf_nan=False``): ``.inf`` or ``nan`` is refused at its key.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # Finite floats only: ``timeout: .inf`` (or ``APP_..._TIMEOUT=inf``) passed ``gt=0`` and
+    # then failed every request; ``nan`` passes any field without a bound.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -52,13 +52,15 @@ def timeout(seconds: float, *, resolution: float | None = None) -> Middleware:
     ``resolution`` (default: a tenth of ``seconds``, at most 0.1 s) is how late the
     cancellation may come. Only this middleware's expiry becomes a 504: a ``TimeoutError``
     raised by the handler itself, or a cancellation from elsewhere (client gone, server
-    stopping), passes through unchanged.
+    stopping), passes through unchanged. ``ValueError`` for a ``seconds`` or ``resolution``
+    that is not a finite number > 0.
     """
-    if seconds <= 0:
-        raise ValueError(f"timeout must be positive, got {seconds}")
+    # Not finite, the deadline is no loop time: every request would fail with a 500.
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {seconds}")
     step = resolution if resolution is not None else min(seconds / 10, 0.1)
-    if step <= 0:
-        raise ValueError(f"resolution must be positive, got {step}")
+    if not math.isfinite(step) or step <= 0:
+        raise ValueError(f"resolution must be a finite number of seconds > 0, got {step}")
 
     def middleware(handler: Handler) -> Handler:
         deadlines = _DeadlineBuckets(seconds, step)

@@ -63,3 +63,17 @@ def test_a_refused_url_does_not_echo_its_password(tmp_path: Path) -> None:
         scan_with(tmp_path, APP_DATA__DATABASE__URL="postgresql://app:s3cret@db:5432/orders")
     assert "s3cret" not in str(info.value)
     assert str(info.value).endswith("got 'postgresql://app:***@db:5432/orders'")
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+@pytest.mark.parametrize(
+    "key",
+    ["SERVER__HTTP__TIMEOUT", "SERVER__HTTP__HEADER_TIMEOUT", "DATA__OUTBOX__RETENTION",
+     "RATELIMIT__CPU_THRESHOLD"],
+)
+def test_a_float_that_is_not_finite_is_refused_at_its_key(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    # server.http.timeout: .inf passed gt=0 and then every request failed with a 500.
+    with pytest.raises(ConfigError, match=rf"env APP_{key}: .*finite number"):
+        scan_with(tmp_path, **{f"APP_{key}": value})

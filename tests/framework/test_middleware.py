@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -180,3 +181,12 @@ async def test_a_handler_swallowing_its_timeout_leaves_the_task_usable() -> None
         assert raised.value.reason == TIMEOUT
 
     await asyncio.wait_for(asyncio.create_task(worker()), 5)
+
+
+@pytest.mark.parametrize("seconds", [math.inf, math.nan, 0, -1])
+def test_timeout_refuses_what_is_not_a_finite_positive_number(seconds: float) -> None:
+    # timeout(inf) used to be accepted and then fail every request (OverflowError, a 500).
+    with pytest.raises(ValueError, match="finite number of seconds > 0"):
+        timeout(seconds)
+    with pytest.raises(ValueError, match="resolution must be a finite"):
+        timeout(1, resolution=math.inf)
