@@ -179,8 +179,13 @@ def _options_model(kind: str) -> type[BaseModel]:
     return create_model(
         f"{kind.capitalize()}BrokerOptions",
         # An env var's "123" is read as a number: a str option (client_id) still takes it.
+        # Floats must be finite: a NaN passes every range check the brokers make (a NaN
+        # publish_timeout or ack_wait), and an infinite one overflows the timers.
         __config__=ConfigDict(
-            extra="forbid", coerce_numbers_to_str=True, arbitrary_types_allowed=True
+            extra="forbid",
+            coerce_numbers_to_str=True,
+            arbitrary_types_allowed=True,
+            allow_inf_nan=False,
         ),
         **fields,
     )

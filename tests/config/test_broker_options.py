@@ -252,3 +252,17 @@ def test_every_kind_refuses_a_malformed_address_at_its_own_key(kind: str) -> Non
         assert ", got " in message  # the value (or its refused entry) is quoted
         with pytest.raises(ValueError, match=rf"^{option} must be"):
             create_broker(kind, **{option: value})
+
+
+@pytest.mark.parametrize(
+    ("kind", "option"),
+    [("kafka", "publish_timeout"), ("rabbitmq", "publish_timeout"), ("nats", "ack_wait"),
+     ("redis", "publish_timeout")],
+)
+@pytest.mark.parametrize("value", ["nan", "inf", float("nan")])
+def test_a_float_option_that_is_not_finite_is_refused_at_its_key(
+    kind: str, option: str, value: Any
+) -> None:
+    # A NaN passed every range check of the brokers (nan <= 0 is false) and was kept.
+    with pytest.raises(ValidationError, match=rf"{option}\n.*finite number"):
+        validate_broker_options(kind, {option: value})
