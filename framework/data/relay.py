@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,10 @@ class OutboxRelay:
             later row of the same key may have been accepted before the failed one is retried
             (as with any pipelining producer without idempotence). ``False``: strict order.
         name: for logs.
+
+    Raises ``ValueError`` naming the argument for a count that is not an int >= 1 or a
+    number of seconds that is not finite (intervals and backoffs ``> 0``, retentions
+    ``>= 0``), and for a broker that publishes with ``acks='none'``.
     """
 
     def __init__(
@@ -203,12 +208,42 @@ class OutboxRelay:
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
-        if concurrency < 1 or round_batches < 1:
-            raise ValueError("concurrency and round_batches must be >= 1")
-        if not 1 <= lock_slots <= 2**31 - 1:
+        for name, count in (
+            ("batch_size", batch_size),
+            ("round_batches", round_batches),
+            ("concurrency", concurrency),
+            ("lock_slots", lock_slots),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"OutboxRelay: {name} must be an int >= 1, got {count!r}")
+        if lock_slots > 2**31 - 1:
             raise ValueError(f"lock_slots must be in 1..2**31-1, not {lock_slots!r}")
-        if batch_size < 1 or poll_interval <= 0 or min_backoff <= 0 or max_backoff < min_backoff:
-            raise ValueError("batch_size >= 1, poll_interval > 0, 0 < min_backoff <= max_backoff")
+        # Seconds must be finite: a NaN passes every comparison below it (and the relay's
+        # sleeps and clean-up cutoffs then fail or spin), an infinite one overflows them.
+        for name, seconds, low in (
+            ("poll_interval", poll_interval, 0.0),
+            ("cleanup_interval", cleanup_interval, 0.0),
+            ("min_backoff", min_backoff, 0.0),
+            ("max_backoff", max_backoff, 0.0),
+            ("retention", retention, None),
+            ("inbox_retention", 0.0 if inbox_retention is None else inbox_retention, None),
+        ):
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not math.isfinite(seconds)
+                or (seconds < 0 if low is None else seconds <= low)
+            ):
+                bound = ">= 0" if low is None else "> 0"
+                raise ValueError(
+                    f"OutboxRelay: {name} must be a finite number of seconds {bound}, "
+                    f"got {seconds!r}"
+                )
+        if max_backoff < min_backoff:
+            raise ValueError(
+                f"OutboxRelay: max_backoff ({max_backoff!r}) must be >= min_backoff "
+                f"({min_backoff!r})"
+            )
         self.engine = engine
         self.brokers: dict[str, Broker] = (
             {DEFAULT_DESTINATION: brokers} if isinstance(brokers, Broker) else dict(brokers)
