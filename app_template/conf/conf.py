@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from framework.broker.factory import create_broker
 from framework.broker.options_schema import validate_broker_options
 from framework.config.model import ConfigModel
 from framework.transport.tls import TlsOptions
@@ -193,9 +194,41 @@ class OutboxConf(_Strict):
 class DataConf(_Strict):
     database: DatabaseConf = DatabaseConf()
     broker: BrokerConf = BrokerConf()
-    outbox: OutboxConf = OutboxConf()
+    # validate_default: the broker check below runs when the file has no outbox section too
+    outbox: OutboxConf = Field(default_factory=OutboxConf, validate_default=True)
     #: a separate broker for customer notifications; ``None`` keeps them on ``broker``
     notifications: BrokerConf | None = None
+
+    # The relay marks an event sent once its publish returned: a fire-and-forget broker
+    # (acks 'none') would let events be marked that no broker stored. Refused here, one
+    # config line, rather than by the relay's constructor (a traceback at wiring).
+    @field_validator("outbox")
+    @classmethod
+    def _outbox_broker_confirms(cls, outbox: OutboxConf, info: ValidationInfo) -> OutboxConf:
+        broker = info.data.get("broker")
+        if outbox.enabled and broker is not None:
+            _refuse_fire_and_forget("data.broker", broker)
+        return outbox
+
+    @field_validator("notifications")
+    @classmethod
+    def _notifications_broker_confirms(
+        cls, notifications: BrokerConf | None, info: ValidationInfo
+    ) -> BrokerConf | None:
+        outbox = info.data.get("outbox")
+        if notifications is not None and outbox is not None and outbox.enabled:
+            _refuse_fire_and_forget("data.notifications", notifications)
+        return notifications
+
+
+def _refuse_fire_and_forget(where: str, conf: BrokerConf) -> None:
+    if create_broker(conf.kind, **conf.options).default_acks == "none":
+        raise ValueError(
+            f"{where} publishes with acks 'none' (fire-and-forget), so the outbox relay "
+            "could mark events sent that were lost; configure it to confirm (kafka: acks; "
+            "rabbitmq: publisher_confirms; nats: jetstream_publish; mqtt: qos >= 1) or set "
+            "data.outbox.enabled: false"
+        )
 
 
 class LogConf(_Strict):

@@ -77,3 +77,22 @@ def test_a_float_that_is_not_finite_is_refused_at_its_key(
     # server.http.timeout: .inf passed gt=0 and then every request failed with a 500.
     with pytest.raises(ConfigError, match=rf"env APP_{key}: .*finite number"):
         scan_with(tmp_path, **{f"APP_{key}": value})
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"APP_DATA__BROKER__KIND": "kafka", "APP_DATA__BROKER__OPTIONS__ACKS": "none"},
+        {"APP_DATA__BROKER__KIND": "rabbitmq",
+         "APP_DATA__BROKER__OPTIONS__PUBLISHER_CONFIRMS": "false"},
+        {"APP_DATA__NOTIFICATIONS__KIND": "mqtt", "APP_DATA__NOTIFICATIONS__OPTIONS__QOS": "0"},
+    ],
+)
+def test_an_outbox_on_a_fire_and_forget_broker_is_a_config_error(
+    tmp_path: Path, environ: dict[str, str]
+) -> None:
+    # It was the relay's ValueError, a traceback at wiring instead of one config line.
+    with pytest.raises(ConfigError, match=r"data\.(outbox|notifications): .*acks 'none'"):
+        scan_with(tmp_path, **environ)
+    # without the outbox, fire-and-forget is the user's choice
+    scan_with(tmp_path, APP_DATA__OUTBOX__ENABLED="false", **environ)
