@@ -165,10 +165,28 @@ async def test_a_slow_but_steady_body_is_read(server: HttpServer) -> None:
 
 
 def test_bad_timeouts_and_unsupported_protocols_are_refused() -> None:
-    with pytest.raises(ValueError, match="header_timeout must be > 0"):
+    with pytest.raises(ValueError, match="header_timeout must be a finite number > 0"):
         HttpServer(port=0, header_timeout=0)
     with pytest.raises(ValueError, match="'zttp'"):
         HttpServer(port=0, http="zttp")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("header_timeout", float("nan"), "header_timeout must be a finite number"),
+        ("header_timeout", float("inf"), "header_timeout must be a finite number"),
+        ("body_timeout", float("nan"), "body_timeout must be a finite number"),
+        ("keep_alive_timeout", float("nan"), "keep_alive_timeout must be a finite number"),
+        ("max_header_size", 1.5, "max_header_size must be an int"),
+    ],
+)
+def test_a_limit_that_is_not_a_finite_number_is_refused(
+    option: str, value: float, message: str
+) -> None:
+    # NaN passed the "<= 0" checks and was kept as the server's timeout.
+    with pytest.raises(ValueError, match=message):
+        HttpServer(port=0, **{option: value})
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,8 @@ def test_max_in_flight_admits_up_to_the_limit_and_frees_on_done() -> None:
     assert limiter.in_flight == 0
 
 
-def test_max_in_flight_rejects_a_limit_below_one() -> None:
-    with pytest.raises(ValueError, match="limit must be >= 1"):
-        MaxInFlight(0)
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True, float("inf"), "3"])
+def test_max_in_flight_rejects_a_limit_that_is_not_an_int_of_at_least_one(limit: object) -> None:
+    # 1.5, True and inf were accepted (and "3" failed with a TypeError about '<').
+    with pytest.raises(ValueError, match="limit must be an int >= 1"):
+        MaxInFlight(limit)  # type: ignore[arg-type]

@@ -24,14 +24,14 @@ class MaxInFlight:
         limit: calls allowed to run at once (>= 1).
 
     Raises:
-        ValueError: ``limit`` below 1.
+        ValueError: ``limit`` not an int, or below 1.
     """
 
     __slots__ = ("_done", "in_flight", "limit")
 
     def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1 call, got {limit!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1 call, got {limit!r}")
         self.limit = limit
         self.in_flight = 0
         self._done: Done = self._leave  # bound once, not per call

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -73,9 +74,14 @@ class ReadLimits:
     def __post_init__(self) -> None:
         for name in ("header_timeout", "body_timeout"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{self.server_name}: {name} must be > 0 seconds or None, "
-                                 f"got {value}")
+            # NaN passes "<= 0" and an infinite timer never fires: None says "no limit".
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise ValueError(f"{self.server_name}: {name} must be a finite number > 0 "
+                                 f"seconds, or None, got {value}")
+        size = self.max_header_size
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise ValueError(f"{self.server_name}: max_header_size must be an int of bytes, "
+                             f"got {size!r}")
         if self.max_header_size <= 0:
             raise ValueError(f"{self.server_name}: max_header_size must be > 0 bytes, "
                              f"got {self.max_header_size}")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import socket
 import weakref
 from collections.abc import Generator, Sequence
@@ -182,8 +183,8 @@ class HttpServer:
         self._pipeline = Pipeline(chain(*middlewares))
         setattr(self.app.state, PIPELINE_STATE, self._pipeline)
         self._read_limits = ReadLimits(header_timeout, body_timeout, max_header_size, name)
-        if keep_alive_timeout <= 0:
-            raise ValueError(f"{name}: keep_alive_timeout must be > 0 seconds, "
+        if not math.isfinite(keep_alive_timeout) or keep_alive_timeout <= 0:
+            raise ValueError(f"{name}: keep_alive_timeout must be a finite number > 0 seconds, "
                              f"got {keep_alive_timeout}")
         uvicorn_options.setdefault("timeout_keep_alive", keep_alive_timeout)
         uvicorn_options.setdefault("h11_max_incomplete_event_size", max_header_size)
