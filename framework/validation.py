@@ -133,6 +133,11 @@ def describe_errors(errors: Sequence[ErrorDetails]) -> str:
         msg = error.get("msg", "invalid")
         if error.get("type") == "value_error":
             msg = msg.removeprefix("Value error, ")
+        elif error.get("type") == "json_invalid" and len(loc) == 2 and loc[1].isdigit():
+            # FastAPI puts the parser's character position in the path ("body.1"): say it.
+            reason = (error.get("ctx") or {}).get("error")
+            msg = f"invalid JSON at character {loc[1]}" + (f" ({reason})" if reason else "")
+            loc = loc[:1]
         where = excerpt(".".join(loc)) + ": " if loc else ""
         parts.append(where + excerpt(msg))
     more = len(errors) - _MAX_ERRORS_SHOWN

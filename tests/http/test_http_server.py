@@ -187,3 +187,18 @@ async def test_ipv6_endpoint_is_a_valid_url() -> None:
             assert (await client.get("/healthz")).status_code == 200
     finally:
         await server.stop(1)
+
+
+async def test_a_body_that_is_not_json_is_described_as_such() -> None:
+    # It was "body.1: JSON decode error": the parser's position shown as a field path.
+    server = HttpServer(port=0, middlewares=[recovery()])
+    server.include_router(build_router())
+    transport = httpx.ASGITransport(app=server.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        bad = await client.post(
+            "/v1/items", content=b"{bad", headers={"content-type": "application/json"}
+        )
+    assert bad.status_code == 400
+    message = bad.json()["message"]
+    assert message.startswith("body: invalid JSON at character 1 (")
+    assert "bad" not in message  # never the input
