@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from framework.broker import Message, Router
 from framework.transport.rabbitmq.broker import MAX_DELAY_MS
 from framework.transport.rabbitmq.consumer import worker_for
+from framework.transport.rabbitmq.errors import TopologyError
 from framework.transport.rabbitmq.topology import delay_bucket
 from tests.rabbitmq.helpers import Collector, RabbitEnv
 
@@ -75,6 +76,33 @@ async def test_a_delay_beyond_rabbitmqs_ttl_limit_is_refused_and_breaks_no_later
     with pytest.raises(ValueError, match="RabbitMQ delays go up to"):
         await publisher.publish(topic, body(0), delay=MAX_DELAY_MS / 1000 + 1)
     env.queues.add(delay_bucket(env.delay_exchange, env.exchange, 100))
+    await publisher.publish(topic, body(1), delay=0.1)
+    assert await got.wait(1, timeout=10) == [1]
+
+
+async def test_a_refused_delay_declaration_does_not_fail_the_next_delayed_publishes(
+    env: RabbitEnv,
+) -> None:
+    # A bucket the server refuses (here: a queue of that name declared with other
+    # arguments) closed the channel every delay bucket is declared on; the next delayed
+    # publishes failed with ChannelInvalidStateError until aio-pika restored it.
+    topic = env.topic("clash")
+    got = Collector()
+    router = Router()
+
+    @router.subscriber(topic, group="g")
+    async def handle(event: Event) -> None:
+        got.add(event.n)
+
+    await env.serve(router)
+    publisher = await env.connected()
+    clash = delay_bucket(env.delay_exchange, env.exchange, 300)
+    env.queues |= {clash, delay_bucket(env.delay_exchange, env.exchange, 100)}
+    connection = await aio_pika.connect(env.url)
+    async with connection:
+        await (await connection.channel()).declare_queue(clash, durable=True)
+    with pytest.raises(TopologyError):
+        await publisher.publish(topic, body(0), delay=0.3)
     await publisher.publish(topic, body(1), delay=0.1)
     assert await got.wait(1, timeout=10) == [1]
 

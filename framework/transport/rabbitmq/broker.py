@@ -494,6 +494,10 @@ class RabbitBroker(Broker):
         if declared is not None and now - declared < _BUCKET_MARGIN_MS / 2000:
             return
         assert self._admin is not None
+        if self._admin.is_closed:
+            # A declaration the server refused closed this channel: reopen it now rather
+            # than fail every delayed publish until the robust channel restores itself.
+            await self._admin.reopen()
         await declare_delay_bucket(
             self._admin,
             delay_exchange=self.delay_exchange,
