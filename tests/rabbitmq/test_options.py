@@ -56,7 +56,8 @@ def test_queue_names_are_made_valid_for_amqp() -> None:
 
 def test_broadcast_queue_is_per_instance() -> None:
     topology = resolve(broadcast=True)
-    assert topology.queue == "broadcast.orders.created.inst1"
+    assert topology.queue.startswith("broadcast.orders.created.")
+    assert topology.queue.endswith(".inst1")
     assert topology.broadcast
 
 

@@ -76,6 +76,31 @@ async def test_broadcast_every_instance_gets_every_message(env: RabbitEnv) -> No
         assert sorted(await collector.wait(20)) == list(range(20))
 
 
+async def test_two_broadcast_subscribers_of_one_topic_in_one_process_get_every_message(
+    env: RabbitEnv,
+) -> None:
+    # They shared the queue broadcast.<topic>.<instance id>: RabbitMQ split the messages
+    # between them, and the tagged one acknowledged, unhandled, the other's share.
+    topic = env.topic("shared")
+    everything, tagged = Collector(), Collector()
+    router = Router()
+
+    @router.subscriber(topic, broadcast=True)
+    async def every(event: Event) -> None:
+        everything.add(event.n)
+
+    @router.subscriber(topic, broadcast=True, tags={"a"})
+    async def only_a(event: Event) -> None:
+        tagged.add(event.n)
+
+    await env.serve(router)
+    publisher = await env.connected()
+    for n in range(10):
+        await publisher.publish(topic, body(n), tag="a" if n % 2 else "b")
+    assert sorted(await everything.wait(10)) == list(range(10))
+    assert sorted(await tagged.wait(5)) == [1, 3, 5, 7, 9]
+
+
 async def test_direct_routing_matches_keys_exactly(env: RabbitEnv) -> None:
     exchange = f"direct.{env.tag}"
     got = Collector()

@@ -15,7 +15,8 @@ so a typo or a Kafka-only option never passes silently: ``UnsupportedOptionError
     Explicit queue name. By default a clustering subscriber shares the durable queue
     ``<group>.<topic>`` (without a group, the group is the handler's ``module.qualname``,
     as on the other brokers: a subscription private to that handler), and a broadcast
-    subscriber gets an exclusive auto-delete queue ``broadcast.<topic>.<instance id>``.
+    subscriber gets an exclusive auto-delete queue ``broadcast.<topic>.<handler>.<instance
+    id>`` (``<explicit queue>.<instance id>`` with ``queue``).
     Names longer than AMQP's 255 bytes are shortened with a hash suffix.
 ``prefetch``
     QoS prefetch count of this subscriber's channel (default: the broker's ``prefetch``).
@@ -103,7 +104,11 @@ def _queue_name(spec: SubscriberSpec, explicit: Any, instance_id: str) -> str:
             f"subscriber {spec.display_name!r}: queue must be a non-empty string, got {explicit!r}"
         )
     if spec.broadcast:
-        name = f"{explicit or f'broadcast.{spec.topic}'}.{instance_id}"
+        # The handler is in the name: two broadcast subscribers of one topic in one process
+        # sharing a queue would each get part of the messages (and a tag filter would drop
+        # the other's share).
+        default = f"broadcast.{spec.topic}.{handler_name(spec.handler)}"
+        name = f"{explicit or default}.{instance_id}"
     else:
         name = explicit or f"{spec.group or handler_name(spec.handler)}.{spec.topic}"
     return queue_name(name)
