@@ -60,6 +60,7 @@ class BrokerServer:
     ) -> None:
         self.broker = broker
         self.routers = list(routers)
+        _check_group_tags(self.subscribers)
         mark_mounted(self.routers)
         self.middlewares = tuple(middlewares)
         self.codec: Codec = codec if codec is not None else JsonCodec()
@@ -194,3 +195,26 @@ class BrokerServer:
         if self._connected:
             self._connected = False
             await asyncio.wait_for(self.broker.close(), max(deadline - time.monotonic(), 1.0))
+
+
+def _check_group_tags(specs: Iterable[SubscriberSpec]) -> None:
+    """Refuse members of one consumer group (same topic and group) with different ``tags``:
+    the group shares the topic's messages among its members, and a member acknowledges,
+    unhandled, a message its tags do not take, so a message that reached the other
+    member's way was lost (RocketMQ's "subscription consistency" rule)."""
+    seen: dict[tuple[str, str], SubscriberSpec] = {}
+    for spec in specs:
+        if spec.group is None or spec.broadcast:
+            continue
+        first = seen.setdefault((spec.topic, spec.group), spec)
+        if first.tags != spec.tags:
+            def shown(tags: frozenset[str]) -> str:
+                return "every tag" if not tags else "tags " + ", ".join(sorted(tags))
+
+            raise ValueError(
+                f"subscribers {first.display_name!r} ({shown(first.tags)}) and "
+                f"{spec.display_name!r} ({shown(spec.tags)}) share group {spec.group!r} on "
+                f"topic {spec.topic!r}: the group's members share its messages, so each would "
+                "drop what only the other takes; give them the same tags or different groups"
+            )
+

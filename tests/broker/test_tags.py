@@ -233,3 +233,25 @@ async def test_test_kit_publishes_tags_and_records_only_what_a_filter_lets_throu
         with pytest.raises(ValueError, match="letters, digits"):
             await kit.publish("kit-orders", {"id": 3}, tag="bad tag")
         assert len(kit.broker.received(on_paid)) == 1
+
+
+def test_members_of_one_group_with_different_tags_are_refused() -> None:
+    # The group shares the topic's messages: the "a" member acked, unhandled, the "b"
+    # messages that reached it, so half of them were lost.
+    router = Router()
+
+    @router.subscriber("t", group="g", tags={"a"})
+    async def only_a(message: Message) -> None: ...
+
+    @router.subscriber("t", group="g")
+    async def everything(message: Message) -> None: ...
+
+    with pytest.raises(ValueError, match=r"'.*only_a' \(tags a\) and '.*everything' "
+                                         r"\(every tag\) share group 'g' on topic 't'"):
+        BrokerServer(MemoryBroker(), [router])
+    # the same tags, other groups, or broadcast are fine
+    fine = Router()
+    for group, tags in (("g", {"a"}), ("g", {"a"}), ("h", {"b"}), (None, None)):
+        fine.subscriber("t", group=group, tags=tags)(only_a)
+    fine.subscriber("t", broadcast=True, tags={"c"})(only_a)
+    BrokerServer(MemoryBroker(), [fine])
