@@ -46,24 +46,27 @@ async def test_longer_than_the_levels_and_bad_arguments_are_refused(bootstrap: s
         await broker.close()
 
 
-def _broker(bootstrap: str, prefix: str, name: str) -> KafkaBroker:
+def _broker(bootstrap: str, prefix: str, name: str, **options: object) -> KafkaBroker:
     return KafkaBroker(
         bootstrap,
         client_id=name,
         delay_topic_prefix=prefix,
         delay_check_interval=0.2,
         **FAST_JOIN,
+        **options,
     )
 
 
-async def _serve(bootstrap: str, prefix: str, topic: str, inbox: Collector) -> BrokerServer:
+async def _serve(
+    bootstrap: str, prefix: str, topic: str, inbox: Collector, **options: object
+) -> BrokerServer:
     router = Router()
 
     @router.subscriber(topic, group=f"{topic}-g")
     async def handle(message: Message) -> None:
         inbox.add((message, time.time()))
 
-    server = BrokerServer(_broker(bootstrap, prefix, "server"), [router])
+    server = BrokerServer(_broker(bootstrap, prefix, "server", **options), [router])
     await server.start()
     return server
 
@@ -87,6 +90,31 @@ async def test_held_records_go_out_in_due_order_byte_exact(bootstrap: str, uniqu
         assert second.key == b"\x00k" and second.headers == headers
         relay = server.broker.relay  # type: ignore[attr-defined]
         assert relay is not None and relay.relayed == 2 and relay.held == 0
+    finally:
+        await publisher.close()
+        await server.stop(5)
+
+
+async def test_the_relay_forwards_with_acks_all_on_a_fire_and_forget_broker(
+    bootstrap: str,
+) -> None:
+    """The relay commits the delay topic once a forward is acknowledged: on a broker whose
+    own producer is acks=0 it must forward through the acks=all one, as dead letters go."""
+    topic, prefix = f"dl-{time.monotonic_ns()}", f"delay-{time.monotonic_ns()}"
+    await create_topic(bootstrap, topic, 1)
+    inbox = Collector()
+    server = await _serve(bootstrap, prefix, topic, inbox, acks="none")
+    publisher = _broker(bootstrap, prefix, "publisher")
+    await publisher.connect()
+    try:
+        await publisher.publish(topic, b"late", delay=0.5)
+        [(message, _)] = await inbox.wait(1, timeout=30)
+        assert message.body == b"late"
+        broker = server.broker
+        assert isinstance(broker, KafkaBroker) and broker.relay is not None
+        forwarding = broker.relay._producer()
+        assert forwarding is broker._other_producers["all"]  # not the acks=0 producer
+        assert forwarding is not broker._require_producer()
     finally:
         await publisher.close()
         await server.stop(5)

@@ -156,8 +156,10 @@ class KafkaBroker(Broker):
         self._producer = producer
         self._log_state.recovered(self.endpoint)
         self._prober = asyncio.create_task(self._probe(), name="kafka-availability")
+        # Forwarding commits the delay topic's offsets: it must be confirmed (acks=all)
+        # whatever the broker's level, like a dead letter.
         self._relay = DelayRelay(
-            options, self._levels, self._require_producer, partitions=options.delay_partitions
+            options, self._levels, self._dead_letter_producer, partitions=options.delay_partitions
         )
         if options.delay_relay:
             await self._start_relay()
@@ -169,6 +171,7 @@ class KafkaBroker(Broker):
 
     async def _start_relay(self) -> None:
         if self._relay is not None and not self._relay.running:
+            await self._producer_for("all")
             await self._relay.start()
             self._levels_ready = True
 

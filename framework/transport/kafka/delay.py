@@ -25,7 +25,7 @@ publish would; ``Message.id``, ``topic/partition/offset``, is that of the final 
 
 The relay (:class:`DelayRelay`) is a group consumer of every level topic (group
 ``<delay_topic_prefix>.relay``: relays of all processes share the work). Forwarded records
-are produced with the broker's producer (``acks`` as configured, ``"all"`` by default) and
+are produced with acks=all whatever the broker's ``acks`` (as dead letters are), and
 offsets committed only once the records before them are acknowledged: at-least-once (a
 relay that dies in between forwards them again). At most ``MAX_HELD`` records are held in
 memory; beyond that the level-0 partitions are paused. With no relay running, delayed
@@ -202,7 +202,7 @@ class DelayRelay:
     Args:
         options: the broker's options (connection, consumer timings, commit interval).
         levels: the level topics.
-        producer: returns the broker's producer (forwarding goes through it).
+        producer: returns the broker's acks=all producer (forwarding goes through it).
         partitions: partitions of each level topic created by :meth:`start`.
     """
 
