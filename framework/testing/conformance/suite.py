@@ -11,6 +11,7 @@ them all.
 from __future__ import annotations
 
 from framework.testing.conformance.base import NOT_UTF8, ConformanceBase
+from framework.testing.conformance.batching import BatchingPromises
 from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
 from framework.testing.conformance.promises import PROMISE_IDS
@@ -20,7 +21,9 @@ from framework.testing.conformance.stopping import StopPromises
 __all__ = ["NOT_UTF8", "BrokerConformance", "promise_tests"]
 
 
-class BrokerConformance(DeliveryPromises, FailurePromises, StopPromises, PublishPromises):
+class BrokerConformance(
+    DeliveryPromises, FailurePromises, StopPromises, PublishPromises, BatchingPromises
+):
     """Every promise: subclass it once per broker (see :class:`ConformanceBase` for the
     declarations, the ``make_broker`` fixture and the hooks)."""
 

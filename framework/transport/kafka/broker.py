@@ -74,7 +74,6 @@ class KafkaBroker(Broker):
             bootstrap_servers=bootstrap_servers, client_id=client_id, **options
         )
         self._producer: AIOKafkaProducer | None = None
-        self._publishers: list[BatchingPublisher] = []
         self._subscriptions: list[KafkaSubscription] = []
         self._log_state = connection_log(self.kind)
         self._prober: asyncio.Task[None] | None = None
@@ -180,12 +179,7 @@ class KafkaBroker(Broker):
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.stop(0)
-        publishers, self._publishers = self._publishers, []
-        for publisher in publishers:
-            try:
-                await publisher.close()
-            except Exception as exc:  # results were reported on each message's future
-                _log.warning("error while flushing a batching publisher: %r", exc)
+        await self.close_batch_publishers()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -254,14 +248,20 @@ class KafkaBroker(Broker):
         flush_interval: float = 0.005,
         max_pending: int = 100_000,
     ) -> BatchingPublisher:
-        """A :class:`BatchingPublisher` on this broker's producer (closed with the broker)."""
+        """A :class:`BatchingPublisher` on this broker's producer: one record batch per
+        partition per chunk (flushed and closed with the broker).
+
+        Raises:
+            RuntimeError: the broker is not connected.
+        """
         publisher = BatchingPublisher(
             self._require_producer(),
+            max_request_size=self.options.max_request_size,
             chunk_size=chunk_size,
             flush_interval=flush_interval,
             max_pending=max_pending,
         )
-        self._publishers.append(publisher)
+        self.track_batch_publisher(publisher)
         return publisher
 
     # -- consuming -------------------------------------------------------------------------

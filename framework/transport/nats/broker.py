@@ -229,8 +229,10 @@ class NatsBroker(Broker):
 
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers), send what is
-        buffered and disconnect. Safe to call twice or before connect."""
+        buffered (batching publishers flushed) and disconnect. Safe to call twice or before
+        connect."""
         await stop_subscriptions_now(self._subscriptions)
+        await self.close_batch_publishers()
         client, self._client = self._client, None
         self._js = self._streams = self._publisher = None
         if client is not None:
@@ -276,6 +278,21 @@ class NatsBroker(Broker):
         msg_id = uuid.uuid4().hex
         ack = await publisher.publish(topic, body, encode_headers(headers, key) or {}, msg_id)
         return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
+
+    async def prepare_publish(self, topic: str) -> None:
+        """Find (or make) the stream that captures ``topic``, once, so the batching
+        publisher's publishes write in order (see :meth:`Broker.prepare_publish`).
+
+        Raises:
+            ValueError: a subject with wildcards.
+            StreamError: no stream captures ``topic`` and ``create_streams`` is off.
+        """
+        streams = self._streams
+        if streams is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        if has_wildcards(topic):
+            raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
+        await streams.stream_for(topic)
 
     async def _publish_copy(
         self, subject: str, body: bytes, key: bytes | None, headers: dict[str, str], msg_id: str
