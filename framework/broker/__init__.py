@@ -6,6 +6,11 @@ with a :class:`Publisher`. Kafka, RabbitMQ and MQTT live in ``framework.transpor
 ``framework.transport.rabbitmq`` / ``framework.transport.mqtt`` and need their extras.
 """
 
+from framework.broker.batching import (
+    BatchFlushTimeoutError,
+    BatchingPublisher,
+    BatchPublisherClosedError,
+)
 from framework.broker.broker import (
     Broker,
     MessageProcessor,
@@ -45,7 +50,7 @@ from framework.broker.policy import (
     RetryPolicy,
 )
 from framework.broker.processor import SubscriberProcessor
-from framework.broker.publisher import Publisher, PublisherSpec, dead_letter
+from framework.broker.publisher import Publisher, PublisherBatch, PublisherSpec, dead_letter
 from framework.broker.router import Router
 from framework.broker.server import BrokerServer
 from framework.broker.signature import WiringError
@@ -62,7 +67,10 @@ __all__ = [
     "DLQ_REASON",
     "MESSAGE_ID",
     "AutoOffsetReset",
+    "BatchFlushTimeoutError",
     "BatchPolicy",
+    "BatchPublisherClosedError",
+    "BatchingPublisher",
     "Broker",
     "BrokerServer",
     "BrokerUnavailableError",
@@ -79,6 +87,7 @@ __all__ = [
     "ProtobufCodec",
     "PublishResult",
     "Publisher",
+    "PublisherBatch",
     "PublisherSpec",
     "RetryLater",
     "RetryPolicy",

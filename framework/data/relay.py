@@ -57,6 +57,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker
 from framework.broker.processor import describe_exception
 from framework.broker.publisher import MAX_DLQ_REASON
@@ -108,9 +109,11 @@ class OutboxRelay:
             :func:`~framework.data.failures.is_permanent_publish_error`).
         concurrency: rounds run at once on PostgreSQL (each in its own transaction; the row
             locks share the keys out among them as among replicas); SQLite runs one.
-        pipeline: where a broker offers a batching publisher (Kafka's ``batch_publisher``),
-            submit a round's rows through it in ``id`` order instead of awaiting each key's
-            rows one by one: one record batch per partition, several times the throughput.
+        pipeline: submit a round's rows through the broker's batching publisher
+            (:meth:`Broker.batch_publisher <framework.broker.broker.Broker.batch_publisher>`:
+            Kafka record batches, Redis ``XADD`` pipelines, many confirms in flight on
+            RabbitMQ, NATS and MQTT) in ``id`` order instead of awaiting each key's rows one
+            by one: several times the throughput.
             Order per key still holds while the broker confirms; after a transient failure a
             later row of the same key may have been accepted before the failed one is retried
             (as with any pipelining producer without idempotence). ``False``: strict order.
@@ -156,7 +159,8 @@ class OutboxRelay:
         self.pipeline = pipeline
         self.concurrency = concurrency if engine.dialect.name == "postgresql" else 1
         self.name = name
-        self._batchers: dict[str, Any] = {}  # destination -> the broker's batching publisher
+        # destination -> the broker's batching publisher
+        self._batchers: dict[str, BatchingPublisher] = {}
         #: counters since start: rows confirmed, rows dead-lettered, transient failures
         self.sent = 0
         self.dead = 0
@@ -317,12 +321,12 @@ class OutboxRelay:
         followers = (await conn.execute(followers_query)).all()
         return sorted([*heads, *followers], key=lambda row: row.id)
 
-    def _batcher(self, destination: str) -> Any:
+    def _batcher(self, destination: str) -> BatchingPublisher | None:
         """The batching publisher of ``destination``'s broker, or ``None``."""
         if not self.pipeline:
             return None
         batcher = self._batchers.get(destination)
-        if batcher is None:
+        if batcher is None or batcher.closed:  # closed with its broker: make a new one
             broker = self.brokers.get(destination)
             make = getattr(broker, "batch_publisher", None)
             if make is None:

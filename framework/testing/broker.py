@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from framework.broker.broker import (
@@ -47,7 +48,7 @@ __all__ = ["HandlerFailed", "Published", "Received", "SubscriberLike", "TestBrok
 #: name (``name=`` or the handler's qualified name) or its topic (when only one subscribes).
 SubscriberLike = Callable[..., Any] | str
 
-_PATCHED = ("connect", "close", "publish", "subscribe")
+_PATCHED = ("connect", "close", "publish", "subscribe", "batch_publisher", "prepare_publish")
 
 
 class HandlerFailed(AssertionError):
@@ -225,7 +226,14 @@ class TestBroker:
             return await subscribe(spec, _RecordingProcessor(self, processor, record))
 
         vars(broker).update(
-            connect=connect, close=close, publish=recorded_publish, subscribe=recorded_subscribe
+            connect=connect,
+            close=close,
+            publish=recorded_publish,
+            subscribe=recorded_subscribe,
+            # A batching publisher pipelines the (recorded) publish whatever the broker's
+            # native path: a Kafka or Redis one would need the real connection.
+            batch_publisher=partial(Broker.batch_publisher, broker),
+            prepare_publish=target.prepare_publish,
         )
         if memory_broker is not None:
             # Dead letters go through the memory broker's own publish: record them too.
