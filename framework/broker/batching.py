@@ -197,6 +197,10 @@ class BatchingPublisher(ABC):
         buffer.append(item)
         if len(buffer) >= self.chunk_size:
             self._send_buffer()
+            # Once per chunk, let the sender start on it while the caller fills the next
+            # one: without it a submit loop that never waits holds the event loop until
+            # it ends, and the broker idles meanwhile.
+            await asyncio.sleep(0)
         elif self._timer is None:
             self._timer = loop.call_later(self.flush_interval, self._send_buffer)
         return future

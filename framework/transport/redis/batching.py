@@ -1,8 +1,9 @@
 """Redis' batching publisher: one pipelined round trip of ``XADD`` per chunk.
 
 :class:`RedisBatchingPublisher` is :class:`framework.broker.batching.BatchingPublisher` with
-Redis' send path: the ``XADD`` commands of a chunk go out in one pipeline (no ``MULTI``: one
-write, one read, Redis runs them in order), and each entry id answers its own message. A
+Redis' send path: the ``XADD`` commands of a chunk go out in one pipelined write on one
+connection (no ``MULTI``: one write, then the replies, Redis runs them in order), and each
+entry id answers its own message. A
 command Redis refuses (a key holding another type, a bad trimming argument) fails that
 message alone with :class:`~framework.transport.redis.errors.PublishFailedError`.
 
@@ -16,8 +17,8 @@ of a key keep their submit order.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,6 +33,24 @@ from framework.transport.redis.options import RedisOptions
 from framework.transport.redis.publishing import RETRYABLE, trim_arguments
 
 __all__ = ["RedisBatchingPublisher"]
+
+
+def _bulk(value: bytes) -> bytes:
+    """``value`` as a RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def _trim_arguments(trim: dict[str, Any]) -> list[bytes]:
+    """``XADD``'s trimming arguments (``MAXLEN|MINID [~] threshold``) as RESP bulk strings,
+    from :func:`~framework.transport.redis.publishing.trim_arguments`' keywords."""
+    if "maxlen" in trim:
+        strategy, threshold = b"MAXLEN", str(trim["maxlen"]).encode()
+    elif "minid" in trim:
+        strategy, threshold = b"MINID", str(trim["minid"]).encode()
+    else:
+        return []
+    approximate = [_bulk(b"~")] if trim.get("approximate") else []
+    return [_bulk(strategy), *approximate, _bulk(threshold)]
 
 
 class RedisBatchingPublisher(batching.BatchingPublisher):
@@ -49,21 +68,17 @@ class RedisBatchingPublisher(batching.BatchingPublisher):
         super().__init__(**kwargs)
         self._client = client
         self._options = options
+        self._streams: dict[str, bytes] = {}  # topic -> its stream key, RESP-encoded
 
     async def send_chunk(self, chunk: list[PendingMessage]) -> None:
         options = self._options
-        prefix = options.key_prefix
         deadline = time.monotonic() + options.publish_timeout
         pause = 0.05
         while True:
-            trim = trim_arguments(options)  # MINID is relative to now: per attempt
-            pipe = self._client.pipeline(transaction=False)
-            for item in chunk:
-                fields: Mapping[Any, bytes] = encode_fields(item.body, item.key, item.headers)
-                pipe.xadd(prefix + item.topic, {**fields}, **trim)
+            packed = self._pack(chunk)  # MINID is relative to now: packed per attempt
             try:
-                replies = await pipe.execute(raise_on_error=False)
-            except RETRYABLE as exc:
+                replies = await self._round_trip(packed, len(chunk))
+            except (*RETRYABLE, TimeoutError) as exc:  # TimeoutError: no replies in time
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.reject(chunk, self._timed_out(chunk, exc))
@@ -72,6 +87,7 @@ class RedisBatchingPublisher(batching.BatchingPublisher):
                 pause = min(pause * 2, 1.0)
                 continue
             break
+        prefix = options.key_prefix
         for item, reply in zip(chunk, replies, strict=True):
             if isinstance(reply, ResponseError):
                 error = PublishFailedError(
@@ -79,11 +95,60 @@ class RedisBatchingPublisher(batching.BatchingPublisher):
                 )
                 error.__cause__ = reply
                 self.reject((item,), error)
-            elif isinstance(reply, Exception):
-                self.reject((item,), reply)
             else:
                 entry_id = reply.decode() if isinstance(reply, bytes) else str(reply)
                 self.resolve(item, PublishResult(topic=item.topic, message_id=entry_id))
+
+    def _pack(self, chunk: list[PendingMessage]) -> bytes:
+        """The chunk's ``XADD`` commands in RESP (one buffer, written at once).
+
+        Packed here rather than by redis-py's pipeline: for a known command of byte
+        strings this is a few ``%`` formats per argument, a fraction of the generic
+        encoder's cost on the per-message hot path.
+        """
+        trim = _trim_arguments(trim_arguments(self._options))
+        head_count = 2 + len(trim) + 1  # XADD key [trim...] *
+        streams = self._streams
+        prefix = self._options.key_prefix
+        out: list[bytes] = []
+        append = out.append
+        for item in chunk:
+            stream = streams.get(item.topic)
+            if stream is None:
+                stream = streams[item.topic] = _bulk((prefix + item.topic).encode())
+            fields = encode_fields(item.body, item.key, item.headers)
+            append(b"*%d\r\n$4\r\nXADD\r\n" % (head_count + 2 * len(fields)))
+            append(stream)
+            out.extend(trim)
+            append(b"$1\r\n*\r\n")
+            for name, value in fields.items():
+                append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(value), value))
+        return b"".join(out)
+
+    async def _round_trip(self, packed: bytes, count: int) -> list[Any]:
+        """Write ``packed`` on one pooled connection and read ``count`` replies, an error
+        reply as its :class:`ResponseError` (the others are unaffected)."""
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+            replies: list[Any] = []
+            # One deadline for all the replies instead of a timeout scope per reply
+            # (``timeout=inf``: the per-read one is off): a hot path again.
+            async with asyncio.timeout(self._options.publish_timeout):
+                for _ in range(count):
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # this command's error reply: read, not broken
+                        replies.append(exc)
+        except BaseException:
+            # Replies half read (a lost connection, a cancellation): this connection's
+            # stream is out of step, so it is closed rather than reused.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        return replies
 
     def _timed_out(self, chunk: list[PendingMessage], exc: BaseException) -> PublishTimeoutError:
         topic = chunk[0].topic
