@@ -359,10 +359,17 @@ class PipelinedPublisher(BatchingPublisher):
     before any of its messages starts; a topic it raises for fails its messages with that
     error.
 
+    At most ``max_in_flight`` publishes run at once; the next ones start as confirmations
+    come back. Each publish's own timeout (the broker's ``publish_timeout``) runs from its
+    start, so a window keeps a long backlog from timing out behind itself, while being
+    wide enough that the broker always has work.
+
     Args:
         send: ``send(topic, body, key, headers)``, one confirmed publish.
         prepare: ``prepare(topic)``, the lookups a first publish to ``topic`` awaits
             (:meth:`Broker.prepare_publish <framework.broker.broker.Broker.prepare_publish>`).
+        max_in_flight: publishes awaiting confirmation at once (default: twice
+            ``chunk_size``, at least 256).
         **kwargs: see :class:`BatchingPublisher`.
     """
 
@@ -371,12 +378,20 @@ class PipelinedPublisher(BatchingPublisher):
         send: SendOne,
         *,
         prepare: Callable[[str], Awaitable[None]] | None = None,
+        max_in_flight: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if max_in_flight is None:
+            max_in_flight = max(2 * self.chunk_size, 256)
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
         self._send = send
         self._prepare = prepare
         self._inflight: set[asyncio.Task[PublishResult]] = set()
+        self._window = asyncio.Event()  # set while fewer than max_in_flight run
+        self._window.set()
 
     async def send_chunk(self, chunk: list[PendingMessage]) -> None:
         send = self._send
@@ -388,12 +403,16 @@ class PipelinedPublisher(BatchingPublisher):
                     await self._prepare(topic)
                 except Exception as exc:
                     refused[topic] = exc
+        limit = self.max_in_flight
         for item in chunk:
             if refused:
                 error = refused.get(item.topic)
                 if error is not None:
                     self.reject((item,), error)
                     continue
+            while len(inflight) >= limit:
+                self._window.clear()
+                await self._window.wait()
             task = asyncio.ensure_future(send(item.topic, item.body, item.key, item.headers))
             inflight.add(task)
             task.add_done_callback(self._make_done(item))
@@ -402,7 +421,10 @@ class PipelinedPublisher(BatchingPublisher):
 
     def _make_done(self, item: PendingMessage) -> Callable[[asyncio.Task[PublishResult]], None]:
         def done(task: asyncio.Task[PublishResult]) -> None:
-            self._inflight.discard(task)
+            inflight = self._inflight
+            inflight.discard(task)
+            if len(inflight) < self.max_in_flight:
+                self._window.set()
             if task.cancelled():
                 self.reject((item,), asyncio.CancelledError())
                 return

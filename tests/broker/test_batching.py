@@ -237,3 +237,29 @@ async def test_publisher_batch_encodes_payloads() -> None:
         assert sorted(items) == sorted([(i, str(i % 2).encode()) for i in range(6)] + [(6, b"x")])
     finally:
         await server.stop(5)
+
+
+async def test_pipelined_publishes_run_at_most_max_in_flight_at_once() -> None:
+    running: set[bytes] = set()
+    most = 0
+    release = asyncio.Event()
+
+    async def send(
+        topic: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+    ) -> PublishResult:
+        nonlocal most
+        running.add(body)
+        most = max(most, len(running))
+        await release.wait()
+        running.discard(body)
+        return PublishResult(topic)
+
+    publisher = PipelinedPublisher(send, chunk_size=10, max_in_flight=3)
+    futures = [await publisher.submit("t", b"%d" % i) for i in range(10)]
+    async with asyncio.timeout(5):
+        while len(running) < 3:  # noqa: ASYNC110 - bounded by the timeout
+            await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*futures), 5)
+    assert most == 3
+    await publisher.close(1)
