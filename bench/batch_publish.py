@@ -13,11 +13,15 @@ of each is kept, because the machine is shared and noisy.
   then gather the futures (what the outbox relay does);
 * ``raw``: the client library pipelining by hand, with the same confirmation:
   - kafka: aiokafka ``send`` without awaiting each (``acks="all"``), gather the futures;
-  - rabbitmq: aio-pika on a confirm-mode channel, every ``exchange.publish`` (persistent,
-    mandatory, the key in a header) started at once, gathered;
-  - nats: nats-py ``js.publish`` for every message at once, gathered (a PubAck each);
+  - rabbitmq: aio-pika on a confirm-mode channel, ``exchange.publish`` (persistent,
+    mandatory, the key in a header) as tasks in a sliding window, gathered;
+  - nats: nats-py ``js.publish`` as tasks in a sliding window, gathered (a PubAck each);
   - redis: redis-py pipelines of ``--chunk`` ``XADD`` (no ``MULTI``), one after another;
-  - mqtt: aiomqtt ``publish(qos=1)`` for every message at once, gathered (a PUBACK each).
+  - mqtt: aiomqtt ``publish(qos=1)`` as tasks in a sliding window, gathered (a PUBACK each).
+
+  The window (``2 x --chunk``, at least 256 in flight) is the framework's own for these
+  brokers: all 20,000 at once, the later publishes run into each client's per-publish
+  timeout (aiomqtt's 10 s, the framework's ``publish_timeout``) behind the backlog.
 
 Kafka runs on a Tansu started here; RabbitMQ, NATS (JetStream), Redis and Mosquitto are the
 machine's (``PYKRATOS_BENCH_<AMQP|NATS|REDIS|MQTT>_URL`` override the loopback defaults).
@@ -57,10 +61,32 @@ class Settings:
     def __init__(self, keys: int, chunk: int) -> None:
         self.keys = [f"k{n}".encode() for n in range(keys)]
         self.chunk = chunk
+        #: publishes in flight at once for the raw clients that await one per message: the
+        #: framework's pipelined publisher's default window.
+        self.window = max(2 * chunk, 256)
         self.tag = uuid.uuid4().hex[:8]
 
     def key(self, n: int) -> bytes:
         return self.keys[n % len(self.keys)]
+
+
+async def windowed(publish: Callable[[int], Awaitable[Any]], messages: int, window: int) -> None:
+    """``publish(n)`` for every message, at most ``window`` awaiting confirmation at once
+    (a sliding window, as the framework's pipelined publisher keeps): all at once, a long
+    backlog would run into the client's own per-publish timeout."""
+    slots = asyncio.Semaphore(window)
+
+    async def one(n: int) -> None:
+        try:
+            await publish(n)
+        finally:
+            slots.release()
+
+    tasks = []
+    for n in range(messages):
+        await slots.acquire()
+        tasks.append(asyncio.ensure_future(one(n)))
+    await asyncio.gather(*tasks)
 
 
 def framework_contestant(broker: Broker, topic: str, settings: Settings) -> Contestant:
@@ -137,20 +163,19 @@ async def rabbitmq_setup(settings: Settings) -> AsyncIterator[tuple[Broker, Any]
             key = settings.key
             persistent = aio_pika.DeliveryMode.PERSISTENT
             started = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    exchange.publish(
-                        aio_pika.Message(
-                            BODY,
-                            delivery_mode=persistent,
-                            headers={"x-key": bytearray(key(n))},
-                            message_id=uuid.uuid4().hex,
-                        ),
-                        routing_key=topic,
-                        mandatory=True,
-                    )
-                    for n in range(messages)
-                )
+            await windowed(
+                lambda n: exchange.publish(
+                    aio_pika.Message(
+                        BODY,
+                        delivery_mode=persistent,
+                        headers={"x-key": bytearray(key(n))},
+                        message_id=uuid.uuid4().hex,
+                    ),
+                    routing_key=topic,
+                    mandatory=True,
+                ),
+                messages,
+                settings.window,
             )
             return messages / (time.perf_counter() - started)
 
@@ -181,15 +206,14 @@ async def nats_setup(settings: Settings) -> AsyncIterator[tuple[Broker, Any]]:
         async with asyncio.timeout(timeout):
             key = settings.key
             started = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    js.publish(
-                        topic,
-                        BODY,
-                        headers={"Nats-Msg-Id": uuid.uuid4().hex, "x-key": key(n).decode()},
-                    )
-                    for n in range(messages)
-                )
+            await windowed(
+                lambda n: js.publish(
+                    topic,
+                    BODY,
+                    headers={"Nats-Msg-Id": uuid.uuid4().hex, "x-key": key(n).decode()},
+                ),
+                messages,
+                settings.window,
             )
             return messages / (time.perf_counter() - started)
 
@@ -268,11 +292,10 @@ async def mqtt_setup(settings: Settings) -> AsyncIterator[tuple[Broker, Any]]:
         async with asyncio.timeout(timeout):
             key = settings.key
             started = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    client.publish(topic, BODY, qos=1, properties=properties(key(n)))
-                    for n in range(messages)
-                )
+            await windowed(
+                lambda n: client.publish(topic, BODY, qos=1, properties=properties(key(n))),
+                messages,
+                settings.window,
             )
             return messages / (time.perf_counter() - started)
 
