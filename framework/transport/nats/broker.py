@@ -39,6 +39,7 @@ from framework.broker.addresses import check_urls
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.subscriber import SubscriberSpec
+from framework.transport.nats.batching import NatsBatchingPublisher
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
 from framework.transport.nats.headers import encode_headers
@@ -278,6 +279,34 @@ class NatsBroker(Broker):
         msg_id = uuid.uuid4().hex
         ack = await publisher.publish(topic, body, encode_headers(headers, key) or {}, msg_id)
         return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
+
+    def batch_publisher(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> NatsBatchingPublisher:
+        """A :class:`~framework.transport.nats.batching.NatsBatchingPublisher`: a chunk's
+        JetStream publishes sent at once on one reply subscription, a PubAck per message
+        (flushed and closed with the broker).
+
+        Raises:
+            RuntimeError: the broker is not connected.
+        """
+        client, streams = self._client, self._streams
+        if client is None or streams is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        publisher = NatsBatchingPublisher(
+            client,
+            streams,
+            timeout=self.publish_timeout,
+            chunk_size=chunk_size,
+            flush_interval=flush_interval,
+            max_pending=max_pending,
+        )
+        self.track_batch_publisher(publisher)
+        return publisher
 
     async def prepare_publish(self, topic: str) -> None:
         """Find (or make) the stream that captures ``topic``, once, so the batching
