@@ -126,10 +126,15 @@ class ConfirmedPublisher:
     ) -> ConfirmationFrameType | None:
         await self._channel.ready()  # waits while the robust connection reconnects
         raw = await self._channel.get_underlay_channel()
+        # wait=False: do not wait, under the channel's lock, for this frame to be written out
+        # before the next publish may queue its own; the confirm awaited below only comes
+        # after the write anyway, and with many publishes in flight (the batching publisher)
+        # waiting for each write would serialise them.
         return await raw.basic_publish(
             body,
             exchange=exchange,
             routing_key=routing_key,
             properties=properties,
             mandatory=mandatory,
+            wait=False,
         )
