@@ -133,13 +133,20 @@ class _Builder:
             self.channel(channel_key, spec.topic, key)
             summary = _summary(spec.handler)
             group = "broadcast" if spec.broadcast else (spec.group or spec.display_name)
+            where = f"group: {group}"
+            if spec.tags:  # RocketMQ-style tag filter: the x-tag header of each message
+                where += f", tags: {', '.join(sorted(spec.tags))}"
+            operation_key = f"{key}.receive.{spec.display_name}"
             self.operation(
-                f"{key}.receive.{spec.display_name}",
+                operation_key,
                 "receive",
                 channel_key,
                 [self.payload_message(tp)],
-                f"{summary} (group: {group})" if summary else f"group: {group}",
+                f"{summary} ({where})" if summary else where,
             )
+            if spec.tags:
+                # A specification extension: AsyncAPI has no field for a receive filter.
+                self.operations[component_key(operation_key)]["x-tags"] = sorted(spec.tags)
         for router in server.routers:
             for publisher in router.publishers:
                 channel_key = component_key(publisher.topic)

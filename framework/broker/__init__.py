@@ -32,7 +32,7 @@ from framework.broker.errors import BROKER_UNAVAILABLE, BrokerUnavailableError
 from framework.broker.factory import BROKER_KINDS, create_broker
 from framework.broker.health import Health
 from framework.broker.memory import MemoryBroker
-from framework.broker.message import MESSAGE_ID, Message, header_bytes, header_text
+from framework.broker.message import MESSAGE_ID, TAG_HEADER, Message, header_bytes, header_text
 from framework.broker.options import (
     AutoOffsetReset,
     UnsupportedOptionError,
@@ -66,6 +66,7 @@ __all__ = [
     "DLQ_ORIGINAL_TOPIC",
     "DLQ_REASON",
     "MESSAGE_ID",
+    "TAG_HEADER",
     "AutoOffsetReset",
     "BatchFlushTimeoutError",
     "BatchPolicy",

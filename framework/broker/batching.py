@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Self
 
 from framework.broker.broker import PublishResult
+from framework.broker.tags import tagged_headers
 
 __all__ = [
     "BatchFlushTimeoutError",
@@ -167,15 +168,21 @@ class BatchingPublisher(ABC):
         *,
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        tag: str | None = None,
     ) -> asyncio.Future[PublishResult]:
         """Buffer one message; the returned future resolves once the broker confirmed it
         (or fails with this message's error).
 
-        Waits only while ``max_pending`` messages are unresolved (back-pressure).
+        ``tag`` labels it for subscribers declared with ``tags=`` (carried in the ``x-tag``
+        header, as ``publish(tag=)`` does). Waits only while ``max_pending`` messages are
+        unresolved (back-pressure).
 
         Raises:
             BatchPublisherClosedError: the publisher is closed.
+            ValueError: an invalid ``tag`` (nothing is buffered).
         """
+        if tag is not None:
+            headers = tagged_headers(headers, tag)
         # Re-checked after every wait: several submitters may wake at once, and close() may
         # have run meanwhile (a message buffered then would start a sender nobody stops).
         unsettled = self._unsettled
@@ -212,9 +219,10 @@ class BatchingPublisher(ABC):
         *,
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Submit one message and wait for its confirmation (raises its error)."""
-        return await (await self.submit(topic, body, key=key, headers=headers))
+        return await (await self.submit(topic, body, key=key, headers=headers, tag=tag))
 
     async def flush(self, timeout: float | None = None) -> None:
         """Send what is buffered and wait until every submitted message is resolved

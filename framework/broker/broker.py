@@ -16,6 +16,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from framework.broker.message import Message
@@ -148,11 +149,18 @@ class Broker(ABC):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish and return once the broker confirmed (acks=all / publisher confirm).
 
-        ``delay`` (seconds) defers delivery where the broker supports it and raises
-        ``NotImplementedError`` with an explanation where it does not: never ignored.
+        ``delay`` (seconds) or ``deliver_at`` (a timezone-aware datetime) defers delivery
+        where the broker supports it and raises ``NotImplementedError`` with an explanation
+        where it does not: never ignored. Both are checked by
+        :func:`framework.broker.schedule.due_time` (``ValueError`` for both at once, a
+        negative delay or a naive datetime; a past ``deliver_at`` means now).
+        ``tag`` labels the message for subscribers filtering on tags (sent as the ``x-tag``
+        header, see :mod:`framework.broker.tags`); ``ValueError`` for an invalid tag.
         """
 
     @abstractmethod

@@ -7,8 +7,8 @@ the partitions), broadcast subscriptions (a private group per subscription), per
 with ``concurrency`` workers, and at-least-once delivery: a message is committed only when it
 and every message before it in its partition finished (handled, or dead-lettered after the
 processor's retries, or when the processing pipeline itself raised); whatever is unfinished
-when a subscription stops is delivered again to the group. ``publish(delay=...)`` defers
-delivery without blocking anything.
+when a subscription stops is delivered again to the group. ``publish(delay=...)`` and
+``publish(deliver_at=...)`` defer delivery without blocking anything.
 
 Everything lives in this process: messages do not survive it. So a graceful stop *drains*:
 a stopping subscription keeps consuming until every subscription of the broker has finished
@@ -23,6 +23,7 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from functools import partial
 from typing import Any, get_args
 
@@ -40,8 +41,10 @@ from framework.broker.memlog import Cursor, Record, Topic
 from framework.broker.message import Message
 from framework.broker.options import AutoOffsetReset, check_options, option_choice
 from framework.broker.publisher import dead_letter
+from framework.broker.schedule import due_time, remaining
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 
 __all__ = ["MemoryBroker"]
 
@@ -422,18 +425,24 @@ class MemoryBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
-        """Append to the topic (or schedule it after ``delay`` seconds); returns at once."""
+        """Append to the topic, or schedule it ``delay`` seconds later or at ``deliver_at``
+        (an event-loop timer: lost if the broker closes first, logged); returns at once.
+
+        ``PublishResult.offset`` is ``None`` for a scheduled message (it has none yet).
+        """
+        headers = tagged_headers(headers, tag)
         self._check_connected()
         if not topic:
             raise ValueError("topic must be a non-empty string")
-        if delay is not None and delay < 0:
-            raise ValueError(f"delay must be >= 0, got {delay}")
+        wait = remaining(due_time(delay, deliver_at))
         partition = self._topic(topic).partition_for(key)
         record = Record(
             body, key, dict(headers) if headers else {}, str(next(self._ids)), time.time()
         )
-        if delay is not None and delay > 0:
+        if wait > 0:
             loop = asyncio.get_running_loop()
             timer: asyncio.TimerHandle | None = None
 
@@ -442,7 +451,7 @@ class MemoryBroker(Broker):
                     self._timers.discard(timer)
                 partition.append(record)
 
-            timer = loop.call_later(delay, deliver)
+            timer = loop.call_later(wait, deliver)
             self._timers.add(timer)
             return PublishResult(topic, partition.index, None, record.id)
         offset = partition.append(record)

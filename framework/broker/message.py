@@ -18,6 +18,7 @@ __all__ = [
     "HEADER_ENCODING",
     "HEADER_ERRORS",
     "MESSAGE_ID",
+    "TAG_HEADER",
     "Message",
     "header_bytes",
     "header_text",
@@ -27,6 +28,10 @@ __all__ = [
 #: outbox sets it in the business transaction) and kept through retries, relays and
 #: dead-lettering; the inbox de-duplicates on it.
 MESSAGE_ID = "message-id"
+
+#: The header carrying a message's tag (``publish(..., tag=...)``), on every broker; see
+#: :mod:`framework.broker.tags`.
+TAG_HEADER = "x-tag"
 
 #: How header bytes map to ``str`` and back, on every broker.
 HEADER_ENCODING = "utf-8"
@@ -80,6 +85,11 @@ class Message:
     timestamp: float = 0.0
     attempt: int = 1
     raw: Any = None
+
+    @property
+    def tag(self) -> str | None:
+        """The message's tag (its :data:`TAG_HEADER` header), or ``None`` if untagged."""
+        return self.headers.get(TAG_HEADER)
 
     def header_bytes(self, name: str) -> bytes | None:
         """The exact bytes of header ``name``, or ``None`` when it is absent."""

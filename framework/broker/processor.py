@@ -19,6 +19,7 @@ from framework.broker.codec import Codec, DecodeError, JsonCodec, decoder_for
 from framework.broker.message import Message
 from framework.broker.signature import check_wiring, payload_type, signature_of
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import TAG_HEADER
 from framework.errors import Error
 from framework.middleware.core import Handler, Middleware, chain
 from framework.observer import DEAD_LETTERED, OK, RETRIED, current_observer
@@ -103,6 +104,9 @@ class SubscriberProcessor:
         self._endpoint = endpoint
         self._retry = spec.retry
         self._sink = dead_letter_sink
+        #: Tags this subscriber receives (empty: all). Brokers that filter on the server
+        #: never deliver the others; elsewhere they are acknowledged here, unhandled.
+        self._tags = spec.tags
         self._encode = (codec if codec is not None else JsonCodec()).encode
         self._name = name = spec.display_name
 
@@ -129,7 +133,13 @@ class SubscriberProcessor:
     # -- single messages -------------------------------------------------------------------
 
     async def process(self, message: Message, *, retry_in_process: bool = True) -> ProcessResult:
-        """Decode, run middleware and handler, retry on failure; see ``MessageProcessor``."""
+        """Decode, run middleware and handler, retry on failure; see ``MessageProcessor``.
+
+        A message whose tag the subscriber did not ask for is acknowledged at once, unhandled
+        (undecoded too: a message filtered out is not this subscriber's to judge).
+        """
+        if self._tags and message.headers.get(TAG_HEADER) not in self._tags:
+            return _ACK_FIRST
         try:
             payload = message if self._passthrough else self._decode(message.body)
         except DecodeError as exc:
@@ -172,10 +182,17 @@ class SubscriberProcessor:
     # -- batches ---------------------------------------------------------------------------
 
     async def process_batch(self, messages: Sequence[Message]) -> ProcessResult:
-        """Decode every message, then run the handler on the list, retrying it as a whole."""
+        """Decode every message, then run the handler on the list, retrying it as a whole.
+
+        Messages whose tag the subscriber did not ask for are left out of the list (and
+        acknowledged with the batch); a batch of only such messages is acknowledged at once.
+        """
         payloads: list[Any] = []
         kept: list[Message] = []
+        tags = self._tags
         for message in messages:
+            if tags and message.headers.get(TAG_HEADER) not in tags:
+                continue
             try:
                 payloads.append(message if self._passthrough else self._decode(message.body))
             except DecodeError as exc:

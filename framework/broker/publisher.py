@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Self
 
 from framework.broker.batching import BatchingPublisher
@@ -23,6 +24,7 @@ from framework.broker.policy import (
     DLQ_REASON,
 )
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches
 from framework.metadata import propagated
 from framework.observer import current_observer
 
@@ -113,6 +115,9 @@ class Publisher:
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        *,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Encode ``payload`` and publish it; return once the broker confirmed.
 
@@ -125,16 +130,37 @@ class Publisher:
                 given in the form ``Message.headers`` uses (``header_text``).
                 The ``x-md-global-*`` metadata of the request being handled is added
                 (:func:`framework.metadata.propagated`).
-            delay: seconds before delivery, where the broker supports it (else it raises).
+            delay: seconds before delivery, where the broker supports it (else it raises
+                ``NotImplementedError``).
+            deliver_at: a timezone-aware moment to deliver at instead (a past one means
+                now; naive, or given with ``delay``: ``ValueError``).
+            tag: the message's tag, for subscribers declared with ``tags=``
+                (:mod:`framework.broker.tags`); ``ValueError`` if invalid.
         """
         body, key, headers = self.encode(payload, key, headers)
         observer = current_observer()
         if observer is None:
-            return await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            return await self.broker.publish(
+                topic,
+                body,
+                key=key,
+                headers=headers,
+                delay=delay,
+                deliver_at=deliver_at,
+                tag=tag,
+            )
         # Measured for the metrics observer (framework.observer): duration and failures.
         started = time.perf_counter()
         try:
-            result = await self.broker.publish(topic, body, key=key, headers=headers, delay=delay)
+            result = await self.broker.publish(
+                topic,
+                body,
+                key=key,
+                headers=headers,
+                delay=delay,
+                deliver_at=deliver_at,
+                tag=tag,
+            )
         except Exception as exc:
             observer.message_published(
                 self.broker.kind, topic, time.perf_counter() - started, type(exc).__name__
@@ -165,11 +191,13 @@ class PublisherBatch:
         payload: Any,
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        tag: str | None = None,
     ) -> asyncio.Future[PublishResult]:
         """Encode ``payload`` and submit it (waits only while ``max_pending`` messages are
         unconfirmed); see :meth:`Publisher.publish` for the arguments."""
         body, raw_key, headers = self.publisher.encode(payload, key, headers)
-        future = await self.inner.submit(topic, body, key=raw_key, headers=headers)
+        future = await self.inner.submit(topic, body, key=raw_key, headers=headers, tag=tag)
         observer = current_observer()
         if observer is not None:
             kind = self.publisher.broker.kind
@@ -192,9 +220,11 @@ class PublisherBatch:
         payload: Any,
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        tag: str | None = None,
     ) -> PublishResult:
         """Submit one payload and wait for its confirmation (raises its error)."""
-        return await (await self.submit(topic, payload, key, headers))
+        return await (await self.submit(topic, payload, key, headers, tag=tag))
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every submitted message is resolved (see ``BatchingPublisher.flush``)."""
@@ -239,8 +269,12 @@ async def dead_letter(
     with a ``dead_letter_topic(spec, topic)`` method chooses the destination (MQTT). The body and
     key are kept as received; the headers add the reason, the error type, where the message
     came from and how many attempts were made. With dead-lettering disabled (``dlq=""``) the
-    message is logged and dropped, and ``None`` is returned.
+    message is logged and dropped, and ``None`` is returned; ``None`` too, silently, for a
+    message of a failed batch that the subscriber's ``tags`` filtered out (not its to judge).
     """
+    if not tag_matches(spec.tags, message):
+        # In a failed batch, but never this subscriber's: filtered out by its tags.
+        return None
     reason = result.reason[:MAX_DLQ_REASON]
     topic = message.topic or spec.topic
     # A broker may name its dead-letter topics its own way (MQTT: ``<topic>/dlq``, from the

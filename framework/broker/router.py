@@ -37,6 +37,7 @@ from framework.broker.signature import (
     remember_signature,
 )
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import check_tags
 from framework.middleware.core import Middleware
 
 __all__ = ["Router", "mark_mounted", "unmounted_routers", "warn_unmounted_routers"]
@@ -147,6 +148,7 @@ class Router:
         broadcast: bool = False,
         middlewares: Iterable[Middleware] = (),
         name: str = "",
+        tags: Iterable[str] | None = None,
         **options: Any,
     ) -> Callable[[F], F]:
         """Register the decorated ``async`` function as a subscriber of ``topic``.
@@ -163,10 +165,14 @@ class Router:
             broadcast: every instance of the service gets every message (no group).
             middlewares: middleware for this subscriber only.
             name: readable name for logs (the handler's qualified name by default).
+            tags: receive only messages published with one of these tags
+                (``publish(..., tag=...)``); ``None``: every message, tagged or not. Each tag
+                is 1-64 ASCII letters, digits, ``_`` or ``-`` (:mod:`framework.broker.tags`).
             **options: transport-specific knobs (``prefetch``, ``auto_offset_reset``, ...);
                 a broker that does not support one refuses to subscribe.
 
-        Returns the function itself, unchanged.
+        Returns the function itself, unchanged. Raises ``ValueError`` for a bad topic,
+        concurrency or tag.
         """
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"topic must be a non-empty string, got {topic!r}")
@@ -177,6 +183,7 @@ class Router:
                 f"subscriber on {topic!r}: broadcast=True gives every instance its own "
                 f"subscription, so group={group!r} cannot apply"
             )
+        tag_set = check_tags(tags)
         retry_policy = RetryPolicy() if retry is None else _retry_policy(retry)
         batch_policy = _batch_policy(batch)
         extra = tuple(middlewares)
@@ -207,6 +214,7 @@ class Router:
                     options=frozen_options,
                     name=name,
                     middlewares=extra,
+                    tags=tag_set,
                 )
             )
             return fn

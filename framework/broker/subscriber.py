@@ -39,6 +39,8 @@ class SubscriberSpec:
         name: a readable name for logs; the handler's qualified name by default.
         middlewares: middleware applied to this subscriber only, inside the server's own
             (router-level middleware is prepended here by the router).
+        tags: the message tags this subscriber receives (:mod:`framework.broker.tags`);
+            empty: every message, tagged or not.
     """
 
     topic: str
@@ -52,6 +54,7 @@ class SubscriberSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     name: str = ""
     middlewares: tuple[Middleware, ...] = ()
+    tags: frozenset[str] = frozenset()
 
     @property
     def dlq_topic(self) -> str | None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -240,7 +241,21 @@ class TestApp:
         *,
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        deliver_at: datetime | None = None,
         server: str | None = None,
+        tag: str | None = None,
     ) -> None:
-        """Publish ``payload`` (JSON-encoded) to ``topic`` on the broker of ``server``."""
-        await self.publisher(server).publish(topic, payload, key=key, headers=headers)
+        """Publish ``payload`` (JSON-encoded) to ``topic`` on the broker of ``server``,
+        after ``delay`` seconds or at ``deliver_at`` if given (see
+        :meth:`Publisher.publish <framework.broker.publisher.Publisher.publish>`), with
+        ``tag`` for subscribers filtering on tags."""
+        await self.publisher(server).publish(
+            topic,
+            payload,
+            key=key,
+            headers=headers,
+            delay=delay,
+            deliver_at=deliver_at,
+            tag=tag,
+        )

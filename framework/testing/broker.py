@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -40,6 +41,7 @@ from framework.broker.message import Message
 from framework.broker.publisher import Publisher
 from framework.broker.server import BrokerServer
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches, tag_of, tagged_headers
 from framework.middleware.core import Handler
 
 __all__ = ["HandlerFailed", "Published", "Received", "SubscriberLike", "TestBroker"]
@@ -75,6 +77,11 @@ class Published:
         """The body decoded as ``type_`` (JSON by default)."""
         return (codec or JsonCodec()).decode(self.body, type_)
 
+    @property
+    def tag(self) -> str | None:
+        """The message's tag (``publish(..., tag=...)``), or ``None``."""
+        return tag_of(self.headers)
+
 
 @dataclass(slots=True)
 class Received:
@@ -103,13 +110,18 @@ class _RecordingProcessor:
         self._record = record
 
     async def process(self, message: Message, *, retry_in_process: bool = True) -> ProcessResult:
+        if not tag_matches(self.spec.tags, message):
+            # Filtered out by tag: the subscriber never saw it, so it is not recorded.
+            return await self._inner.process(message, retry_in_process=retry_in_process)
         entry = Received(message)
         result = await self._owner._run(entry, lambda: self._inner.process(
             message, retry_in_process=retry_in_process))
         return self._owner._finish(self._record, [entry], result)
 
     async def process_batch(self, messages: Sequence[Message]) -> ProcessResult:
-        entries = [Received(m) for m in messages]
+        if self.spec.tags and not any(tag_matches(self.spec.tags, m) for m in messages):
+            return await self._inner.process_batch(messages)  # all filtered out by tag
+        entries = [Received(m) for m in messages if tag_matches(self.spec.tags, m)]
         result = await self._owner._run(entries[0], lambda: self._inner.process_batch(messages))
         if isinstance(entries[0].payload, list):
             for entry, payload in zip(entries, entries[0].payload, strict=False):
@@ -208,9 +220,20 @@ class TestBroker:
             key: bytes | None = None,
             headers: Any = None,
             delay: float | None = None,
+            deliver_at: datetime | None = None,
+            tag: str | None = None,
         ) -> PublishResult:
-            self.published.append(Published(topic, body, key, dict(headers or {})))
-            return await publish(topic, body, key=key, headers=headers, delay=delay)
+            sent = tagged_headers(headers, tag)  # also refuses a bad tag before recording it
+            self.published.append(Published(topic, body, key, dict(sent or {})))
+            return await publish(
+                topic,
+                body,
+                key=key,
+                headers=headers,
+                delay=delay,
+                deliver_at=deliver_at,
+                tag=tag,
+            )
 
         async def recorded_subscribe(
             spec: SubscriberSpec, processor: MessageProcessor

@@ -9,6 +9,7 @@ follows the message across the broker.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from framework.broker.broker import Broker, PublishResult
@@ -61,12 +62,17 @@ class TracedPublisher(Publisher):
         key: str | bytes | int | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        *,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish like :meth:`Publisher.publish`, inside a PRODUCER span whose context is
         added to the message headers (the caller's ``headers`` mapping is not modified)."""
         tracer = self._tracers.get()
         if tracer is None:
-            return await super().publish(topic, payload, key, headers, delay)
+            return await super().publish(
+                topic, payload, key, headers, delay, deliver_at=deliver_at, tag=tag
+            )
         kind = self.broker.kind
         span = tracer.start_span(
             f"publish {topic}",
@@ -81,7 +87,9 @@ class TracedPublisher(Publisher):
         )
         carrier = inject(dict(headers) if headers else {}, trace.set_span_in_context(span))
         try:
-            result = await super().publish(topic, payload, key, carrier, delay)
+            result = await super().publish(
+                topic, payload, key, carrier, delay, deliver_at=deliver_at, tag=tag
+            )
         except Exception as exc:
             record_error(span, exc, from_exception(exc), failed=True)
             raise

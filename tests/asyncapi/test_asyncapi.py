@@ -148,6 +148,26 @@ def test_msgspec_protobuf_and_raw_payloads() -> None:
     assert blobs == {"type": "string", "format": "binary"}
 
 
+def test_a_tag_filter_is_listed_on_its_receive_operation() -> None:
+    router = Router()
+
+    @router.subscriber("orders", group="billing", tags={"paid", "created"})
+    async def on_order(event: Shipped) -> None:
+        """Bill the order."""
+
+    @router.subscriber("orders", group="audit")
+    async def on_any(event: Shipped) -> None: ...
+
+    app = App("tags", servers=[BrokerServer(MemoryBroker(), [router])])
+    document = build_asyncapi(app)
+    _validate(document)
+    [tagged] = [op for key, op in document["operations"].items() if "on_order" in key]
+    [untagged] = [op for key, op in document["operations"].items() if "on_any" in key]
+    assert tagged["x-tags"] == ["created", "paid"]
+    assert tagged["summary"] == "Bill the order. (group: billing, tags: created, paid)"
+    assert "x-tags" not in untagged and "tags" not in untagged["summary"]
+
+
 async def test_served_beside_openapi_with_an_offline_view(reference: App) -> None:
     async with TestApp(reference) as kit:
         served = await kit.http.get("/asyncapi.json")

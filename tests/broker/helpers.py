@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Collector"]
+from framework.broker import Message, Outcome, ProcessResult, SubscriberSpec
+
+__all__ = ["Collector", "RawProcessor"]
 
 
 class Collector:
@@ -33,3 +36,21 @@ class Collector:
                     f"got {len(self.items)} of {count} items within {timeout}s: {self.items!r}"
                 ) from None
         return self.items
+
+
+class RawProcessor:
+    """A ``MessageProcessor`` that acks and records every message a broker hands it, with
+    none of the framework's filtering: what it sees is what the broker delivered."""
+
+    def __init__(self, spec: SubscriberSpec) -> None:
+        self.spec = spec
+        self.seen = Collector()
+
+    async def process(self, message: Message, *, retry_in_process: bool = True) -> ProcessResult:
+        self.seen.add(message)
+        return ProcessResult(Outcome.ACK)
+
+    async def process_batch(self, messages: Sequence[Message]) -> ProcessResult:
+        for message in messages:
+            self.seen.add(message)
+        return ProcessResult(Outcome.ACK)

@@ -263,3 +263,26 @@ async def test_pipelined_publishes_run_at_most_max_in_flight_at_once() -> None:
     await asyncio.wait_for(asyncio.gather(*futures), 5)
     assert most == 3
     await publisher.close(1)
+
+
+async def test_a_tag_travels_like_publish_tag_and_a_bad_one_is_refused_at_submit() -> None:
+    broker = MemoryBroker()
+    got = Collector()
+    router = Router()
+
+    @router.subscriber("orders", group="g", tags={"paid"})
+    async def handle(message: Message) -> None:
+        got.add((message.body, message.tag))
+
+    server = BrokerServer(broker, [router])
+    await server.start()
+    try:
+        async with broker.batch_publisher(chunk_size=2) as publisher:
+            await publisher.submit("orders", b"1", tag="created")
+            await publisher.submit("orders", b"2", tag="paid")
+            with pytest.raises(ValueError):
+                await publisher.submit("orders", b"3", tag="not a tag!")
+            assert publisher.pending == 2
+        assert await got.wait(1) == [(b"2", "paid")]
+    finally:
+        await server.stop(5)

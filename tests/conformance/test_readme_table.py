@@ -106,3 +106,21 @@ def test_table_marks_each_exception_with_its_numbered_reason() -> None:
     assert "| a consumer reconnects after the server drops it (`reconnect`) | n/a [2] |" in table
     assert "1. `fake`, a 1 MB body: frames are 64 KiB" in table
     assert "| broadcast (`broadcast`) | pass |" in table
+
+
+def test_table_marks_an_emulated_promise_with_its_note() -> None:
+    class Column:
+        broker_name = "fake"
+        expected_failures: ClassVar[Mapping[str, str]] = {}
+        not_applicable: ClassVar[Mapping[str, str]] = {}
+        emulated: ClassVar[Mapping[str, str]] = {"tags": "filtered by the processor"}
+
+    table = promise_table([Column()])
+    assert "| tag filtering (`tags`) | emulated [1] |" in table
+    assert "1. `fake`, tag filtering: filtered by the processor" in table
+
+    with pytest.raises(TypeError, match="emulated, yet failing or n/a"):
+
+        class Both(BrokerConformance):  # pragma: no cover - refused at definition
+            emulated: ClassVar[Mapping[str, str]] = {"tags": "a"}
+            not_applicable: ClassVar[Mapping[str, str]] = {"tags": "b"}

@@ -64,13 +64,6 @@ async def test_publish_returns_partition_and_offset_and_headers_travel(
     assert one.timestamp > time.time() - 60
 
 
-async def test_delay_is_refused_not_ignored(
-    broker: KafkaBroker, unique: Callable[[str], str]
-) -> None:
-    with pytest.raises(NotImplementedError, match="delay"):
-        await broker.publish(unique("delayed"), b"x", delay=5.0)
-
-
 async def test_batching_publisher_reports_every_message(
     broker: KafkaBroker, bootstrap: str, unique: Callable[[str], str]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -149,6 +150,10 @@ async def test_delay_wildcard_topics_and_unknown_options_are_refused(
 ) -> None:
     with pytest.raises(NotImplementedError, match="no delayed delivery"):
         await publisher.publish(unique("d"), b"x", delay=1.0)
+    with pytest.raises(NotImplementedError, match="deliver_at="):
+        await publisher.publish(unique("d"), b"x", deliver_at=datetime.now(UTC))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await publisher.publish(unique("d"), b"x", deliver_at=datetime.now())
     with pytest.raises(TopicError, match="wildcards"):
         await publisher.publish("a/+/b", b"x")
     with pytest.raises(TopicError, match="last level"):

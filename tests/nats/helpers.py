@@ -76,7 +76,7 @@ class NatsEnv:
         """A NatsBroker (not connected yet) on this test's stream."""
         options.setdefault("stream", self.stream)
         broker = make_broker(self.tag, url or self.url, **options)
-        self.streams.add(broker.stream)
+        self.streams |= {broker.stream, f"{broker.stream}-delay"}
         self._brokers.append(broker)
         return broker
 

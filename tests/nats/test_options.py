@@ -96,7 +96,3 @@ async def test_dead_letters_that_would_land_in_their_own_topic_are_refused(
         await env.serve(router)
 
 
-async def test_delay_is_refused_with_a_reason(env: NatsEnv) -> None:
-    broker = await env.connected()
-    with pytest.raises(NotImplementedError, match="cannot delay"):
-        await broker.publish(env.topic(), b"x", delay=1.0)

@@ -223,13 +223,6 @@ async def test_trimming_on_publish(env: RedisEnv) -> None:
     assert [f[b"body"] for _, f in await env.entries("trim-age")] == [body(1)]
 
 
-async def test_delay_is_refused_rather_than_ignored(env: RedisEnv) -> None:
-    broker = await env.connected()
-    with pytest.raises(NotImplementedError, match="no delayed delivery"):
-        await broker.publish("later", body(1), delay=1.0)
-    assert await env.admin.exists(env.key("later")) == 0
-
-
 async def test_a_batch_handler_gets_lists_and_every_entry_is_acknowledged(env: RedisEnv) -> None:
     sizes = Collector()
     seen: list[int] = []

@@ -3,6 +3,9 @@ recordings, waits, failures raised at exit, batch payloads."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from framework import App
@@ -72,6 +75,20 @@ async def test_taken_failures_do_not_fail_the_test() -> None:
         with pytest.raises(HandlerFailed):
             await kit.broker.handled("words")
         assert kit.broker.failures == []
+
+
+async def test_delayed_and_scheduled_publishes_run_later_on_the_test_broker() -> None:
+    async with TestApp(_app()) as kit:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        soon = datetime.now(UTC) + timedelta(seconds=0.2)
+        await kit.publish("words", "later", deliver_at=soon)
+        await kit.publish("words", "after", delay=0.1)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            await kit.publish("words", "x", deliver_at=soon.replace(tzinfo=None))
+        received = await kit.broker.handled(on_word, 2)
+        assert [r.payload for r in received] == ["after", "later"]
+        assert loop.time() - started >= 0.19
 
 
 async def test_a_kafka_batching_publisher_runs_and_records_on_the_test_broker() -> None:

@@ -32,7 +32,8 @@ Running it against a broker (yours, or one of the framework's) is one small test
             ...  # make the server close this test's client connections
 
 The tests come in one class per promise group (:class:`DeliveryPromises`,
-:class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`), as FastStream's
+:class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`,
+:class:`TagPromises`), as FastStream's
 ``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a broker in the
 making may subclass one group alone.
 
@@ -54,9 +55,11 @@ from framework.testing.conformance.memory import MemoryBrokerView
 from framework.testing.conformance.promises import PROMISE_IDS, PROMISES, Promise, promise
 from framework.testing.conformance.proxy import TcpProxy
 from framework.testing.conformance.publishing import PublishPromises
+from framework.testing.conformance.scheduling import SchedulingPromises
 from framework.testing.conformance.stopping import StopPromises
 from framework.testing.conformance.suite import NOT_UTF8, BrokerConformance, promise_tests
 from framework.testing.conformance.table import BrokerColumn, promise_table
+from framework.testing.conformance.tags import TagPromises
 
 __all__ = [
     "NOT_UTF8",
@@ -73,7 +76,9 @@ __all__ = [
     "MemoryBrokerView",
     "Promise",
     "PublishPromises",
+    "SchedulingPromises",
     "StopPromises",
+    "TagPromises",
     "TcpProxy",
     "promise",
     "promise_table",

@@ -25,7 +25,7 @@ __all__ = ["NOT_UTF8", "ConformanceBase", "Order", "header_raw", "header_text"]
 #: A header value that is not UTF-8 (another producer wrote it); it must survive unchanged.
 NOT_UTF8 = b"\xc3\x28"
 #: Promises whose test still runs when declared not applicable: it then checks the refusal.
-_CHECKED_WHEN_NOT_APPLICABLE = frozenset({"delay"})
+_CHECKED_WHEN_NOT_APPLICABLE = frozenset({"delay", "deliver_at", "delay_outlives_publisher"})
 
 
 class Order(BaseModel):
@@ -56,8 +56,11 @@ class ConformanceBase:
             strict xfail: if it starts passing, the suite fails until the entry is removed.
         not_applicable: promise id -> why the promise does not apply (e.g. no connection
             for an in-process broker); the test is skipped with that reason, except
-            ``delay``, whose test then checks that ``publish(delay=...)`` raises
-            ``NotImplementedError``.
+            ``delay``, ``deliver_at`` and ``delay_outlives_publisher``, whose tests then
+            check that the publish raises ``NotImplementedError``.
+        emulated: promise id -> how the framework keeps a promise the broker has no feature
+            for (e.g. tags filtered by the processor, not the server). The test runs as
+            usual; the README table says ``emulated`` with that note instead of ``pass``.
         timeout: seconds any single wait may take (generous: CI machines are noisy).
         partitions: partitions :meth:`prepare_topic` is asked for where a test needs
             parallelism across members or workers.
@@ -75,12 +78,13 @@ class ConformanceBase:
     broker_name: ClassVar[str] = ""
     expected_failures: ClassVar[Mapping[str, str]] = {}
     not_applicable: ClassVar[Mapping[str, str]] = {}
+    emulated: ClassVar[Mapping[str, str]] = {}
     timeout: ClassVar[float] = 30.0
     partitions: ClassVar[int] = 4
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for attribute in ("expected_failures", "not_applicable"):
+        for attribute in ("expected_failures", "not_applicable", "emulated"):
             unknown = set(getattr(cls, attribute)) - PROMISE_IDS
             if unknown:
                 raise TypeError(
@@ -90,6 +94,9 @@ class ConformanceBase:
         both = set(cls.expected_failures) & set(cls.not_applicable)
         if both:
             raise TypeError(f"{cls.__name__}: {sorted(both)} both expected to fail and n/a")
+        kept = set(cls.emulated) & (set(cls.expected_failures) | set(cls.not_applicable))
+        if kept:
+            raise TypeError(f"{cls.__name__}: {sorted(kept)} emulated, yet failing or n/a")
 
     # -- what a subclass supplies ------------------------------------------------------------
 

@@ -10,6 +10,7 @@ the shared broker would end every other "process" too).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.memory import MemoryBroker
@@ -52,8 +53,12 @@ class MemoryBrokerView(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
-        return await self.shared.publish(topic, body, key=key, headers=headers, delay=delay)
+        return await self.shared.publish(
+            topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at, tag=tag
+        )
 
     async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
         subscription = await self.shared.subscribe(spec, processor)

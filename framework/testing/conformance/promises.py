@@ -113,6 +113,28 @@ PROMISES: tuple[Promise, ...] = (
         "The broker server closes the consumer's connection; the consumer reconnects by "
         "itself and handles messages published afterwards.",
     ),
+    # -- tags (issue 14, item 4) ----------------------------------------------------------
+    Promise(
+        "tags",
+        "tag filtering",
+        "publish(tag=) and subscriber(tags={...}): a subscriber with tags gets only those, one "
+        "without gets every message; filtered-out messages neither block later ones nor come "
+        "back to the group, and x-tag stays on retries and dead letters.",
+    ),
+    # -- delay and scheduled delivery (issue 14) ----------------------------------------------
+    Promise(
+        "deliver_at",
+        "scheduled delivery (deliver_at)",
+        "publish(deliver_at=now + 1 s) is delivered no earlier than that moment, a past "
+        "deliver_at at once; a naive datetime, or delay and deliver_at together, raise "
+        "ValueError; a broker without delays raises NotImplementedError.",
+    ),
+    Promise(
+        "delay_outlives_publisher",
+        "a delayed message outlives its publisher",
+        "publish(delay=0.5) from a broker then closed, falling due while no broker of the "
+        "test runs (no relay): a subscriber started afterwards still gets it.",
+    ),
     # -- batching publisher (issue 14, item 5) --------------------------------------------
     Promise(
         "batch_publish",

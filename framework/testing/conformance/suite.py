@@ -16,13 +16,21 @@ from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
 from framework.testing.conformance.promises import PROMISE_IDS
 from framework.testing.conformance.publishing import PublishPromises
+from framework.testing.conformance.scheduling import SchedulingPromises
 from framework.testing.conformance.stopping import StopPromises
+from framework.testing.conformance.tags import TagPromises
 
 __all__ = ["NOT_UTF8", "BrokerConformance", "promise_tests"]
 
 
 class BrokerConformance(
-    DeliveryPromises, FailurePromises, StopPromises, PublishPromises, BatchingPromises
+    DeliveryPromises,
+    FailurePromises,
+    StopPromises,
+    PublishPromises,
+    TagPromises,
+    SchedulingPromises,
+    BatchingPromises,
 ):
     """Every promise: subclass it once per broker (see :class:`ConformanceBase` for the
     declarations, the ``make_broker`` fixture and the hooks)."""

@@ -13,10 +13,15 @@ __all__ = ["BrokerColumn", "promise_table"]
 PASS = "pass"
 EXPECTED_FAILURE = "expected failure"
 NOT_APPLICABLE = "n/a"
+EMULATED = "emulated"
 
 
 class BrokerColumn(Protocol):
-    """What the table reads from a broker's suite class (a ``BrokerConformance`` subclass)."""
+    """What the table reads from a broker's suite class (a ``BrokerConformance`` subclass).
+
+    A column may also have ``emulated`` (promise id -> how the framework makes up for what
+    the broker lacks); a column without it emulates nothing.
+    """
 
     broker_name: str
     expected_failures: Mapping[str, str]
@@ -24,8 +29,9 @@ class BrokerColumn(Protocol):
 
 
 def promise_table(columns: Sequence[BrokerColumn]) -> str:
-    """Markdown: one row per promise, one column per broker; each cell says ``pass``,
-    ``expected failure [n]`` or ``n/a [n]``, and note ``n`` below the table gives the reason.
+    """Markdown: one row per promise, one column per broker; each cell says ``pass``
+    (kept by the broker itself), ``emulated [n]`` (kept, by the framework), ``expected
+    failure [n]`` or ``n/a [n]``, and note ``n`` below the table gives the reason or the way.
     """
     header = "| promise | " + " | ".join(f"`{c.broker_name}`" for c in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
@@ -34,10 +40,13 @@ def promise_table(columns: Sequence[BrokerColumn]) -> str:
     for promise in PROMISES:
         cells = []
         for column in columns:
+            emulated: Mapping[str, str] = getattr(column, "emulated", {})
             if promise.id in column.expected_failures:
                 verdict, reason = EXPECTED_FAILURE, column.expected_failures[promise.id]
             elif promise.id in column.not_applicable:
                 verdict, reason = NOT_APPLICABLE, column.not_applicable[promise.id]
+            elif promise.id in emulated:
+                verdict, reason = EMULATED, emulated[promise.id]
             else:
                 cells.append(PASS)
                 continue

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, get_args
 
 from aiokafka import AIOKafkaProducer
@@ -21,8 +22,11 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError,
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
+from framework.broker.schedule import due_time
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.kafka.deadletter import KafkaDeadLetter, check_topic_name
+from framework.transport.kafka.delay import MAX_DELAY, DelayLevels, DelayRelay, delay_headers
 from framework.transport.kafka.errors import (
     KafkaProducerError,
     KafkaPublishTimeoutError,
@@ -77,6 +81,9 @@ class KafkaBroker(Broker):
         self._subscriptions: list[KafkaSubscription] = []
         self._log_state = connection_log(self.kind)
         self._prober: asyncio.Task[None] | None = None
+        self._levels = DelayLevels(self.options.delay_topic_prefix)
+        self._levels_ready = False
+        self._relay: DelayRelay | None = None
 
     @property
     def endpoint(self) -> str:
@@ -133,6 +140,21 @@ class KafkaBroker(Broker):
         self._producer = producer
         self._log_state.recovered(self.endpoint)
         self._prober = asyncio.create_task(self._probe(), name="kafka-availability")
+        self._relay = DelayRelay(
+            options, self._levels, self._require_producer, partitions=options.delay_partitions
+        )
+        if options.delay_relay:
+            await self._start_relay()
+
+    @property
+    def relay(self) -> DelayRelay | None:
+        """This broker's delay relay (after :meth:`connect`; see ``delay_relay``)."""
+        return self._relay
+
+    async def _start_relay(self) -> None:
+        if self._relay is not None and not self._relay.running:
+            await self._relay.start()
+            self._levels_ready = True
 
     async def _probe(self) -> None:
         """While the cluster is reported unavailable, try a TCP connection to the bootstrap
@@ -179,6 +201,9 @@ class KafkaBroker(Broker):
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.stop(0)
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.stop()
         await self.close_batch_publishers()
         producer, self._producer = self._producer, None
         if producer is not None:
@@ -199,6 +224,8 @@ class KafkaBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish one message; return its partition and offset once acknowledged
         (``acks="all"`` by default).
@@ -207,26 +234,40 @@ class KafkaBroker(Broker):
         ``BROKER_UNAVAILABLE``) when the acknowledgement does not come within
         ``publish_timeout`` seconds or the client gives up on the cluster.
 
-        ``delay`` is not supported: Kafka has no per-message delay, and an ignored delay
-        would deliver early. The usual approach is a delay topic per delay class
-        (``orders.delay.30s``) consumed by a relay that sleeps until each record's
-        ``timestamp + delay`` before republishing to the real topic (pausing the partition
-        rather than holding a worker); it is left out of this broker on purpose.
+        ``delay`` (seconds) or ``deliver_at`` (a timezone-aware moment; past: now) writes
+        the record to a delay level topic instead, from which a relay forwards it when due
+        (:mod:`~framework.transport.kafka.delay`); the result then names ``topic`` only
+        (partition and offset are known once the relay forwarded it).
+        A delay beyond :data:`~framework.transport.kafka.delay.MAX_DELAY` is a
+        ``ValueError``.
         """
-        if delay:
-            raise NotImplementedError(
-                f"Kafka has no delayed delivery (publish to {topic!r} with delay={delay}): "
-                "publish to a delay topic consumed by a relay that republishes when due, or "
-                "use a broker with delays (RabbitMQ, memory)"
-            )
+        headers = tagged_headers(headers, tag)
+        due = due_time(delay, deliver_at)
         producer = self._require_producer()
+        destination = topic
+        raw_headers = encode_headers(headers) if headers else []
+        if due is not None:
+            left = due - time.time()
+            if left > MAX_DELAY:
+                raise ValueError(
+                    f"Kafka delays go up to {MAX_DELAY:.0f}s (about "
+                    f"{MAX_DELAY / 86400:.0f} days), got {left:.0f}s for {topic!r}"
+                )
+            check_topic_name(topic, "publish: topic")
+            if not self._levels_ready:
+                await self._levels.ensure(self.options, self.options.delay_partitions)
+                self._levels_ready = True
+                if self._subscriptions and self.options.delay_relay is None and self._relay:
+                    self._relay.start_soon()  # the topics exist now: no need to wait a check
+            destination = self._levels.topic_for(left)
+            raw_headers = delay_headers(raw_headers, topic, due)
         timeout = self.options.publish_timeout
         try:
             # Both steps wait on the cluster: send() for metadata while it is unknown, the
             # future for the acknowledgement (aiokafka's own limit is request_timeout_ms).
             async with asyncio.timeout(timeout):
                 future = await producer.send(
-                    topic, body, key=key, headers=encode_headers(headers) if headers else None
+                    destination, body, key=key, headers=raw_headers or None
                 )
                 metadata = await future
         except (TimeoutError, *_UNAVAILABLE) as exc:
@@ -239,6 +280,9 @@ class KafkaBroker(Broker):
                 timeout=timeout,
             ) from exc
         self._log_state.recovered(self.endpoint)
+        if destination != topic:
+            # Where the record will land is decided when it is forwarded.
+            return PublishResult(topic)
         return PublishResult(topic, metadata.partition, metadata.offset)
 
     def batch_publisher(
@@ -307,4 +351,6 @@ class KafkaBroker(Broker):
         )
         await subscription.start()
         self._subscriptions.append(subscription)
+        if self.options.delay_relay is None and self._relay is not None:
+            self._relay.start_soon(when_used=True)
         return subscription

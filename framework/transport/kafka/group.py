@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import InvalidSessionTimeoutError, KafkaConnectionError, KafkaError
@@ -51,12 +51,14 @@ async def join(
     options: KafkaOptions,
     *,
     group_id: str,
-    topic: str,
+    topic: str | Sequence[str],
     auto_offset_reset: AutoOffsetReset,
     on_assigned: OnAssigned,
     on_revoked: OnRevoked,
 ) -> AIOKafkaConsumer:
     """Join ``group_id`` on ``topic``; return the started consumer once partitions are assigned.
+
+    ``topic`` may be several topics (the Kafka delay relay consumes every delay level).
 
     Raises :class:`KafkaUnavailableError` when the cluster cannot be reached and
     :class:`KafkaJoinError` when no assignment arrives within ``options.join_timeout``; the
@@ -85,7 +87,7 @@ async def _join(
     options: KafkaOptions,
     session_timeout_ms: int,
     group_id: str,
-    topic: str,
+    topic: str | Sequence[str],
     auto_offset_reset: AutoOffsetReset,
     on_assigned: OnAssigned,
     on_revoked: OnRevoked,
@@ -105,7 +107,7 @@ async def _join(
         **options.security_kwargs(),
     )
     listener = _Listener(on_assigned, on_revoked)
-    consumer.subscribe([topic], listener=listener)
+    consumer.subscribe([topic] if isinstance(topic, str) else list(topic), listener=listener)
     started = time.monotonic()
     try:
         async with asyncio.timeout(options.join_timeout):

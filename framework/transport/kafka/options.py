@@ -89,6 +89,21 @@ class KafkaOptions:
         ssl_certfile: client certificate, for brokers requiring mutual TLS.
         ssl_keyfile: private key of ``ssl_certfile``.
         ssl_check_hostname: verify that the broker certificate names the host connected to.
+        delay_relay: who forwards delayed records to their topics when due
+            (:mod:`~framework.transport.kafka.delay`): ``None`` (the default) runs the relay
+            in a broker that subscribed to anything (consuming services relay), once the
+            delay topics exist (the first delayed publish creates them; checked every
+            ``delay_check_interval`` seconds); ``True`` from ``connect`` (creating the
+            topics); ``False`` never (another process must). Delayed records wait in the
+            delay topics while no relay runs.
+        delay_check_interval: seconds between two checks for the delay topics by a broker
+            waiting to start its relay (``delay_relay=None``).
+        delay_topic_prefix: prefix of the delay level topics (``<prefix>.0`` ...
+            ``<prefix>.23``) and of the relay's group (``<prefix>.relay``).
+        delay_partitions: partitions of each delay level topic the broker creates (the
+            relays' parallelism).
+        delay_replication_factor: replicas of each delay level topic the broker creates;
+            ``None`` (the default): 3, or the number of brokers of a smaller cluster.
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -127,6 +142,11 @@ class KafkaOptions:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+    delay_relay: bool | None = None
+    delay_topic_prefix: str = "pykratos.delay"
+    delay_partitions: int = 1
+    delay_replication_factor: int | None = None
+    delay_check_interval: float = 10.0
 
     def __post_init__(self) -> None:
         # A config value is text until typed ("1" from an env var or a ${ACKS:1} default);
@@ -157,6 +177,8 @@ class KafkaOptions:
             "commit_every": self.commit_every,
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "delay_partitions": self.delay_partitions,
+            "delay_check_interval": self.delay_check_interval,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -164,6 +186,12 @@ class KafkaOptions:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
         self._check_security()
+        if self.delay_replication_factor is not None and self.delay_replication_factor < 1:
+            raise ValueError(
+                f"delay_replication_factor must be >= 1, got {self.delay_replication_factor!r}"
+            )
+        if not self.delay_topic_prefix:
+            raise ValueError("delay_topic_prefix must be a non-empty topic name prefix")
 
     def _check_security(self) -> None:
         sasl = self.security_protocol.startswith("SASL_")

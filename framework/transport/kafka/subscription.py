@@ -46,6 +46,7 @@ from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.processor import DeadLetterSink
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches
 from framework.observer import LagReading, current_observer
 from framework.transport.kafka import group
 from framework.transport.kafka.assignment import Assignment
@@ -432,6 +433,8 @@ class KafkaSubscription:
     async def _dead(self, state: PartitionOffsets, message: Message, result: ProcessResult) -> bool:
         """Dead-letter ``message``, retrying until published; False if the partition was
         revoked or the subscription is stopping (the message then stays unfinished)."""
+        if not tag_matches(self.spec.tags, message):
+            return True  # in a failed batch, but filtered out by the subscriber's tags
         delay = self._options.dlq_retry_backoff
         while True:
             try:

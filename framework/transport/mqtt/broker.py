@@ -13,7 +13,8 @@ Mapping of the framework's terms:
 * key: a user property (MQTT has no key); it orders messages inside one subscription;
 * retries: in process, the message unacknowledged meanwhile; dead letters: to
   ``<topic>/dlq`` (the concrete topic the message came on) or the subscriber's ``dlq``;
-* delay: not supported (MQTT has no delayed delivery): ``publish(delay=...)`` raises.
+* delay: not supported (MQTT has no delayed delivery): ``publish(delay=...)`` and
+  ``publish(deliver_at=...)`` raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 
 import aiomqtt
 
@@ -31,7 +33,9 @@ from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
+from framework.broker.schedule import refuse_delay
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import routing_tag, tagged_headers
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.connection import Connection, ConnectSettings
 from framework.transport.mqtt.errors import TopicError
@@ -40,6 +44,7 @@ from framework.transport.mqtt.options import (
     QOS_LEVELS,
     check_topic_name,
     resolve_filter,
+    tagged_topic,
 )
 from framework.transport.mqtt.publishing import ConfirmedPublisher, publish_properties
 from framework.transport.mqtt.subscription import MqttSubscription
@@ -197,6 +202,8 @@ class MqttBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
         qos: int | None = None,
         retain: bool = False,
     ) -> PublishResult:
@@ -206,27 +213,41 @@ class MqttBroker(Broker):
             key: ordering key, carried as a user property.
             headers: headers, carried as MQTT 5 user properties (byte-exact, see
                 :mod:`~framework.transport.mqtt.headers`).
-            delay: not supported by MQTT: any value > 0 raises ``NotImplementedError``.
+            delay / deliver_at: not supported by MQTT: a delay > 0 or any ``deliver_at``
+                raises ``NotImplementedError`` (checked like
+                :func:`~framework.broker.schedule.due_time` first).
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`); the
+                message goes to ``<topic>/~tag/<tag>`` (the result's ``topic``), where
+                subscribers with that tag (and those without tags) get it.
             qos: this message's QoS (default: the broker's ``qos``).
             retain: ask the server to retain the message: it is also sent to every later
                 subscriber of the topic (MQTT 5 §3.3.1.3); an empty body clears it.
 
         Raises:
-            NotImplementedError: ``delay`` given.
+            NotImplementedError: a ``delay`` or a ``deliver_at`` given.
+            ValueError: both given, a negative delay or a naive ``deliver_at``.
             TopicError: ``topic`` is not a valid topic name (wildcards, ``$``).
             PublishFailedError: refused by the server or not acknowledged in time.
         """
-        if delay is not None and delay > 0:
-            raise NotImplementedError(
-                "MQTT has no delayed delivery: publish(delay=...) is not supported by the "
-                "mqtt broker; schedule the publish yourself or use a broker that has it"
-            )
+        refuse_delay(
+            self.kind,
+            topic,
+            delay,
+            deliver_at,
+            "MQTT 5 has no delayed delivery nor scheduled messages (a server extension such as "
+            "EMQX's $delayed topics is not portable); publish when due yourself or use a "
+            "broker that has it",
+        )
+        headers = tagged_headers(headers, tag)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("MqttBroker is not connected: call `await broker.connect()`")
         if topic not in self._topics:
             check_topic_name(topic)
             self._topics.add(topic)
+        # A tag is a topic level, so the server filters (see mqtt.options); taken from the
+        # header so a dead letter or a republished message goes where its tag says.
+        destination = tagged_topic(topic, routing_tag(headers))
         message_id = uuid.uuid4().hex
         properties = publish_properties(
             hdr.to_user_properties(headers, key=key, message_id=message_id)
@@ -234,8 +255,8 @@ class MqttBroker(Broker):
         level = self.qos if qos is None else qos
         if level not in QOS_LEVELS:
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        await publisher.publish(topic, body, qos=level, retain=retain, properties=properties)
-        return PublishResult(topic=topic, message_id=message_id)
+        await publisher.publish(destination, body, qos=level, retain=retain, properties=properties)
+        return PublishResult(topic=destination, message_id=message_id)
 
     def dead_letter_topic(self, spec: SubscriberSpec, topic: str) -> str | None:
         """Where dead letters of a message received on ``topic`` by ``spec`` go: the
@@ -280,7 +301,7 @@ class MqttBroker(Broker):
         log.info(
             "subscribed %s: %s (qos %d, session %s)",
             spec.display_name,
-            filter.subscription,
+            ", ".join(filter.subscriptions),
             filter.qos,
             subscription.connection.client_id,
         )

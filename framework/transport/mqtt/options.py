@@ -16,6 +16,17 @@ The topic is an MQTT topic filter: ``+`` matches one level, ``#`` the remaining 
 * no group and not broadcast: the group is the handler's ``module.qualname`` (as on the
   other brokers: a subscription private to that handler, shared by its instances);
 * ``broadcast=True``: a plain (non-shared) subscription: every instance gets every message.
+
+Tags are topic levels: ``publish(topic, ..., tag="created")`` goes to
+``<topic>/~tag/created`` (:func:`tagged_topic`), a subscriber with ``tags={"created"}``
+subscribes to ``<topic>/~tag/created`` only, and one without tags to ``<topic>`` and
+``<topic>/~tag/+``, so the server does the filtering. The reserved ``~tag`` level keeps
+tagged messages apart from ordinary sub-topics. A received message's ``topic`` is the topic
+without the tag levels, and its ``x-tag`` header holds the tag. A topic filter ending in
+``#`` already covers the tag levels: with tags it is subscribed as is and the framework
+filters (a ``/~tag/<tag>`` cannot follow ``#``). Order is kept per topic (MQTT 5 §4.6), so
+per tag: a subscriber without tags gets each tag's messages in order, but tagged and
+untagged ones of one key come on two topics.
 """
 
 from __future__ import annotations
@@ -31,15 +42,33 @@ from framework.transport.mqtt.errors import TopicError
 __all__ = [
     "KNOWN_OPTIONS",
     "QOS_LEVELS",
+    "TAG_LEVEL",
     "SubscriberFilter",
     "check_topic_filter",
     "check_topic_name",
     "resolve_filter",
+    "split_tag",
+    "tagged_topic",
 ]
 
 KNOWN_OPTIONS = frozenset({"qos"})
 QOS_LEVELS = (0, 1, 2)
 _MAX_TOPIC = 65535  # an MQTT UTF-8 string: two-byte length prefix (§1.5.4)
+#: The topic level that announces a tag: ``<topic>/~tag/<tag>``.
+TAG_LEVEL = "~tag"
+
+
+def tagged_topic(topic: str, tag: str | None) -> str:
+    """The topic a message of ``topic`` with ``tag`` is published to (``topic`` if untagged)."""
+    return topic if tag is None else f"{topic}/{TAG_LEVEL}/{tag}"
+
+
+def split_tag(topic: str) -> tuple[str, str | None]:
+    """``(topic, tag)`` of a received topic: the inverse of :func:`tagged_topic`."""
+    base, sep, tag = topic.rpartition(f"/{TAG_LEVEL}/")
+    if not sep or not base or not tag or "/" in tag:
+        return topic, None
+    return base, tag
 
 
 def _check_text(text: str, what: str) -> None:
@@ -94,11 +123,31 @@ class SubscriberFilter:
     group: str | None
     qos: int
     owner: str = ""
+    tags: tuple[str, ...] = ()
 
     @property
     def subscription(self) -> str:
-        """What goes in SUBSCRIBE: ``$share/<group>/<topic>`` or the bare filter."""
-        return self.topic if self.group is None else f"$share/{self.group}/{self.topic}"
+        """The subscription as declared: ``$share/<group>/<topic>`` or the bare filter (what
+        names the session; :attr:`subscriptions` lists what goes in SUBSCRIBE)."""
+        return self._shared(self.topic)
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """The topic filters that give this subscriber its messages (see the module
+        docstring): one per tag, or the topic and its tag levels without tags."""
+        if self.topic.endswith("#"):
+            return (self.topic,)  # covers the tag levels already; tags filtered in process
+        if self.tags:
+            return tuple(tagged_topic(self.topic, tag) for tag in self.tags)
+        return (self.topic, f"{self.topic}/{TAG_LEVEL}/+")
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """What goes in SUBSCRIBE: each of :attr:`filters`, shared with the group if any."""
+        return tuple(self._shared(f) for f in self.filters)
+
+    def _shared(self, topic_filter: str) -> str:
+        return topic_filter if self.group is None else f"$share/{self.group}/{topic_filter}"
 
     def client_suffix(self) -> str:
         """A short digest of the subscription and its handler, to derive its session's client
@@ -132,5 +181,9 @@ def resolve_filter(spec: SubscriberSpec, *, default_qos: int) -> SubscriberFilte
             )
         group = _group_name(raw)
     return SubscriberFilter(
-        topic=spec.topic, group=group, qos=qos, owner=spec.name or handler_name(spec.handler)
+        topic=spec.topic,
+        group=group,
+        qos=qos,
+        owner=spec.name or handler_name(spec.handler),
+        tags=tuple(sorted(spec.tags)),
     )

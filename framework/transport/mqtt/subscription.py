@@ -37,12 +37,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import TAG_HEADER
 from framework.broker.workers import WorkerChooser, fill_batch, stop_workers, worker_for
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.acks import AckQueue, Delivery
 from framework.transport.mqtt.connection import Connection, ConnectSettings
 from framework.transport.mqtt.errors import TopicError
-from framework.transport.mqtt.options import SubscriberFilter
+from framework.transport.mqtt.options import SubscriberFilter, split_tag
 
 __all__ = ["DeadLetter", "MqttSubscription", "to_message", "worker_for"]
 
@@ -59,7 +60,8 @@ _FAILURE_PAUSE = 1.0
 
 def to_message(received: paho.MQTTMessage) -> Message:
     """A received PUBLISH as a :class:`Message` (``raw`` is paho's ``MQTTMessage``, with
-    ``qos``, ``retain``, ``dup`` and ``properties``)."""
+    ``qos``, ``retain``, ``dup``, ``properties`` and the topic as received); a tagged
+    message's ``topic`` is the one it was published for, without the tag levels."""
     properties = received.properties
     pairs = getattr(properties, "UserProperty", None) if properties is not None else None
     if pairs:
@@ -67,9 +69,13 @@ def to_message(received: paho.MQTTMessage) -> Message:
     else:
         headers, key, message_id = {}, None, ""
     payload = received.payload
+    # A tagged message comes on <topic>/~tag/<tag>: the handler sees <topic> and the tag.
+    topic, tag = split_tag(received.topic)
+    if tag is not None and TAG_HEADER not in headers:
+        headers[TAG_HEADER] = tag  # published by a client that did not set the header
     return Message(
         body=payload if isinstance(payload, bytes) else bytes(payload),
-        topic=received.topic,
+        topic=topic,
         key=key,
         headers=headers,
         id=message_id,
@@ -146,13 +152,14 @@ class MqttSubscription:
         options = SubscribeOptions(
             qos=self.filter.qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
         )
-        codes = await client.subscribe(self.filter.subscription, options=options)
-        code = codes[0] if codes else None
-        if getattr(code, "is_failure", False):
-            raise TopicError(
-                f"subscriber {self.spec.display_name}: the server refused the subscription "
-                f"{self.filter.subscription!r}: {code}"
-            )
+        subscriptions = self.filter.subscriptions
+        codes = await client.subscribe([(name, options) for name in subscriptions])
+        for name, code in zip(subscriptions, codes, strict=False):
+            if getattr(code, "is_failure", False):
+                raise TopicError(
+                    f"subscriber {self.spec.display_name}: the server refused the "
+                    f"subscription {name!r}: {code}"
+                )
 
     def _on_message(self, received: paho.MQTTMessage, generation: int) -> None:
         if self._stopping:
@@ -237,7 +244,7 @@ class MqttSubscription:
             return
         with contextlib.suppress(Exception):  # bounded: the connection may be going away
             await self.connection.client.unsubscribe(
-                self.filter.subscription, timeout=max(limit, 0.1)
+                list(self.filter.subscriptions), timeout=max(limit, 0.1)
             )
 
     async def stop(self, timeout: float) -> None:

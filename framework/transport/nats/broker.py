@@ -13,6 +13,10 @@ where a handler's return value answers a request. Topics are NATS subjects, wild
 default) the broker adds the subjects it uses to its own stream ``stream``, else the streams
 must exist (see :mod:`~framework.transport.nats.streams`).
 
+``publish(..., delay=)`` / ``deliver_at=`` is emulated (JetStream 2.9 has no scheduled
+delivery): the message waits in a delay stream until a relay publishes it to its subject when
+due (see :mod:`~framework.transport.nats.delay`; who runs the relay: ``delay_relay``).
+
 After a connection loss nats-py reconnects every ``reconnect_interval`` seconds, restores the
 subscriptions and sends what was buffered; pull loops resume by themselves and publishes
 retry within ``publish_timeout`` (de-duplicated by ``Nats-Msg-Id``). Connection state changes
@@ -25,6 +29,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,9 +43,12 @@ from nats.js.errors import BadRequestError
 from framework.broker.addresses import check_urls
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
+from framework.broker.schedule import DUE_HEADER, due_ms, due_time
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.nats.batching import NatsBatchingPublisher
 from framework.transport.nats.core import CoreSubscription
+from framework.transport.nats.delay import DelayRelay, DelayStream
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
 from framework.transport.nats.headers import encode_headers
 from framework.transport.nats.options import KNOWN_OPTIONS, SubscriberConfig, resolve
@@ -86,6 +94,14 @@ class NatsBroker(Broker):
         reconnect_interval: seconds between reconnection attempts after a connection loss.
         publish_timeout: seconds a publish may wait for its PubAck, across reconnects.
         name: connection name shown by the server's monitoring (``/connz``).
+        delay_relay: who relays delayed messages to their subjects when due
+            (:mod:`~framework.transport.nats.delay`): ``None`` (the default) runs the relay
+            in a broker once it subscribes to anything (consuming services relay);
+            ``True`` from ``connect``; ``False`` never (another process must). Delayed
+            messages wait in the delay stream while no relay runs.
+        delay_max_pending: delayed messages that may wait for their time at once (the
+            relay consumer's ``max_ack_pending``; ``-1``, the default: no limit); beyond it
+            the next ones stay in the stream, later than due, until earlier ones are relayed.
     """
 
     kind = "nats"
@@ -110,9 +126,13 @@ class NatsBroker(Broker):
         reconnect_interval: float = 1.0,
         publish_timeout: float = 30.0,
         name: str = "pykratos",
+        delay_relay: bool | None = None,
+        delay_max_pending: int = -1,
     ) -> None:
         if prefetch < 1 or fetch_batch < 1 or max_ack_pending < 1:
             raise ValueError("prefetch, fetch_batch and max_ack_pending must be >= 1")
+        if delay_max_pending < 1 and delay_max_pending != -1:
+            raise ValueError(f"delay_max_pending must be >= 1 or -1, got {delay_max_pending}")
         if fetch_timeout <= 0 or ack_wait <= 0 or publish_timeout <= 0 or max_age < 0:
             raise ValueError("fetch_timeout, ack_wait and publish_timeout must be > 0")
         if not stream or any(c in stream for c in " .*>/\\"):
@@ -137,6 +157,10 @@ class NatsBroker(Broker):
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
         self.name = name
+        self.delay_relay = delay_relay
+        self.delay_max_pending = delay_max_pending
+        self._delay_stream: DelayStream | None = None
+        self._relay: DelayRelay | None = None
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._streams: Streams | None = None
@@ -212,7 +236,25 @@ class NatsBroker(Broker):
             max_age=self.max_age,
         )
         self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
+        self._delay_stream = DelayStream(
+            js, self.stream, self.storage, create=self.create_streams
+        )
+        self._relay = DelayRelay(
+            client,
+            js,
+            self._delay_stream,
+            self._publisher,
+            max_pending=self.delay_max_pending,
+            fetch_timeout=self.fetch_timeout,
+        )
         self._connected_once = True
+        if self.delay_relay:
+            await self._relay.start()
+
+    @property
+    def relay(self) -> DelayRelay | None:
+        """This broker's delay relay (after :meth:`connect`; see ``delay_relay``)."""
+        return self._relay
 
     async def _on_error(self, exc: Exception) -> None:
         # nats-py reports every failed reconnection attempt: say it once per outage.
@@ -234,6 +276,9 @@ class NatsBroker(Broker):
         connect."""
         await stop_subscriptions_now(self._subscriptions)
         await self.close_batch_publishers()
+        relay, self._relay, self._delay_stream = self._relay, None, None
+        if relay is not None:
+            await relay.stop()
         client, self._client = self._client, None
         self._js = self._streams = self._publisher = None
         if client is not None:
@@ -248,6 +293,8 @@ class NatsBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
     ) -> PublishResult:
         """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck.
 
@@ -255,29 +302,36 @@ class NatsBroker(Broker):
             key: ordering key; subscribers handle messages with the same key in order.
             headers: header values; any bytes round-trip (see
                 :mod:`~framework.transport.nats.headers`).
-            delay: not supported: NATS 2.9 JetStream cannot hold a message back.
+            delay / deliver_at: seconds to wait, or a timezone-aware moment: the message is
+                stored in the delay stream and relayed to ``topic`` when due (a past
+                ``deliver_at``: now); see :mod:`~framework.transport.nats.delay`.
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
 
         Returns:
-            the subject, the stream sequence as ``offset`` and the ``Nats-Msg-Id``.
+            the subject, the stream sequence as ``offset`` (``None`` for a delayed message:
+            it has none until relayed) and the ``Nats-Msg-Id`` (kept when relayed).
 
         Raises:
-            NotImplementedError: a ``delay``.
-            ValueError: a subject with wildcards, or a header name NATS cannot carry.
+            ValueError: a subject with wildcards, or a header name NATS cannot carry; both
+                ``delay`` and ``deliver_at``, a negative delay, a naive ``deliver_at``.
             StreamError: no stream captures ``topic`` and ``create_streams`` is off.
             PublishFailedError: no PubAck within ``publish_timeout``.
         """
-        if delay:
-            raise NotImplementedError(
-                "the NATS broker cannot delay a message: JetStream (NATS 2.9) has no "
-                "scheduled delivery; a subscriber's retries are delayed with nak instead"
-            )
+        headers = tagged_headers(headers, tag)
+        due = due_time(delay, deliver_at)
         publisher = self._publisher
-        if publisher is None:
+        if publisher is None or self._delay_stream is None:
             raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
         if has_wildcards(topic):
             raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
         msg_id = uuid.uuid4().hex
-        ack = await publisher.publish(topic, body, encode_headers(headers, key) or {}, msg_id)
+        encoded = encode_headers(headers, key) or {}
+        if due is not None:
+            await self._delay_stream.ensure()
+            encoded[DUE_HEADER] = str(due_ms(due))
+            await publisher.publish(self._delay_stream.subject(topic), body, encoded, msg_id)
+            return PublishResult(topic=topic, message_id=msg_id)
+        ack = await publisher.publish(topic, body, encoded, msg_id)
         return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
 
     def batch_publisher(
@@ -391,6 +445,8 @@ class NatsBroker(Broker):
             await subscription.stop(0)
             raise
         self._subscriptions.append(subscription)
+        if self.delay_relay is None and self._relay is not None:
+            await self._relay.start()
         log.info(
             "subscribed %s to %s (%s)",
             spec.display_name,

@@ -26,6 +26,7 @@ from nats.aio.subscription import Subscription
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches
 from framework.transport.nats.deliveries import DeadLetterPublish, dead_letter, to_message
 from framework.transport.nats.lanes import Lanes
 from framework.transport.nats.options import SubscriberConfig
@@ -97,6 +98,8 @@ class CoreSubscription:
 
     async def _dead(self, messages: list[Message], result: ProcessResult) -> None:
         for message in messages:
+            if not tag_matches(self.spec.tags, message):
+                continue  # in the batch, but filtered out by the subscriber's tags
             if not message.id:  # the copy's Nats-Msg-Id derives from it
                 message.id = uuid.uuid4().hex
             subject = self.config.dead_letter_subject(message.topic)

@@ -41,6 +41,7 @@ from nats.aio.msg import Msg
 from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, RetryLater
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches
 from framework.transport.nats.deliveries import DeadLetterPublish, dead_letter, to_message
 from framework.transport.nats.lanes import Lanes
 from framework.transport.nats.options import SubscriberConfig
@@ -247,6 +248,9 @@ class NatsSubscription:
     async def _dead(self, messages: list[Message], result: ProcessResult) -> None:
         for message in messages:
             msg: Msg = message.raw
+            if not tag_matches(self.spec.tags, message):
+                await self._settle(msg.ack())  # in the batch, but filtered out by tag
+                continue
             subject = self.config.dead_letter_subject(message.topic)
             if await dead_letter(self._publish, subject, message, result, self.spec.display_name):
                 await self._settle(msg.term())  # never redelivered

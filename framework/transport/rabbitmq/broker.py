@@ -10,6 +10,9 @@ subscription then consumes again. Publishes wait for the restored channel (see
 Routing: ``publish(topic, ...)`` sends to the broker's ``exchange`` (a durable ``topic``
 exchange named ``"pykratos"`` by default) with ``topic`` as the routing key; a subscriber
 binds its queue there (or to the exchange in its options) with its topic as binding key.
+Tags are filtered on the server: a subscriber with ``tags`` binds its queue, once per tag,
+to a headers exchange that is itself bound to the topic exchange with the subscriber's keys
+(see :mod:`~framework.transport.rabbitmq.topology`); untagged routing is unchanged.
 
 Retries use TTL retry queues (see :mod:`~framework.transport.rabbitmq.topology`) and an
 attempt header; dead letters go to the direct exchange ``dead_letter_exchange``, routed to
@@ -39,7 +42,9 @@ from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
+from framework.broker.schedule import due_time, remaining
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import routing_tag, tagged_headers
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
@@ -295,6 +300,8 @@ class RabbitBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
         exchange: str | None = None,
     ) -> PublishResult:
         """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm.
@@ -304,10 +311,20 @@ class RabbitBroker(Broker):
             headers: header values as ``str``; non-UTF-8 bytes are sent exactly when
                 given in the form ``Message.headers`` uses (``header_text``).
             delay: seconds to hold the message before it is routed (TTL delay bucket).
+            deliver_at: a timezone-aware moment to route it at instead: the remaining time
+                becomes its delay (one TTL bucket per distinct millisecond delay, each
+                deleted once unused, so many distinct moments make many short-lived
+                queues).
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`),
+                routed on the server to the subscribers with that tag and those without
+                tags. With ``mandatory``, a tag that no queue takes raises
+                :class:`~framework.transport.rabbitmq.errors.UnroutableError`, as an
+                untagged message that no queue takes does.
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
                 subscription of this broker.
         """
+        headers = tagged_headers(headers, tag)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
@@ -322,8 +339,14 @@ class RabbitBroker(Broker):
         amqp_headers = hdr.to_amqp_headers(headers)
         if key is not None:
             amqp_headers[hdr.KEY] = bytearray(key)
+        tag = routing_tag(headers)
+        if tag is not None:
+            # Also under a name the tag exchanges match on (they ignore x- headers); taken
+            # from the header so a dead letter or a republished message is routed the same.
+            amqp_headers[hdr.TAG_ARG] = hdr.encodable(tag)
         route_exchange = target
-        delay_ms = max(1, round(delay * 1000)) if delay is not None and delay > 0 else 0
+        wait = remaining(due_time(delay, deliver_at))
+        delay_ms = max(1, round(wait * 1000)) if wait > 0 else 0
         if target not in self._exchanges or delay_ms:
             await self._declare_for(topic, target, delay_ms)
         if delay_ms:

@@ -56,6 +56,7 @@ from framework.broker.broker import MessageProcessor, Outcome, ProcessResult, Re
 from framework.broker.health import Health, keep_running
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tag_matches
 from framework.broker.workers import WorkerChooser, fill_batch, stop_workers, worker_for
 from framework.transport.rabbitmq.acker import Acker
 from framework.transport.rabbitmq.deadletter import RabbitDeadLetter
@@ -399,7 +400,8 @@ class RabbitSubscription:
             return
         try:
             for message in messages:
-                await self._dead_letter(message, result)
+                if tag_matches(self.spec.tags, message):  # not one its tags filtered out
+                    await self._dead_letter(message, result)
         except Exception:  # transient (permanent refusals are handled by RabbitDeadLetter)
             log.exception(
                 "cannot dead-letter %d message(s) of %s to exchange %r; requeued",

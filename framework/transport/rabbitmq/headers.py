@@ -30,6 +30,7 @@ __all__ = [
     "INTERNAL",
     "KEY",
     "ORIGINAL_QUEUE",
+    "TAG_ARG",
     "TOPIC",
     "encodable",
     "to_amqp_headers",
@@ -49,6 +50,9 @@ ORIGINAL_QUEUE = "x-original-queue"
 #: RabbitMQ's headers exchange ignores headers starting with ``x-`` when matching.
 DELAY_MS_ARG = "pykratos-delay-ms"
 DELAY_EXCHANGE_ARG = "pykratos-delay-exchange"
+#: The message's tag (``x-tag``) again, under a name the tag exchanges can match on (a
+#: headers exchange ignores ``x-`` headers); see :mod:`~framework.transport.rabbitmq.topology`.
+TAG_ARG = "pykratos-tag"
 
 #: Headers RabbitMQ adds when it dead-letters (our retry and delay queues do): stripped
 #: from ``Message.headers`` and from republished copies, where they would only pile up.
@@ -64,7 +68,9 @@ BROKER_DEAD_LETTER = frozenset(
     }
 )
 #: Headers removed from ``Message.headers`` on receipt.
-INTERNAL = frozenset({KEY, ATTEMPT, TOPIC, DELAY_MS_ARG, DELAY_EXCHANGE_ARG}) | BROKER_DEAD_LETTER
+INTERNAL = (
+    frozenset({KEY, ATTEMPT, TOPIC, DELAY_MS_ARG, DELAY_EXCHANGE_ARG, TAG_ARG}) | BROKER_DEAD_LETTER
+)
 
 
 def _to_str(value: Any) -> str | None:

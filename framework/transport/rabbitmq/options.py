@@ -66,6 +66,17 @@ class SubscriberTopology:
     dlq: str | None  # dead-letter queue name; None: dead-lettering disabled
     dlq_routing_key: str | None  # its binding key on the DLX: the spec's dlq topic
     queue_arguments: Mapping[str, Any] = field(default_factory=dict)
+    #: the subscriber's tags, sorted; empty: no tag filtering (the queue binds directly).
+    tags: tuple[str, ...] = ()
+
+    @property
+    def tag_exchange(self) -> str | None:
+        """The headers exchange a tagged subscriber's queue binds to, per tag: one per
+        (exchange, binding keys), so subscribers binding different keys never share one;
+        ``None`` without tags."""
+        if not self.tags:
+            return None
+        return queue_name(f"pykratos.tags.{self.exchange}.{','.join(sorted(self.binding_keys))}")
 
     def retry_queue(self, delay_ms: int) -> str:
         """Name of the TTL queue that holds this queue's retries for ``delay_ms``."""
@@ -171,4 +182,5 @@ def resolve_topology(
         dlq=None if spec.dlq_topic is None else queue_name(spec.dlq_topic),
         dlq_routing_key=spec.dlq_topic,
         queue_arguments=dict(arguments),
+        tags=tuple(sorted(spec.tags)),
     )

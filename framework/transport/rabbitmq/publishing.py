@@ -10,6 +10,8 @@ publish may reach the queue twice (at-least-once), never zero times silently.
 from __future__ import annotations
 
 import asyncio
+import inspect
+from typing import Any
 
 import aio_pika.abc
 from aiormq.abc import ConfirmationFrameType
@@ -126,15 +128,30 @@ class ConfirmedPublisher:
     ) -> ConfirmationFrameType | None:
         await self._channel.ready()  # waits while the robust connection reconnects
         raw = await self._channel.get_underlay_channel()
-        # wait=False: do not wait, under the channel's lock, for this frame to be written out
-        # before the next publish may queue its own; the confirm awaited below only comes
-        # after the write anyway, and with many publishes in flight (the batching publisher)
-        # waiting for each write would serialise them.
         return await raw.basic_publish(
             body,
             exchange=exchange,
             routing_key=routing_key,
             properties=properties,
             mandatory=mandatory,
-            wait=False,
+            **_no_drain_wait(raw),
         )
+
+
+def _no_drain_wait(raw: object) -> dict[str, Any]:
+    """``wait=False`` where aiormq's ``basic_publish`` takes it: do not wait, under the
+    channel's lock, for each frame to be written out before the next publish may queue its
+    own. The confirm awaited after it only comes once the frame was written anyway, and with
+    many publishes in flight (the batching publisher) waiting for each write serialises
+    them. Older aiormq versions without the argument keep their behaviour."""
+    cls = type(raw)
+    accepts = _ACCEPTS_WAIT.get(cls)
+    if accepts is None:
+        method = getattr(cls, "basic_publish", None)
+        accepts = method is not None and "wait" in inspect.signature(method).parameters
+        _ACCEPTS_WAIT[cls] = accepts
+    return _NO_WAIT if accepts else {}
+
+
+_ACCEPTS_WAIT: dict[type, bool] = {}
+_NO_WAIT: dict[str, Any] = {"wait": False}

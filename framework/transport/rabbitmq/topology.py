@@ -4,6 +4,10 @@ Per subscription (all durable unless the subscriber is a broadcast one, whose qu
 exclusive to this connection and vanish with it):
 
 * the exchange (``exchange_type``) and the work queue bound to it with each binding key;
+* for a subscriber with ``tags`` instead: a headers exchange (``tag_exchange``) bound to the
+  exchange with each binding key, and the work queue bound to it once per tag, matching the
+  ``pykratos-tag`` header the broker sets from ``x-tag``. Messages of other tags (or none)
+  never reach the queue, and an untagged subscriber's bindings stay as they were;
 * one retry queue per retry delay, ``<queue>.retry.<ms>ms``: a queue-wide TTL
   (``x-message-ttl``) then dead-lettering through the default exchange back to the work
   queue. One queue per delay keeps every message in it expiring in FIFO order, which a
@@ -25,7 +29,7 @@ from aio_pika import ExchangeType
 from aiormq.exceptions import AMQPError
 
 from framework.transport.rabbitmq.errors import TopologyError
-from framework.transport.rabbitmq.headers import DELAY_EXCHANGE_ARG, DELAY_MS_ARG
+from framework.transport.rabbitmq.headers import DELAY_EXCHANGE_ARG, DELAY_MS_ARG, TAG_ARG
 from framework.transport.rabbitmq.options import SubscriberTopology
 
 __all__ = ["declare_delay_bucket", "declare_retry_queue", "declare_subscription", "delay_bucket"]
@@ -58,8 +62,23 @@ async def declare_subscription(
             arguments=dict(topology.queue_arguments) or None,
             robust=robust,
         )
-        for key in topology.binding_keys:
-            await queue.bind(exchange, routing_key=key, robust=robust)
+        tag_exchange = topology.tag_exchange
+        if tag_exchange is None:
+            for key in topology.binding_keys:
+                await queue.bind(exchange, routing_key=key, robust=robust)
+        else:
+            tagged = await channel.declare_exchange(
+                tag_exchange, ExchangeType.HEADERS, durable=True, robust=robust
+            )
+            for key in topology.binding_keys:
+                await tagged.bind(exchange, routing_key=key, robust=robust)
+            for tag in topology.tags:
+                await queue.bind(
+                    tagged,
+                    routing_key="",
+                    arguments={"x-match": "all", TAG_ARG: tag},
+                    robust=robust,
+                )
         for delay_ms in sorted(retry_delays_ms):
             queues.append(await declare_retry_queue(channel, topology, delay_ms, robust=robust))
         if topology.dlq is not None:

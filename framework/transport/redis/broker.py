@@ -12,8 +12,9 @@ connection for up to ``block_ms``, publishes and acks take others. The client's 
 are off: a subscription and a publish each handle a lost connection themselves (logged once
 per state change, retried), so nothing is retried twice.
 
-Delay: not supported (``publish(..., delay=)`` raises). Streams have no delayed entries; a
-schedule in a sorted set moved into the stream when due is the usual approach.
+Delay: ``publish(..., delay=)`` / ``publish(..., deliver_at=)`` writes the entry to a sorted-set
+schedule that a mover (in this or another process, per ``delay_relay``) moves into the stream
+when due, atomically (:mod:`~framework.transport.redis.schedule`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -35,13 +37,16 @@ from redis.exceptions import RedisError
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
+from framework.broker.schedule import due_time
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
+from framework.broker.tags import tagged_headers
 from framework.transport.redis.batching import RedisBatchingPublisher
 from framework.transport.redis.entries import encode_fields
 from framework.transport.redis.errors import RedisUnavailableError
 from framework.transport.redis.options import KNOWN_OPTIONS, RedisOptions, resolve_settings
 from framework.transport.redis.publishing import StreamPublisher
+from framework.transport.redis.schedule import ScheduleKeys, ScheduleMover, schedule_entry
 from framework.transport.redis.subscription import RedisSubscription
 
 __all__ = ["RedisBroker"]
@@ -83,6 +88,8 @@ class RedisBroker(Broker):
         self._client: Redis | None = None
         self._publisher: StreamPublisher | None = None
         self._subscriptions: list[RedisSubscription] = []
+        self._mover: ScheduleMover | None = None
+        self._schedule = ScheduleKeys(self.options.key_prefix)
 
     @property
     def endpoint(self) -> str:
@@ -134,12 +141,23 @@ class RedisBroker(Broker):
             ) from exc
         self._client = client
         self._publisher = StreamPublisher(client, options)
+        self._mover = ScheduleMover(client, options)
+        if options.delay_relay:
+            self._mover.start()
+
+    @property
+    def mover(self) -> ScheduleMover | None:
+        """This broker's schedule mover (after :meth:`connect`; see ``delay_relay``)."""
+        return self._mover
 
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers), flush batching
         publishers and disconnect. Safe to call twice or before ``connect``."""
         await stop_subscriptions_now(self._subscriptions)
         await self.close_batch_publishers()
+        mover, self._mover = self._mover, None
+        if mover is not None:
+            await mover.stop()
         client, self._client = self._client, None
         self._publisher = None
         if client is not None:
@@ -156,6 +174,8 @@ class RedisBroker(Broker):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        deliver_at: datetime | None = None,
+        tag: str | None = None,
         maxlen: int | None = None,
         minid_age: float | None = None,
     ) -> PublishResult:
@@ -165,23 +185,40 @@ class RedisBroker(Broker):
         Args:
             key: ordering key; subscribers handle messages with the same key in order.
             headers: string headers (stored as ``h:<name>`` fields, byte-exact).
-            delay: not supported: raises ``NotImplementedError`` (never ignored).
-            maxlen / minid_age: this publish's trimming, instead of the broker's.
+            delay / deliver_at: seconds to wait, or a timezone-aware moment: the entry goes
+                to the schedule and reaches the stream when due (a past ``deliver_at``:
+                now). ``PublishResult.message_id`` is then the schedule id: the stream entry
+                id is assigned when it is moved.
+            tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
+            maxlen / minid_age: this publish's trimming, instead of the broker's (an
+                immediate publish only: a scheduled entry is trimmed by the broker's policy
+                when it is moved, so both at once is a ``ValueError``).
 
         Raises:
             PublishFailedError: Redis refused the entry.
             PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds
                 (503 ``BROKER_UNAVAILABLE``).
         """
-        if delay:
-            raise NotImplementedError(
-                f"Redis Streams have no delayed delivery (publish to {topic!r} with "
-                f"delay={delay}): keep a schedule in a sorted set moved into the stream when "
-                "due, or use a broker with delays (RabbitMQ, memory)"
-            )
+        headers = tagged_headers(headers, tag)
+        due = due_time(delay, deliver_at)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("RedisBroker is not connected: call `await broker.connect()`")
+        if due is not None:
+            if maxlen is not None or minid_age is not None:
+                raise ValueError(
+                    "maxlen/minid_age trim an immediate XADD; a scheduled entry is trimmed by "
+                    "the broker's policy when it is moved into the stream"
+                )
+            schedule_id = await schedule_entry(
+                self.client,
+                self._schedule,
+                self.options,
+                self.stream(topic),
+                encode_fields(body, key, headers),
+                due,
+            )
+            return PublishResult(topic=topic, message_id=schedule_id)
         entry_id = await publisher.xadd(
             self.stream(topic),
             encode_fields(body, key, headers),
@@ -245,6 +282,8 @@ class RedisBroker(Broker):
         )
         await subscription.start()
         self._subscriptions.append(subscription)
+        if self.options.delay_relay is None and self._mover is not None:
+            self._mover.start()
         log.info(
             "subscribed %s: stream %s, %s",
             spec.display_name,

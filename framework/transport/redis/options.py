@@ -86,6 +86,13 @@ class RedisOptions:
             kept fresh: keep it well below ``claim_idle_ms``).
         dlq_retry_backoff: first wait (seconds, doubled up to 5 s) before retrying a failed
             dead-letter publish; the entry stays pending meanwhile, never dropped.
+        delay_relay: who moves delayed entries from the schedule into their streams
+            (:mod:`~framework.transport.redis.schedule`): ``None`` (the default) runs the
+            mover in a broker once it subscribes to anything (so consuming services move
+            them); ``True`` from ``connect``; ``False`` never (another process must).
+            Entries wait in Redis while no mover runs.
+        schedule_idle: the longest a mover sleeps without looking at the schedule (seconds):
+            a safety net for a wake-up published while its pub/sub connection was down.
     """
 
     url: str = "redis://127.0.0.1:6379/0"
@@ -107,6 +114,8 @@ class RedisOptions:
     claim_idle_ms: int = 30_000
     claim_interval: float = 5.0
     dlq_retry_backoff: float = 0.2
+    delay_relay: bool | None = None
+    schedule_idle: float = 5.0
 
     def __post_init__(self) -> None:
         _check_start_id(self.start_id, "RedisOptions")
@@ -124,6 +133,7 @@ class RedisOptions:
             "claim_idle_ms": self.claim_idle_ms,
             "claim_interval": self.claim_interval,
             "dlq_retry_backoff": self.dlq_retry_backoff,
+            "schedule_idle": self.schedule_idle,
         }
         for name, value in positive.items():
             if value <= 0:
