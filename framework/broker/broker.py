@@ -221,6 +221,8 @@ class Broker(ABC):
     def track_batch_publisher(self, publisher: BatchingPublisher) -> BatchingPublisher:
         """Remember ``publisher`` so :meth:`close_batch_publishers` flushes it; returns it."""
         publishers: list[BatchingPublisher] = self.__dict__.setdefault("_batch_publishers", [])
+        # Closed ones need nothing more: forgotten, so making one per task does not pile up.
+        publishers[:] = [p for p in publishers if not p.closed]
         publishers.append(publisher)
         return publisher
 

@@ -286,3 +286,15 @@ async def test_a_tag_travels_like_publish_tag_and_a_bad_one_is_refused_at_submit
         assert await got.wait(1) == [(b"2", "paid")]
     finally:
         await server.stop(5)
+
+
+async def test_closed_batching_publishers_are_not_kept_by_their_broker() -> None:
+    broker = MemoryBroker()
+    await broker.connect()
+    for _ in range(50):
+        async with broker.batch_publisher() as publisher:
+            await publisher.publish("t", b"x")
+    live = broker.batch_publisher()
+    assert broker.__dict__["_batch_publishers"] == [live]
+    await broker.close()
+    assert live.closed
