@@ -43,7 +43,8 @@ before use), :meth:`~BrokerConformance.drop_connections` (for ``reconnect`` and
 :meth:`~BrokerConformance.crash` (end a consumer mid-work),
 :meth:`~BrokerConformance.dead_letter_options` (subscriber options that consume a
 dead-letter destination), and :meth:`~BrokerConformance.refused_message` (a message the
-broker refuses at publish, for ``batch_publish``; by default the empty topic). In this repository, add the module under ``tests/conformance/``
+broker refuses at publish, for ``batch_publish``; by default the empty topic). In this
+repository, add the module under ``tests/conformance/``
 and regenerate the README table with
 ``PYKRATOS_UPDATE_README=1 python -m pytest tests/conformance/test_readme_table.py``.
 """
