@@ -62,7 +62,7 @@ async def kafka_setup(tag: str) -> AsyncIterator[tuple[BrokerFactory, str]]:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from framework.transport.kafka import KafkaBroker
-    from framework.transport.kafka.tansu import TansuProcess
+    from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess
 
     with TansuProcess() as tansu:
         topic = f"bench-delay-{tag}"
@@ -79,6 +79,7 @@ async def kafka_setup(tag: str) -> AsyncIterator[tuple[BrokerFactory, str]]:
                 client_id=name,
                 delay_topic_prefix=f"bench-delay-{tag}",
                 delay_check_interval=0.2,
+                **FAST_JOIN,
             )
 
         yield make, topic

@@ -1,23 +1,35 @@
 """Outbox relay benchmark on PostgreSQL + Kafka (Tansu), one run.
 
-Run from the repo root: ``python -m bench.outbox`` (starts its own Tansu on a free loopback
-port; PostgreSQL from ``PYKRATOS_BENCH_POSTGRES_URL``, default the machine's
+Run from the repo root::
+
+    python -m bench.outbox --messages 20000 --seconds 5
+
+(starts its own Tansu on a free loopback port; PostgreSQL from
+``PYKRATOS_BENCH_POSTGRES_URL``, default the machine's
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``; works in a schema of its own that it
 drops at the end).
 
-Throughput: ``--messages`` JSON messages (~80 bytes, ``--keys`` distinct keys)
+Throughput: ``--messages`` JSON messages (~80 bytes, ``--keys`` distinct keys), ``--repeat``
+interleaved runs of each contender (default 3); the medians are compared, since a shared
+machine's load drifts during a run:
 
-* **batching publisher**: the framework's own Kafka ``batch_publisher`` (``submit`` futures
-  gathered, ``acks="all"``): the broker-side ceiling;
-* **relay**: the same messages committed to the outbox first (not timed), then an
-  ``OutboxRelay`` drains them: claim, publish with confirmation, mark ``SENT``; timed from
-  its start to the last row marked (msgs/s from commit to broker confirmation).
+* **batching publisher, same records**: the framework's own Kafka ``batch_publisher``
+  (``submit`` futures gathered, ``acks="all"``) sending the records the relay sends (body,
+  key and a ``message-id`` header each): the broker-side ceiling, the 1.00x;
+* **batching publisher, records without headers**: the same without the header (the
+  column "vs no headers" divides by it);
+* **outbox relay**: the same messages committed to the outbox first (not timed), then an
+  ``OutboxRelay`` drains them: claim, publish with confirmation, mark; timed from its start
+  to the last round committed (msgs/s from commit to broker confirmation). Twice: with a
+  retention (confirmed rows are updated to ``SENT``, the default) and with ``retention=0``
+  (confirmed rows are deleted).
 
-Latency: a writer process commits ``--per-commit`` messages per transaction (default 10) at a steady
-``--rate`` msgs/s for ``--seconds``; for each message, the time from its commit returning to
-the relay's publish being confirmed by the broker. The relay is woken only by PostgreSQL
-``LISTEN/NOTIFY`` (not by the in-process wake-up, so this is what another replica would
-see); p50/p99 are printed.
+Latency: a writer process commits ``--per-commit`` messages per transaction (default 10) at a
+steady ``--rate`` msgs/s for ``--seconds``; for each message, the time from its commit
+returning to the broker confirming the relay's publish (through the batching publisher, as
+the relay publishes). The relay is woken only by PostgreSQL ``LISTEN/NOTIFY`` (not by the
+in-process wake-up, so this is what another replica would see); p50/p99 are printed. Both
+figures depend on the machine's load: report them with it (``uptime``).
 Targets (issue 9): relay >= 0.5x the batching publisher, p99 <= 50 ms.
 """
 
@@ -42,7 +54,7 @@ from framework.broker import MESSAGE_ID, Broker, PublishResult
 from framework.broker.subscriber import SubscriberSpec
 from framework.data import OutboxRelay, TransactionalOutbox, metadata
 from framework.transport.kafka import KafkaBroker
-from framework.transport.kafka.tansu import TansuProcess
+from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess
 
 from ._util import print_table
 
@@ -86,18 +98,65 @@ class ConfirmClock(Broker):
     async def subscribe(self, spec: SubscriberSpec, processor: Any) -> Any:
         raise NotImplementedError
 
+    @property
+    def options(self) -> Any:
+        return getattr(self.inner, "options", None)
 
-async def batching_publisher(servers: str, count: int, keys: int) -> float:
-    kafka = KafkaBroker(servers)
+    def batch_publisher(self) -> ClockedBatcher:
+        """The inner broker's batching publisher, timing each confirmation (the relay's
+        path for every round)."""
+        return ClockedBatcher(self.inner.batch_publisher(), self.confirmed)  # type: ignore[attr-defined]
+
+
+class ClockedBatcher:
+    """A batching publisher noting when each message was confirmed, by message-id."""
+
+    def __init__(self, inner: Any, confirmed: dict[str, float]) -> None:
+        self.inner = inner
+        self.confirmed = confirmed
+
+    async def submit(
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> asyncio.Future[PublishResult]:
+        future: asyncio.Future[PublishResult] = await self.inner.submit(
+            topic, body, key=key, headers=headers
+        )
+        if headers is not None:
+            message_id = headers[MESSAGE_ID]
+
+            def note(done: asyncio.Future[PublishResult]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self.confirmed[message_id] = time.time()
+
+            future.add_done_callback(note)
+        return future
+
+    async def flush(self) -> None:
+        await self.inner.flush()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def batching_publisher(servers: str, count: int, keys: int, message_ids: bool) -> float:
+    """Publish the messages straight through the batching publisher; with ``message_ids``,
+    each with its own ``message-id`` header, like the records the relay sends."""
+    kafka = KafkaBroker(servers, **FAST_JOIN)
     await kafka.connect()
     topic = f"bench-batch-{uuid.uuid4().hex[:8]}"
     await kafka.publish(topic, b"warm-up")
     try:
         publisher = kafka.batch_publisher()
         bodies = [json.dumps(payload(n)).encode() for n in range(count)]
+        headers = [{MESSAGE_ID: uuid.uuid4().hex} if message_ids else None for _ in bodies]
         started = time.perf_counter()
         futures = [
-            await publisher.submit(topic, body, key=f"k{n % keys}".encode())
+            await publisher.submit(topic, body, key=f"k{n % keys}".encode(), headers=headers[n])
             for n, body in enumerate(bodies)
         ]
         await asyncio.gather(*futures)
@@ -112,8 +171,10 @@ async def relay_throughput(
     count: int,
     keys: int,
     batch_size: int,
+    round_batches: int,
     concurrency: int,
     pipeline: bool,
+    retention: float,
 ) -> float:
     topic = f"bench-relay-{uuid.uuid4().hex[:8]}"
     uow = TransactionalOutbox(async_sessionmaker(engine))
@@ -121,16 +182,18 @@ async def relay_throughput(
         async with uow.begin() as tx:
             for n in range(start, min(start + 1000, count)):
                 tx.add_message(topic, payload(n), key=f"k{n % keys}")
-    kafka = KafkaBroker(servers)
+    kafka = KafkaBroker(servers, **FAST_JOIN)
     await kafka.connect()
     await kafka.publish(topic, b"warm-up")
     relay = OutboxRelay(
         engine,
         kafka,
         batch_size=batch_size,
+        round_batches=round_batches,
         listen=False,
         concurrency=concurrency,
         pipeline=pipeline,
+        retention=retention,
     )
     try:
         started = time.perf_counter()
@@ -189,7 +252,7 @@ async def steady_latency(
 ) -> list[float]:
     """Run the writer in another process (its own CPU), the relay here; the latencies."""
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    kafka = KafkaBroker(servers)
+    kafka = KafkaBroker(servers, **FAST_JOIN)
     clock = ConfirmClock(kafka)
     await clock.connect()
     await kafka.publish(topic, b"warm-up")
@@ -198,6 +261,7 @@ async def steady_latency(
         engine,
         clock,
         batch_size=args.batch_size,
+        round_batches=args.round_batches,
         poll_interval=1.0,
         concurrency=args.concurrency,
         pipeline=args.pipeline,
@@ -235,13 +299,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--keys", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=2000, help="relay rows per round")
+    parser.add_argument("--batch-size", type=int, default=500, help="relay rows per claim")
     parser.add_argument(
         "--pipeline",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="relay through Kafka's batching publisher (default) or publish each message",
     )
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved throughput runs")
+    parser.add_argument("--round-batches", type=int, default=4, help="relay batches per round")
     parser.add_argument("--concurrency", type=int, default=1, help="relay rounds at once")
     parser.add_argument("--per-commit", type=int, default=10, help="messages per transaction")
     parser.add_argument("--rate", type=float, default=1000.0)
@@ -273,27 +339,38 @@ async def main() -> None:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         servers = tansu.bootstrap_servers
-        batching = await batching_publisher(servers, args.messages, args.keys)
-        relay = await relay_throughput(
-            engine,
-            servers,
-            args.messages,
-            args.keys,
-            args.batch_size,
-            args.concurrency,
-            args.pipeline,
-        )
+        n, keys = args.messages, args.keys
+        # Interleaved repeats, medians compared: a shared machine's load drifts during a run.
+        runs: dict[str, list[float]] = {"ids": [], "bare": [], "sent": [], "deleted": []}
+        for _ in range(args.repeat):
+            runs["ids"].append(await batching_publisher(servers, n, keys, message_ids=True))
+            for name, retention in (("sent", 86400.0), ("deleted", 0.0)):
+                rate = await relay_throughput(
+                    engine, servers, n, keys, args.batch_size, args.round_batches,
+                    args.concurrency, args.pipeline, retention,
+                )  # fmt: skip
+                runs[name].append(rate)
+            runs["bare"].append(await batching_publisher(servers, n, keys, message_ids=False))
+        median = {name: statistics.median(values) for name, values in runs.items()}
+
+        def row(label: str, name: str) -> list[str]:
+            spread = " / ".join(f"{value / 1000:.0f}k" for value in runs[name])
+            ratio = median[name] / median["ids"]
+            bare = median[name] / median["bare"]
+            return [label, f"{median[name]:,.0f}", spread, f"{ratio:.2f}x", f"{bare:.2f}x"]
+
+        shape = f"batch {args.batch_size} x {args.round_batches} per round"
+        if args.concurrency > 1:
+            shape += f", {args.concurrency} rounds at once"
         print_table(
-            f"Throughput, {args.messages} messages, {args.keys} keys, acks=all "
-            "(PostgreSQL + Tansu)",
-            ["contender", "msgs/s", "ratio"],
+            f"Throughput, {n} messages, {keys} keys, acks=all (PostgreSQL + Tansu), "
+            f"median of {args.repeat} interleaved runs",
+            ["contender", "msgs/s", "runs", "ratio", "vs no headers"],
             [
-                ["batching publisher (framework)", f"{batching:,.0f}", "1.00x"],
-                [
-                    f"outbox relay (batch {args.batch_size} x {args.concurrency})",
-                    f"{relay:,.0f}",
-                    f"{relay / batching:.2f}x",
-                ],
+                row("batching publisher, same records (message-id header)", "ids"),
+                row("batching publisher, records without headers", "bare"),
+                row(f"outbox relay, rows marked SENT (retention > 0; {shape})", "sent"),
+                row(f"outbox relay, rows deleted (retention 0; {shape})", "deleted"),
             ],
         )
         latencies = await steady_latency(engine, url, schema, servers, args)

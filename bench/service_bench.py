@@ -18,7 +18,18 @@ A second table measures what metrics cost (on by default in the reference servic
 fully wired service with ``metrics.enabled`` true and false, memory repository, interleaved in
 the same run (target: metrics on >= 0.95x metrics off). ``--no-metrics-table`` skips it.
 
+On a shared machine req/s and even CPU time per request move with the neighbours' load
+(cache and frequency effects): a 1-2 % cost drowns in it. ``--instructions`` measures the
+same pair load-independently: each server runs under ``valgrind --tool=callgrind`` with
+collection switched on only around ``--calls`` sequential requests (after a warm-up), and the
+table gives instructions per request. Work that runs by the clock rather than per request
+would otherwise count in proportion to how slowly the run went: the outbox relay's polling
+is switched off in this mode (get-order publishes nothing), and what the server executes
+idle (uvicorn's tick, grpc's poller, ~0.2 M instructions/s) is measured for 5 s first and
+taken off pro rata.
+
     python -m bench.service_bench [--seconds 5] [--connections 32] [--calls 20000] [--rounds 2]
+    python -m bench.service_bench --instructions [--calls 1000]
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +96,11 @@ def _usecase(repo: str, db_url: str) -> Any:
 
 
 def serve_framework(
-    port: int, grpc_port: int, repo: str, db_url: str, metrics: bool = True
+    port: int, grpc_port: int, repo: str, db_url: str, metrics: bool = True,
+    outbox: bool = True,
 ) -> None:
-    """The reference service, fully wired (HTTP, gRPC, WebSocket, broker)."""
+    """The reference service, fully wired (HTTP, gRPC, WebSocket, broker); ``outbox=False``
+    stops the outbox relay's polling (get-order publishes nothing either way)."""
     import logging
 
     from dependency_injector import providers
@@ -100,7 +114,7 @@ def serve_framework(
             "server": {"http": {"host": "127.0.0.1", "port": port},
                        "grpc": {"host": "127.0.0.1", "port": grpc_port},
                        "websocket": {"host": "127.0.0.1", "port": 0}},
-            "data": {"database": {"url": db_url}},
+            "data": {"database": {"url": db_url}, "outbox": {"enabled": outbox}},
             "log": {"level": "WARNING"},
             "metrics": {"enabled": metrics},
         }
@@ -242,6 +256,109 @@ def measure(
     return per_second, used / served * 1e6
 
 
+def _sequential_http(port: int, calls: int) -> None:
+    """``calls`` GET order requests one after the other on one keep-alive connection."""
+    import socket
+
+    request = f"GET /v1/orders/{ORDER_ID} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock, sock.makefile("rb") as stream:
+        for _ in range(calls):
+            sock.sendall(request)
+            length = 0
+            while (line := stream.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line[15:])
+            stream.read(length)
+
+
+def _sequential_grpc(port: int, calls: int) -> None:
+    """``calls`` GetOrder calls one after the other."""
+    import grpc
+
+    from app_template.api.order.v1 import order_pb2, order_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = order_pb2_grpc.OrderServiceStub(channel)
+        request = order_pb2.GetOrderRequest(id=ORDER_ID)
+        for _ in range(calls):
+            stub.GetOrder(request)
+
+
+def instructions_per_request(
+    transport: str, metrics: bool, calls: int, db_url: str, warmup: int = 300, idle: float = 5.0
+) -> float:
+    """Instructions the framework server executes per get-order (callgrind, all threads),
+    less what it executes idle in the same time."""
+    from bench._util import wait_for_port
+
+    http_port, grpc_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={out}/callgrind.%p", sys.executable, "-m",
+            "bench.service_bench", "--serve", "framework", "--port", str(http_port),
+            "--grpc-port", str(grpc_port), "--repo", "memory", "--db", db_url, "--no-outbox",
+            *([] if metrics else ["--no-metrics"]),
+        ]
+        # A fixed hash seed: dict and set layouts (so probe counts) then repeat run to run.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=env)
+        try:
+            wait_for_port(http_port, timeout=600)  # ~50x slower under valgrind
+            wait_for_port(grpc_port, timeout=600)
+            load = _sequential_http if transport == "http" else _sequential_grpc
+            port = http_port if transport == "http" else grpc_port
+            load(port, warmup)
+            pid = str(proc.pid)
+            # Timers (uvicorn's tick, the broker server's polls) and grpc's threads run
+            # whatever the traffic: their rate, measured idle first, is taken off pro rata
+            # to how long the loaded part lasted (which depends on the machine's load).
+            subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+            time.sleep(idle)
+            subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+            started = time.perf_counter()
+            load(port, calls)
+            loaded = time.perf_counter() - started
+            subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+            dumps = {}
+            for dump in Path(out).glob("callgrind.*.*"):  # .1: idle, .2: loaded
+                found = re.search(r"^totals:\s+(\d+)", dump.read_text(), re.M)
+                dumps[dump.suffix] = int(found.group(1)) if found else 0
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    background = dumps.get(".1", 0) / idle * loaded
+    total = dumps.get(".2", 0) - background
+    if total <= 0:
+        raise RuntimeError(f"callgrind recorded nothing usable ({dumps}): is callgrind_control "
+                           "working?")
+    return total / calls
+
+
+def instructions_table(args: argparse.Namespace) -> None:
+    """Metrics on vs off in instructions per request: the load-independent figure."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'orders.db'}"
+        asyncio.run(_seed(db_url))
+        for transport in args.transport or ("http", "grpc"):
+            on = instructions_per_request(transport, True, args.calls, db_url)
+            off = instructions_per_request(transport, False, args.calls, db_url)
+            label = "HTTP GET order" if transport == "http" else "gRPC GetOrder"
+            rows.append((f"{label} (memory repo)", f"{on:.0f}", f"{off:.0f}",
+                         f"{on - off:.0f}", f"{off / on:.3f}x"))
+    print_table(
+        f"Metrics cost in instructions (callgrind, {args.calls} sequential requests after a "
+        "warm-up; the ratio off/on is the req/s ratio a CPU-bound server would show; "
+        "target >= 0.95x).",
+        ["workload", "metrics on instr/req", "metrics off instr/req", "difference",
+         "ratio (off/on)"],
+        rows,
+    )
+
+
 def _row(label: str, rate: dict[str, float], cpu: dict[str, float]) -> tuple[str, ...]:
     return (
         label,
@@ -257,7 +374,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per measurement")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--calls", type=int, default=20000, help="gRPC calls per measurement")
+    parser.add_argument("--calls", type=int,
+                        help="gRPC calls per measurement (default 20000; with --instructions: "
+                        "requests per server, default 1000)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent gRPC callers")
     parser.add_argument("--rounds", type=int, default=2,
                         help="measurements per server, interleaved; the best is kept")
@@ -267,9 +386,12 @@ def main() -> None:
                         help="skip the metrics on/off comparison")
     parser.add_argument("--metrics-table-only", action="store_true",
                         help="only the metrics on/off comparison")
+    parser.add_argument("--instructions", action="store_true",
+                        help="metrics on vs off in instructions per request (valgrind)")
     parser.add_argument("--serve", choices=["framework", "bare-http", "bare-grpc"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--no-metrics", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-outbox", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-client", metavar="TARGET", help=argparse.SUPPRESS)
     parser.add_argument("--repo", choices=["sql", "memory"], default="memory",
                         help=argparse.SUPPRESS)
@@ -277,16 +399,24 @@ def main() -> None:
     parser.add_argument("--grpc-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.calls is None:
+        args.calls = 1000 if args.instructions else 20000
 
     if args.grpc_client:
         grpc_client(args.grpc_client, args.calls, args.concurrency)
         return
     if args.serve == "framework":
-        serve_framework(args.port, args.grpc_port, args.repo, args.db, not args.no_metrics)
+        serve_framework(args.port, args.grpc_port, args.repo, args.db, not args.no_metrics,
+                        not args.no_outbox)
         return
     if args.serve:
         serve = serve_bare_http if args.serve == "bare-http" else serve_bare_grpc
         serve(args.port, args.repo, args.db)
+        return
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            sys.exit("valgrind is not installed: apt-get install valgrind")
+        instructions_table(args)
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")

@@ -56,6 +56,12 @@ class HttpConf(_Strict):
     max_body_size: int = Field(
         default=1024 * 1024, ge=0, description="bytes; larger request bodies get 413"
     )
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="requests served at once; more get 429 RATELIMIT before routing (None: "
+        "no limit)",
+    )
     tls: TlsOptions | None = Field(default=None, description="HTTPS; None serves plain HTTP")
 
 
@@ -66,6 +72,12 @@ class GrpcConf(_Strict):
     reflection: bool = True
     max_receive_message_length: int = Field(
         default=1024 * 1024, gt=0, description="bytes; larger messages get RESOURCE_EXHAUSTED"
+    )
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="calls served at once; more get RESOURCE_EXHAUSTED RATELIMIT before the "
+        "middleware (None: no limit)",
     )
     tls: TlsOptions | None = Field(default=None, description="TLS (mTLS with client_auth)")
 

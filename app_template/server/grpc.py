@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from framework.middleware import Middleware
+from framework.middleware.ratelimit import MaxInFlight
 from framework.transport.grpc import GrpcServer
 
 from app_template.api.order.v1 import order_pb2_grpc
@@ -22,6 +23,7 @@ def new_grpc_server(
         reflection=conf.reflection,
         name="grpc",
         max_receive_message_length=conf.max_receive_message_length,
+        admission=MaxInFlight(conf.max_in_flight) if conf.max_in_flight else None,
         tls=conf.tls,
     )
     server.register(order_pb2_grpc.add_OrderServiceServicer_to_server, orders)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from framework.metrics import mount_metrics
 from framework.middleware import Middleware
+from framework.middleware.ratelimit import MaxInFlight
 from framework.transport.http import HttpServer
 
 from app_template.conf.conf import HttpConf, MetricsConf
@@ -26,6 +27,7 @@ def new_http_server(
         middlewares=middlewares,
         name="http",
         max_body_size=conf.max_body_size,
+        admission=MaxInFlight(conf.max_in_flight) if conf.max_in_flight else None,
         tls=conf.tls,
     )
     server.include_router(orders.router)

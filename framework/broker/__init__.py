@@ -6,6 +6,7 @@ with a :class:`Publisher`. Kafka, RabbitMQ and MQTT live in ``framework.transpor
 ``framework.transport.rabbitmq`` / ``framework.transport.mqtt`` and need their extras.
 """
 
+from framework.broker.acks import Acks, OnPublishError, UnconfirmedFailures
 from framework.broker.batching import (
     BatchFlushTimeoutError,
     BatchingPublisher,
@@ -67,6 +68,7 @@ __all__ = [
     "DLQ_REASON",
     "MESSAGE_ID",
     "TAG_HEADER",
+    "Acks",
     "AutoOffsetReset",
     "BatchFlushTimeoutError",
     "BatchPolicy",
@@ -83,6 +85,7 @@ __all__ = [
     "MemoryBroker",
     "Message",
     "MessageProcessor",
+    "OnPublishError",
     "Outcome",
     "ProcessResult",
     "ProtobufCodec",
@@ -97,6 +100,7 @@ __all__ = [
     "SubscriberProcessor",
     "SubscriberSpec",
     "Subscription",
+    "UnconfirmedFailures",
     "UnsupportedOptionError",
     "WiringError",
     "check_options",

@@ -36,7 +36,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from framework.broker.broker import PublishResult
 from framework.broker.tags import tagged_headers
@@ -52,8 +52,11 @@ __all__ = [
 
 _log = logging.getLogger("pykratos.broker")
 
-#: ``send(topic, body, key, headers)``: one confirmed publish (a broker's ``publish``).
-SendOne = Callable[[str, bytes, bytes | None, Mapping[str, str] | None], Awaitable[PublishResult]]
+#: ``send(topic, body, key, headers, partition)``: one confirmed publish (a broker's
+#: ``publish``; ``partition`` is ``None`` unless the submitter chose one).
+SendOne = Callable[
+    [str, bytes, bytes | None, Mapping[str, str] | None, int | None], Awaitable[PublishResult]
+]
 
 
 class BatchPublisherClosedError(RuntimeError):
@@ -74,9 +77,11 @@ class PendingMessage:
     Attributes:
         topic, body, key, headers: as given to :meth:`BatchingPublisher.submit`.
         future: resolved by the publisher with the message's result or error.
+        partition: the partition chosen at submit, or ``None`` (the broker's partitioner
+            decides).
     """
 
-    __slots__ = ("body", "future", "headers", "key", "settled", "topic")
+    __slots__ = ("body", "future", "headers", "key", "partition", "settled", "topic")
 
     def __init__(
         self,
@@ -85,12 +90,14 @@ class PendingMessage:
         key: bytes | None,
         headers: Mapping[str, str] | None,
         future: asyncio.Future[PublishResult],
+        partition: int | None = None,
     ) -> None:
         self.topic = topic
         self.body = body
         self.key = key
         self.headers = headers
         self.future = future
+        self.partition = partition
         self.settled = False  # counted out of ``pending`` (exactly once)
 
 
@@ -114,6 +121,10 @@ class BatchingPublisher(ABC):
         ValueError: ``chunk_size < 1``, ``flush_interval < 0`` or
             ``max_pending < chunk_size``.
     """
+
+    #: Whether :meth:`submit` takes ``partition=``: a publisher whose broker has no
+    #: partitions raises ``NotImplementedError`` for it rather than ignore it.
+    accepts_partition: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -169,18 +180,27 @@ class BatchingPublisher(ABC):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         tag: str | None = None,
+        partition: int | None = None,
     ) -> asyncio.Future[PublishResult]:
         """Buffer one message; the returned future resolves once the broker confirmed it
         (or fails with this message's error).
 
         ``tag`` labels it for subscribers declared with ``tags=`` (carried in the ``x-tag``
-        header, as ``publish(tag=)`` does). Waits only while ``max_pending`` messages are
-        unresolved (back-pressure).
+        header, as ``publish(tag=)`` does). ``partition`` puts it on that partition, as
+        ``publish(partition=)`` does (a partition the topic lacks fails its future with
+        ``ValueError``). Waits only while ``max_pending`` messages are unresolved
+        (back-pressure).
 
         Raises:
             BatchPublisherClosedError: the publisher is closed.
+            NotImplementedError: ``partition`` given to a publisher whose broker has no
+                partitions.
             ValueError: an invalid ``tag`` (nothing is buffered).
         """
+        if partition is not None and not self.accepts_partition:
+            raise NotImplementedError(
+                f"{self.name}: this broker has no partitions, partition={partition} refused"
+            )
         if tag is not None:
             headers = tagged_headers(headers, tag)
         # Re-checked after every wait: several submitters may wake at once, and close() may
@@ -197,7 +217,7 @@ class BatchingPublisher(ABC):
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[PublishResult] = loop.create_future()
-        item = PendingMessage(topic, body, key, headers, future)
+        item = PendingMessage(topic, body, key, headers, future, partition)
         unsettled.add(item)
         self._idle.clear()
         buffer = self._buffer
@@ -220,9 +240,13 @@ class BatchingPublisher(ABC):
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         tag: str | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
         """Submit one message and wait for its confirmation (raises its error)."""
-        return await (await self.submit(topic, body, key=key, headers=headers, tag=tag))
+        future = await self.submit(
+            topic, body, key=key, headers=headers, tag=tag, partition=partition
+        )
+        return await future
 
     async def flush(self, timeout: float | None = None) -> None:
         """Send what is buffered and wait until every submitted message is resolved
@@ -367,19 +391,24 @@ class PipelinedPublisher(BatchingPublisher):
     before any of its messages starts; a topic it raises for fails its messages with that
     error.
 
+    ``partition=`` is handed to the broker's ``publish``, which honours it (memory) or fails
+    the message with ``NotImplementedError`` (a broker without partitions).
+
     At most ``max_in_flight`` publishes run at once; the next ones start as confirmations
     come back. Each publish's own timeout (the broker's ``publish_timeout``) runs from its
     start, so a window keeps a long backlog from timing out behind itself, while being
     wide enough that the broker always has work.
 
     Args:
-        send: ``send(topic, body, key, headers)``, one confirmed publish.
+        send: ``send(topic, body, key, headers, partition)``, one confirmed publish.
         prepare: ``prepare(topic)``, the lookups a first publish to ``topic`` awaits
             (:meth:`Broker.prepare_publish <framework.broker.broker.Broker.prepare_publish>`).
         max_in_flight: publishes awaiting confirmation at once (default: twice
             ``chunk_size``, at least 256).
         **kwargs: see :class:`BatchingPublisher`.
     """
+
+    accepts_partition: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -421,7 +450,9 @@ class PipelinedPublisher(BatchingPublisher):
             while len(inflight) >= limit:
                 self._window.clear()
                 await self._window.wait()
-            task = asyncio.ensure_future(send(item.topic, item.body, item.key, item.headers))
+            task = asyncio.ensure_future(
+                send(item.topic, item.body, item.key, item.headers, item.partition)
+            )
             inflight.add(task)
             task.add_done_callback(self._make_done(item))
         # Let the tasks just created write their messages before the next chunk's are made.

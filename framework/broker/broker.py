@@ -17,8 +17,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from framework.broker.acks import (
+    Acks,
+    OnPublishError,
+    UnconfirmedFailures,
+    check_acks,
+    describe_levels,
+)
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
 
@@ -131,6 +138,44 @@ class Broker(ABC):
 
     #: transport kind used in the transport context ("memory", "kafka", "rabbitmq", "mqtt").
     kind: str = ""
+    #: acknowledgement levels ``publish`` can run at (:mod:`framework.broker.acks`): level ->
+    #: ``"native"`` or ``"emulated: <how>"``; a level not listed is refused by :meth:`with_acks`.
+    acks_levels: ClassVar[Mapping[Acks, str]] = {"all": "native"}
+
+    @property
+    def default_acks(self) -> Acks:
+        """The level ``publish`` runs at unless a :meth:`with_acks` handle says otherwise
+        (the broker's configuration)."""
+        return "all"
+
+    @property
+    def unconfirmed(self) -> UnconfirmedFailures:
+        """Failures of this broker's fire-and-forget publishes (counted and logged)."""
+        found: UnconfirmedFailures | None = self.__dict__.get("_broker_unconfirmed_failures")
+        if found is None:
+            found = self.__dict__["_broker_unconfirmed_failures"] = UnconfirmedFailures(self.kind)
+        return found
+
+    def with_acks(self, acks: Acks, *, on_error: OnPublishError | None = None) -> Broker:
+        """A handle on this broker (same connection) whose ``publish`` runs at ``acks``;
+        ``on_error(topic, error)`` gets the failures of its fire-and-forget publishes that
+        are known only after ``publish`` returned (they are also counted in
+        :attr:`unconfirmed` and logged). ``Publisher(broker, acks=...)`` uses it.
+
+        Raises:
+            ValueError: not a level (``none``, ``leader``, ``all``).
+            NotImplementedError: a level this broker cannot publish at (the message says
+                which it can).
+        """
+        from framework.broker.acksview import AcksView
+
+        level = check_acks(acks)
+        if level not in self.acks_levels:
+            raise NotImplementedError(
+                f"the {self.kind or type(self).__name__} broker cannot publish with "
+                f"acks={level!r}; it supports {describe_levels(self.acks_levels)}"
+            )
+        return AcksView(self, level, on_error)
 
     @abstractmethod
     async def connect(self) -> None:
@@ -150,9 +195,11 @@ class Broker(ABC):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
     ) -> PublishResult:
-        """Publish and return once the broker confirmed (acks=all / publisher confirm).
+        """Publish and return once the broker confirmed at :attr:`default_acks` (or the
+        level of a :meth:`with_acks` handle; at once for ``"none"``).
 
         ``delay`` (seconds) or ``deliver_at`` (a timezone-aware datetime) defers delivery
         where the broker supports it and raises ``NotImplementedError`` with an explanation
@@ -161,6 +208,9 @@ class Broker(ABC):
         negative delay or a naive datetime; a past ``deliver_at`` means now).
         ``tag`` labels the message for subscribers filtering on tags (sent as the ``x-tag``
         header, see :mod:`framework.broker.tags`); ``ValueError`` for an invalid tag.
+        ``partition`` puts the message on that partition (Kafka, memory: the key then only
+        travels with it); a broker without partitions raises ``NotImplementedError``, and
+        a partition the topic does not have is a ``ValueError``.
         """
 
     @abstractmethod
@@ -193,9 +243,15 @@ class Broker(ABC):
         from framework.broker.batching import PipelinedPublisher
 
         async def send(
-            topic: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+            topic: str,
+            body: bytes,
+            key: bytes | None,
+            headers: Mapping[str, str] | None,
+            partition: int | None,
         ) -> PublishResult:
-            return await self.publish(topic, body, key=key, headers=headers)
+            if partition is None:  # a subclass's publish may predate partition=
+                return await self.publish(topic, body, key=key, headers=headers)
+            return await self.publish(topic, body, key=key, headers=headers, partition=partition)
 
         return self.track_batch_publisher(
             PipelinedPublisher(

@@ -25,8 +25,9 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
-from typing import Any, get_args
+from typing import Any, ClassVar, get_args
 
+from framework.broker.acks import Acks
 from framework.broker.broker import (
     Broker,
     MessageProcessor,
@@ -362,6 +363,12 @@ class MemoryBroker(Broker):
 
     kind = "memory"
     supported_options = frozenset({"auto_offset_reset"})
+    #: In process every level appends before ``publish`` returns: nothing to wait for.
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "emulated: appended before publish returns, as at every level",
+        "leader": "emulated: appended before publish returns, as at every level",
+        "all": "native",
+    }
 
     def __init__(self, *, partitions: int = 4, name: str = "default") -> None:
         if partitions < 1:
@@ -426,19 +433,40 @@ class MemoryBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
     ) -> PublishResult:
         """Append to the topic, or schedule it ``delay`` seconds later or at ``deliver_at``
         (an event-loop timer: lost if the broker closes first, logged); returns at once.
 
         ``PublishResult.offset`` is ``None`` for a scheduled message (it has none yet).
+        ``partition`` (``0 <= partition < partitions``) chooses the partition, else the key
+        does (see :meth:`Topic.partition_for`). Every acknowledgement level appends before
+        returning: in process, there is nothing to wait for and nothing to lose.
+
+        Raises:
+            ValueError: an empty topic, a bad delay or deliver_at, a partition the topic
+                lacks.
         """
         headers = tagged_headers(headers, tag)
         self._check_connected()
         if not topic:
             raise ValueError("topic must be a non-empty string")
         wait = remaining(due_time(delay, deliver_at))
-        partition = self._topic(topic).partition_for(key)
+        log = self._topic(topic)
+        if partition is None:
+            chosen = log.partition_for(key)
+        elif (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not (0 <= partition < len(log.partitions))
+        ):
+            raise ValueError(
+                f"topic {topic!r} has partitions 0..{len(log.partitions) - 1}, "
+                f"got partition={partition!r}"
+            )
+        else:
+            chosen = log.partitions[partition]
         record = Record(
             body, key, dict(headers) if headers else {}, str(next(self._ids)), time.time()
         )
@@ -449,13 +477,13 @@ class MemoryBroker(Broker):
             def deliver() -> None:
                 if timer is not None:
                     self._timers.discard(timer)
-                partition.append(record)
+                chosen.append(record)
 
             timer = loop.call_later(wait, deliver)
             self._timers.add(timer)
-            return PublishResult(topic, partition.index, None, record.id)
-        offset = partition.append(record)
-        return PublishResult(topic, partition.index, offset, record.id)
+            return PublishResult(topic, chosen.index, None, record.id)
+        offset = chosen.append(record)
+        return PublishResult(topic, chosen.index, offset, record.id)
 
     # -- consuming ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
+from framework.broker.acks import Acks, OnPublishError
 from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker, ProcessResult, PublishResult
 from framework.broker.codec import Codec, JsonCodec
@@ -70,10 +71,32 @@ class Publisher:
     receive, so business code never touches a broker client::
 
         await publisher.publish("order-created", OrderCreated(id=1), key=str(order.user_id))
+
+    Args:
+        broker: the broker to publish through.
+        codec: encodes payloads (JSON by default).
+        acks: the acknowledgement level of this publisher's messages (``"none"``,
+            ``"leader"``, ``"all"``; see :mod:`framework.broker.acks`); ``None`` (the
+            default) keeps the broker's configured level. A level the broker cannot give
+            raises ``NotImplementedError`` here, naming those it can.
+        on_error: ``on_error(topic, error)`` for fire-and-forget (``acks="none"``) publishes
+            whose failure is known only after ``publish`` returned; they are counted in
+            ``broker.unconfirmed`` and logged at ERROR either way.
     """
 
-    def __init__(self, broker: Broker, codec: Codec | None = None) -> None:
-        self.broker = broker
+    def __init__(
+        self,
+        broker: Broker,
+        codec: Codec | None = None,
+        *,
+        acks: Acks | None = None,
+        on_error: OnPublishError | None = None,
+    ) -> None:
+        if acks is None and on_error is None:
+            self.broker = broker
+        else:
+            level = broker.default_acks if acks is None else acks
+            self.broker = broker.with_acks(level, on_error=on_error)
         self.codec: Codec = codec if codec is not None else JsonCodec()
 
     def batch(
@@ -117,6 +140,7 @@ class Publisher:
         delay: float | None = None,
         *,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
     ) -> PublishResult:
         """Encode ``payload`` and publish it; return once the broker confirmed.
@@ -136,6 +160,8 @@ class Publisher:
                 now; naive, or given with ``delay``: ``ValueError``).
             tag: the message's tag, for subscribers declared with ``tags=``
                 (:mod:`framework.broker.tags`); ``ValueError`` if invalid.
+            partition: the partition to publish to, where the broker has partitions (else
+                it raises); by default the broker's partitioner chooses (by key).
         """
         body, key, headers = self.encode(payload, key, headers)
         observer = current_observer()
@@ -147,6 +173,7 @@ class Publisher:
                 headers=headers,
                 delay=delay,
                 deliver_at=deliver_at,
+                partition=partition,
                 tag=tag,
             )
         # Measured for the metrics observer (framework.observer): duration and failures.
@@ -159,6 +186,7 @@ class Publisher:
                 headers=headers,
                 delay=delay,
                 deliver_at=deliver_at,
+                partition=partition,
                 tag=tag,
             )
         except Exception as exc:
@@ -193,11 +221,14 @@ class PublisherBatch:
         headers: Mapping[str, str] | None = None,
         *,
         tag: str | None = None,
+        partition: int | None = None,
     ) -> asyncio.Future[PublishResult]:
         """Encode ``payload`` and submit it (waits only while ``max_pending`` messages are
         unconfirmed); see :meth:`Publisher.publish` for the arguments."""
         body, raw_key, headers = self.publisher.encode(payload, key, headers)
-        future = await self.inner.submit(topic, body, key=raw_key, headers=headers, tag=tag)
+        future = await self.inner.submit(
+            topic, body, key=raw_key, headers=headers, tag=tag, partition=partition
+        )
         observer = current_observer()
         if observer is not None:
             kind = self.publisher.broker.kind
@@ -222,9 +253,10 @@ class PublisherBatch:
         headers: Mapping[str, str] | None = None,
         *,
         tag: str | None = None,
+        partition: int | None = None,
     ) -> PublishResult:
         """Submit one payload and wait for its confirmation (raises its error)."""
-        return await (await self.submit(topic, payload, key, headers, tag=tag))
+        return await (await self.submit(topic, payload, key, headers, tag=tag, partition=partition))
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every submitted message is resolved (see ``BatchingPublisher.flush``)."""

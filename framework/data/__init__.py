@@ -11,6 +11,7 @@
 Needs the ``data`` extra (SQLAlchemy async with aiosqlite / asyncpg).
 """
 
+from framework.data.claims import ClaimedRow
 from framework.data.failures import is_permanent_publish_error
 from framework.data.inbox import AlreadyApplied, InboxScope, expire_inbox, idempotent
 from framework.data.relay import OutboxRelay, RelayRound
@@ -31,6 +32,7 @@ __all__ = [
     "PENDING",
     "SENT",
     "AlreadyApplied",
+    "ClaimedRow",
     "InboxScope",
     "OutboxRelay",
     "OutgoingMessage",

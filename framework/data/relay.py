@@ -1,16 +1,19 @@
 """The outbox relay: publishes committed ``outbox`` rows with broker confirmation.
 
-Each round, in one database transaction:
+Each round, in one database transaction (:mod:`framework.data.claims`):
 
-1. **claim** the oldest pending row of each ordering key (a row with no older pending row of
-   the same key), up to ``batch_size``, with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, then
-   the following pending rows of those keys (``FOR UPDATE``). Another replica skips the
-   locked heads, and never sees a locked key's later rows as heads, so each key is relayed
-   by one replica at a time, in ``id`` order (the commit order of the writers of that key,
-   which serialize on the business row they change);
-2. **publish**: keys in parallel (pipelined by the broker client), each key's rows one after
-   the other, every ``publish`` awaited until the broker confirmed;
-3. **mark** the confirmed rows ``SENT``; a row the broker refused permanently
+1. **claim** up to ``batch_size`` pending rows in ``id`` order, skipping the ordering keys
+   another relay holds. On PostgreSQL each key hashes to one of ``lock_slots`` transaction
+   advisory locks: a round holds all the pending rows of its keys from the oldest one on,
+   and another replica (or concurrent round) skips those keys until the commit, so each key
+   is relayed by one relay at a time, in ``id`` order (the commit order of the writers of
+   that key, which serialize on the business row they change);
+2. **publish**: through the broker's batching publisher (``batch_publisher``), submitted in
+   ``id`` order and sent at once; keys the batching publisher cannot take (``pipeline=False``,
+   no batching publisher, a record near the size limit) are published key by key, each
+   ``publish`` awaited until the broker confirmed before the key's next one;
+3. **mark** the confirmed rows ``SENT`` (deleted at once when ``retention`` is 0), in chunks
+   while the broker confirms the rest; a row the broker refused permanently
    (:mod:`framework.data.failures`) becomes ``DEAD`` with the reason in ``error`` and an
    ERROR log line (the outbox's dead letter: the row keeps its body, headers and
    ``message-id`` for an operator to inspect and replay), and the key goes on; a transient
@@ -38,54 +41,109 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    LargeBinary,
-    all_,
-    any_,
-    bindparam,
-    delete,
-    exists,
-    select,
-    update,
-)
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker
 from framework.broker.processor import describe_exception
 from framework.broker.publisher import MAX_DLQ_REASON
+from framework.data.claims import ClaimedRow, Round, open_round
 from framework.data.failures import is_permanent_publish_error
 from framework.data.inbox import expire_inbox
-from framework.data.tables import DEAD, PENDING, SENT, outbox
+from framework.data.tables import SENT, outbox
 from framework.data.uow import DEFAULT_DESTINATION, NOTIFY_CHANNEL, TransactionalOutbox
 
 __all__ = ["OutboxRelay", "RelayRound"]
 
 _log = logging.getLogger("pykratos.data")
-# Rounds smaller than this publish message by message (lower latency, nothing to batch).
-_PIPELINE_MIN_ROWS = 64
-# A claimed row (SQLAlchemy's Row with the outbox columns as attributes).
-_Row = Any
+# Confirmed rows are marked in chunks of this many while later ones are still in flight.
+_MARK_CHUNK = 1000
+# A PostgreSQL claim looks at most this many batches deep into the pending rows.
+_WINDOW_BATCHES = 4
+_Row = ClaimedRow
+_T = TypeVar("_T")
 _o = outbox.c
-_COLUMNS = (_o.id, _o.message_id, _o.destination, _o.topic, _o.key, _o.ordering_key, _o.body,
-            _o.headers)  # fmt: skip
 
 
 @dataclass(slots=True)
 class RelayRound:
-    """What one round did."""
+    """What one round did: rows ``claimed`` (all its batches), the ids ``sent`` (confirmed),
+    the rows ``dead`` (dead-lettered) and ``failed`` (transient failure, still pending), each
+    with its reason."""
 
     claimed: int = 0
     sent: list[int] = field(default_factory=list)
     dead: list[tuple[_Row, str]] = field(default_factory=list)
     failed: list[tuple[_Row, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One claimed batch in flight."""
+
+    pipelined: list[tuple[_Row, asyncio.Future[Any]]] = field(default_factory=list)
+    strict: dict[bytes, list[_Row]] = field(
+        default_factory=dict
+    )  # key -> rows, published at settle
+    flushes: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class _Serial:
+    """A round's database calls, run one after the other (they share one connection) in
+    the background, so that they overlap the publishing. A failed call fails the later ones;
+    :meth:`drain` raises the first failure."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Future[Any]] = []
+
+    def run(self, call: Callable[[], Awaitable[_T]]) -> asyncio.Future[_T]:
+        previous = self._tasks[-1] if self._tasks else None
+
+        async def step() -> _T:
+            if previous is not None:
+                await previous
+            return await call()
+
+        task = asyncio.ensure_future(step())
+        self._tasks.append(task)
+        return task
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await self._tasks[-1]
+
+    async def close(self) -> None:
+        """Cancel what has not run (the round failed) and collect every outcome."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(slots=True)
+class _RoundState:
+    """What a round's batches share."""
+
+    db: _Serial
+    limits: dict[str, int | None] = field(default_factory=dict)  # destination -> size limit
+    strict: set[bytes] = field(default_factory=set)  # keys published one by one this round
+    stalled: set[bytes] = field(default_factory=set)  # keys with a transient failure
+    unsettled: list[_Batch] = field(default_factory=list)  # submitted, not yet settled
+
+
+async def _abandon(batch: _Batch) -> None:
+    """Let a batch of a failed round finish at the broker without anyone waiting for its
+    results (its rows stay pending: the next round publishes them again)."""
+    await asyncio.gather(*batch.flushes, return_exceptions=True)
+    for _, future in batch.pipelined:
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 class OutboxRelay:
@@ -98,17 +156,24 @@ class OutboxRelay:
             broker servers in the App's list, so it starts after they connected and stops
             before they close.
         outbox: the service's :class:`TransactionalOutbox`: its commits wake this relay.
-        batch_size: rows claimed per round (heads, and as many following rows).
+        batch_size: rows claimed at once.
+        round_batches: batches a round claims at most, in one transaction: the next batch is
+            claimed while the broker confirms the previous one (a full batch only).
         poll_interval: seconds between looks when nothing woke the relay.
         listen: on PostgreSQL, ``LISTEN`` for commits (``False``: poll only).
-        retention: seconds a ``SENT`` row is kept before it is deleted.
+        retention: seconds a ``SENT`` row is kept before it is deleted; 0 deletes each row
+            in the round that published it (no ``SENT`` rows at all, the cheapest mark).
         inbox_retention: seconds an inbox record is kept; ``None`` leaves the inbox alone.
         cleanup_interval: seconds between two clean-ups.
         min_backoff, max_backoff: seconds to wait after a transient failure (doubling).
         is_permanent: classifies a publish error (default
             :func:`~framework.data.failures.is_permanent_publish_error`).
-        concurrency: rounds run at once on PostgreSQL (each in its own transaction; the row
+        concurrency: rounds run at once on PostgreSQL (each in its own transaction; the key
             locks share the keys out among them as among replicas); SQLite runs one.
+        lock_slots: PostgreSQL advisory locks the ordering keys hash to (keys sharing one are
+            relayed by one relay at a time together). A round holds at most
+            ``min(batch_size, lock_slots)`` of them in PostgreSQL's shared lock table
+            (``max_locks_per_transaction`` x ``max_connections`` entries for all locks).
         pipeline: submit a round's rows through the broker's batching publisher
             (:meth:`Broker.batch_publisher <framework.broker.broker.Broker.batch_publisher>`:
             Kafka record batches, Redis ``XADD`` pipelines, many confirms in flight on
@@ -127,6 +192,7 @@ class OutboxRelay:
         *,
         outbox: TransactionalOutbox | None = None,
         batch_size: int = 500,
+        round_batches: int = 4,
         poll_interval: float = 1.0,
         listen: bool = True,
         retention: float = 86400.0,
@@ -136,11 +202,14 @@ class OutboxRelay:
         max_backoff: float = 5.0,
         is_permanent: Callable[[BaseException], bool] = is_permanent_publish_error,
         concurrency: int = 1,
+        lock_slots: int = 1024,
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        if concurrency < 1 or round_batches < 1:
+            raise ValueError("concurrency and round_batches must be >= 1")
+        if not 1 <= lock_slots <= 2**31 - 1:
+            raise ValueError(f"lock_slots must be in 1..2**31-1, not {lock_slots!r}")
         if batch_size < 1 or poll_interval <= 0 or min_backoff <= 0 or max_backoff < min_backoff:
             raise ValueError("batch_size >= 1, poll_interval > 0, 0 < min_backoff <= max_backoff")
         self.engine = engine
@@ -148,6 +217,7 @@ class OutboxRelay:
             {DEFAULT_DESTINATION: brokers} if isinstance(brokers, Broker) else dict(brokers)
         )
         self.batch_size = batch_size
+        self.round_batches = round_batches
         self.poll_interval = poll_interval
         self.listen = listen and engine.dialect.name == "postgresql"
         self.retention = retention
@@ -157,6 +227,7 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         self.is_permanent = is_permanent
         self.pipeline = pipeline
+        self.lock_slots = lock_slots
         self.concurrency = concurrency if engine.dialect.name == "postgresql" else 1
         self.name = name
         # destination -> the broker's batching publisher
@@ -261,14 +332,57 @@ class OutboxRelay:
     # -- one round -------------------------------------------------------------------------
 
     async def relay_once(self) -> RelayRound:
-        """Claim, publish and mark one batch (see the module docstring)."""
-        async with self.engine.begin() as conn:
-            rows = await self._claim(conn)
-            result = RelayRound(claimed=len(rows))
-            if not rows:
-                return result
-            await self._publish(rows, result)
-            await self._mark(conn, result)
+        """Claim, publish and mark one round (see the module docstring)."""
+        async with open_round(
+            self.engine,
+            window=self.batch_size * _WINDOW_BATCHES,
+            lock_slots=self.lock_slots,
+            delete_sent=self.retention <= 0,
+        ) as tx:
+            result = RelayRound()
+            state = _RoundState(db=_Serial())
+            try:
+                rows = await tx.claim(self.batch_size)
+                previous: _Batch | None = None
+                while rows:
+                    result.claimed += len(rows)
+                    batch = await self._submit(rows, result, state)
+                    # Claim the next batch while the broker confirms this one, unless the
+                    # table ran dry, the round is full, or the broker is failing.
+                    more = (
+                        len(rows) == self.batch_size
+                        and result.claimed < self.batch_size * self.round_batches
+                        and not result.failed
+                        and not self._stopping
+                    )
+                    claiming = (
+                        state.db.run(partial(tx.claim, self.batch_size, after=rows[-1].id))
+                        if more
+                        else None
+                    )
+                    if previous is not None:
+                        await self._settle(previous, result, state, tx)
+                    rows = await claiming if claiming is not None else []
+                    previous = batch
+                if previous is not None:
+                    await self._settle(previous, result, state, tx)
+                await state.db.drain()
+            finally:
+                await state.db.close()
+                for batch in state.unsettled:  # the round failed (the database)
+                    await _abandon(batch)
+            await tx.mark_dead(result.dead)
+            await tx.mark_failed(result.failed)
+        for row, reason in result.dead:
+            _log.error(
+                "%s: dead-lettered outbox message %s to %r (row %d): %s",
+                self.name,
+                row.message_id,
+                row.topic,
+                row.id,
+                reason,
+                extra={"message_id": row.message_id, "topic": row.topic, "outbox_id": row.id},
+            )
         self.sent += len(result.sent)
         self.dead += len(result.dead)
         if result.failed:
@@ -281,45 +395,6 @@ class OutboxRelay:
             self._outage = False
             _log.info("%s: publishing again", self.name)
         return result
-
-    async def _claim(self, conn: AsyncConnection) -> Sequence[_Row]:
-        earlier = outbox.alias("earlier")
-        older_pending = (
-            exists()
-            .where(earlier.c.ordering_key == _o.ordering_key)
-            .where(earlier.c.state == PENDING)
-            .where(earlier.c.id < _o.id)
-        )
-        heads_query = (
-            select(*_COLUMNS)
-            .where(_o.state == PENDING, ~older_pending)
-            .order_by(_o.id)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True, of=outbox)
-        )
-        heads = (await conn.execute(heads_query)).all()
-        if not heads:
-            return heads
-        # Holding each key's head, this relay owns the key: its later rows are safe to take.
-        keys = list({row.ordering_key for row in heads})
-        head_ids = [row.id for row in heads]
-        if conn.dialect.name == "postgresql":
-            # array parameters: one prepared statement whatever the counts
-            of_keys: Any = _o.ordering_key == any_(
-                bindparam("keys", keys, type_=ARRAY(LargeBinary))
-            )
-            not_heads: Any = _o.id != all_(bindparam("heads", head_ids, type_=ARRAY(BigInteger)))
-        else:
-            of_keys, not_heads = _o.ordering_key.in_(keys), _o.id.not_in(head_ids)
-        followers_query = (
-            select(*_COLUMNS)
-            .where(_o.state == PENDING, of_keys, not_heads)
-            .order_by(_o.id)
-            .limit(self.batch_size)
-            .with_for_update(of=outbox)
-        )
-        followers = (await conn.execute(followers_query)).all()
-        return sorted([*heads, *followers], key=lambda row: row.id)
 
     def _batcher(self, destination: str) -> BatchingPublisher | None:
         """The batching publisher of ``destination``'s broker, or ``None``."""
@@ -337,48 +412,89 @@ class OutboxRelay:
                 return None
         return batcher
 
-    def _can_pipeline(self, row: _Row) -> bool:
-        if self._batcher(row.destination) is None:
-            return False
-        options = getattr(self.brokers.get(row.destination), "options", None)
+    def _pipeline_limit(self, destination: str) -> int | None:
+        """The largest body + headers the batching publisher of ``destination`` takes
+        (``None``: no batching publisher, publish one by one)."""
+        if self._batcher(destination) is None:
+            return None
+        options = getattr(self.brokers.get(destination), "options", None)
         limit = getattr(options, "max_request_size", None)
         # headers and framing are small next to this margin
-        return not isinstance(limit, int) or len(row.body) + len(row.headers) < limit // 2
+        return limit // 2 if isinstance(limit, int) else sys.maxsize
 
-    def _fail(self, row: _Row, exc: BaseException, result: RelayRound) -> bool:
+    def _fail(self, row: _Row, exc: BaseException, result: RelayRound, state: _RoundState) -> bool:
         """Record ``row``'s failure; True when it is permanent (dead-lettered)."""
         reason = describe_exception(exc)[:MAX_DLQ_REASON]
         if self.is_permanent(exc):
             result.dead.append((row, reason))
             return True
         result.failed.append((row, reason))
+        state.stalled.add(row.ordering_key)
         return False
 
-    async def _publish(self, rows: Sequence[_Row], result: RelayRound) -> None:
-        by_key: dict[bytes, list[_Row]] = {}
-        pipelined: list[tuple[_Row, asyncio.Future[Any]]] = []
+    async def _submit(self, rows: Sequence[_Row], result: RelayRound, state: _RoundState) -> _Batch:
+        """Hand a claimed batch's rows to the batching publishers, in ``id`` order; the rows
+        they cannot take wait in the batch for :meth:`_settle`."""
+        batch = _Batch()
         # A key with a row the batching publisher cannot take (no batcher for its broker, or
         # a record near the producer's size limit, which only publish() checks) is published
-        # one by one, all its rows: one path per key keeps its order.
-        # A small round goes one by one too: the batching publisher's flush interval would
-        # only add latency where there is nothing to batch.
-        if len(rows) < _PIPELINE_MIN_ROWS:
-            strict = {row.ordering_key for row in rows}
-        else:
-            strict = {row.ordering_key for row in rows if not self._can_pipeline(row)}
+        # one by one, all its rows, for the rest of the round: one path per key keeps its
+        # order.
+        strict = state.strict
+        for destination in {row.destination for row in rows}:
+            if destination not in state.limits:
+                state.limits[destination] = self._pipeline_limit(destination)
+        limits = state.limits
+        for row in rows:
+            limit = limits[row.destination]
+            if limit is None or len(row.body) + len(row.headers) >= limit:
+                strict.add(row.ordering_key)
+        used = set()
         for row in rows:  # in id order
-            batcher = None if row.ordering_key in strict else self._batcher(row.destination)
-            if batcher is None:
-                by_key.setdefault(row.ordering_key, []).append(row)
+            if row.ordering_key in state.stalled:
+                continue  # an earlier row of the key failed: the rest waits in the table
+            if row.ordering_key in strict:
+                batch.strict.setdefault(row.ordering_key, []).append(row)
                 continue
+            batcher = self._batchers[row.destination]
             try:
                 future = await batcher.submit(
                     row.topic, row.body, key=row.key, headers=json.loads(row.headers)
                 )
             except Exception as exc:
-                self._fail(row, exc, result)
+                self._fail(row, exc, result, state)
                 continue
-            pipelined.append((row, future))
+            used.add(batcher)
+            batch.pipelined.append((row, future))
+        # Send now rather than after the batcher's flush interval: a round is all there is.
+        batch.flushes = [asyncio.ensure_future(batcher.flush()) for batcher in used]
+        state.unsettled.append(batch)
+        return batch
+
+    async def _settle(
+        self, batch: _Batch, result: RelayRound, state: _RoundState, tx: Round
+    ) -> None:
+        """Wait for a batch's confirmations, marking them as they come, and publish its
+        strict keys."""
+        state.unsettled.remove(batch)
+        try:
+            # Mark confirmed rows while the broker works on the next ones: the database
+            # update overlaps the publishing instead of following it.
+            confirmed: list[int] = []
+            for row, submitted in batch.pipelined:  # in id order
+                try:
+                    await submitted
+                except Exception as exc:
+                    self._fail(row, exc, result, state)
+                    continue
+                confirmed.append(row.id)
+                if len(confirmed) >= _MARK_CHUNK:
+                    self._mark_sent(confirmed, result, state, tx)
+                    confirmed = []
+            self._mark_sent(confirmed, result, state, tx)
+        finally:
+            await asyncio.gather(*batch.flushes, return_exceptions=True)
+        sent: list[int] = []
 
         async def publish_key(key_rows: list[_Row]) -> None:
             for row in key_rows:
@@ -390,52 +506,22 @@ class OutboxRelay:
                         row.topic, row.body, key=row.key, headers=json.loads(row.headers)
                     )
                 except Exception as exc:
-                    if self._fail(row, exc, result):
+                    if self._fail(row, exc, result, state):
                         continue  # this message is refused for good; the key goes on
                     return  # keep the key's order: its later rows wait for this one
-                result.sent.append(row.id)
+                sent.append(row.id)
 
-        await asyncio.gather(*(publish_key(key_rows) for key_rows in by_key.values()))
-        for row, future in pipelined:
-            try:
-                await future
-            except Exception as exc:
-                self._fail(row, exc, result)
-            else:
-                result.sent.append(row.id)
+        await asyncio.gather(
+            *(publish_key(rows) for key, rows in batch.strict.items() if key not in state.stalled)
+        )
+        self._mark_sent(sent, result, state, tx)
 
-    async def _mark(self, conn: AsyncConnection, result: RelayRound) -> None:
-        now = datetime.now(UTC)
-        if result.sent:
-            if conn.dialect.name == "postgresql":
-                # one array parameter: the same prepared statement whatever the count
-                sent: Any = _o.id == any_(bindparam("sent", result.sent, type_=ARRAY(BigInteger)))
-            else:
-                sent = _o.id.in_(result.sent)
-            await conn.execute(
-                update(outbox)
-                .where(sent)
-                .values(state=SENT, sent_at=now, attempts=_o.attempts + 1, error=None)
-            )
-        for row, reason in result.dead:
-            await conn.execute(
-                update(outbox)
-                .where(_o.id == row.id)
-                .values(state=DEAD, attempts=_o.attempts + 1, error=reason)
-            )
-            _log.error(
-                "%s: dead-lettered outbox message %s to %r (row %d): %s",
-                self.name,
-                row.message_id,
-                row.topic,
-                row.id,
-                reason,
-                extra={"message_id": row.message_id, "topic": row.topic, "outbox_id": row.id},
-            )
-        for row, reason in result.failed:
-            await conn.execute(
-                update(outbox).where(_o.id == row.id).values(attempts=_o.attempts + 1, error=reason)
-            )
+    @staticmethod
+    def _mark_sent(ids: list[int], result: RelayRound, state: _RoundState, tx: Round) -> None:
+        """Queue the mark of confirmed rows (it runs while the round goes on)."""
+        if ids:
+            state.db.run(partial(tx.mark_sent, ids))
+            result.sent.extend(ids)
 
     async def _cleanup(self) -> None:
         try:

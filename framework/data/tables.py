@@ -55,10 +55,9 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Column("error", Text, nullable=True),
-    # The relay's claim: the oldest pending row of each ordering key.
+    # The relay's claim walks the pending rows in id order (framework.data.claims).
     Index(
-        "ix_outbox_pending",
-        "ordering_key",
+        "ix_outbox_pending_id",
         "id",
         postgresql_where=text("state = 0"),
         sqlite_where=text("state = 0"),

@@ -28,6 +28,8 @@ def mount_metrics(server: HttpServer, metrics: Metrics, path: str = "/metrics") 
         body = await asyncio.to_thread(metrics.exposition)
         return Response(body, media_type=CONTENT_TYPE)
 
+    if server.admission is not None:
+        server.admission.exempt.add(path)  # a scrape is not refused under overload either
     server.app.router.add_api_route(
         path, scrape, methods=["GET"], include_in_schema=False, route_class_override=APIRoute
     )

@@ -98,30 +98,46 @@ class _Point:
         self.min = float("inf")
         self.max = float("-inf")
 
+    def add(self, seconds: float) -> None:
+        """Count one call that took ``seconds``."""
+        self.counts[bisect_left(_BOUNDS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
+
+
+#: The status of a successful call per server kind (WebSocket messages have none).
+_SUCCESS: dict[str, Any] = {"http": 200, "grpc": "OK"}
+
 
 class OperationRecord:
-    """What is measured for one (server kind, operation): attributes, in-flight, durations."""
+    """What is measured for one (server kind, operation): attributes, in-flight, durations.
 
-    __slots__ = ("_points", "active", "base", "kind")
+    Attributes:
+        kind, base: the server kind and the attributes every series of the operation has.
+        active: calls running now (read by the in-flight instrument at collection).
+        ok: the series of successful calls (HTTP 200, gRPC ``OK``, WebSocket no error),
+            looked up once so that the common case costs no key hashing per call.
+    """
+
+    __slots__ = ("_points", "active", "base", "kind", "ok")
 
     def __init__(self, kind: str, operation: str) -> None:
         self.kind = kind
         self.base = _base_attributes(kind, operation)
         self.active = 0
         self._points: dict[tuple[Any, str | None], _Point] = {}
+        self.ok = self._new_point(_SUCCESS.get(kind), None)
 
     def record(self, seconds: float, status: Any, error_type: str | None) -> None:
         """Record one finished call; ``status`` is the HTTP code / gRPC code name / ``None``."""
         point = self._points.get((status, error_type))
         if point is None:
             point = self._new_point(status, error_type)
-        point.counts[bisect_left(_BOUNDS, seconds)] += 1
-        point.count += 1
-        point.sum += seconds
-        if seconds < point.min:
-            point.min = seconds
-        if seconds > point.max:
-            point.max = seconds
+        point.add(seconds)
 
     def _new_point(self, status: Any, error_type: str | None) -> _Point:
         attributes = dict(self.base)

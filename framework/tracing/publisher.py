@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from framework.broker.acks import Acks, OnPublishError
 from framework.broker.broker import Broker, PublishResult
 from framework.broker.codec import Codec
 from framework.broker.publisher import Publisher
@@ -43,6 +44,7 @@ class TracedPublisher(Publisher):
         broker: the broker to publish through.
         codec: encodes payloads (JSON by default).
         tracer_provider: the provider to use; ``None`` follows the global one.
+        acks, on_error: as for :class:`~framework.broker.Publisher`.
     """
 
     def __init__(
@@ -51,8 +53,10 @@ class TracedPublisher(Publisher):
         codec: Codec | None = None,
         *,
         tracer_provider: TracerProvider | None = None,
+        acks: Acks | None = None,
+        on_error: OnPublishError | None = None,
     ) -> None:
-        super().__init__(broker, codec)
+        super().__init__(broker, codec, acks=acks, on_error=on_error)
         self._tracers = TracerSource(tracer_provider)
 
     async def publish(
@@ -64,6 +68,7 @@ class TracedPublisher(Publisher):
         delay: float | None = None,
         *,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
     ) -> PublishResult:
         """Publish like :meth:`Publisher.publish`, inside a PRODUCER span whose context is
@@ -71,7 +76,14 @@ class TracedPublisher(Publisher):
         tracer = self._tracers.get()
         if tracer is None:
             return await super().publish(
-                topic, payload, key, headers, delay, deliver_at=deliver_at, tag=tag
+                topic,
+                payload,
+                key,
+                headers,
+                delay,
+                deliver_at=deliver_at,
+                partition=partition,
+                tag=tag,
             )
         kind = self.broker.kind
         span = tracer.start_span(
@@ -88,7 +100,14 @@ class TracedPublisher(Publisher):
         carrier = inject(dict(headers) if headers else {}, trace.set_span_in_context(span))
         try:
             result = await super().publish(
-                topic, payload, key, carrier, delay, deliver_at=deliver_at, tag=tag
+                topic,
+                payload,
+                key,
+                carrier,
+                delay,
+                deliver_at=deliver_at,
+                partition=partition,
+                tag=tag,
             )
         except Exception as exc:
             record_error(span, exc, from_exception(exc), failed=True)

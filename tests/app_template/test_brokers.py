@@ -148,7 +148,7 @@ async def service_on_broker(
         options = {"url": redis_url(), "key_prefix": request.getfixturevalue("redis_prefix")}
     else:
         tansu: TansuProcess = request.getfixturevalue("tansu")
-        options = {"bootstrap_servers": tansu.bootstrap_servers}
+        options = tansu.client_options
     bootstrap = make_bootstrap(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
     bootstrap.data.broker.kind = kind
     bootstrap.data.broker.options = options
@@ -187,7 +187,7 @@ async def test_events_on_kafka_and_notifications_on_rabbitmq(
 ) -> None:
     bootstrap = make_bootstrap(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
     bootstrap.data.broker.kind = "kafka"
-    bootstrap.data.broker.options = {"bootstrap_servers": tansu.bootstrap_servers}
+    bootstrap.data.broker.options = tansu.client_options
     bootstrap.data.notifications = BrokerConf(kind="rabbitmq", options={"url": rabbit_vhost})
     app = wire_app(bootstrap)
     app.handle_signals = False
@@ -216,7 +216,7 @@ async def test_the_kit_runs_the_same_flow_on_the_real_broker(
     if kind == "rabbitmq":
         options = {"url": request.getfixturevalue("rabbit_vhost")}
     else:
-        options = {"bootstrap_servers": request.getfixturevalue("tansu").bootstrap_servers}
+        options = request.getfixturevalue("tansu").client_options
     bootstrap = make_bootstrap(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
     bootstrap.data.broker.kind = kind
     bootstrap.data.broker.options = options

@@ -93,3 +93,23 @@ def test_deploy_scrapes_the_metrics_endpoint() -> None:
         "prometheus.io/port": "8000",
         "prometheus.io/path": path,
     }
+
+
+def test_admission_limits_from_config(tmp_path: Path) -> None:
+    from framework.middleware.ratelimit import MaxInFlight
+    from framework.transport.grpc import GrpcServer
+    from framework.transport.http import HttpServer
+
+    sections = make_bootstrap(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}").model_dump(
+        by_alias=True
+    )
+    sections["server"]["http"]["max_in_flight"] = 3
+    sections["server"]["grpc"]["max_in_flight"] = 2
+    app = wire_app(Bootstrap.model_validate(sections))
+    http = next(s for s in app.servers if isinstance(s, HttpServer))
+    grpc_server = next(s for s in app.servers if isinstance(s, GrpcServer))
+    assert http.admission is not None and isinstance(http.admission.limiter, MaxInFlight)
+    assert http.admission.limiter.limit == 3
+    assert isinstance(grpc_server.admission, MaxInFlight) and grpc_server.admission.limit == 2
+    default = wire_app(_bootstrap(tmp_path))
+    assert all(getattr(s, "admission", None) is None for s in default.servers)

@@ -17,7 +17,9 @@ from framework.broker.batching import (
     PendingMessage,
     PipelinedPublisher,
 )
+from framework.broker.broker import Broker, MessageProcessor, Subscription
 from framework.broker.message import Message
+from framework.broker.subscriber import SubscriberSpec
 from tests.broker.helpers import Collector
 
 
@@ -40,7 +42,11 @@ class GatedPublisher(BatchingPublisher):
 
 
 async def _never(
-    topic: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+    topic: str,
+    body: bytes,
+    key: bytes | None,
+    headers: Mapping[str, str] | None,
+    partition: int | None,
 ) -> PublishResult:
     await asyncio.Event().wait()
     raise AssertionError("unreachable")
@@ -97,7 +103,11 @@ async def test_submit_waits_while_max_pending_are_unconfirmed() -> None:
 
 async def test_a_refused_message_fails_alone() -> None:
     async def send(
-        topic: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+        topic: str,
+        body: bytes,
+        key: bytes | None,
+        headers: Mapping[str, str] | None,
+        partition: int | None,
     ) -> PublishResult:
         if topic == "bad":
             raise ValueError("bad topic")
@@ -114,7 +124,11 @@ async def test_prepare_failure_fails_that_topics_messages_only() -> None:
     sent: list[str] = []
 
     async def send(
-        topic: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+        topic: str,
+        body: bytes,
+        key: bytes | None,
+        headers: Mapping[str, str] | None,
+        partition: int | None,
     ) -> PublishResult:
         sent.append(topic)
         return PublishResult(topic)
@@ -245,7 +259,11 @@ async def test_pipelined_publishes_run_at_most_max_in_flight_at_once() -> None:
     release = asyncio.Event()
 
     async def send(
-        topic: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+        topic: str,
+        body: bytes,
+        key: bytes | None,
+        headers: Mapping[str, str] | None,
+        partition: int | None,
     ) -> PublishResult:
         nonlocal most
         running.add(body)
@@ -298,3 +316,61 @@ async def test_closed_batching_publishers_are_not_kept_by_their_broker() -> None
     assert broker.__dict__["_batch_publishers"] == [live]
     await broker.close()
     assert live.closed
+
+
+async def test_partition_is_honoured_where_the_broker_has_partitions_and_refused_elsewhere() -> (
+    None
+):
+    broker = MemoryBroker(partitions=3)
+    await broker.connect()
+    try:
+        async with broker.batch_publisher(chunk_size=4) as publisher:
+            # The pipelined path hands partition= to the memory broker's publish.
+            pinned = [await publisher.submit("t", b"p", key=b"k", partition=p) for p in (2, 0)]
+            assert [(await f).partition for f in pinned] == [2, 0]
+            with pytest.raises(ValueError):
+                await publisher.publish("t", b"nowhere", partition=9)
+            batch = Publisher(broker).batch(chunk_size=4)
+            assert (await batch.publish("t", "typed", partition=1)).partition == 1
+            await batch.close()
+    finally:
+        await broker.close()
+    # A publisher whose broker has no partitions refuses it at submit, never ignores it.
+    gated = GatedPublisher(chunk_size=2)
+    with pytest.raises(NotImplementedError, match="partition=1"):
+        await gated.submit("t", b"x", partition=1)
+    assert gated.pending == 0
+    await gated.close(1)
+
+
+class _OlderBroker(Broker):
+    """A broker whose ``publish`` predates ``partition=`` (as third-party ones may)."""
+
+    kind = "older"
+
+    async def connect(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.close_batch_publishers()
+
+    async def publish(  # type: ignore[override]
+        self,
+        topic: str,
+        body: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        return PublishResult(topic)
+
+    async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
+        raise NotImplementedError
+
+
+async def test_the_default_batching_publisher_serves_a_publish_without_partition() -> None:
+    broker = _OlderBroker()
+    async with broker.batch_publisher(chunk_size=2) as publisher:
+        assert (await publisher.publish("t", b"x", key=b"k")).topic == "t"
+        with pytest.raises(TypeError, match="partition"):  # asked for, so not dropped
+            await publisher.publish("t", b"x", partition=0)

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from framework.testing.conformance import BrokerConformance, BrokerFactory, Harness, TcpProxy
 from framework.transport.kafka import KafkaBroker, KafkaOptions
-from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
+from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess, TansuUnavailable
 from tests.services import free_port, unavailable
 
 pytestmark = pytest.mark.kafka
@@ -64,6 +64,7 @@ class TestKafka(BrokerConformance):
             client_id=name,
             delay_topic_prefix=f"delay-{name.rsplit('-', 1)[-1]}",
             delay_check_interval=0.2,
+            **FAST_JOIN,
         )
 
     async def prepare_topic(self, topic: str, partitions: int) -> None:

@@ -52,6 +52,8 @@ class TestMqtt(BrokerConformance):
         "deliver_at": "MQTT 5 has no scheduled delivery; publish(deliver_at=) raises "
         "NotImplementedError",
         "delay_outlives_publisher": "MQTT has no delayed delivery: nothing to outlive",
+        "key_partition": "MQTT topics have no partitions; publish(partition=) raises "
+        "NotImplementedError",
     }
 
     @pytest.fixture

@@ -38,6 +38,10 @@ def proxy() -> Iterator[TcpProxy]:
 
 class TestNats(BrokerConformance):
     broker_name = "nats"
+    not_applicable: ClassVar[Mapping[str, str]] = {
+        "key_partition": "a JetStream stream has no partitions (a key orders its messages "
+        "within a group); publish(partition=) raises NotImplementedError",
+    }
     emulated: ClassVar[Mapping[str, str]] = {
         "delay": "JetStream (NATS 2.9) has no scheduled delivery: a delay stream and a "
         "framework relay (held within 5 s of due, nak-ed with the remaining time before)",
@@ -48,7 +52,6 @@ class TestNats(BrokerConformance):
         "2.10): the tag travels in the x-tag header and the processor acks, unhandled, a "
         "message the subscriber did not ask for",
     }
-
 
     @pytest.fixture
     async def make_broker(self, proxy: TcpProxy) -> AsyncIterator[BrokerFactory]:

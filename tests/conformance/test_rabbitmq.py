@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import pytest
 
@@ -33,6 +33,10 @@ def vhost() -> Iterator[str]:
 
 class TestRabbitMQ(BrokerConformance):
     broker_name = "rabbitmq"
+    not_applicable: ClassVar[Mapping[str, str]] = {
+        "key_partition": "RabbitMQ queues have no partitions (a key orders its messages within "
+        "a queue); publish(partition=) raises NotImplementedError",
+    }
 
     @pytest.fixture
     def make_broker(self, vhost: str) -> BrokerFactory:

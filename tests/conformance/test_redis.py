@@ -35,6 +35,10 @@ async def prefix() -> AsyncIterator[str]:
 
 class TestRedis(BrokerConformance):
     broker_name = "redis"
+    not_applicable: ClassVar[Mapping[str, str]] = {
+        "key_partition": "a Redis stream has no partitions (a key orders its messages within "
+        "a group); publish(partition=) raises NotImplementedError",
+    }
     emulated: ClassVar[Mapping[str, str]] = {
         "delay": "Redis Streams have no delayed entries: a sorted-set schedule moved into the "
         "stream when due by an atomic Lua script (a mover per subscribing broker)",
@@ -43,7 +47,6 @@ class TestRedis(BrokerConformance):
         "tags": "Redis Streams cannot filter a group's reads: the tag travels as a field and the "
         "processor acknowledges (XACK), unhandled, an entry the subscriber did not ask for",
     }
-
 
     @pytest.fixture
     def make_broker(self, prefix: str) -> BrokerFactory:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from framework.transport.kafka import KafkaBroker
-from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
+from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess, TansuUnavailable
 from tests.services import free_port, unavailable
 
 
@@ -48,7 +48,7 @@ def unique() -> Callable[[str], str]:
 @pytest.fixture
 async def broker(bootstrap: str) -> AsyncIterator[KafkaBroker]:
     """A connected broker for publishing (and reading DLQs) from the test itself."""
-    kafka = KafkaBroker(bootstrap, client_id="tests")
+    kafka = KafkaBroker(bootstrap, client_id="tests", **FAST_JOIN)
     await kafka.connect()
     try:
         yield kafka

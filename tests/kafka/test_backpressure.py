@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from framework.broker import BrokerServer, Message, Router
 from framework.transport.kafka import KafkaBroker, KafkaSubscription
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.kafka.conftest import Waiter, create_topic
 
 pytestmark = pytest.mark.kafka
@@ -68,7 +69,7 @@ async def test_item3_a_blocked_partition_does_not_stop_the_others(
             others.add()
 
     await produce(bootstrap, topic, 0, BACKLOG, key=b"stuck")
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         async with asyncio.timeout(15):

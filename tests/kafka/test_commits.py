@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from framework.broker import BrokerServer, Router
 from framework.transport.kafka import KafkaBroker
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.kafka.conftest import Waiter, create_topic
 
 pytestmark = pytest.mark.kafka
@@ -42,7 +43,7 @@ def consumer(
 ) -> BrokerServer:
     router = Router()
     router.subscriber(topic, group=group, concurrency=concurrency, ordering="key")(handler)
-    return BrokerServer(KafkaBroker(bootstrap), [router])
+    return BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
 
 
 async def test_commit_never_passes_an_unfinished_message(

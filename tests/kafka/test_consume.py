@@ -24,6 +24,7 @@ from framework.broker import (
     Router,
 )
 from framework.transport.kafka import KafkaBroker, KafkaSubscription
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.kafka.conftest import Waiter, create_topic, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -61,7 +62,9 @@ async def test_two_members_of_one_group_split_the_partitions(
             total.add()
 
         # No periodic commit within the test: only the revocation can commit a's work.
-        kafka = KafkaBroker(bootstrap, client_id=name, commit_interval=60, commit_every=10**6)
+        kafka = KafkaBroker(
+            bootstrap, client_id=name, commit_interval=60, commit_every=10**6, **FAST_JOIN
+        )
         return BrokerServer(kafka, [router])
 
     async def publish(ids: range) -> None:
@@ -106,7 +109,7 @@ async def test_two_groups_each_get_every_message(
         got["shipping"].append(ev.id)
         both.add()
 
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         for i in range(50):
@@ -138,7 +141,7 @@ async def test_failures_and_undecodable_messages_go_to_the_dlq_with_headers(
     garbage = await broker.publish(topic, b"{not json", key=b"k")
     await broker.publish(topic, event(2), key=b"k")
 
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         await handled.wait_for(1)  # the stream kept flowing past both bad messages
@@ -175,7 +178,7 @@ async def test_failures_and_undecodable_messages_go_to_the_dlq_with_headers(
         if ev.id == 99:
             sentinel.set()
 
-    server = BrokerServer(KafkaBroker(bootstrap), [router2])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router2])
     await server.start()
     try:
         await broker.publish(topic, event(99), key=b"k")
@@ -221,7 +224,7 @@ async def test_order_is_kept_under_concurrency(
             futures.append(await publisher.submit(topic, body, key=key.encode()))
         await asyncio.gather(*futures)
 
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         await done.wait_for(count)
@@ -255,7 +258,7 @@ async def test_batch_handler_gets_lists(
 
     async with broker.batch_publisher() as publisher:
         await asyncio.gather(*[await publisher.submit(topic, event(i)) for i in range(120)])
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         await done.wait_for(120)
@@ -282,7 +285,7 @@ async def test_broadcast_gives_every_instance_every_new_message(
             got[name].append(ev.id)
             both.add()
 
-        return BrokerServer(KafkaBroker(bootstrap), [router])
+        return BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
 
     one, two = instance("one"), instance("two")
     await asyncio.gather(one.start(), two.start())

@@ -42,6 +42,7 @@ from framework.broker.policy import (
 )
 from framework.transport.kafka import KafkaBroker
 from framework.transport.kafka.deadletter import KafkaDeadLetter
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.kafka.conftest import Waiter, create_topic, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -88,7 +89,7 @@ async def test_item4_non_utf8_header_and_binary_body_survive_retry_dlq_and_repub
     [sent] = await produce(
         bootstrap, topic, [{"value": BINARY_BODY, "key": b"\xff\x00", "headers": headers}]
     )
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         [dead] = await read_topic(bootstrap, f"{topic}.dlq", 1)
@@ -125,7 +126,7 @@ async def test_item4_dead_lettering_twice_keeps_one_reason(
     await produce(
         bootstrap, topic, [{"value": b"x", "headers": [(DLQ_REASON, b"first failure")]}]
     )
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         [dead] = await read_topic(bootstrap, f"{topic}.dlq", 1)
@@ -155,7 +156,7 @@ async def test_item2_too_large_dead_letter_is_truncated_and_the_partition_flows(
     [original, *_] = await produce(bootstrap, topic, records)
 
     # The framework's producer keeps the default max_request_size (1 MiB).
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         await handled.wait_for(10, timeout=30)
@@ -193,7 +194,7 @@ async def test_item2_a_copy_refused_even_truncated_is_parked_and_the_partition_f
     [original, *_] = await produce(bootstrap, topic, records)
 
     # Smaller than the DLQ headers alone: even the truncated copy is refused.
-    server = BrokerServer(KafkaBroker(bootstrap, max_request_size=200), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, max_request_size=200, **FAST_JOIN), [router])
     with caplog.at_level(logging.CRITICAL, "pykratos.kafka"):
         await server.start()
         try:

@@ -11,6 +11,7 @@ import pytest
 from framework.broker import BrokerServer, Message, Router
 from framework.transport.kafka import KafkaBroker
 from framework.transport.kafka.delay import HOLD, LEVELS, MAX_DELAY, DelayLevels
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.broker.helpers import Collector
 
 from .conftest import create_topic
@@ -32,7 +33,9 @@ def test_levels_hold_short_delays_and_halve_the_rest() -> None:
 
 
 async def test_longer_than_the_levels_and_bad_arguments_are_refused(bootstrap: str) -> None:
-    broker = KafkaBroker(bootstrap, client_id="tests", delay_topic_prefix="never-used")
+    broker = KafkaBroker(
+        bootstrap, client_id="tests", delay_topic_prefix="never-used", **FAST_JOIN
+    )
     await broker.connect()
     try:
         with pytest.raises(ValueError, match="Kafka delays go up to"):
@@ -45,7 +48,11 @@ async def test_longer_than_the_levels_and_bad_arguments_are_refused(bootstrap: s
 
 def _broker(bootstrap: str, prefix: str, name: str) -> KafkaBroker:
     return KafkaBroker(
-        bootstrap, client_id=name, delay_topic_prefix=prefix, delay_check_interval=0.2
+        bootstrap,
+        client_id=name,
+        delay_topic_prefix=prefix,
+        delay_check_interval=0.2,
+        **FAST_JOIN,
     )
 
 

@@ -12,6 +12,7 @@ from framework.broker.processor import SubscriberProcessor
 from framework.broker.subscriber import SubscriberSpec
 from framework.metrics import Metrics, setup_metrics
 from framework.transport.kafka import KafkaBroker
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.kafka.conftest import create_topic
 
 
@@ -44,7 +45,7 @@ async def test_lag_counts_unprocessed_messages_per_partition(
             all_done.set()
 
     spec = SubscriberSpec(topic, handler, group=group)
-    consumer = KafkaBroker(bootstrap, client_id="lag-test")
+    consumer = KafkaBroker(bootstrap, client_id="lag-test", **FAST_JOIN)
     await consumer.connect()
     try:
         processor = SubscriberProcessor(spec, broker_kind="kafka")

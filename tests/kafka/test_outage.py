@@ -23,7 +23,7 @@ from framework.transport.kafka import (
     KafkaPublishTimeoutError,
     KafkaUnavailableError,
 )
-from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable, free_port
+from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess, TansuUnavailable, free_port
 from tests.broker.helpers import Collector
 from tests.kafka.conftest import create_topic
 from tests.services import unavailable
@@ -58,7 +58,7 @@ async def test_outage_publish_fails_fast_with_503_then_recovers_with_one_line(
 ) -> None:
     tansu = _own_tansu()
     port = tansu.port
-    broker = KafkaBroker(tansu.bootstrap_servers, publish_timeout=PUBLISH_TIMEOUT)
+    broker = KafkaBroker(tansu.bootstrap_servers, publish_timeout=PUBLISH_TIMEOUT, **FAST_JOIN)
     publisher = Publisher(broker)
     http = HttpServer("127.0.0.1", 0)
     router = Router()
@@ -111,7 +111,7 @@ async def test_start_error_names_the_servers_and_how_long_was_tried(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     servers = f"127.0.0.1:{free_port()}"
-    broker = KafkaBroker(servers, connect_timeout=5)
+    broker = KafkaBroker(servers, connect_timeout=5, **FAST_JOIN)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(KafkaUnavailableError) as caught:
         await broker.connect()
@@ -128,7 +128,7 @@ async def test_client_library_info_lines_are_quiet_by_default(
     for name in ("aiokafka", "aio_pika", "aiormq"):
         logging.getLogger(name).setLevel(logging.NOTSET)  # as in a fresh process
     caplog.set_level(logging.INFO)
-    broker = KafkaBroker(bootstrap)
+    broker = KafkaBroker(bootstrap, **FAST_JOIN)
     await broker.connect()
     try:
         await broker.publish("quiet", b"x")
@@ -155,7 +155,7 @@ async def test_a_worker_that_dies_is_logged_and_restarted(
             raise asyncio.CancelledError("not a cancellation we asked for")
         handled.add(body)
 
-    server = BrokerServer(KafkaBroker(bootstrap, client_id="crash"), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, client_id="crash", **FAST_JOIN), [router])
     await server.start()
     try:
         with caplog.at_level(logging.WARNING, logger="pykratos.kafka"):

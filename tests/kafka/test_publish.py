@@ -19,6 +19,7 @@ from framework.transport.kafka import (
     KafkaProducerError,
     KafkaUnavailableError,
 )
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.kafka.conftest import create_topic, read_topic
 from tests.services import free_port
 
@@ -48,7 +49,7 @@ async def test_publish_returns_partition_and_offset_and_headers_travel(
         if len(received) == 2:
             got_both.set()
 
-    server = BrokerServer(KafkaBroker(bootstrap), [router])
+    server = BrokerServer(KafkaBroker(bootstrap, **FAST_JOIN), [router])
     await server.start()
     try:
         async with asyncio.timeout(10):
@@ -99,7 +100,7 @@ async def test_batching_publisher_reports_every_message(
 async def test_batching_publisher_fails_only_the_messages_that_failed(
     bootstrap: str, unique: Callable[[str], str]
 ) -> None:
-    kafka = KafkaBroker(bootstrap, request_timeout_ms=1000)
+    kafka = KafkaBroker(bootstrap, request_timeout_ms=1000, **FAST_JOIN)
     await kafka.connect()
     try:
         publisher = kafka.batch_publisher(chunk_size=10)
@@ -160,7 +161,7 @@ async def test_batching_publisher_refuses_a_submit_that_waited_through_close(
 
 async def test_unreachable_bootstrap_names_the_address_quickly() -> None:
     address = f"127.0.0.1:{free_port()}"
-    kafka = KafkaBroker(address, connect_timeout=5)
+    kafka = KafkaBroker(address, connect_timeout=5, **FAST_JOIN)
     started = time.monotonic()
     with pytest.raises(KafkaUnavailableError, match=address):
         await kafka.connect()
@@ -171,7 +172,7 @@ async def test_unreachable_bootstrap_names_the_address_quickly() -> None:
 async def test_subscribe_refuses_unknown_options_and_needs_connect(bootstrap: str) -> None:
     async def handler(message: Message) -> None: ...
 
-    kafka = KafkaBroker(bootstrap)
+    kafka = KafkaBroker(bootstrap, **FAST_JOIN)
     spec = SubscriberSpec("t", handler, options={"prefetch": 10})
     processor = SubscriberProcessor(spec, broker_kind="kafka")
     with pytest.raises(UnsupportedOptionError, match="prefetch"):
@@ -180,7 +181,7 @@ async def test_subscribe_refuses_unknown_options_and_needs_connect(bootstrap: st
     with pytest.raises(RuntimeError, match="connect"):
         await kafka.subscribe(plain, SubscriberProcessor(plain, broker_kind="kafka"))
     with pytest.raises(ValueError, match="ordering"):
-        KafkaBroker(bootstrap, ordering="random")
+        KafkaBroker(bootstrap, ordering="random", **FAST_JOIN)
 
 
 async def test_subscribe_refuses_invalid_option_values(broker: KafkaBroker) -> None:
@@ -194,7 +195,7 @@ async def test_subscribe_refuses_invalid_option_values(broker: KafkaBroker) -> N
 
 
 async def test_idempotent_producer_is_opt_in(bootstrap: str, unique: Callable[[str], str]) -> None:
-    kafka = KafkaBroker(bootstrap, enable_idempotence=True)
+    kafka = KafkaBroker(bootstrap, enable_idempotence=True, **FAST_JOIN)
     try:
         await kafka.connect()
     except KafkaProducerError as exc:

@@ -11,6 +11,7 @@ import pytest
 from framework import App
 from framework.broker import BrokerServer, Message, Router
 from framework.transport.kafka import KafkaBroker
+from framework.transport.kafka.tansu import FAST_JOIN
 from tests.broker.helpers import Collector
 from tests.kafka.conftest import create_topic
 
@@ -48,7 +49,9 @@ async def test_item18_a_kafka_subscriber_takes_no_record_while_another_server_dr
         async def on_record(message: Message) -> None:
             handled.add(message.body)
 
-        return BrokerServer(KafkaBroker(bootstrap, client_id=unique("member")), [router])
+        return BrokerServer(
+            KafkaBroker(bootstrap, client_id=unique("member"), **FAST_JOIN), [router]
+        )
 
     other = Draining()
     app = App("svc", servers=[server(), other], handle_signals=False, stop_timeout=20)

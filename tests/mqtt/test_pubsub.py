@@ -307,3 +307,38 @@ async def test_two_handlers_with_one_subscription_each_get_a_session(
             await broker.subscribe(router.subscribers[0], server.processors()[0])
     finally:
         await server.stop(5)
+
+
+async def test_acks_levels_are_qos_and_dead_letters_go_at_qos_1_at_least(
+    url: str, unique: Callable[[str], str]
+) -> None:
+    from framework.broker import Publisher
+
+    base = unique("levels")
+    router = Router()
+
+    @router.subscriber(f"{base}/item", group="g", retry=1)
+    async def fails(message: Message) -> None:
+        raise ValueError("to the dead letters")
+
+    levels, dead = Inbox(), Inbox()
+    fire_and_forget = MqttBroker(url, qos=0)  # the broker's level: "none"
+    server = await started(fire_and_forget, router)
+    readers = await started(
+        MqttBroker(url),
+        collecting_router(f"{base}/at/+", levels, broadcast=True, qos=2),
+        collecting_router(f"{base}/item/dlq", dead, broadcast=True, qos=2),
+    )
+    try:
+        assert fire_and_forget.default_acks == "none"
+        for level in ("none", "leader", "all"):
+            publisher = Publisher(fire_and_forget, acks=level)  # type: ignore[arg-type]
+            await publisher.publish(f"{base}/at/{level}", b"x")
+        received = {m.topic.rsplit("/", 1)[1]: m.raw.qos for m in await levels.wait_for(3)}
+        assert received == {"none": 0, "leader": 1, "all": 2}
+        await fire_and_forget.publish(f"{base}/item", b"fails")
+        [letter] = await dead.wait_for(1)
+        assert letter.raw.qos == 1  # not the broker's QoS 0
+    finally:
+        await readers.stop(5)
+        await server.stop(5)

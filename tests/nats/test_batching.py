@@ -11,6 +11,7 @@ import nats
 import pytest
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
+from framework.broker.batching import PipelinedPublisher
 from framework.transport.nats import PublishFailedError
 from tests.nats.helpers import NatsEnv, Proxy
 
@@ -43,10 +44,33 @@ async def test_an_error_puback_fails_its_message_alone(env: NatsEnv) -> None:
     async with broker.batch_publisher(chunk_size=5) as publisher:
         futures = [await publisher.submit(topic, b"%d" % i) for i in range(5)]
         outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+        with pytest.raises(NotImplementedError, match="partition"):  # refused, not ignored
+            await publisher.submit(topic, b"pinned", partition=0)
     assert [o.offset for o in outcomes[:3]] == [1, 2, 3]  # type: ignore[union-attr]
     for refused in outcomes[3:]:
         assert isinstance(refused, PublishFailedError), refused
         assert "refused by JetStream" in str(refused)
+
+
+async def test_without_jetstream_publish_it_pipelines_core_publishes(env: NatsEnv) -> None:
+    # Level "none": the batching publisher must not turn it into PubAck-confirmed publishes.
+    broker = await env.connected(jetstream_publish=False)
+    topic = env.topic("core")
+    async with broker.batch_publisher(chunk_size=4) as publisher:
+        assert isinstance(publisher, PipelinedPublisher)
+        futures = [await publisher.submit(topic, b"%d" % i, key=b"k") for i in range(4)]
+        results = await asyncio.wait_for(asyncio.gather(*futures), 30)
+    assert [r.offset for r in results] == [None] * 4  # a core publish has no sequence
+    client = await nats.connect(env.url)
+    try:
+        js = client.jetstream()
+        for _ in range(100):  # unconfirmed: stored a moment after the publish returned
+            if (await js.stream_info(broker.stream)).state.messages >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert (await js.stream_info(broker.stream)).state.messages == 4
+    finally:
+        await client.close()
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from framework.broker import MESSAGE_ID
 from framework.data import outbox
-from framework.transport.kafka.tansu import TansuProcess, TansuUnavailable
+from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess, TansuUnavailable
 from tests.services import amqp_url, free_port, postgres_url, rabbitmqctl, require_url, unavailable
 from tests.tcp_proxy import TcpProxy
 
@@ -180,7 +180,11 @@ async def link(request: pytest.FixtureRequest) -> AsyncIterator[BrokerLink]:
         # and is only read from while the link is up.
         link = BrokerLink(
             "kafka",
-            {"bootstrap_servers": f"127.0.0.1:{proxy_port}", "publish_timeout": PUBLISH_TIMEOUT},
+            {
+                "bootstrap_servers": f"127.0.0.1:{proxy_port}",
+                "publish_timeout": PUBLISH_TIMEOUT,
+                **FAST_JOIN,
+            },
             proxy,
             f"127.0.0.1:{proxy_port}",
         )

@@ -52,9 +52,9 @@ class Service:
         if self.db.schema:
             env["APP_DATA__DATABASE__SCHEMA"] = self.db.schema
         if self.link.kind == "kafka":
-            env["APP_DATA__BROKER__OPTIONS__BOOTSTRAP_SERVERS"] = self.link.options[
-                "bootstrap_servers"
-            ]
+            # Every Kafka option of the link (FAST_JOIN's included), as the service reads it.
+            for name, value in self.link.options.items():
+                env[f"APP_DATA__BROKER__OPTIONS__{name.upper()}"] = str(value)
         else:
             env["APP_DATA__BROKER__OPTIONS__URL"] = self.link.options["url"]
             env["APP_DATA__BROKER__OPTIONS__RECONNECT_INTERVAL"] = "0.2"

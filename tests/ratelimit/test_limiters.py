@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.middleware.ratelimit import BBR, CpuUsage, TokenBucket
+from framework.middleware.ratelimit import BBR, CpuUsage, MaxInFlight, TokenBucket
 
 
 class Clock:
@@ -118,3 +118,22 @@ async def test_loop_lag_reads_a_blocked_loop() -> None:
     for _ in range(5):  # an idle loop: probes on time again (within 50 ms on a busy host)
         await asyncio.sleep(0.011)
     assert lag.read() < 1000.0
+
+
+def test_max_in_flight_admits_up_to_the_limit_and_frees_on_done() -> None:
+    limiter = MaxInFlight(2)
+    first, second = limiter.allow(), limiter.allow()
+    assert first and second
+    assert limiter.allow() is None  # a third call while two run
+    first()
+    third = limiter.allow()
+    assert third
+    assert limiter.allow() is None
+    second()
+    third()
+    assert limiter.in_flight == 0
+
+
+def test_max_in_flight_rejects_a_limit_below_one() -> None:
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        MaxInFlight(0)

@@ -48,4 +48,6 @@ async def test_minid_trimming_is_sent_too(env: RedisEnv) -> None:
     await env.admin.xadd(env.key("aged"), {b"body": b"ancient"}, id="1-0")  # long past
     async with broker.batch_publisher() as publisher:
         assert (await publisher.publish("aged", b"new")).message_id
+        with pytest.raises(NotImplementedError, match="partition"):  # refused, not ignored
+            await publisher.submit("aged", b"pinned", partition=0)
     assert [fields[b"body"] for _, fields in await env.entries("aged")] == [b"new"]

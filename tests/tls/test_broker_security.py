@@ -14,6 +14,7 @@ import pytest
 from framework.broker.options_schema import validate_broker_options
 from framework.transport.kafka import KafkaBroker
 from framework.transport.kafka.options import KafkaOptions
+from framework.transport.kafka.tansu import FAST_JOIN
 from framework.transport.rabbitmq import RabbitBroker
 from tests.tls.certs import Authority
 
@@ -110,6 +111,7 @@ async def test_kafka_ssl_presents_the_client_certificate_and_trusts_the_ca(
             ssl_certfile=str(pki["client"].cert),
             ssl_keyfile=str(pki["client"].key),
             connect_timeout=2,
+            **FAST_JOIN,
         )
         with pytest.raises(Exception):  # noqa: B017 - the listener speaks no Kafka
             await broker.connect()

@@ -33,9 +33,9 @@ Running it against a broker (yours, or one of the framework's) is one small test
 
 The tests come in one class per promise group (:class:`DeliveryPromises`,
 :class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`,
-:class:`TagPromises`, :class:`BatchingPromises`), as FastStream's
-``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a broker in the
-making may subclass one group alone.
+:class:`TagPromises`, :class:`ProducerPromises`, :class:`BatchingPromises`), as
+FastStream's ``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a
+broker in the making may subclass one group alone.
 
 Optional hooks: :meth:`~BrokerConformance.prepare_topic` (create a topic with N partitions
 before use), :meth:`~BrokerConformance.drop_connections` (for ``reconnect`` and
@@ -55,6 +55,7 @@ from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
 from framework.testing.conformance.harness import BrokerFactory, Harness, Inbox
 from framework.testing.conformance.memory import MemoryBrokerView
+from framework.testing.conformance.producing import ProducerPromises
 from framework.testing.conformance.promises import PROMISE_IDS, PROMISES, Promise, promise
 from framework.testing.conformance.proxy import TcpProxy
 from framework.testing.conformance.publishing import PublishPromises
@@ -78,6 +79,7 @@ __all__ = [
     "Harness",
     "Inbox",
     "MemoryBrokerView",
+    "ProducerPromises",
     "Promise",
     "PublishPromises",
     "SchedulingPromises",

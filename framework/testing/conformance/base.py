@@ -25,7 +25,9 @@ __all__ = ["NOT_UTF8", "ConformanceBase", "Order", "header_raw", "header_text"]
 #: A header value that is not UTF-8 (another producer wrote it); it must survive unchanged.
 NOT_UTF8 = b"\xc3\x28"
 #: Promises whose test still runs when declared not applicable: it then checks the refusal.
-_CHECKED_WHEN_NOT_APPLICABLE = frozenset({"delay", "deliver_at", "delay_outlives_publisher"})
+_CHECKED_WHEN_NOT_APPLICABLE = frozenset(
+    {"delay", "deliver_at", "delay_outlives_publisher", "key_partition"}
+)
 
 
 class Order(BaseModel):
@@ -56,8 +58,8 @@ class ConformanceBase:
             strict xfail: if it starts passing, the suite fails until the entry is removed.
         not_applicable: promise id -> why the promise does not apply (e.g. no connection
             for an in-process broker); the test is skipped with that reason, except
-            ``delay``, ``deliver_at`` and ``delay_outlives_publisher``, whose tests then
-            check that the publish raises ``NotImplementedError``.
+            ``delay``, ``deliver_at``, ``delay_outlives_publisher`` and ``key_partition``,
+            whose tests then check that the publish raises ``NotImplementedError``.
         emulated: promise id -> how the framework keeps a promise the broker has no feature
             for (e.g. tags filtered by the processor, not the server). The test runs as
             usual; the README table says ``emulated`` with that note instead of ``pass``.

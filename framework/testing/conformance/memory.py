@@ -24,6 +24,7 @@ class MemoryBrokerView(Broker):
 
     kind = "memory"
     supported_options = MemoryBroker.supported_options
+    acks_levels = MemoryBroker.acks_levels
 
     def __init__(self, shared: MemoryBroker, name: str = "view") -> None:
         self.shared = shared
@@ -54,10 +55,18 @@ class MemoryBrokerView(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
     ) -> PublishResult:
         return await self.shared.publish(
-            topic, body, key=key, headers=headers, delay=delay, deliver_at=deliver_at, tag=tag
+            topic,
+            body,
+            key=key,
+            headers=headers,
+            delay=delay,
+            deliver_at=deliver_at,
+            partition=partition,
+            tag=tag,
         )
 
     async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:

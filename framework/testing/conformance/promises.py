@@ -135,6 +135,22 @@ PROMISES: tuple[Promise, ...] = (
         "publish(delay=0.5) from a broker then closed, falling due while no broker of the "
         "test runs (no relay): a subscriber started afterwards still gets it.",
     ),
+    # -- producer features (issue 14): partitions and acknowledgement levels ---------------
+    Promise(
+        "key_partition",
+        "a key keeps its partition; partition= honoured",
+        "Each key's messages land on one partition (the one publish returned) and arrive "
+        "in publish order; publish(partition=n) lands on n, a partition the topic lacks is "
+        "a ValueError. A broker without partitions raises NotImplementedError for "
+        "partition= rather than ignore it.",
+    ),
+    Promise(
+        "acks_levels",
+        "acknowledgement levels none / leader / all",
+        "A message published at each level the broker lists (with_acks) arrives; a level "
+        "it does not list raises NotImplementedError; a fire-and-forget publish that fails "
+        "raises or is reported (on_error, counted), never silent.",
+    ),
     # -- batching publisher (issue 14, item 5) --------------------------------------------
     Promise(
         "batch_publish",

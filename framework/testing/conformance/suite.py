@@ -14,6 +14,7 @@ from framework.testing.conformance.base import NOT_UTF8, ConformanceBase
 from framework.testing.conformance.batching import BatchingPromises
 from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
+from framework.testing.conformance.producing import ProducerPromises
 from framework.testing.conformance.promises import PROMISE_IDS
 from framework.testing.conformance.publishing import PublishPromises
 from framework.testing.conformance.scheduling import SchedulingPromises
@@ -30,6 +31,7 @@ class BrokerConformance(
     PublishPromises,
     TagPromises,
     SchedulingPromises,
+    ProducerPromises,
     BatchingPromises,
 ):
     """Every promise: subclass it once per broker (see :class:`ConformanceBase` for the

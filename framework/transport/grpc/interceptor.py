@@ -53,8 +53,9 @@ from typing import Any, NoReturn
 import grpc
 from grpc.aio import AbortError
 
-from framework.errors import Error, NotImplemented_
+from framework.errors import Error, NotImplemented_, TooManyRequests
 from framework.middleware.core import Handler, Middleware
+from framework.middleware.ratelimit.middleware import RATELIMIT, Limiter
 from framework.transport.context import Transport, current_transport
 from framework.transport.grpc.decode import (
     CheckedContext,
@@ -89,12 +90,15 @@ class CallSettings:
         endpoint: the server endpoint, copied into each :class:`Transport`.
         domain: the ``google.rpc.ErrorInfo.domain`` of errors this server sends.
         inflight: where each running method registers its task (the server waits on it).
+        admission: asked before each call; a refusal is RESOURCE_EXHAUSTED ``RATELIMIT``
+            before the chain runs.
     """
 
     middleware: Middleware | None
     endpoint: str
     domain: str
     inflight: InFlight = field(default_factory=InFlight)
+    admission: Limiter | None = None
 
 
 class _HandlerAborted(Error):
@@ -150,8 +154,13 @@ def _serve(
     guard = RequestGuard(operation)
     set_transport = current_transport.set
     reset_transport = current_transport.reset
+    admission = settings.admission
+    refusal = TooManyRequests(RATELIMIT, f"the server is at its admission limit ({operation})")
 
     async def rpc(request: Any, context: Any) -> Any:
+        admitted = admission.allow() if admission is not None else True
+        if not admitted:
+            await _refuse(context, refusal, domain)
         task = inflight.enter()
         try:
             if request_streaming:
@@ -174,6 +183,8 @@ def _serve(
             return reply
         finally:
             inflight.leave(task)
+            if admitted is not True:
+                admitted()
 
     return rpc
 

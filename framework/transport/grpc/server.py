@@ -34,6 +34,7 @@ from grpc_reflection.v1alpha import reflection as grpc_reflection
 from framework.app import app_info
 from framework.middleware.core import Middleware, chain
 from framework.middleware.logging import access_log
+from framework.middleware.ratelimit.middleware import Limiter
 from framework.middleware.recovery import recovery
 from framework.transport.address import host_port
 from framework.transport.grpc.health import HEALTH_SERVICE_NAME, NOT_SERVING, HealthServicer
@@ -79,7 +80,12 @@ class GrpcServer:
             no limit); grpc refuses a larger one with RESOURCE_EXHAUSTED before reading it.
             Also settable as the ``grpc.max_receive_message_length`` entry of ``options``, not
             both.
-        maximum_concurrent_rpcs: answer RESOURCE_EXHAUSTED beyond this many in-flight calls.
+        maximum_concurrent_rpcs: answer RESOURCE_EXHAUSTED beyond this many in-flight calls
+            (grpc's core refuses them before any Python runs, with no ``ErrorInfo``).
+        admission: a limiter asked for every call before the middleware chain (e.g.
+            :class:`~framework.middleware.ratelimit.MaxInFlight`); a refused call gets
+            RESOURCE_EXHAUSTED with reason ``RATELIMIT`` without a transport context or any
+            middleware. ``None``: no admission limit.
         interceptors: raw ``grpc.aio.ServerInterceptor`` objects, run before the middleware.
         error_domain: ``ErrorInfo.domain`` of the errors sent; ``None`` uses the running App's
             name (empty outside an App).
@@ -103,8 +109,10 @@ class GrpcServer:
         error_domain: str | None = None,
         max_receive_message_length: int | None = None,
         tls: ServerTls | TlsOptions | None = None,
+        admission: Limiter | None = None,
     ) -> None:
         self.host = host
+        self.admission = admission
         self.tls = ServerTls(tls) if isinstance(tls, TlsOptions) else tls
         self.port = port
         self.name = name
@@ -215,6 +223,7 @@ class GrpcServer:
             endpoint=self.endpoint,
             domain=self._domain(),
             inflight=self._inflight,
+            admission=self.admission,
         )
         for service, handlers in self._registry.services.items():
             wrapped = {

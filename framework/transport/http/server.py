@@ -27,7 +27,9 @@ from starlette.responses import HTMLResponse, Response
 from framework.app import app_info
 from framework.errors import Error
 from framework.middleware.core import Middleware, chain
+from framework.middleware.ratelimit.middleware import Limiter
 from framework.transport.address import host_port
+from framework.transport.http.admission import Admission
 from framework.transport.http.errors import JsonResponse, error_response, to_error
 from framework.transport.http.limits import DEFAULT_MAX_BODY_SIZE, BodyLimit
 from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
@@ -40,15 +42,19 @@ _log = logging.getLogger("pykratos.http")
 
 # FastAPI >= 0.13x has built-in OpenTelemetry that starts its own SERVER span, in a trace of
 # its own, whenever a global tracer provider exists: next to the tracing middleware's span,
-# every request would be two spans in two traces. Older versions have no such switch.
+# every request would be two spans in two traces. Likewise, with a global meter provider
+# (``setup_metrics()``'s default) it records ``http.server.request.duration`` and
+# ``http.server.active_requests`` itself: a second series of each next to the ``metrics()``
+# middleware's, at the SDK's recording cost (13-26 us per ``Histogram.record()`` measured
+# here, see framework.metrics.instruments). Older versions have no such switch.
 _NATIVE_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameters
 
 
 def _new_fastapi(name: str) -> FastAPI:
-    """The FastAPI app a server builds for itself, without FastAPI's own request tracing
-    (the framework's ``tracing()`` middleware makes the one server span per request)."""
+    """The FastAPI app a server builds for itself, without FastAPI's own request tracing and
+    metrics (the framework's ``tracing()`` and ``metrics()`` middleware make them)."""
     if _NATIVE_TELEMETRY:
-        return FastAPI(title=name, telemetry={"tracing": False})  # type: ignore[call-arg,unused-ignore]
+        return FastAPI(title=name, telemetry={"tracing": False, "metrics": False})  # type: ignore[call-arg,unused-ignore]
     return FastAPI(title=name)
 
 
@@ -80,8 +86,9 @@ class HttpServer:
         health_path, ready_path: liveness (always 200 while the process serves) and
             readiness (200 only between App start and App stop, 503 otherwise).
         app: an existing FastAPI app to serve, used as it is (build it with
-            ``FastAPI(telemetry={"tracing": False})`` on FastAPI versions with built-in
-            OpenTelemetry, or each traced request gets a second server span). By default a new
+            ``FastAPI(telemetry={"tracing": False})`` on FastAPI versions
+            with built-in OpenTelemetry, or each traced request gets a second server span and
+            a second duration series). By default a new
             one is created, titled and versioned in its OpenAPI document after the App it runs
             in (:func:`framework.app_info`; ``name`` outside an App), with FastAPI's own
             request tracing off.
@@ -95,6 +102,11 @@ class HttpServer:
             in (:meth:`bind_app`; :func:`framework.asyncapi.build_asyncapi`).
         tls: serve HTTPS (optionally mutual TLS) with this certificate; files are reloaded
             when they change (:mod:`framework.transport.tls`).
+        admission: a limiter asked for every HTTP request before FastAPI runs (e.g.
+            :class:`~framework.middleware.ratelimit.MaxInFlight`); a refused request is
+            answered 429 ``RATELIMIT`` at a fraction of a request's cost. Health routes and
+            the metrics endpoint are exempt. See :mod:`framework.transport.http.admission`
+            (:attr:`admission` holds the installed middleware). ``None``: no admission limit.
         uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
 
     Routers from the service layer are added with :meth:`include_router`; they must be built
@@ -114,6 +126,7 @@ class HttpServer:
         ready_path: str = "/readyz",
         app: FastAPI | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        admission: Limiter | None = None,
         asyncapi_path: str | None = "/asyncapi.json",
         tls: ServerTls | TlsOptions | None = None,
         **uvicorn_options: Any,
@@ -141,6 +154,11 @@ class HttpServer:
         self._asyncapi: dict[str, Any] | None = None
         self._install_error_handlers()
         self._install_health(health_path, ready_path)
+        # Wraps the app as uvicorn sees it: a refusal skips Starlette and FastAPI altogether.
+        self.admission = (
+            Admission(self.app, admission, exempt=(health_path, ready_path))
+            if admission is not None else None
+        )
         if asyncapi_path is not None:
             self._install_asyncapi(asyncapi_path)
 
@@ -196,7 +214,7 @@ class HttpServer:
         self.port = sock.getsockname()[1]
         self._pipeline.endpoint = self.endpoint
         config = uvicorn.Config(
-            self.app,
+            self.admission or self.app,
             lifespan="off",
             log_config=None,
             access_log=False,

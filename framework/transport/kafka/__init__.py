@@ -16,6 +16,7 @@ from framework.transport.kafka.errors import (
 )
 from framework.transport.kafka.offsets import PartitionOffsets
 from framework.transport.kafka.options import KafkaOptions
+from framework.transport.kafka.partitioner import Partitioner, PartitionerFn, key_partition
 from framework.transport.kafka.publisher import BatchingPublisher
 from framework.transport.kafka.subscription import KafkaSubscription
 
@@ -29,4 +30,7 @@ __all__ = [
     "KafkaSubscription",
     "KafkaUnavailableError",
     "PartitionOffsets",
+    "Partitioner",
+    "PartitionerFn",
+    "key_partition",
 ]

@@ -1,8 +1,16 @@
 """The Kafka :class:`~framework.broker.broker.Broker`, on aiokafka.
 
-``connect`` starts one producer (``acks="all"``) used by :meth:`KafkaBroker.publish`, the
-batching publishers and dead-lettering; each ``subscribe`` starts its own group consumer
+``connect`` starts one producer at the configured ``acks`` (``"all"`` by default) used by
+:meth:`KafkaBroker.publish`, the batching publishers and dead-lettering; a
+``with_acks(level)`` handle at another level gets a producer of its own, started on its
+first publish (aiokafka's ``acks`` is per producer) and stopped with the broker. Each
+``subscribe`` starts its own group consumer
 (:class:`~framework.transport.kafka.subscription.KafkaSubscription`).
+
+Partitions are chosen here, not by aiokafka, with the broker's
+:class:`~framework.transport.kafka.partitioner.Partitioner` (murmur2 by key, as the Java
+client), which the batching publishers share: a key lands on the same partition whichever
+way it is published.
 """
 
 from __future__ import annotations
@@ -14,11 +22,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, ClassVar, get_args
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
 
+from framework.broker.acks import Acks, PublishMode, publish_mode
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.options import check_options, option_choice
@@ -32,7 +41,13 @@ from framework.transport.kafka.errors import (
     KafkaPublishTimeoutError,
     KafkaUnavailableError,
 )
-from framework.transport.kafka.options import AutoOffsetReset, KafkaOptions, Ordering
+from framework.transport.kafka.options import (
+    PRODUCER_ACKS,
+    AutoOffsetReset,
+    KafkaOptions,
+    Ordering,
+)
+from framework.transport.kafka.partitioner import Partitioner
 from framework.transport.kafka.publisher import BatchingPublisher
 from framework.transport.kafka.records import encode_headers
 from framework.transport.kafka.subscription import KafkaSubscription
@@ -67,6 +82,11 @@ class KafkaBroker(Broker):
     kind = "kafka"
     #: subscriber options this broker reads (``BrokerServer`` rejects any other).
     supported_options = frozenset({"auto_offset_reset", "ordering"})
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "native: acks=0",
+        "leader": "native: acks=1",
+        "all": "native: acks=all",
+    }
 
     def __init__(
         self,
@@ -78,6 +98,12 @@ class KafkaBroker(Broker):
             bootstrap_servers=bootstrap_servers, client_id=client_id, **options
         )
         self._producer: AIOKafkaProducer | None = None
+        # Producers of with_acks() levels other than the configured one, by level.
+        self._other_producers: dict[Acks, AIOKafkaProducer] = {}
+        self._producer_lock = asyncio.Lock()
+        self.partitioner = Partitioner(
+            self.options.partitioner, keyless=self.options.keyless_partitioning
+        )
         self._subscriptions: list[KafkaSubscription] = []
         self._log_state = connection_log(self.kind)
         self._prober: asyncio.Task[None] | None = None
@@ -102,18 +128,7 @@ class KafkaBroker(Broker):
         self._log_state.install(self.endpoint)
         started = time.monotonic()
         options = self.options
-        producer = AIOKafkaProducer(
-            bootstrap_servers=options.servers,
-            client_id=options.client_id,
-            acks=options.acks,
-            enable_idempotence=options.enable_idempotence,
-            linger_ms=options.linger_ms,
-            max_batch_size=options.max_batch_size,
-            max_request_size=options.max_request_size,
-            compression_type=options.compression_type,
-            request_timeout_ms=options.request_timeout_ms,
-            **options.security_kwargs(),
-        )
+        producer = self._make_producer(options.acks_level)
         try:
             with self._log_state.connecting():
                 async with asyncio.timeout(options.connect_timeout):
@@ -155,6 +170,57 @@ class KafkaBroker(Broker):
         if self._relay is not None and not self._relay.running:
             await self._relay.start()
             self._levels_ready = True
+
+    def _make_producer(self, level: Acks) -> AIOKafkaProducer:
+        options = self.options
+        return AIOKafkaProducer(
+            bootstrap_servers=options.servers,
+            client_id=options.client_id,
+            acks=PRODUCER_ACKS[level],
+            # Idempotence needs acks=all: a producer at another level goes without it.
+            enable_idempotence=options.enable_idempotence and level == "all",
+            linger_ms=options.linger_ms,
+            max_batch_size=options.max_batch_size,
+            max_request_size=options.max_request_size,
+            compression_type=options.compression_type,
+            request_timeout_ms=options.request_timeout_ms,
+            **options.security_kwargs(),
+        )
+
+    async def _producer_for(self, level: Acks) -> AIOKafkaProducer:
+        """The producer publishing at ``level``: the broker's, or one started for it."""
+        producer = self._require_producer()
+        if level == self.options.acks_level:
+            return producer
+        found = self._other_producers.get(level)
+        if found is not None:
+            return found
+        async with self._producer_lock:  # concurrent first publishes start one producer
+            found = self._other_producers.get(level)
+            if found is None:
+                found = self._make_producer(level)
+                try:
+                    async with asyncio.timeout(self.options.connect_timeout):
+                        await found.start()
+                except BaseException:
+                    await found.stop()
+                    raise
+                self._other_producers[level] = found
+        return found
+
+    def _dead_letter_producer(self) -> AIOKafkaProducer:
+        """The acks=all producer (started by ``subscribe``)."""
+        if self.options.acks_level == "all":
+            return self._require_producer()
+        found = self._other_producers.get("all")
+        if found is None:
+            raise RuntimeError("KafkaBroker is not connected: await broker.connect() first")
+        return found
+
+    @property
+    def default_acks(self) -> Acks:
+        """The configured ``acks`` as a level."""
+        return self.options.acks_level
 
     async def _probe(self) -> None:
         """While the cluster is reported unavailable, try a TCP connection to the bootstrap
@@ -205,6 +271,9 @@ class KafkaBroker(Broker):
         if relay is not None:
             await relay.stop()
         await self.close_batch_publishers()
+        others, self._other_producers = self._other_producers, {}
+        for other in others.values():
+            await other.stop()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -225,14 +294,22 @@ class KafkaBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
     ) -> PublishResult:
-        """Publish one message; return its partition and offset once acknowledged
-        (``acks="all"`` by default).
+        """Publish one message; return its partition and offset once acknowledged at the
+        broker's ``acks`` (``"all"`` by default) or a ``with_acks`` handle's level.
+
+        The partition is ``partition`` if given, else the broker's partitioner's choice
+        (murmur2 of the key, as the Java client; keyless: round-robin or random). At
+        ``acks="none"`` it returns once the record is handed to the client, with the
+        partition and no offset; a failure known later is reported (counted in
+        :attr:`unconfirmed`, logged, passed to the handle's ``on_error``).
 
         Raises :class:`~framework.transport.kafka.errors.KafkaPublishTimeoutError` (503
         ``BROKER_UNAVAILABLE``) when the acknowledgement does not come within
-        ``publish_timeout`` seconds or the client gives up on the cluster.
+        ``publish_timeout`` seconds or the client gives up on the cluster, and
+        ``ValueError`` for a ``partition`` the topic does not have.
 
         ``delay`` (seconds) or ``deliver_at`` (a timezone-aware moment; past: now) writes
         the record to a delay level topic instead, from which a relay forwards it when due
@@ -243,7 +320,13 @@ class KafkaBroker(Broker):
         """
         headers = tagged_headers(headers, tag)
         due = due_time(delay, deliver_at)
-        producer = self._require_producer()
+        if due is not None and partition is not None:
+            raise NotImplementedError(
+                f"publish to {topic!r}: a delayed Kafka message is placed when the relay "
+                "forwards it (by key); partition= with delay/deliver_at is not supported"
+            )
+        mode = publish_mode(self.default_acks)
+        producer = await self._producer_for(mode.acks)
         destination = topic
         raw_headers = encode_headers(headers) if headers else []
         if due is not None:
@@ -263,27 +346,68 @@ class KafkaBroker(Broker):
             raw_headers = delay_headers(raw_headers, topic, due)
         timeout = self.options.publish_timeout
         try:
-            # Both steps wait on the cluster: send() for metadata while it is unknown, the
-            # future for the acknowledgement (aiokafka's own limit is request_timeout_ms).
+            # Every step may wait on the cluster: metadata while the topic is unknown (both
+            # partitions_for and send), the future for the acknowledgement (aiokafka's own
+            # limit is request_timeout_ms).
             async with asyncio.timeout(timeout):
+                chosen: int | None = None  # a delay topic's: aiokafka's choice (by key)
+                if destination == topic:
+                    partitions = sorted(await producer.partitions_for(topic))
+                    chosen = self._choose(topic, key, partition, partitions)
                 future = await producer.send(
-                    destination, body, key=key, headers=raw_headers or None
+                    destination, body, key=key, partition=chosen, headers=raw_headers or None
                 )
+                if not mode.confirmed:
+                    future.add_done_callback(self._reporter(topic, mode))
+                    return PublishResult(topic, chosen, None)
                 metadata = await future
         except (TimeoutError, *_UNAVAILABLE) as exc:
             cause = "no acknowledgement" if isinstance(exc, TimeoutError) else repr(exc)
             self._log_state.unavailable(f"publish to {topic!r} failed: {cause}", self.endpoint)
+            if not mode.confirmed:
+                self.unconfirmed.report(topic, exc, mode)
             raise KafkaPublishTimeoutError(
                 f"publish to {topic!r} not acknowledged by Kafka at "
                 f"{self.options.bootstrap_servers} within {timeout:g}s ({cause})",
                 topic=topic,
                 timeout=timeout,
             ) from exc
+        except Exception as exc:
+            if not mode.confirmed:
+                self.unconfirmed.report(topic, exc, mode)
+            raise
         self._log_state.recovered(self.endpoint)
         if destination != topic:
             # Where the record will land is decided when it is forwarded.
             return PublishResult(topic)
         return PublishResult(topic, metadata.partition, metadata.offset)
+
+    def _choose(
+        self, topic: str, key: bytes | None, partition: int | None, partitions: list[int]
+    ) -> int:
+        if partition is None:
+            return self.partitioner.partition(topic, key, partitions)
+        if isinstance(partition, bool) or not isinstance(partition, int):
+            raise ValueError(f"partition must be an int, got {partition!r}")
+        if partition not in partitions:
+            raise ValueError(
+                f"topic {topic!r} has partitions {partitions[0]}..{partitions[-1]}, got "
+                f"partition={partition}"
+            )
+        return partition
+
+    def _reporter(self, topic: str, mode: PublishMode) -> Any:
+        """A done-callback reporting the failure of a fire-and-forget send."""
+
+        def report(future: asyncio.Future[Any]) -> None:
+            if future.cancelled():
+                self.unconfirmed.report(topic, asyncio.CancelledError("send cancelled"), mode)
+            elif future.exception() is not None:
+                error = future.exception()
+                assert error is not None
+                self.unconfirmed.report(topic, error, mode)
+
+        return report
 
     def batch_publisher(
         self,
@@ -301,6 +425,7 @@ class KafkaBroker(Broker):
         publisher = BatchingPublisher(
             self._require_producer(),
             max_request_size=self.options.max_request_size,
+            partitioner=self.partitioner,
             chunk_size=chunk_size,
             flush_interval=flush_interval,
             max_pending=max_pending,
@@ -330,7 +455,9 @@ class KafkaBroker(Broker):
         check_topic_name(spec.topic, f"subscriber {spec.display_name}: topic")
         if spec.dlq_topic is not None:
             check_topic_name(spec.dlq_topic, f"subscriber {spec.display_name}: dead-letter topic")
-        self._require_producer()  # dead letters go through it
+        # Dead letters go with acks=all whatever the broker's level: the original is
+        # committed once its dead letter is acknowledged.
+        await self._producer_for("all")
         reset = option_choice(
             spec,
             "auto_offset_reset",
@@ -343,7 +470,7 @@ class KafkaBroker(Broker):
             processor,
             self.options,
             KafkaDeadLetter(
-                self._require_producer, spec, max_request_size=self.options.max_request_size
+                self._dead_letter_producer, spec, max_request_size=self.options.max_request_size
             ),
             group_id=self.group_for(spec),
             auto_offset_reset=reset,

@@ -103,6 +103,9 @@ async def _join(
         max_poll_interval_ms=options.max_poll_interval_ms,
         max_partition_fetch_bytes=options.max_partition_fetch_bytes,
         fetch_max_wait_ms=options.fetch_max_wait_ms,
+        fetch_min_bytes=options.fetch_min_bytes,
+        fetch_max_bytes=options.fetch_max_bytes,
+        isolation_level=options.isolation_level,
         request_timeout_ms=options.request_timeout_ms,
         **options.security_kwargs(),
     )

@@ -1,12 +1,18 @@
 """Every knob of the Kafka broker, with its default, in one place.
 
-The defaults favour a fast group join and at-least-once delivery:
+The defaults suit a real cluster and at-least-once delivery:
 
-* ``session_timeout_ms=2000``: Tansu completes a group join after about half the session
-  timeout (rounded up to whole seconds), so 2 s gives a ~1 s join instead of ~5 s with the
-  client default of 10 s. Apache Kafka rejects session timeouts below its
-  ``group.min.session.timeout.ms`` (6 s by default); the subscription then retries once with
-  ``fallback_session_timeout_ms`` and logs a warning, so the default works on both.
+* ``session_timeout_ms=45000`` and ``heartbeat_interval_ms=3000``, Apache Kafka's defaults
+  (KIP-735): a member whose handlers hold the event loop for a few seconds keeps its place in
+  the group. A throw-away test broker wants the opposite: Tansu completes a group join after
+  about half the session timeout (rounded up to whole seconds), so a 45 s session makes every
+  join take ~23 s there; tests and benchmarks pass
+  :data:`~framework.transport.kafka.tansu.FAST_JOIN` (2 s / 0.5 s, a ~1 s join). A broker
+  that rejects the session timeout (outside Apache Kafka's ``group.min.session.timeout.ms`` ..
+  ``group.max.session.timeout.ms``, 6 s .. 30 min by default) gets one retry with
+  ``fallback_session_timeout_ms`` and a warning.
+* fetches as the Java consumer makes them (``fetch_min_bytes=1``, ``fetch_max_bytes`` 50 MiB,
+  ``max_partition_fetch_bytes`` 1 MiB) except ``fetch_max_wait_ms=100``: see its attribute.
 * ``acks="all"`` and no idempotence: the idempotent producer needs ``InitProducerId``, which
   Tansu rejects; enable it explicitly on a real Kafka cluster.
 * commits every ``commit_interval`` seconds or ``commit_every`` finished messages, whichever
@@ -19,12 +25,39 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from framework.broker.acks import Acks
 from framework.broker.addresses import check_host_ports
 from framework.broker.options import AutoOffsetReset
+from framework.transport.kafka.partitioner import (
+    KeylessPartitioning,
+    PartitionerFn,
+    resolve_partitioner,
+)
 
-__all__ = ["AutoOffsetReset", "KafkaOptions", "Ordering", "SaslMechanism", "SecurityProtocol"]
+__all__ = [
+    "PRODUCER_ACKS",
+    "AutoOffsetReset",
+    "IsolationLevel",
+    "KafkaOptions",
+    "Ordering",
+    "SaslMechanism",
+    "SecurityProtocol",
+]
 
 Ordering = Literal["auto", "partition", "key"]
+IsolationLevel = Literal["read_uncommitted", "read_committed"]
+
+# Every spelling of ``acks`` -> its level (Kafka's numbers, Sarama's names, ours).
+_ACKS_LEVELS: dict[int | str, Acks] = {
+    "all": "all",
+    -1: "all",
+    "leader": "leader",
+    1: "leader",
+    "none": "none",
+    0: "none",
+}
+#: The aiokafka ``acks`` of each level.
+PRODUCER_ACKS: dict[Acks, int | str] = {"all": "all", "leader": 1, "none": 0}
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -42,7 +75,18 @@ class KafkaOptions:
             ``BROKER_UNAVAILABLE``); keep it below the request timeout of the servers that
             publish, so a caller gets a 503 rather than a 504.
         request_timeout_ms: per-request timeout of producer and consumers.
-        acks: producer acknowledgements (``"all"``, ``1`` or ``0``).
+        acks: the acknowledgement level of ``publish`` (and of the batching publishers):
+            ``"all"`` (or ``-1``: every in-sync replica has the record), ``"leader"`` (or
+            ``1``: the partition leader wrote it) or ``"none"`` (or ``0``: sent, not
+            acknowledged; failures the client sees are still reported, see
+            :mod:`framework.broker.acks`). A ``Publisher(broker, acks=...)`` may use
+            another level; dead letters always go with ``"all"``.
+        partitioner: how a message's partition is chosen: ``"murmur2"`` (the Java client's
+            key hash, byte-compatible; keyless messages by ``keyless_partitioning``), or a
+            custom ``(key, partitions) -> partition`` callable or its import path
+            ``"package.module:function"`` (see :mod:`~framework.transport.kafka.partitioner`).
+        keyless_partitioning: where the built-in partitioner puts keyless messages:
+            ``"round_robin"`` (each topic's partitions in turn) or ``"random"``.
         enable_idempotence: idempotent producer (not supported by Tansu).
         linger_ms: producer linger for ``publish`` (the batching publisher batches itself).
         max_batch_size: producer batch size in bytes (also the batching publisher's batch).
@@ -51,9 +95,12 @@ class KafkaOptions:
             ``max.message.bytes``: a dead letter bigger than this is dead-lettered truncated
             (see :mod:`~framework.transport.kafka.deadletter`).
         compression_type: ``None``, ``"gzip"``, ``"snappy"``, ``"lz4"`` or ``"zstd"``.
-        session_timeout_ms: consumer group session timeout.
+        session_timeout_ms: consumer group session timeout: a member that sends no heartbeat
+            for this long is removed from the group and its partitions move to the others
+            (Apache Kafka's default, 45 s; see the module docstring for test brokers).
         fallback_session_timeout_ms: used when the broker rejects ``session_timeout_ms``.
-        heartbeat_interval_ms: consumer heartbeat period (capped at a third of the session timeout).
+        heartbeat_interval_ms: consumer heartbeat period (capped at a third of the session
+            timeout; Apache Kafka's default, 3 s).
         max_poll_interval_ms: maximum time between two fetches before leaving the group.
         join_timeout: seconds ``subscribe`` waits for the group join and assignment.
         auto_offset_reset: where a group without committed offsets starts; a broadcast
@@ -64,7 +111,15 @@ class KafkaOptions:
             One fetch per broker is in flight at a time, so while it waits on idle
             partitions, partitions that have data wait too: keep it short (the client
             default of 500 ms stalls a drain for up to that long).
+        fetch_min_bytes: bytes a fetch request asks the broker to gather before answering
+            (waiting at most ``fetch_max_wait_ms``): go-queue's ``MinBytes``. Above 1 it
+            trades latency for fewer, larger fetches on a busy topic.
+        fetch_max_bytes: most bytes one fetch response may carry across its partitions
+            (go-queue's ``MaxBytes``); a single record batch larger than it is still
+            returned, so it never blocks consumption.
         max_partition_fetch_bytes: bytes fetched per partition per request.
+        isolation_level: ``"read_uncommitted"`` (every record) or ``"read_committed"``
+            (skip records of aborted transactions, stop at the last stable offset).
         max_buffered: fetched records waiting for (or in) a worker before fetching waits.
         pause_after: seconds the fetch buffer may stay full before the partitions filling it
             are paused, so that one slow or blocked partition never stops the others (see
@@ -112,21 +167,26 @@ class KafkaOptions:
     publish_timeout: float = 5.0
     request_timeout_ms: int = 30_000
     acks: int | str = "all"
+    partitioner: str | PartitionerFn = "murmur2"
+    keyless_partitioning: KeylessPartitioning = "round_robin"
     enable_idempotence: bool = False
     linger_ms: int = 0
     max_batch_size: int = 64 * 1024
     max_request_size: int = 1024 * 1024
     compression_type: str | None = None
-    session_timeout_ms: int = 2_000
+    session_timeout_ms: int = 45_000
     fallback_session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 500
+    heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     join_timeout: float = 30.0
     auto_offset_reset: AutoOffsetReset = "earliest"
     max_records: int = 1_000
     fetch_timeout_ms: int = 500
     fetch_max_wait_ms: int = 100
+    fetch_min_bytes: int = 1
+    fetch_max_bytes: int = 50 * 1024 * 1024
     max_partition_fetch_bytes: int = 1024 * 1024
+    isolation_level: IsolationLevel = "read_uncommitted"
     max_buffered: int = 4_000
     pause_after: float = 0.5
     commit_interval: float = 1.0
@@ -153,11 +213,18 @@ class KafkaOptions:
         # for acks, text of a number means that number, as the producer only takes 0/1/-1/all.
         if isinstance(self.acks, str) and self.acks.strip().lstrip("-").isdigit():
             object.__setattr__(self, "acks", int(self.acks))
-        if self.acks not in ("all", 0, 1, -1):
-            raise ValueError(f"acks must be one of all, 0, 1, -1, got {self.acks!r}")
+        if self.acks not in _ACKS_LEVELS:
+            raise ValueError(f"acks must be one of none, leader, all, 0, 1, -1, got {self.acks!r}")
+        if self.keyless_partitioning not in get_args(KeylessPartitioning):
+            raise ValueError(
+                "keyless_partitioning must be one of round_robin, random, got "
+                f"{self.keyless_partitioning!r}"
+            )
+        resolve_partitioner(self.partitioner)  # ValueError naming a bad import path
         check_host_ports("bootstrap_servers", self.bootstrap_servers)
         choices = {
             "auto_offset_reset": (self.auto_offset_reset, get_args(AutoOffsetReset)),
+            "isolation_level": (self.isolation_level, get_args(IsolationLevel)),
             "ordering": (self.ordering, get_args(Ordering)),
             "security_protocol": (self.security_protocol, get_args(SecurityProtocol)),
             "sasl_mechanism": (self.sasl_mechanism, get_args(SaslMechanism)),
@@ -177,6 +244,9 @@ class KafkaOptions:
             "commit_every": self.commit_every,
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "fetch_min_bytes": self.fetch_min_bytes,
+            "fetch_max_bytes": self.fetch_max_bytes,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
             "delay_partitions": self.delay_partitions,
             "delay_check_interval": self.delay_check_interval,
         }
@@ -185,6 +255,13 @@ class KafkaOptions:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
+        if self.fetch_max_wait_ms < 0:
+            raise ValueError(f"fetch_max_wait_ms must be >= 0, got {self.fetch_max_wait_ms!r}")
+        if self.fetch_min_bytes > self.fetch_max_bytes:
+            raise ValueError(
+                f"fetch_min_bytes ({self.fetch_min_bytes}) must not exceed fetch_max_bytes "
+                f"({self.fetch_max_bytes}): the broker could never answer a fetch early"
+            )
         self._check_security()
         if self.delay_replication_factor is not None and self.delay_replication_factor < 1:
             raise ValueError(
@@ -234,6 +311,11 @@ class KafkaOptions:
                 context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
             kwargs["ssl_context"] = context
         return kwargs
+
+    @property
+    def acks_level(self) -> Acks:
+        """``acks`` as a level of :mod:`framework.broker.acks` (``0`` -> ``"none"``...)."""
+        return _ACKS_LEVELS[self.acks]
 
     @property
     def servers(self) -> list[str]:

@@ -26,9 +26,11 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from typing import ClassVar
 
 import aiomqtt
 
+from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
@@ -56,6 +58,11 @@ log = logging.getLogger("pykratos.mqtt")
 #: Appended to a message's topic to make its default dead-letter topic.
 DLQ_SUFFIX = "/dlq"
 _MAX_RECEIVE = 65535  # Receive Maximum is a two-byte integer (MQTT 5 §3.1.2.11.3)
+
+
+# Acknowledgement level <-> QoS (see MqttBroker.acks_levels).
+_QOS: dict[Acks, int] = {"none": 0, "leader": 1, "all": 2}
+_LEVEL: dict[int, Acks] = {qos: level for level, qos in _QOS.items()}
 
 
 class MqttBroker(Broker):
@@ -89,6 +96,13 @@ class MqttBroker(Broker):
     kind = "mqtt"
     #: subscriber options this broker reads (checked by the broker server before subscribing).
     supported_options = KNOWN_OPTIONS
+    #: acknowledgement level -> QoS: 0 has no acknowledgement, 1 a PUBACK, 2 the PUBCOMP
+    #: that ends the exactly-once exchange (the strongest confirmation MQTT has).
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "native: QoS 0",
+        "leader": "native: QoS 1",
+        "all": "native: QoS 2",
+    }
 
     def __init__(
         self,
@@ -203,6 +217,7 @@ class MqttBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
         qos: int | None = None,
         retain: bool = False,
@@ -216,15 +231,18 @@ class MqttBroker(Broker):
             delay / deliver_at: not supported by MQTT: a delay > 0 or any ``deliver_at``
                 raises ``NotImplementedError`` (checked like
                 :func:`~framework.broker.schedule.due_time` first).
+            partition: not supported (MQTT topics have no partitions): raises
+                ``NotImplementedError``.
             tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`); the
                 message goes to ``<topic>/~tag/<tag>`` (the result's ``topic``), where
                 subscribers with that tag (and those without tags) get it.
-            qos: this message's QoS (default: the broker's ``qos``).
+            qos: this message's QoS (default: the level of a ``with_acks`` handle, else
+                the broker's ``qos``).
             retain: ask the server to retain the message: it is also sent to every later
                 subscriber of the topic (MQTT 5 §3.3.1.3); an empty body clears it.
 
         Raises:
-            NotImplementedError: a ``delay`` or a ``deliver_at`` given.
+            NotImplementedError: a ``delay``, a ``deliver_at`` or a ``partition`` given.
             ValueError: both given, a negative delay or a naive ``deliver_at``.
             TopicError: ``topic`` is not a valid topic name (wildcards, ``$``).
             PublishFailedError: refused by the server or not acknowledged in time.
@@ -238,7 +256,12 @@ class MqttBroker(Broker):
             "EMQX's $delayed topics is not portable); publish when due yourself or use a "
             "broker that has it",
         )
+        if partition is not None:
+            raise NotImplementedError(
+                f"MQTT has no partitions (publish to {topic!r} with partition={partition})"
+            )
         headers = tagged_headers(headers, tag)
+        mode = publish_mode(self.default_acks)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("MqttBroker is not connected: call `await broker.connect()`")
@@ -252,11 +275,23 @@ class MqttBroker(Broker):
         properties = publish_properties(
             hdr.to_user_properties(headers, key=key, message_id=message_id)
         )
-        level = self.qos if qos is None else qos
+        level = _QOS[mode.acks] if qos is None else qos
         if level not in QOS_LEVELS:
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        await publisher.publish(destination, body, qos=level, retain=retain, properties=properties)
+        try:
+            await publisher.publish(
+                destination, body, qos=level, retain=retain, properties=properties
+            )
+        except Exception as exc:
+            if level == 0:  # fire-and-forget: counted and logged besides raised
+                self.unconfirmed.report(destination, exc, mode)
+            raise
         return PublishResult(topic=destination, message_id=message_id)
+
+    @property
+    def default_acks(self) -> Acks:
+        """The level of the broker's ``qos``: 0 ``"none"``, 1 ``"leader"``, 2 ``"all"``."""
+        return _LEVEL[self.qos]
 
     def dead_letter_topic(self, spec: SubscriberSpec, topic: str) -> str | None:
         """Where dead letters of a message received on ``topic`` by ``spec`` go: the
@@ -283,13 +318,15 @@ class MqttBroker(Broker):
                 f"subscriber {spec.display_name}: already subscribed to "
                 f"{filter.subscription!r} on this broker"
             )
+        # Dead letters go at QoS 1 at least: the original is acknowledged once its copy is.
+        letters: Broker = self if self.qos >= 1 else self.with_acks("leader")
         subscription = MqttSubscription(
             spec=spec,
             processor=processor,
             filter=filter,
             settings=self.settings,
             client_id=client_id,
-            dead_letter=lambda message, result: dead_letter(self, spec, message, result),
+            dead_letter=lambda message, result: dead_letter(letters, spec, message, result),
             on_stopped=self._forget,
         )
         try:

@@ -30,7 +30,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -40,7 +40,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
+from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_urls
+from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import DUE_HEADER, due_ms, due_time
@@ -52,7 +54,7 @@ from framework.transport.nats.delay import DelayRelay, DelayStream
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
 from framework.transport.nats.headers import encode_headers
 from framework.transport.nats.options import KNOWN_OPTIONS, SubscriberConfig, resolve
-from framework.transport.nats.publishing import ConfirmedPublisher
+from framework.transport.nats.publishing import ConfirmedPublisher, CorePublisher
 from framework.transport.nats.streams import Streams
 from framework.transport.nats.subjects import has_wildcards
 from framework.transport.nats.subscription import NatsSubscription
@@ -93,6 +95,11 @@ class NatsBroker(Broker):
         connect_timeout: seconds ``connect`` may take before failing.
         reconnect_interval: seconds between reconnection attempts after a connection loss.
         publish_timeout: seconds a publish may wait for its PubAck, across reconnects.
+        jetstream_publish: publish with JetStream and wait for the stream's PubAck (the
+            acknowledgement level ``"all"``: the stream's replicas stored it); off, a core
+            NATS publish that returns once buffered (``"none"``, see
+            :mod:`framework.broker.acks`). A ``Publisher(broker, acks=...)`` may choose the
+            other; dead letters always wait for their PubAck.
         name: connection name shown by the server's monitoring (``/connz``).
         delay_relay: who relays delayed messages to their subjects when due
             (:mod:`~framework.transport.nats.delay`): ``None`` (the default) runs the relay
@@ -107,6 +114,11 @@ class NatsBroker(Broker):
     kind = "nats"
     #: subscriber options this broker reads (checked by the broker server before subscribing).
     supported_options = KNOWN_OPTIONS
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "native: core NATS publish",
+        "leader": "emulated: JetStream PubAck, as all (a stream acknowledges once)",
+        "all": "native: JetStream PubAck",
+    }
 
     def __init__(
         self,
@@ -125,6 +137,7 @@ class NatsBroker(Broker):
         connect_timeout: float = 10.0,
         reconnect_interval: float = 1.0,
         publish_timeout: float = 30.0,
+        jetstream_publish: bool = True,
         name: str = "pykratos",
         delay_relay: bool | None = None,
         delay_max_pending: int = -1,
@@ -156,6 +169,7 @@ class NatsBroker(Broker):
         self.connect_timeout = connect_timeout
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
+        self.jetstream_publish = jetstream_publish
         self.name = name
         self.delay_relay = delay_relay
         self.delay_max_pending = delay_max_pending
@@ -165,6 +179,7 @@ class NatsBroker(Broker):
         self._js: JetStreamContext | None = None
         self._streams: Streams | None = None
         self._publisher: ConfirmedPublisher | None = None
+        self._core_publisher: CorePublisher | None = None
         self._subscriptions: list[NatsSubscription | CoreSubscription] = []
         self._connected_once = False
         self._error_logged = False
@@ -236,6 +251,7 @@ class NatsBroker(Broker):
             max_age=self.max_age,
         )
         self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
+        self._core_publisher = CorePublisher(client, self._streams)
         self._delay_stream = DelayStream(
             js, self.stream, self.storage, create=self.create_streams
         )
@@ -280,7 +296,7 @@ class NatsBroker(Broker):
         if relay is not None:
             await relay.stop()
         client, self._client = self._client, None
-        self._js = self._streams = self._publisher = None
+        self._js = self._streams = self._publisher = self._core_publisher = None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
@@ -294,9 +310,12 @@ class NatsBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
     ) -> PublishResult:
-        """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck.
+        """Publish ``body`` to subject ``topic`` and wait for JetStream's PubAck (at acks
+        ``"none"``, or without ``jetstream_publish``: a core publish, returned once
+        buffered, with no ``offset``).
 
         Args:
             key: ordering key; subscribers handle messages with the same key in order.
@@ -304,7 +323,9 @@ class NatsBroker(Broker):
                 :mod:`~framework.transport.nats.headers`).
             delay / deliver_at: seconds to wait, or a timezone-aware moment: the message is
                 stored in the delay stream and relayed to ``topic`` when due (a past
-                ``deliver_at``: now); see :mod:`~framework.transport.nats.delay`.
+                ``deliver_at``: now); see :mod:`~framework.transport.nats.delay`. A delayed
+                message is always published with JetStream (the relay needs it stored).
+            partition: not supported (a stream has no partitions).
             tag: the message's tag (the ``x-tag`` header, :mod:`framework.broker.tags`).
 
         Returns:
@@ -312,15 +333,21 @@ class NatsBroker(Broker):
             it has none until relayed) and the ``Nats-Msg-Id`` (kept when relayed).
 
         Raises:
+            NotImplementedError: a ``partition``.
             ValueError: a subject with wildcards, or a header name NATS cannot carry; both
                 ``delay`` and ``deliver_at``, a negative delay, a naive ``deliver_at``.
             StreamError: no stream captures ``topic`` and ``create_streams`` is off.
             PublishFailedError: no PubAck within ``publish_timeout``.
         """
+        if partition is not None:
+            raise NotImplementedError(
+                f"NATS streams have no partitions (publish to {topic!r} with partition="
+                f"{partition}): a key keeps its messages in order instead"
+            )
         headers = tagged_headers(headers, tag)
         due = due_time(delay, deliver_at)
-        publisher = self._publisher
-        if publisher is None or self._delay_stream is None:
+        publisher, core = self._publisher, self._core_publisher
+        if publisher is None or core is None or self._delay_stream is None:
             raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
         if has_wildcards(topic):
             raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
@@ -331,6 +358,14 @@ class NatsBroker(Broker):
             encoded[DUE_HEADER] = str(due_ms(due))
             await publisher.publish(self._delay_stream.subject(topic), body, encoded, msg_id)
             return PublishResult(topic=topic, message_id=msg_id)
+        mode = publish_mode(self.default_acks)
+        if not mode.confirmed:
+            try:
+                await core.publish(topic, body, encoded, msg_id)
+            except Exception as exc:
+                self.unconfirmed.report(topic, exc, mode)
+                raise
+            return PublishResult(topic=topic, message_id=msg_id)
         ack = await publisher.publish(topic, body, encoded, msg_id)
         return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
 
@@ -340,14 +375,20 @@ class NatsBroker(Broker):
         chunk_size: int = 1000,
         flush_interval: float = 0.005,
         max_pending: int = 100_000,
-    ) -> NatsBatchingPublisher:
+    ) -> BatchingPublisher:
         """A :class:`~framework.transport.nats.batching.NatsBatchingPublisher`: a chunk's
         JetStream publishes sent at once on one reply subscription, a PubAck per message
-        (flushed and closed with the broker).
+        (flushed and closed with the broker). Without ``jetstream_publish`` (level
+        ``"none"``) the default one instead, pipelining core publishes as :meth:`publish`
+        makes them.
 
         Raises:
             RuntimeError: the broker is not connected.
         """
+        if not self.jetstream_publish:
+            return super().batch_publisher(
+                chunk_size=chunk_size, flush_interval=flush_interval, max_pending=max_pending
+            )
         client, streams = self._client, self._streams
         if client is None or streams is None:
             raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
@@ -376,6 +417,11 @@ class NatsBroker(Broker):
         if has_wildcards(topic):
             raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
         await streams.stream_for(topic)
+
+    @property
+    def default_acks(self) -> Acks:
+        """``"all"`` with ``jetstream_publish`` (the default), else ``"none"``."""
+        return "all" if self.jetstream_publish else "none"
 
     async def _publish_copy(
         self, subject: str, body: bytes, key: bytes | None, headers: dict[str, str], msg_id: str

@@ -7,6 +7,12 @@ stream's duplicate window instead of stored twice, and retries until ``timeout``
 publish to a subject asks :class:`~framework.transport.nats.streams.Streams` for its stream
 (which finds it, creates or extends the broker's stream, or refuses); a stream deleted
 meanwhile is looked up again.
+
+:class:`CorePublisher` (acknowledgement level ``"none"``) publishes with core NATS instead:
+the stream captures the message as it would a JetStream publish's, but nobody answers, so
+``publish`` returns once the client buffered it. A failure the client sees (closed, its
+reconnect buffer full) raises :class:`PublishFailedError`; a stream that drops the message
+(limits, ``discard: new``) cannot be known at this level.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import logging
 
 import nats.errors
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError
@@ -23,7 +30,7 @@ from framework.transport.nats.errors import PublishFailedError
 from framework.transport.nats.headers import MSG_ID
 from framework.transport.nats.streams import Streams
 
-__all__ = ["ConfirmedPublisher"]
+__all__ = ["ConfirmedPublisher", "CorePublisher"]
 
 log = logging.getLogger("pykratos.nats")
 
@@ -75,3 +82,28 @@ class ConfirmedPublisher:
             f"publish to {subject!r}: no JetStream acknowledgement within {self.timeout:g}s "
             f"({last!r})"
         )
+
+
+class CorePublisher:
+    """Publishes with core NATS, no PubAck (see the module docstring)."""
+
+    def __init__(self, client: Client, streams: Streams) -> None:
+        self._client = client
+        self._streams = streams
+
+    async def publish(
+        self, subject: str, body: bytes, headers: dict[str, str], msg_id: str
+    ) -> None:
+        """Buffer ``body`` for ``subject`` in the client.
+
+        Raises:
+            PublishFailedError: the connection is closed or its reconnect buffer is full.
+            StreamError: no stream captures ``subject`` and the broker may not make one.
+        """
+        headers[MSG_ID] = msg_id  # a later JetStream retry of the same message stays single
+        # Without a stream capturing the subject the message would reach no consumer.
+        await self._streams.stream_for(subject)
+        try:
+            await self._client.publish(subject, body, headers=headers)
+        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
+            raise PublishFailedError(f"core publish to {subject!r} failed: {exc!r}") from exc

@@ -30,7 +30,8 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 import aio_pika
 import aio_pika.abc
@@ -38,6 +39,7 @@ from aiormq.exceptions import AMQPError, InvalidFrameError, ProbableAuthenticati
 from pamqp import commands as spec
 from yarl import URL
 
+from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
@@ -53,7 +55,7 @@ from framework.transport.rabbitmq.errors import (
     TopologyError,
 )
 from framework.transport.rabbitmq.options import EXCHANGE_TYPES, KNOWN_OPTIONS, resolve_topology
-from framework.transport.rabbitmq.publishing import ConfirmedPublisher
+from framework.transport.rabbitmq.publishing import ConfirmedPublisher, UnconfirmedPublisher
 from framework.transport.rabbitmq.topology import declare_delay_bucket
 
 __all__ = ["RabbitBroker"]
@@ -112,6 +114,11 @@ class RabbitBroker(Broker):
         mandatory: publish as mandatory, so a message that matches no queue raises
             :class:`~framework.transport.rabbitmq.errors.UnroutableError` instead of being
             silently dropped by RabbitMQ.
+        publisher_confirms: wait for RabbitMQ's publisher confirm in ``publish`` (the
+            acknowledgement level ``"all"``); off, ``publish`` is fire-and-forget (``"none"``:
+            no confirm, a returned or refused message is reported, see
+            :mod:`framework.broker.acks`). A ``Publisher(broker, acks=...)`` may choose the
+            other; dead letters and retries are always confirmed.
         ack_batch: acknowledge with one ``multiple=True`` ack once this many deliveries
             finished in a row (capped at a quarter of the prefetch, so the broker never
             waits for acks to send more).
@@ -128,6 +135,11 @@ class RabbitBroker(Broker):
     kind = "rabbitmq"
     #: subscriber options this broker reads (checked by the broker server before subscribing).
     supported_options = KNOWN_OPTIONS
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "none": "native: confirm not awaited",
+        "leader": "emulated: a publisher confirm, as all (RabbitMQ has one kind)",
+        "all": "native: publisher confirm",
+    }
 
     def __init__(
         self,
@@ -142,6 +154,7 @@ class RabbitBroker(Broker):
         reconnect_interval: float = 1.0,
         publish_timeout: float = 5.0,
         mandatory: bool = True,
+        publisher_confirms: bool = True,
         ack_batch: int = 64,
         ack_interval: float = 0.05,
         instance_id: str | None = None,
@@ -175,6 +188,7 @@ class RabbitBroker(Broker):
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
         self.mandatory = mandatory
+        self.publisher_confirms = publisher_confirms
         self.ack_batch = ack_batch
         self.ack_interval = ack_interval
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
@@ -182,6 +196,7 @@ class RabbitBroker(Broker):
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._admin: aio_pika.abc.AbstractRobustChannel | None = None
         self._publisher: ConfirmedPublisher | None = None
+        self._unconfirmed: UnconfirmedPublisher | None = None
         self._exchanges: set[str] = set()  # known to exist
         self._buckets: dict[tuple[str, int], float] = {}  # (exchange, ms) -> declared at
         self._subscriptions: list[RabbitSubscription] = []
@@ -285,12 +300,29 @@ class RabbitBroker(Broker):
         await stop_subscriptions_now(self._subscriptions)
         await self.close_batch_publishers()
         connection, self._connection = self._connection, None
-        self._publisher = self._admin = None
+        self._publisher = self._admin = self._unconfirmed = None
         self._exchanges.clear()
         self._buckets.clear()
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    @property
+    def default_acks(self) -> Acks:
+        """``"all"`` with ``publisher_confirms`` (the default), else ``"none"``."""
+        return "all" if self.publisher_confirms else "none"
+
+    async def _unconfirmed_publisher(self) -> UnconfirmedPublisher:
+        """The channel without confirms, opened on first use."""
+        if self._unconfirmed is None:
+            channel = await self.connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            self._unconfirmed = UnconfirmedPublisher(
+                channel,
+                timeout=self.publish_timeout,
+            )
+        return self._unconfirmed
 
     async def publish(
         self,
@@ -301,10 +333,12 @@ class RabbitBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
         exchange: str | None = None,
     ) -> PublishResult:
-        """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm.
+        """Publish ``body`` with routing key ``topic`` and wait for the broker's confirm
+        (without ``publisher_confirms`` or at acks ``"none"``: hand it over and return).
 
         Args:
             key: ordering key; subscribers handle messages with the same key in order.
@@ -320,14 +354,22 @@ class RabbitBroker(Broker):
                 tags. With ``mandatory``, a tag that no queue takes raises
                 :class:`~framework.transport.rabbitmq.errors.UnroutableError`, as an
                 untagged message that no queue takes does.
+            partition: not supported (RabbitMQ queues have no partitions): raises
+                ``NotImplementedError``.
             exchange: target exchange; it must exist. By default the broker's exchange,
                 or the dead-letter exchange when ``topic`` is the dead-letter queue of a
                 subscription of this broker.
         """
+        if partition is not None:
+            raise NotImplementedError(
+                f"RabbitMQ has no partitions (publish to {topic!r} with partition="
+                f"{partition}): a key keeps its messages in order instead"
+            )
         headers = tagged_headers(headers, tag)
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
+        mode = publish_mode(self.default_acks)
         if exchange is not None:
             target = exchange
         elif topic in self._dlqs:
@@ -361,15 +403,30 @@ class RabbitBroker(Broker):
             timestamp=datetime.now(UTC),
         )
         try:
-            await publisher.publish(
-                exchange=route_exchange,
-                routing_key=topic,
-                body=body,
-                properties=properties,
-                mandatory=self.mandatory,
-            )
+            if mode.confirmed:
+                await publisher.publish(
+                    exchange=route_exchange,
+                    routing_key=topic,
+                    body=body,
+                    properties=properties,
+                    mandatory=self.mandatory,
+                )
+            else:
+                unconfirmed = await self._unconfirmed_publisher()
+                await unconfirmed.publish(
+                    exchange=route_exchange,
+                    routing_key=topic,
+                    body=body,
+                    properties=properties,
+                    mandatory=self.mandatory,
+                    report=partial(self.unconfirmed.report, mode=mode),
+                )
         except TopologyError:
             self._exchanges.discard(target)  # deleted meanwhile? check again next time
+            raise
+        except Exception as exc:
+            if not mode.confirmed:
+                self.unconfirmed.report(topic, exc, mode)
             raise
         self._log_state.recovered(self.endpoint)  # a no-op unless an outage was reported
         return PublishResult(topic=topic, message_id=message_id)

@@ -1,16 +1,23 @@
-"""Confirmed publishing that survives a reconnect.
+"""Confirmed publishing that survives a reconnect, and unconfirmed (fire-and-forget) publishing.
 
 Every publish goes out on a channel in confirm mode and returns only once the broker acked
 it. When the connection drops mid-publish the robust connection reconnects in the
 background; the publish waits for the channel to be restored and sends again, until
 ``timeout``. A message is never reported as published without a broker ack, so a retried
 publish may reach the queue twice (at-least-once), never zero times silently.
+
+:class:`UnconfirmedPublisher` (acknowledgement level ``"none"``) returns once the message
+is handed to its channel, without waiting for the confirm. What RabbitMQ tells afterwards is
+reported, never dropped: a mandatory message that matched no queue (``basic.return``), a
+nack, or a channel closed by the server (e.g. an exchange that does not exist) all reach
+``report(topic, error)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import aio_pika.abc
@@ -34,7 +41,7 @@ from framework.transport.rabbitmq.errors import (
     UnroutableError,
 )
 
-__all__ = ["ConfirmedPublisher"]
+__all__ = ["ConfirmedPublisher", "UnconfirmedPublisher"]
 
 # Errors the broker will answer the same way on every retry.
 _FATAL = (ChannelNotFoundEntity, ChannelAccessRefused, ChannelPreconditionFailed)
@@ -155,3 +162,105 @@ def _no_drain_wait(raw: object) -> dict[str, Any]:
 
 _ACCEPTS_WAIT: dict[type, bool] = {}
 _NO_WAIT: dict[str, Any] = {"wait": False}
+
+
+class UnconfirmedPublisher:
+    """Publishes without waiting for confirms (see the module docstring).
+
+    The channel is in confirm mode all the same: RabbitMQ only tells a publisher about a
+    returned (unroutable) or refused message through the confirm of that message, and
+    aiormq drops a return on a channel without confirms. ``publish`` hands the message to
+    the channel (in call order: the channel's lock is first come, first served) and returns;
+    its confirm is awaited in the background and a failure reaches ``report``.
+
+    Args:
+        channel: a robust channel opened with ``publisher_confirms=True`` and
+            ``on_return_raises=True``.
+        timeout: seconds a publish may wait for the channel (a reconnect) before raising
+            :class:`PublishTimeoutError`; also how long a confirm may take before the
+            message is reported as unconfirmed.
+        max_in_flight: unconfirmed messages at most; ``publish`` waits beyond (so a dead
+            server cannot make them pile up without bound).
+    """
+
+    def __init__(
+        self,
+        channel: aio_pika.abc.AbstractRobustChannel,
+        *,
+        timeout: float,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        self._channel = channel
+        self._timeout = timeout
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    async def publish(
+        self,
+        *,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.Basic.Properties,
+        mandatory: bool,
+        report: Callable[[str, BaseException], None],
+    ) -> None:
+        """Hand the message to the channel; do not wait for its confirm. A failure known
+        later goes to ``report(topic, error)``.
+
+        Raises:
+            PublishTimeoutError: the channel was not available within the timeout.
+        """
+        try:
+            async with asyncio.timeout(self._timeout):
+                while len(self._in_flight) >= self._max_in_flight:
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                await self._channel.ready()  # waits while the robust connection reconnects
+                raw = await self._channel.get_underlay_channel()
+        except TimeoutError as exc:
+            raise PublishTimeoutError(
+                f"unconfirmed publish to {routing_key!r}: no channel within {self._timeout:g}s",
+                topic=routing_key,
+                timeout=self._timeout,
+            ) from exc
+        sending = asyncio.ensure_future(
+            raw.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+                timeout=self._timeout,
+            )
+        )
+        self._in_flight.add(sending)
+        sending.add_done_callback(lambda done: self._settled(routing_key, done, report))
+        # One turn of the loop: the send takes its place in the channel's lock queue before
+        # the caller's next publish does, so messages keep their order.
+        await asyncio.sleep(0)
+
+    def _settled(
+        self, topic: str, done: asyncio.Future[Any], report: Callable[[str, BaseException], None]
+    ) -> None:
+        self._in_flight.discard(done)
+        if done.cancelled():
+            report(topic, PublishFailedError(f"unconfirmed publish to {topic!r} cancelled"))
+            return
+        exc = done.exception()
+        if isinstance(exc, PublishError):
+            report(
+                topic,
+                UnroutableError(
+                    f"unconfirmed publish to {topic!r} matched no queue (mandatory): "
+                    "RabbitMQ returned it"
+                ),
+            )
+        elif exc is not None:
+            report(
+                topic, PublishFailedError(f"unconfirmed publish to {topic!r} failed: {exc!r}")
+            )
+        elif not isinstance(done.result(), spec.Basic.Ack):
+            report(
+                topic,
+                PublishFailedError(f"RabbitMQ nacked the publish to {topic!r}: {done.result()!r}"),
+            )

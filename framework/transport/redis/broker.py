@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -34,6 +34,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from framework.broker.acks import Acks
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
@@ -82,6 +83,12 @@ class RedisBroker(Broker):
     kind = "redis"
     #: subscriber options this broker reads (``BrokerServer`` rejects any other).
     supported_options = KNOWN_OPTIONS
+    #: ``"none"`` is refused: XADD's reply is how a client learns of a failure, and sending
+    #: without awaiting it from concurrent tasks would reorder a key's messages.
+    acks_levels: ClassVar[Mapping[Acks, str]] = {
+        "leader": "native: XADD reply from the primary",
+        "all": "emulated: the XADD reply, as leader (replicas are not waited for with WAIT)",
+    }
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
         self.options = RedisOptions(url=url, **options)
@@ -175,6 +182,7 @@ class RedisBroker(Broker):
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         deliver_at: datetime | None = None,
+        partition: int | None = None,
         tag: str | None = None,
         maxlen: int | None = None,
         minid_age: float | None = None,
@@ -193,12 +201,19 @@ class RedisBroker(Broker):
             maxlen / minid_age: this publish's trimming, instead of the broker's (an
                 immediate publish only: a scheduled entry is trimmed by the broker's policy
                 when it is moved, so both at once is a ``ValueError``).
+            partition: not supported (a stream has no partitions): raises
+                ``NotImplementedError``.
 
         Raises:
             PublishFailedError: Redis refused the entry.
             PublishTimeoutError: Redis stayed unreachable for ``publish_timeout`` seconds
                 (503 ``BROKER_UNAVAILABLE``).
         """
+        if partition is not None:
+            raise NotImplementedError(
+                f"a Redis stream has no partitions (publish to {topic!r} with partition="
+                f"{partition}): a key keeps its messages in order instead"
+            )
         headers = tagged_headers(headers, tag)
         due = due_time(delay, deliver_at)
         publisher = self._publisher

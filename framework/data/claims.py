@@ -1,0 +1,225 @@
+"""One relay round's database side: claim pending ``outbox`` rows, then mark them.
+
+A round is one database transaction: :meth:`Round.claim` takes the oldest pending rows of
+ordering keys no other relay holds, :meth:`Round.mark_sent` / :meth:`Round.mark_dead` /
+:meth:`Round.mark_failed` record what the broker said, and the commit releases the keys.
+Nothing is visible to other relays before the commit; a crash rolls the round back and its
+rows are claimed (and published) again.
+
+**PostgreSQL** (raw asyncpg on a pooled connection of the engine: the relay's hot path skips
+SQLAlchemy's statement compilation and row processing):
+
+* each ordering key hashes to one of ``lock_slots`` transaction advisory locks
+  (``pg_try_advisory_xact_lock(<outbox table oid>, slot)``). The claim walks the pending rows
+  in ``id`` order (the partial index ``ix_outbox_pending_id``) and keeps a row only when its
+  slot's lock is free or already ours, up to ``limit`` rows, with ``FOR UPDATE``. A relay
+  thus holds every pending row of its keys from the oldest one on, and another relay (or
+  another round of the same relay) skips those keys until the commit: one relay per key at a
+  time, each key in ``id`` order. Keys sharing a slot are simply serialized together.
+* ``FOR UPDATE`` re-reads a row whose previous holder committed after this statement's
+  snapshot (PostgreSQL's READ COMMITTED re-check): a row just marked ``SENT`` is dropped, so
+  a key changing hands never repeats a message.
+* the walk looks at most ``window`` pending rows (the oldest ones): a relay whose keys are
+  all busy returns early instead of scanning the whole backlog.
+* a round holds at most ``min(limit, lock_slots)`` advisory locks. They live in PostgreSQL's
+  shared lock table (``max_locks_per_transaction`` x ``max_connections`` entries, 6,400 by
+  default, shared with every other lock): keep ``lock_slots`` well below that.
+* the round commits with ``synchronous_commit = off``: a mark lost in a PostgreSQL crash
+  only means those rows are published again, with the same ``message-id``, which
+  at-least-once delivery allows anyway (the inbox de-duplicates); a commit that returned is
+  never undone short of a server crash.
+* ``delete_sent``: confirmed rows are deleted instead of marked ``SENT`` (a retention of 0:
+  a delete writes no new row version, several times cheaper than the update).
+
+**SQLite** has no row or advisory locks: one relay per database (the claim is the oldest
+pending rows), through SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from framework.data.tables import DEAD, PENDING, SENT, outbox
+
+__all__ = ["ClaimedRow", "Round", "open_round"]
+
+
+class ClaimedRow(NamedTuple):
+    """An ``outbox`` row taken by a round (the columns the relay publishes from)."""
+
+    id: int
+    message_id: str
+    destination: str
+    topic: str
+    key: bytes | None
+    ordering_key: bytes
+    body: bytes
+    headers: str  # JSON object of str -> str
+
+
+class Round(Protocol):
+    """The open transaction of one relay round."""
+
+    async def claim(self, limit: int, after: int = 0) -> list[ClaimedRow]:
+        """Take up to ``limit`` pending rows with ``id > after`` (see the module), in ``id``
+        order. ``after``: the last id this round already claimed, for its next batch; such
+        a batch takes only keys the round already holds (on PostgreSQL), whose older rows
+        the round has (writers of a key commit in ``id`` order), never a key another relay
+        just let go, whose rows up to ``after`` may still be pending."""
+        ...
+
+    async def mark_sent(self, ids: Sequence[int]) -> None:
+        """Record rows the broker confirmed (``SENT``, or deleted)."""
+        ...
+
+    async def mark_dead(self, rows: Sequence[tuple[ClaimedRow, str]]) -> None:
+        """Dead-letter rows the broker refused for good, with the reason."""
+        ...
+
+    async def mark_failed(self, rows: Sequence[tuple[ClaimedRow, str]]) -> None:
+        """Count a transient failure on rows that stay pending, with the reason."""
+        ...
+
+
+_COLUMNS = "id, message_id, destination, topic, key, ordering_key, body, headers"
+_PG_SLOT = "(hashtext(encode(ordering_key, 'hex')) & 2147483647) % $3"
+# $1 limit, $2 window - 1, $3 lock slots, $4 after, $5 the slots held (bitmap) or NULL.
+# One CASE, not two conditions: PostgreSQL orders conditions by cost, and a later batch
+# must not lock a slot it does not take (it only re-reads the slots the round holds).
+_PG_CLAIM = f"""
+SELECT {_COLUMNS}, {_PG_SLOT} FROM outbox
+WHERE state = {PENDING}
+  AND id > $4
+  AND id <= coalesce(
+        (SELECT id FROM outbox WHERE state = {PENDING} AND id > $4 ORDER BY id OFFSET $2 LIMIT 1),
+        9223372036854775807)
+  AND CASE WHEN $5::bytea IS NULL THEN pg_try_advisory_xact_lock(tableoid::int, {_PG_SLOT})
+           ELSE get_bit($5::bytea, {_PG_SLOT}) = 1 END
+ORDER BY id
+LIMIT $1
+FOR UPDATE"""
+_PG_SENT = (
+    f"UPDATE outbox SET state = {SENT}, sent_at = $2, attempts = attempts + 1, error = NULL "
+    "WHERE id = ANY($1::bigint[])"
+)
+_PG_DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+_PG_DEAD = f"UPDATE outbox SET state = {DEAD}, attempts = attempts + 1, error = $2 WHERE id = $1"
+_PG_FAILED = "UPDATE outbox SET attempts = attempts + 1, error = $2 WHERE id = $1"
+
+
+class _PostgresRound:
+    def __init__(self, pg: Any, *, window: int, lock_slots: int, delete_sent: bool) -> None:
+        self._pg = pg  # asyncpg.Connection
+        self._window = window
+        self._slots = lock_slots
+        self._delete = delete_sent
+        self._held = bytearray((lock_slots + 7) // 8)  # bit n: this round holds slot n
+        self._claimed = False
+
+    async def claim(self, limit: int, after: int = 0) -> list[ClaimedRow]:
+        window = max(self._window, limit) - 1
+        held = bytes(self._held) if self._claimed else None
+        records = await self._pg.fetch(_PG_CLAIM, limit, window, self._slots, after, held)
+        self._claimed = True
+        rows = []
+        for record in records:
+            slot = record[8]
+            self._held[slot >> 3] |= 1 << (slot & 7)  # get_bit's order: low bit first
+            rows.append(ClaimedRow._make(record[:8]))
+        return rows
+
+    async def mark_sent(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        if self._delete:
+            await self._pg.execute(_PG_DELETE, ids)
+        else:
+            await self._pg.execute(_PG_SENT, ids, datetime.now(UTC))
+
+    async def mark_dead(self, rows: Sequence[tuple[ClaimedRow, str]]) -> None:
+        if rows:
+            await self._pg.executemany(_PG_DEAD, [(row.id, reason) for row, reason in rows])
+
+    async def mark_failed(self, rows: Sequence[tuple[ClaimedRow, str]]) -> None:
+        if rows:
+            await self._pg.executemany(_PG_FAILED, [(row.id, reason) for row, reason in rows])
+
+
+_o = outbox.c
+_SELECT = (_o.id, _o.message_id, _o.destination, _o.topic, _o.key, _o.ordering_key, _o.body,
+           _o.headers)  # fmt: skip
+
+
+class _CoreRound:
+    """SQLAlchemy Core, for SQLite (one relay per database: no locks needed)."""
+
+    def __init__(self, conn: AsyncConnection, *, delete_sent: bool) -> None:
+        self._conn = conn
+        self._delete = delete_sent
+
+    async def claim(self, limit: int, after: int = 0) -> list[ClaimedRow]:
+        query = (
+            select(*_SELECT).where(_o.state == PENDING, _o.id > after).order_by(_o.id).limit(limit)
+        )
+        return [ClaimedRow._make(row) for row in (await self._conn.execute(query)).all()]
+
+    async def mark_sent(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        if self._delete:
+            await self._conn.execute(delete(outbox).where(_o.id.in_(ids)))
+            return
+        await self._conn.execute(
+            update(outbox)
+            .where(_o.id.in_(ids))
+            .values(state=SENT, sent_at=datetime.now(UTC), attempts=_o.attempts + 1, error=None)
+        )
+
+    async def mark_dead(self, rows: Sequence[tuple[ClaimedRow, str]]) -> None:
+        for row, reason in rows:
+            await self._conn.execute(
+                update(outbox)
+                .where(_o.id == row.id)
+                .values(state=DEAD, attempts=_o.attempts + 1, error=reason)
+            )
+
+    async def mark_failed(self, rows: Sequence[tuple[ClaimedRow, str]]) -> None:
+        for row, reason in rows:
+            await self._conn.execute(
+                update(outbox).where(_o.id == row.id).values(attempts=_o.attempts + 1, error=reason)
+            )
+
+
+@contextlib.asynccontextmanager
+async def open_round(
+    engine: AsyncEngine, *, window: int, lock_slots: int, delete_sent: bool
+) -> AsyncIterator[Round]:
+    """Open one round's transaction; commit when the block ends, roll back if it raises.
+
+    ``window``: pending rows a PostgreSQL claim looks at, at most (at least its ``limit``);
+    ``lock_slots``: advisory locks the ordering keys hash to; ``delete_sent``: delete
+    confirmed rows instead of marking them ``SENT``. Raises what the driver raises (database
+    unreachable); the connection is then discarded rather than returned to the pool.
+    """
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as conn:
+            yield _CoreRound(conn, delete_sent=delete_sent)
+        return
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pg = raw.driver_connection
+        try:
+            # One round trip: the round's transaction and its commit mode.
+            await pg.execute("BEGIN; SET LOCAL synchronous_commit TO off")  # type: ignore[union-attr]
+            yield _PostgresRound(pg, window=window, lock_slots=lock_slots, delete_sent=delete_sent)
+            await pg.execute("COMMIT")  # type: ignore[union-attr]
+        except BaseException:
+            # Rolled back by the server when the connection closes; never pooled half-done.
+            await conn.invalidate()
+            raise

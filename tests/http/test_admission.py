@@ -1,0 +1,69 @@
+"""Server-level admission: requests over the limit are refused with 429 ``RATELIMIT`` before
+FastAPI routes them; probes and scrapes are never refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from framework.metrics import metrics, mount_metrics, setup_metrics
+from framework.middleware import Handler, recovery
+from framework.middleware.ratelimit import RATELIMIT, MaxInFlight
+from framework.transport.http import HttpServer, Router
+
+
+async def test_requests_over_the_limit_are_refused_before_routing() -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+    chain_runs: list[str] = []
+
+    def spy(handler: Handler) -> Handler:
+        async def run(request: object) -> object:
+            chain_runs.append("ran")
+            return await handler(request)
+
+        return run
+
+    routes = Router()
+
+    @routes.get("/slow")
+    async def slow() -> dict[str, int]:
+        entered.set()
+        await release.wait()
+        return {"ok": 1}
+
+    limiter = MaxInFlight(1)
+    provided = setup_metrics("admission-test", set_global=False)
+    server = HttpServer(port=0, middlewares=[spy, metrics(provided.provider), recovery()],
+                        admission=limiter)
+    server.include_router(routes)
+    mount_metrics(server, provided)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.endpoint, timeout=10) as client:
+            running = asyncio.create_task(client.get("/slow"))
+            await asyncio.wait_for(entered.wait(), 10)
+            refused = await client.get("/slow")
+            missing = await client.get("/no/such/route")  # refused too: before routing
+            probes = [(await client.get(path)).status_code for path in ("/healthz", "/metrics")]
+            release.set()
+            admitted = await running
+            after = await client.get("/slow")  # the slot is free again
+    finally:
+        await server.stop(5)
+        provided.shutdown()
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/json"
+    body = refused.json()
+    assert body["code"] == 429 and body["reason"] == RATELIMIT and body["message"]
+    assert missing.status_code == 429
+    assert probes == [200, 200]
+    assert admitted.status_code == 200 and after.status_code == 200
+    assert chain_runs == ["ran", "ran"]  # the refusals never reached the middleware chain
+    assert server.admission is not None and server.admission.refused == 2
+    assert limiter.in_flight == 0
+
+
+def test_admission_is_off_by_default() -> None:
+    assert HttpServer(port=0).admission is None
