@@ -127,6 +127,7 @@ async def serve(mode: str, out_dir: Path) -> None:
                 order = orders.get(request.id)
                 if order is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND, "order not found")
+                    raise AssertionError("unreachable: abort raises")
                 return build(request.id, order)
 
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])

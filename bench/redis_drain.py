@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import uuid
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -78,7 +79,10 @@ async def run_raw(n: int, timeout: float, ack_each: bool) -> float:
 
     async def drain() -> None:
         while meter.count < n:
-            reply = await client.xreadgroup(GROUP, "c1", {stream: ">"}, count=COUNT, block=1000)
+            # redis-py types a reply as every RESP2/RESP3 shape at once: it is RESP2's here.
+            reply: Any = await client.xreadgroup(
+                GROUP, "c1", {stream: ">"}, count=COUNT, block=1000
+            )
             if not reply:
                 continue
             entries = reply[0][1]
@@ -132,7 +136,8 @@ async def run_faststream(n: int, timeout: float) -> float:
     )
     await prefill(stream, n, {DATA_KEY.encode(): data})
     meter = Meter(n)
-    broker = RedisBroker(URL, logger=None)
+    # None turns faststream's logging off (its hint says a logger is required).
+    broker = RedisBroker(URL, logger=None)  # type: ignore[arg-type]
 
     @broker.subscriber(stream=StreamSub(stream, group=GROUP, consumer="c1", max_records=COUNT))
     async def on_order(order: Order) -> None:

@@ -67,7 +67,7 @@ class MemoryOrderRepo:
     async def get(self, order_id: str) -> object:
         return self.orders.get(order_id)
 
-    async def list(self, limit: int) -> list[object]:
+    async def list(self, limit: int) -> list[Any]:
         return list(self.orders.values())[:limit]
 
     async def set_status(

@@ -130,10 +130,11 @@ class OrderUseCase:
         return order
 
     @validated
-    async def list(self, limit: PageSize = 50) -> list[Order]:
-        """The newest orders: at most ``limit``, capped at 500; 0 means the default, 50 (a
-        negative ``limit`` is refused with 400 ``VALIDATOR``)."""
-        return await self.repo.list(max(1, min(limit or 50, 500)))
+    async def list(self, page_size: PageSize = 50) -> list[Order]:
+        """The newest orders: at most ``page_size``, capped at 500; 0 means the default, 50
+        (a negative ``page_size`` is refused with 400 ``VALIDATOR``). Named as the protobuf
+        field, so that a refusal names the field a gRPC client set."""
+        return await self.repo.list(max(1, min(page_size or 50, 500)))
 
     @validated
     async def pay(self, order_id: OrderId) -> Order:

@@ -62,6 +62,18 @@ class HttpConf(_Strict):
         description="requests served at once; more get 429 RATELIMIT before routing (None: "
         "no limit)",
     )
+    header_timeout: float | None = Field(
+        default=10.0, gt=0, description="seconds to send a request's line and headers; then 408"
+    )
+    body_timeout: float | None = Field(
+        default=30.0, gt=0, description="seconds at most between two reads of a body; then 408"
+    )
+    keep_alive_timeout: float = Field(
+        default=5.0, gt=0, description="seconds an idle kept-alive connection stays open"
+    )
+    max_header_size: int = Field(
+        default=32 * 1024, gt=0, description="bytes of request line and headers; then 431"
+    )
     tls: TlsOptions | None = Field(default=None, description="HTTPS; None serves plain HTTP")
 
 

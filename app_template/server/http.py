@@ -28,6 +28,10 @@ def new_http_server(
         name="http",
         max_body_size=conf.max_body_size,
         admission=MaxInFlight(conf.max_in_flight) if conf.max_in_flight else None,
+        header_timeout=conf.header_timeout,
+        body_timeout=conf.body_timeout,
+        keep_alive_timeout=conf.keep_alive_timeout,
+        max_header_size=conf.max_header_size,
         tls=conf.tls,
     )
     server.include_router(orders.router)

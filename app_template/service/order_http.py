@@ -5,12 +5,15 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from framework.timestamps import Timestamp
-from framework.transport.http import Router
+from framework.transport.http import Router, error_responses
 
 from app_template.api.order.v1.fields import AmountCents, Currency, CustomerId, OrderId, PageSize
 from app_template.biz.order import Order, OrderUseCase
 
 __all__ = ["CreateOrderBody", "OrderHttpService", "OrderList", "OrderView"]
+
+
+_NOT_FOUND = "ORDER_NOT_FOUND: no order has this id"
 
 
 class CreateOrderBody(BaseModel):
@@ -54,8 +57,16 @@ class OrderHttpService:
         self.router = Router(prefix="/v1/orders", tags=["orders"])
         self.router.add_api_route("", self.create, methods=["POST"], status_code=201)
         self.router.add_api_route("", self.list, methods=["GET"])
-        self.router.add_api_route("/{order_id}", self.get, methods=["GET"])
-        self.router.add_api_route("/{order_id}/pay", self.pay, methods=["POST"], status_code=202)
+        self.router.add_api_route(
+            "/{order_id}", self.get, methods=["GET"], responses=error_responses({404: _NOT_FOUND})
+        )
+        self.router.add_api_route(
+            "/{order_id}/pay",
+            self.pay,
+            methods=["POST"],
+            status_code=202,
+            responses=error_responses({404: _NOT_FOUND, 409: "ORDER_ALREADY_PAID"}),
+        )
 
     async def create(self, body: CreateOrderBody) -> OrderView:
         order = await self.usecase.create(body.customer_id, body.amount_cents, body.currency)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from framework.auth.jwt import Claims, JwtVerifier, bearer_token
-from framework.middleware.core import Handler, Middleware
+from framework.middleware.core import Handler, Middleware, declare_errors
 from framework.transport.context import current_transport
 
 __all__ = ["claims_from_context", "jwt_auth", "jwt_handshake"]
@@ -74,7 +74,12 @@ def jwt_auth(
 
         return run
 
-    return middleware
+    return declare_errors(
+        middleware,
+        lambda kind, _: {401: "UNAUTHORIZED, TOKEN_EXPIRED or TOKEN_INVALID: no valid bearer token"}
+        if kind in _SERVER_KINDS or brokers
+        else {},
+    )
 
 
 def jwt_handshake(verifier: JwtVerifier, *, query_param: str | None = "token") -> Any:

@@ -3,7 +3,9 @@
 With prefix ``APP_``, every variable ``APP_<KEY>`` overrides a key: ``__`` separates nesting
 levels, key segments match existing keys case-insensitively (a new key is lower-cased), and
 a decimal segment indexes an existing list. Parents are applied before children, so
-``APP_DB`` and ``APP_DB__HOST`` compose predictably.
+``APP_DB`` and ``APP_DB__HOST`` compose predictably. Two variables naming the same key
+(``APP_LOG__LEVEL`` and ``APP_log__level``) are refused, naming both: which one would win is
+an accident of spelling.
 
 Values are read as plain YAML scalars (``9000`` -> int, ``1.5`` -> float, ``true`` -> bool,
 ``null``/``~`` -> None), with two exceptions that keep the raw string, because an env var
@@ -60,13 +62,19 @@ def apply_env_overrides(
     if not prefix:
         return
     names = [n for n in environ if n.startswith(prefix)]
+    set_by: dict[KeyPath, str] = {}
     for name in sorted(names, key=lambda n: (n.count("__"), n)):
         segments = name[len(prefix) :].split("__")
         if not all(segments):
             raise ConfigError(
                 f"env {name}: empty key segment; expected {prefix}KEY or {prefix}KEY__SUBKEY"
             )
-        _set(data, origins, name, segments, environ[name])
+        path = _set(data, origins, name, segments, environ[name])
+        other = set_by.setdefault(path, name)
+        if other != name:
+            raise ConfigError(
+                f"env {other} and env {name} both set {format_key(path)}; unset one"
+            )
 
 
 def _set(
@@ -75,7 +83,8 @@ def _set(
     name: str,
     segments: list[str],
     raw: str,
-) -> None:
+) -> KeyPath:
+    """Set the key ``segments`` name; returns its path."""
     origin = Origin(f"env {name}")
     node: Any = data
     path: KeyPath = ()
@@ -109,6 +118,7 @@ def _set(
             origins[path] = origin
         else:
             node = current
+    return path
 
 
 def _match_key(mapping: dict[str, Any], segment: str) -> str:

@@ -10,12 +10,17 @@
 - ``$${VAR}`` is the literal text ``${VAR}``.
 - An unset variable without a default, or a malformed placeholder, is a :class:`ConfigError`
   naming the file, line and key.
+- A value that took text from a variable has that variable in its origin
+  (``configs/config.yaml:13 (env HTTP_PORT)``), so ``HTTP_PORT=abc`` is reported as
+  ``configs/config.yaml:13 (env HTTP_PORT): server.http.port: Input should be a valid
+  integer..., got 'abc'``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from framework.config.errors import ConfigError
@@ -30,19 +35,28 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def resolve_placeholders(
-    data: Any, origins: Mapping[KeyPath, Origin], environ: Mapping[str, str], path: KeyPath = ()
+    data: Any,
+    origins: MutableMapping[KeyPath, Origin],
+    environ: Mapping[str, str],
+    path: KeyPath = (),
 ) -> Any:
-    """A copy of ``data`` with every placeholder in every string value resolved."""
+    """A copy of ``data`` with every placeholder in every string value resolved; the origin
+    of a value that read a variable gets that variable's name (:attr:`Origin.variables`)."""
     if isinstance(data, dict):
         return {k: resolve_placeholders(v, origins, environ, (*path, k)) for k, v in data.items()}
     if isinstance(data, list):
         return [resolve_placeholders(v, origins, environ, (*path, i)) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
+        used: list[str] = []
         try:
-            return resolve_string(data, environ)
+            text = _resolve(data, environ, used)
         except ValueError as exc:
             where = nearest_origin(origins, path)
             raise ConfigError(f"{where}: {format_key(path)}: {exc}") from None
+        if used:
+            origin = nearest_origin(origins, path)
+            origins[path] = dataclasses.replace(origin, variables=tuple(dict.fromkeys(used)))
+        return text
     return data
 
 
@@ -53,6 +67,11 @@ def resolve_string(text: str, environ: Mapping[str, str]) -> str:
     (typing it here, as YAML would, made ``${PIN:0123}`` the int 83 only while ``PIN`` was
     unset).
     """
+    return _resolve(text, environ, [])
+
+
+def _resolve(text: str, environ: Mapping[str, str], used: list[str]) -> str:
+    """:func:`resolve_string`, appending to ``used`` the variables whose text it took."""
 
     def substitute(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -63,6 +82,7 @@ def resolve_string(text: str, environ: Mapping[str, str]) -> str:
             raise ValueError(f"unclosed placeholder in {text!r}")
         name, default = _parse(body)
         if name in environ:
+            used.append(name)
             return environ[name]
         if default is None:
             raise ValueError(_unset(name))

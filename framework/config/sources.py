@@ -2,6 +2,12 @@
 
 Each file becomes a :class:`Document` whose every path carries an :class:`Origin` (YAML: the
 line of the key's value), so later errors can point at the exact place to fix.
+
+A key written twice in one mapping is refused (YAML and JSON parsers keep the last one
+silently, so the first would be dead text that looks live): the error names the file, the key
+path and both lines. Keys that only differ in YAML type (``1:`` and ``"1":``) are the same key
+here, as every key is read as a string. Overriding a key pulled in by a merge key (``<<:``) is
+what merge keys are for, and is not a duplicate.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from framework.config.errors import ConfigError
-from framework.config.tree import KeyPath, Origin, walk
+from framework.config.tree import KeyPath, Origin, format_key, walk
 
 __all__ = ["SUFFIXES", "Document", "discover", "read_document", "read_sources"]
 
@@ -77,12 +83,66 @@ def read_document(path: Path) -> Document:
 
 def _parse_json(text: str, name: str) -> tuple[Any, dict[KeyPath, Origin]]:
     try:
-        data = _string_keys(json.loads(text)) if text.strip() else None
+        data = json.loads(text, object_pairs_hook=_unique_pairs) if text.strip() else None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    except _DuplicateKey as exc:
+        # The YAML reading of the file raises with the key path and both lines; this is the
+        # message for a file the YAML reader cannot read.
+        _json_lines(text, name)
+        raise ConfigError(f"{name}: duplicate key {exc.key!r} (JSON keeps the last one "
+                          "silently; remove one)") from None
     origins = {path: Origin(name) for path in walk(data)}
     origins.update(_json_lines(text, name))
     return data, origins
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _refuse_duplicates(loader: yaml.SafeLoader, root: Node, name: str) -> None:
+    """Raise :class:`ConfigError` at the first mapping key written twice (see the module
+    docstring): ``<file>: <key path>: duplicate key, at line A and again at line B``."""
+    seen: set[int] = set()  # anchors make a graph; each node is checked once
+    stack: list[tuple[Node, KeyPath]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            lines: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE_TAG:
+                    continue
+                key = str(loader.construct_object(key_node)) if isinstance(
+                    key_node, ScalarNode) else f"<{key_node.id} key>"
+                line = key_node.start_mark.line + 1
+                if key in lines:
+                    raise ConfigError(
+                        f"{name}:{line}: {format_key((*path, key))}: duplicate key, already at "
+                        f"line {lines[key]} (the parser would keep the last one silently; "
+                        "remove one)"
+                    )
+                lines[key] = line
+                stack.append((value_node, (*path, key)))
+        elif isinstance(node, SequenceNode):
+            stack.extend((item, (*path, index)) for index, item in enumerate(node.value))
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _json_lines(text: str, name: str) -> dict[KeyPath, Origin]:
@@ -96,6 +156,7 @@ def _json_lines(text: str, name: str) -> dict[KeyPath, Origin]:
         node = loader.get_single_node()
         origins: dict[KeyPath, Origin] = {}
         if node is not None:
+            _refuse_duplicates(loader, node, name)
             _node_origins(loader, node, (), name, origins)
         return origins
     except yaml.YAMLError:
@@ -112,6 +173,8 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, dict[KeyPath, Origin]]:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        # Before construct_document, which folds merge keys (<<) into the mappings.
+        _refuse_duplicates(loader, node, name)
         data = _string_keys(loader.construct_document(node))
         origins: dict[KeyPath, Origin] = {}
         _node_origins(loader, node, (), name, origins)

@@ -30,13 +30,22 @@ SCALAR_TYPES = (str, int, float, bool, type(None))
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a value was defined: a file (with a 1-based line when known) or an env var."""
+    """Where a value was defined: a file (with a 1-based line when known) or an env var.
+
+    ``variables`` names the environment variables a ``${VAR}`` placeholder at that place took
+    its text from: ``configs/config.yaml:13 (env HTTP_PORT)``, so an error about the value
+    points at the variable that set it, not only at the line that reads it.
+    """
 
     source: str
     line: int | None = None
+    variables: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}" if self.line is not None else self.source
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        if self.variables:
+            where += f" (env {', '.join(self.variables)})"
+        return where
 
 
 def format_key(path: tuple[Any, ...]) -> str:

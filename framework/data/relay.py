@@ -216,6 +216,15 @@ class OutboxRelay:
         self.brokers: dict[str, Broker] = (
             {DEFAULT_DESTINATION: brokers} if isinstance(brokers, Broker) else dict(brokers)
         )
+        for destination, broker in self.brokers.items():
+            # A row is marked sent once its publish returned: a fire-and-forget broker would
+            # let rows be marked (or deleted) that no broker ever stored.
+            if getattr(broker, "default_acks", "all") == "none":
+                raise ValueError(
+                    f"outbox destination {destination!r}: its broker publishes with acks='none' "
+                    "(fire-and-forget), so the relay could mark rows sent that were lost; "
+                    "configure that broker with acks 'leader' or 'all'"
+                )
         self.batch_size = batch_size
         self.round_batches = round_batches
         self.poll_interval = poll_interval

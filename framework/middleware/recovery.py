@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from framework.errors import Error
-from framework.middleware.core import Handler, Middleware
+from framework.middleware.core import Handler, Middleware, declare_errors
 from framework.transport.context import from_context
 
 __all__ = ["INTERNAL_ERROR", "internal_error", "recovery"]
@@ -62,4 +62,6 @@ def recovery(*, expose_message: bool = False) -> Middleware:
 
         return run
 
-    return middleware
+    return declare_errors(
+        middleware, {500: f"{INTERNAL_ERROR}: the handler failed (the message says no more)"}
+    )

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from framework.middleware.core import Handler, Middleware, chain
+from framework.middleware.core import Handler, Middleware, chain, declare_errors, declared_errors
 from framework.transport.context import from_context
 
 __all__ = ["Selector", "selector"]
@@ -92,7 +92,12 @@ class Selector:
 
             return run
 
-        return middleware
+        def errors(kind: str, operation: str) -> dict[int, str]:
+            if (self._kinds and kind not in self._kinds) or not self.matches(operation):
+                return {}
+            return declared_errors(self._middlewares, kind, operation)
+
+        return declare_errors(middleware, errors)
 
 
 def selector(*middlewares: Middleware) -> Selector:

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from framework.errors import GatewayTimeout
-from framework.middleware.core import Handler, Middleware
+from framework.middleware.core import Handler, Middleware, declare_errors
 
 __all__ = ["TIMEOUT", "timeout"]
 
@@ -90,4 +90,4 @@ def timeout(seconds: float, *, resolution: float | None = None) -> Middleware:
 
         return run
 
-    return middleware
+    return declare_errors(middleware, {504: f"{TIMEOUT}: the handler ran longer than {seconds:g}s"})

@@ -99,6 +99,8 @@ async def test_grpc_negative_page_size_is_invalid_argument(service: App, page_si
     for raised in (unary, stream):
         assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
         assert errors.from_exception(raised.value).reason == VALIDATOR
+        # The field the client set, not a parameter name of the use case.
+        assert (raised.value.details() or "").startswith("page_size: "), raised.value.details()
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_validation_error_names_file_line_and_key(confdir: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(confdir, environ={"PORT": "abc"}).scan(Bootstrap)
     assert str(info.value) == (
-        f"{confdir / 'config.yaml'}:3: server.http.port: "
+        f"{confdir / 'config.yaml'}:3 (env PORT): server.http.port: "
         "Input should be a valid integer, unable to parse string as an integer, got 'abc'"
     )
 
@@ -96,7 +96,7 @@ def test_value_scans_a_subtree(confdir: Path) -> None:
 
 def test_value_errors_use_the_full_key(confdir: Path) -> None:
     cfg = load(confdir, environ={"PORT": "-"})
-    with pytest.raises(ConfigError, match=r"config\.yaml:3: server\.http\.port: Input should"):
+    with pytest.raises(ConfigError, match=r"config\.yaml:3 \(env PORT\): server\.http\.port: "):
         cfg.value("server.http", Http)
 
 

@@ -67,3 +67,23 @@ async def test_requests_over_the_limit_are_refused_before_routing() -> None:
 
 def test_admission_is_off_by_default() -> None:
     assert HttpServer(port=0).admission is None
+
+
+def test_the_openapi_document_lists_the_admission_refusal() -> None:
+    def document(admission: MaxInFlight | None) -> dict[str, object]:
+        routes = Router()
+
+        @routes.get("/items")
+        async def items() -> dict[str, int]:
+            return {"ok": 1}
+
+        server = HttpServer(port=0, admission=admission)
+        server.include_router(routes)
+        return server.app.openapi()
+
+    def responses(doc: dict[str, object]) -> dict[str, object]:
+        return doc["paths"]["/items"]["get"]["responses"]  # type: ignore[index,no-any-return]
+
+    limited = responses(document(MaxInFlight(1)))
+    assert "429" in limited and RATELIMIT in limited["429"]["description"]  # type: ignore[index]
+    assert "429" not in responses(document(None))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from framework.errors import TooManyRequests
-from framework.middleware.core import Handler, Middleware
+from framework.middleware.core import Handler, Middleware, declare_errors
 from framework.middleware.ratelimit.bbr import BBR, Done
 from framework.transport.context import current_transport
 
@@ -79,4 +79,9 @@ def ratelimit(
 
         return run
 
-    return middleware
+    return declare_errors(
+        middleware,
+        lambda kind, _: {429: f"{RATELIMIT}: over the rate limit; retry later"}
+        if kind in _LIMITED
+        else {},
+    )

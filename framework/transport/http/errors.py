@@ -7,12 +7,23 @@ from http import HTTPStatus
 import orjson
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from framework.errors import PAYLOAD_TOO_LARGE, Error, from_exception
 from framework.validation import VALIDATOR, describe_errors, excerpt
 
-__all__ = ["BodyTooLarge", "JsonResponse", "error_response", "to_error", "too_large"]
+__all__ = [
+    "CLIENT_CLOSED",
+    "BodyTooLarge",
+    "JsonResponse",
+    "error_response",
+    "to_error",
+    "too_large",
+]
+
+#: Reason of the 499 for a client gone before its request body was read whole.
+CLIENT_CLOSED = "CLIENT_CLOSED"
 
 
 class JsonResponse(Response):
@@ -64,12 +75,17 @@ def to_error(exc: BaseException) -> Error:
 
     Request validation failures become 400 ``VALIDATOR`` (the same reason the validate
     middleware uses); ``HTTPException(404)`` becomes 404 ``NOT_FOUND`` and so on, except 413,
-    which is ``PAYLOAD_TOO_LARGE`` (the body limit's reason).
+    which is ``PAYLOAD_TOO_LARGE`` (the body limit's reason). A client gone while its body
+    was read (starlette's ``ClientDisconnect``, also what a body timeout causes) is 499
+    ``CLIENT_CLOSED``: the client's doing, not an internal error to log with its stack.
     """
     if isinstance(exc, Error):
         return exc
     if isinstance(exc, BodyTooLarge):
         return exc.error
+    if isinstance(exc, ClientDisconnect):
+        return Error(499, CLIENT_CLOSED, "the client closed the connection before its request "
+                     "body was read")
     if isinstance(exc, RequestValidationError):
         # Field paths and messages only, each cut short: never the input, which FastAPI keeps.
         return Error(400, VALIDATOR, describe_errors(exc.errors()))

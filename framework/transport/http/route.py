@@ -23,6 +23,7 @@ from framework.middleware.core import Handler
 from framework.middleware.recovery import internal_error
 from framework.transport.context import Transport, current_transport
 from framework.transport.http.errors import error_response, to_error
+from framework.transport.http.media import check_media_type, strict_content_type, takes_json_body
 from framework.transport.http.unicode import check_json_text
 
 __all__ = ["PIPELINE_STATE", "OperationRoute", "Pipeline", "Router"]
@@ -57,6 +58,8 @@ class OperationRoute(APIRoute):
         fastapi_handler = super().get_route_handler()
         path = self.path_format
         has_body = self.body_field is not None
+        json_body = takes_json_body(self)
+        strict = strict_content_type(self)
 
         async def inner(request: Request) -> Response:
             # Validation and HTTPException must reach middleware as Errors, so access logs
@@ -64,7 +67,10 @@ class OperationRoute(APIRoute):
             try:
                 if has_body:
                     # Read once: FastAPI reuses the cached body.
-                    check_json_text(await request.body())
+                    body = await request.body()
+                    if json_body:
+                        check_media_type(request.headers, body, strict=strict)
+                    check_json_text(body)
                 return await fastapi_handler(request)
             except Error:
                 raise

@@ -26,12 +26,15 @@ from starlette.responses import HTMLResponse, Response
 
 from framework.app import app_info
 from framework.errors import Error
-from framework.middleware.core import Middleware, chain
-from framework.middleware.ratelimit.middleware import Limiter
+from framework.middleware.core import Middleware, chain, declared_errors
+from framework.middleware.ratelimit.middleware import RATELIMIT, Limiter
 from framework.transport.address import host_port
 from framework.transport.http.admission import Admission
+from framework.transport.http.docs import install_docs
 from framework.transport.http.errors import JsonResponse, error_response, to_error
 from framework.transport.http.limits import DEFAULT_MAX_BODY_SIZE, BodyLimit
+from framework.transport.http.openapi import document_errors
+from framework.transport.http.protocol import ReadLimits, guarded_protocol
 from framework.transport.http.route import PIPELINE_STATE, OperationRoute, Pipeline
 from framework.transport.http.wiring import check_routes_wired
 from framework.transport.tls import ServerTls, TlsOptions
@@ -52,10 +55,17 @@ _NATIVE_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameter
 
 def _new_fastapi(name: str) -> FastAPI:
     """The FastAPI app a server builds for itself, without FastAPI's own request tracing and
-    metrics (the framework's ``tracing()`` and ``metrics()`` middleware make them)."""
+    metrics (the framework's ``tracing()`` and ``metrics()`` middleware make them), and
+    without FastAPI's documentation pages, which load their assets from CDNs
+    (:mod:`framework.transport.http.docs` serves them from this process instead)."""
     if _NATIVE_TELEMETRY:
-        return FastAPI(title=name, telemetry={"tracing": False, "metrics": False})  # type: ignore[call-arg,unused-ignore]
-    return FastAPI(title=name)
+        return FastAPI(  # type: ignore[call-arg,unused-ignore]
+            title=name,
+            docs_url=None,
+            redoc_url=None,
+            telemetry={"tracing": False, "metrics": False},
+        )
+    return FastAPI(title=name, docs_url=None, redoc_url=None)
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -100,6 +110,11 @@ class HttpServer:
             FastAPI's ``/openapi.json``), with an offline HTML view at the same path without
             ``.json``; ``None`` serves neither. The document describes the App this server runs
             in (:meth:`bind_app`; :func:`framework.asyncapi.build_asyncapi`).
+        docs_path, redoc_path: where the Swagger UI and ReDoc pages of the OpenAPI document are
+            served, with their JavaScript and CSS served by this server too (no CDN: they work
+            offline and tell no third party who reads the API;
+            :mod:`framework.transport.http.docs`); ``None`` serves neither page. Only on the
+            FastAPI app the server builds: an ``app`` passed in keeps its own pages.
         tls: serve HTTPS (optionally mutual TLS) with this certificate; files are reloaded
             when they change (:mod:`framework.transport.tls`).
         admission: a limiter asked for every HTTP request before FastAPI runs (e.g.
@@ -107,7 +122,21 @@ class HttpServer:
             answered 429 ``RATELIMIT`` at a fraction of a request's cost. Health routes and
             the metrics endpoint are exempt. See :mod:`framework.transport.http.admission`
             (:attr:`admission` holds the installed middleware). ``None``: no admission limit.
-        uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``).
+        header_timeout: seconds a client has to send a request's line and headers, from the
+            accept and from the first byte of each next request on a kept-alive connection;
+            then 408 ``REQUEST_TIMEOUT`` and the connection is closed (slowloris). ``None``:
+            no limit.
+        body_timeout: seconds at most between two reads of a request body the application
+            is waiting for; then 408 (if no response started) and the connection is closed.
+            ``None``: no limit.
+        keep_alive_timeout: seconds an idle kept-alive connection stays open between a
+            response and the next request's first byte (uvicorn's ``timeout_keep_alive``).
+        max_header_size: largest request line and headers in bytes (default 32 KiB); a
+            larger head is answered 431 ``REQUEST_HEADER_FIELDS_TOO_LARGE``.
+        uvicorn_options: extra ``uvicorn.Config`` keyword arguments (e.g. ``http="h11"``;
+            only uvicorn's ``"h11"`` and ``"httptools"`` protocols, which ``"auto"`` picks
+            from, take the timeouts above and the graceful drain:
+            :mod:`framework.transport.http.protocol`).
 
     Routers from the service layer are added with :meth:`include_router`; they must be built
     with :class:`framework.transport.http.Router` so the middleware pipeline runs.
@@ -128,7 +157,13 @@ class HttpServer:
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         admission: Limiter | None = None,
         asyncapi_path: str | None = "/asyncapi.json",
+        docs_path: str | None = "/docs",
+        redoc_path: str | None = "/redoc",
         tls: ServerTls | TlsOptions | None = None,
+        header_timeout: float | None = 10.0,
+        body_timeout: float | None = 30.0,
+        keep_alive_timeout: float = 5.0,
+        max_header_size: int = 32 * 1024,
         **uvicorn_options: Any,
     ) -> None:
         self.host = host
@@ -143,8 +178,18 @@ class HttpServer:
         self.max_body_size = max_body_size
         if max_body_size is not None:
             self.app.add_middleware(BodyLimit, max_body_size=max_body_size)
+        self._middlewares = tuple(middlewares)
         self._pipeline = Pipeline(chain(*middlewares))
         setattr(self.app.state, PIPELINE_STATE, self._pipeline)
+        self._read_limits = ReadLimits(header_timeout, body_timeout, max_header_size, name)
+        if keep_alive_timeout <= 0:
+            raise ValueError(f"{name}: keep_alive_timeout must be > 0 seconds, "
+                             f"got {keep_alive_timeout}")
+        uvicorn_options.setdefault("timeout_keep_alive", keep_alive_timeout)
+        uvicorn_options.setdefault("h11_max_incomplete_event_size", max_header_size)
+        # Built now so that an unsupported ``http=`` fails at construction, not at start.
+        uvicorn_options["http"] = guarded_protocol(uvicorn_options.get("http", "auto"),
+                                                   self._read_limits)
         self._uvicorn_options = uvicorn_options
         self._serving = False
         self._server: _EmbeddedUvicorn | None = None
@@ -153,6 +198,7 @@ class HttpServer:
         self._app_ref: weakref.ref[Any] | None = None
         self._asyncapi: dict[str, Any] | None = None
         self._install_error_handlers()
+        self._install_openapi()
         self._install_health(health_path, ready_path)
         # Wraps the app as uvicorn sees it: a refusal skips Starlette and FastAPI altogether.
         self.admission = (
@@ -161,6 +207,8 @@ class HttpServer:
         )
         if asyncapi_path is not None:
             self._install_asyncapi(asyncapi_path)
+        if self._owns_app:
+            install_docs(self.app, docs_path, redoc_path)
 
     # -- registration ----------------------------------------------------------------------
 
@@ -360,6 +408,33 @@ class HttpServer:
                                       route_class_override=APIRoute)
         self.app.router.add_api_route(path.removesuffix(".json"), asyncapi_page,
                                       include_in_schema=False, route_class_override=APIRoute)
+
+    def _declared_errors(self, kind: str, operation: str) -> dict[int, str]:
+        """The errors an operation can answer beyond validation and the body limit: those its
+        middleware declares, and the admission limit's 429 when one is set."""
+        errors = dict(declared_errors(self._middlewares, kind, operation))
+        if self.admission is not None:
+            errors.setdefault(429, f"{RATELIMIT}: the server is at its admission limit")
+        return errors
+
+    def _install_openapi(self) -> None:
+        # FastAPI's generator documents 422 HTTPValidationError; what this server answers is
+        # the framework's error body, with the statuses its limits and middleware produce.
+        app = self.app
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                document = generate()
+                app.openapi_schema = document_errors(
+                    document,
+                    app.routes,
+                    max_body_size=self.max_body_size,
+                    declared=self._declared_errors,
+                )
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
 
     def _install_error_handlers(self) -> None:
         # Errors raised outside a route (404 no such path, 405) get the structured body too.

@@ -1,0 +1,21 @@
+"""The relay refuses a fire-and-forget broker: it marks a row sent once its publish returned,
+so a broker configured with acks='none' could let rows be marked that were never stored."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from framework.data import OutboxRelay
+from framework.transport.kafka import KafkaBroker
+
+
+async def test_a_broker_configured_with_acks_none_is_refused() -> None:
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        with pytest.raises(ValueError, match=r"'orders'.*acks='none'"):
+            OutboxRelay(engine, {"orders": KafkaBroker("example.invalid:9092", acks="none")})
+        # the confirmed levels are accepted (nothing connects until start)
+        OutboxRelay(engine, {"orders": KafkaBroker("example.invalid:9092", acks="leader")})
+    finally:
+        await engine.dispose()
