@@ -248,10 +248,10 @@ async def bench_broker(name: str, args: argparse.Namespace) -> list[object]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    rows = []
+    rows: list[list[object]] = []
     for name in args.brokers.split(","):
         rows.append(await bench_broker(name.strip(), args))
-    header = [
+    header: list[object] = [
         "broker",
         "delivered",
         "late p50 ms",

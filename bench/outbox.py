@@ -88,9 +88,9 @@ class ConfirmClock(Broker):
         *,
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
+        **options: Any,
     ) -> PublishResult:
-        result = await self.inner.publish(topic, body, key=key, headers=headers, delay=delay)
+        result = await self.inner.publish(topic, body, key=key, headers=headers, **options)
         if headers is not None:
             self.confirmed[headers[MESSAGE_ID]] = time.time()
         return result
@@ -102,10 +102,10 @@ class ConfirmClock(Broker):
     def options(self) -> Any:
         return getattr(self.inner, "options", None)
 
-    def batch_publisher(self) -> ClockedBatcher:
+    def batch_publisher(self, **options: Any) -> Any:
         """The inner broker's batching publisher, timing each confirmation (the relay's
         path for every round)."""
-        return ClockedBatcher(self.inner.batch_publisher(), self.confirmed)  # type: ignore[attr-defined]
+        return ClockedBatcher(self.inner.batch_publisher(**options), self.confirmed)
 
 
 class ClockedBatcher:
@@ -114,6 +114,11 @@ class ClockedBatcher:
     def __init__(self, inner: Any, confirmed: dict[str, float]) -> None:
         self.inner = inner
         self.confirmed = confirmed
+
+    @property
+    def closed(self) -> bool:
+        """The inner publisher's (the relay replaces a closed one)."""
+        return bool(self.inner.closed)
 
     async def submit(
         self,

@@ -7,6 +7,11 @@ with a :class:`Publisher`. Kafka, RabbitMQ and MQTT live in ``framework.transpor
 """
 
 from framework.broker.acks import Acks, OnPublishError, UnconfirmedFailures
+from framework.broker.batching import (
+    BatchFlushTimeoutError,
+    BatchingPublisher,
+    BatchPublisherClosedError,
+)
 from framework.broker.broker import (
     Broker,
     MessageProcessor,
@@ -46,7 +51,7 @@ from framework.broker.policy import (
     RetryPolicy,
 )
 from framework.broker.processor import SubscriberProcessor
-from framework.broker.publisher import Publisher, PublisherSpec, dead_letter
+from framework.broker.publisher import Publisher, PublisherBatch, PublisherSpec, dead_letter
 from framework.broker.router import Router
 from framework.broker.server import BrokerServer
 from framework.broker.signature import WiringError
@@ -65,7 +70,10 @@ __all__ = [
     "TAG_HEADER",
     "Acks",
     "AutoOffsetReset",
+    "BatchFlushTimeoutError",
     "BatchPolicy",
+    "BatchPublisherClosedError",
+    "BatchingPublisher",
     "Broker",
     "BrokerServer",
     "BrokerUnavailableError",
@@ -83,6 +91,7 @@ __all__ = [
     "ProtobufCodec",
     "PublishResult",
     "Publisher",
+    "PublisherBatch",
     "PublisherSpec",
     "RetryLater",
     "RetryPolicy",

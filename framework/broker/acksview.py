@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framework.broker.acks import (
     Acks,
@@ -15,10 +15,10 @@ from framework.broker.acks import (
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.subscriber import SubscriberSpec
 
-__all__ = ["AcksView"]
+if TYPE_CHECKING:
+    from framework.broker.batching import BatchingPublisher
 
-#: Broker attributes that publish at the broker's configured level whatever the handle's.
-_AT_CONFIGURED_LEVEL = frozenset({"batch_publisher"})
+__all__ = ["AcksView"]
 
 
 class AcksView(Broker):
@@ -26,10 +26,12 @@ class AcksView(Broker):
 
     It shares the broker's connection: ``connect`` connects the broker, ``close`` does
     nothing (the broker owns the connection), ``subscribe`` and every other attribute are
-    the broker's. Keyword arguments of ``publish`` go through unchanged. A batching
-    publisher (Kafka's ``batch_publisher``) publishes at the broker's configured level: on
-    a handle at another level it is an ``AttributeError`` (so the outbox relay publishes
-    one by one, at the handle's level), never a silent change of level.
+    the broker's. Keyword arguments of ``publish`` go through unchanged.
+
+    Its :meth:`batch_publisher` publishes at this handle's level too: the broker's own
+    (native) batching publisher when the level is the broker's configured one, else one
+    pipelining this handle's ``publish``. Either way the broker tracks it, so the broker's
+    ``close`` (or the server's stop) flushes it.
     """
 
     def __init__(self, broker: Broker, acks: Acks, on_error: OnPublishError | None) -> None:
@@ -63,20 +65,46 @@ class AcksView(Broker):
         """Another level on the same broker."""
         return self.broker.with_acks(acks, on_error=on_error)
 
+    def batch_publisher(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> BatchingPublisher:
+        """A batching publisher at this handle's level (see the class docstring).
+
+        Raises:
+            ValueError: invalid sizes (see ``BatchingPublisher``).
+            RuntimeError: the broker's native path when it is not connected.
+        """
+        if self.mode.acks == self.broker.default_acks and self.mode.on_error is None:
+            return self.broker.batch_publisher(
+                chunk_size=chunk_size, flush_interval=flush_interval, max_pending=max_pending
+            )
+        # The base pipelines self.publish (this level) and tracks it with
+        # track_batch_publisher: the broker's, as the view's close does nothing.
+        return super().batch_publisher(
+            chunk_size=chunk_size, flush_interval=flush_interval, max_pending=max_pending
+        )
+
+    async def prepare_publish(self, topic: str) -> None:
+        """The broker's lookups before a first publish to ``topic``."""
+        await self.broker.prepare_publish(topic)
+
+    def track_batch_publisher(self, publisher: BatchingPublisher) -> BatchingPublisher:
+        """The broker tracks it (the view's ``close`` does nothing)."""
+        return self.broker.track_batch_publisher(publisher)
+
+    async def close_batch_publishers(self, timeout: float | None = None) -> None:
+        """The broker's: every batching publisher made on it or on its handles."""
+        await self.broker.close_batch_publishers(timeout)
+
     @property
     def unconfirmed(self) -> UnconfirmedFailures:
         return self.broker.unconfirmed
 
     def __getattr__(self, name: str) -> Any:
-        if name in _AT_CONFIGURED_LEVEL and self.mode.acks != self.broker.default_acks:
-            # A batching publisher runs on the broker's own producer, at its configured
-            # level: handed out here it would silently publish at another level than this
-            # handle's (an outbox relay would mark rows sent on acks=0).
-            raise AttributeError(
-                f"{name}: publishes at the {self.kind} broker's configured acks "
-                f"({self.broker.default_acks!r}), not at this handle's {self.mode.acks!r}; "
-                f"configure the broker with acks {self.mode.acks!r} to batch at that level"
-            )
         return getattr(self.broker, name)
 
     def __repr__(self) -> str:

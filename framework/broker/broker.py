@@ -10,13 +10,14 @@ processing has not finished.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from framework.broker.acks import (
     Acks,
@@ -27,6 +28,9 @@ from framework.broker.acks import (
 )
 from framework.broker.message import Message
 from framework.broker.subscriber import SubscriberSpec
+
+if TYPE_CHECKING:
+    from framework.broker.batching import BatchingPublisher
 
 _log = logging.getLogger("pykratos.broker")
 
@@ -212,3 +216,86 @@ class Broker(ABC):
     @abstractmethod
     async def subscribe(self, spec: SubscriberSpec, processor: MessageProcessor) -> Subscription:
         """Start consuming ``spec``; return once subscribed (consumer joined / queue bound)."""
+
+    # -- batching publishers -----------------------------------------------------------------
+
+    def batch_publisher(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> BatchingPublisher:
+        """A :class:`~framework.broker.batching.BatchingPublisher` on this broker (go-queue's
+        pusher, Sarama's async producer): ``submit`` returns a future per message, chunks of
+        ``chunk_size`` leave at once or ``flush_interval`` seconds after their first message,
+        and ``submit`` waits while ``max_pending`` messages are unresolved.
+
+        It is flushed and closed with the broker (:meth:`close_batch_publishers`). This
+        default pipelines :meth:`publish` (every message of a chunk in flight at once, each
+        confirmation resolving its message); a broker with a cheaper native path overrides it.
+
+        Raises:
+            ValueError: invalid sizes (see ``BatchingPublisher``). A broker that is not
+            connected fails each message's future with its ``publish`` error (an override
+            with a native path raises ``RuntimeError`` here at once).
+        """
+        from framework.broker.batching import PipelinedPublisher
+
+        async def send(
+            topic: str,
+            body: bytes,
+            key: bytes | None,
+            headers: Mapping[str, str] | None,
+            partition: int | None,
+        ) -> PublishResult:
+            if partition is None:  # a subclass's publish may predate partition=
+                return await self.publish(topic, body, key=key, headers=headers)
+            return await self.publish(topic, body, key=key, headers=headers, partition=partition)
+
+        return self.track_batch_publisher(
+            PipelinedPublisher(
+                send,
+                prepare=self.prepare_publish,
+                chunk_size=chunk_size,
+                flush_interval=flush_interval,
+                max_pending=max_pending,
+                name=f"{self.kind or 'broker'}-batch-publisher",
+            )
+        )
+
+    async def prepare_publish(self, topic: str) -> None:
+        """Await what a first :meth:`publish` to ``topic`` would wait for before writing
+        (a stream lookup, an exchange check), so that publishes started afterwards write in
+        call order without waiting: the default batching publisher relies on it for per-key
+        order. Default: nothing (the broker's ``publish`` writes at once).
+
+        Raises whatever such a publish would raise for ``topic`` (no stream, no exchange).
+        """
+        return None  # deliberately empty: a hook, not an abstract method
+
+    def track_batch_publisher(self, publisher: BatchingPublisher) -> BatchingPublisher:
+        """Remember ``publisher`` so :meth:`close_batch_publishers` flushes it; returns it."""
+        publishers: list[BatchingPublisher] = self.__dict__.setdefault("_batch_publishers", [])
+        # Closed ones need nothing more: forgotten, so making one per task does not pile up.
+        publishers[:] = [p for p in publishers if not p.closed]
+        publishers.append(publisher)
+        return publisher
+
+    async def close_batch_publishers(self, timeout: float | None = None) -> None:
+        """Flush and close every batching publisher made by :meth:`batch_publisher`, all at
+        once, within ``timeout`` seconds (``None``: each one's own ``close_timeout``); what
+        is still unconfirmed then fails with ``BatchFlushTimeoutError`` on its future.
+
+        Every broker's ``close`` calls it first; :class:`~framework.broker.BrokerServer` calls
+        it on stop with what is left of the stop timeout, before closing the broker.
+        """
+        publishers: list[BatchingPublisher] = self.__dict__.pop("_batch_publishers", [])
+        if not publishers:
+            return
+        results = await asyncio.gather(
+            *(publisher.close(timeout) for publisher in publishers), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Exception):  # results were reported on each message's future
+                _log.warning("error while flushing a batching publisher: %r", result)

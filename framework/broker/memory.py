@@ -393,9 +393,11 @@ class MemoryBroker(Broker):
         self._connected = True
 
     async def close(self) -> None:
-        """Stop remaining subscriptions at once and drop pending delayed messages."""
+        """Flush batching publishers, stop remaining subscriptions at once and drop pending
+        delayed messages."""
         if not self._connected:
             return
+        await self.close_batch_publishers()
         self._connected = False
         for consumer in list(self._consumers):
             await consumer.stop(0)

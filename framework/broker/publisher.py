@@ -3,14 +3,16 @@ declares it publishes (documentation: AsyncAPI), :func:`dead_letter` for brokers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from framework.broker.acks import Acks, OnPublishError
+from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker, ProcessResult, PublishResult
 from framework.broker.codec import Codec, JsonCodec
 from framework.broker.message import Message
@@ -27,7 +29,14 @@ from framework.broker.tags import tag_matches
 from framework.metadata import propagated
 from framework.observer import current_observer
 
-__all__ = ["MAX_DLQ_REASON", "Publisher", "PublisherSpec", "dead_letter", "dlq_headers"]
+__all__ = [
+    "MAX_DLQ_REASON",
+    "Publisher",
+    "PublisherBatch",
+    "PublisherSpec",
+    "dead_letter",
+    "dlq_headers",
+]
 
 _log = logging.getLogger("pykratos.broker")
 #: Longest reason written into a DLQ header: headers travel in every broker's frame, and a
@@ -90,6 +99,38 @@ class Publisher:
             self.broker = broker.with_acks(level, on_error=on_error)
         self.codec: Codec = codec if codec is not None else JsonCodec()
 
+    def batch(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> PublisherBatch:
+        """A :class:`PublisherBatch`: payloads encoded like :meth:`publish`, sent through the
+        broker's batching publisher (:meth:`Broker.batch_publisher
+        <framework.broker.broker.Broker.batch_publisher>`, same arguments), a future per
+        message. Use ``async with`` (or ``close()``) to flush it; the broker's close flushes it
+        too."""
+        inner = self.broker.batch_publisher(
+            chunk_size=chunk_size, flush_interval=flush_interval, max_pending=max_pending
+        )
+        return PublisherBatch(self, inner)
+
+    def encode(
+        self, payload: Any, key: str | bytes | int | None, headers: Mapping[str, str] | None
+    ) -> tuple[bytes, bytes | None, Mapping[str, str] | None]:
+        """``(body, key, headers)`` as :meth:`publish` sends them: the codec's body, the key
+        as bytes, the request's propagated metadata added to the headers."""
+        body = self.codec.encode(payload)
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        elif isinstance(key, int):
+            key = str(key).encode("ascii")
+        carried = propagated()
+        if carried:
+            headers = {**carried, **(headers or {})}
+        return body, key, headers
+
     async def publish(
         self,
         topic: str,
@@ -122,14 +163,7 @@ class Publisher:
             partition: the partition to publish to, where the broker has partitions (else
                 it raises); by default the broker's partitioner chooses (by key).
         """
-        body = self.codec.encode(payload)
-        if isinstance(key, str):
-            key = key.encode("utf-8")
-        elif isinstance(key, int):
-            key = str(key).encode("ascii")
-        carried = propagated()
-        if carried:
-            headers = {**carried, **(headers or {})}
+        body, key, headers = self.encode(payload, key, headers)
         observer = current_observer()
         if observer is None:
             return await self.broker.publish(
@@ -162,6 +196,81 @@ class Publisher:
             raise
         observer.message_published(self.broker.kind, topic, time.perf_counter() - started, None)
         return result
+
+
+class PublisherBatch:
+    """Business-side batching: :meth:`Publisher.publish`'s encoding over a broker's
+    :class:`~framework.broker.batching.BatchingPublisher` (made by :meth:`Publisher.batch`).
+
+    ``submit`` returns a future per message (its own result or error), ``publish`` waits for
+    one, ``flush``/``close``/``async with`` wait for everything submitted. Each confirmed or
+    failed message is reported to the metrics observer, if any, with the time from submit to
+    its confirmation.
+    """
+
+    def __init__(self, publisher: Publisher, inner: BatchingPublisher) -> None:
+        self.publisher = publisher
+        #: the broker's batching publisher underneath.
+        self.inner = inner
+
+    async def submit(
+        self,
+        topic: str,
+        payload: Any,
+        key: str | bytes | int | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        tag: str | None = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[PublishResult]:
+        """Encode ``payload`` and submit it (waits only while ``max_pending`` messages are
+        unconfirmed); see :meth:`Publisher.publish` for the arguments."""
+        body, raw_key, headers = self.publisher.encode(payload, key, headers)
+        future = await self.inner.submit(
+            topic, body, key=raw_key, headers=headers, tag=tag, partition=partition
+        )
+        observer = current_observer()
+        if observer is not None:
+            kind = self.publisher.broker.kind
+            started = time.perf_counter()
+
+            def report(done: asyncio.Future[PublishResult]) -> None:
+                error = None
+                if done.cancelled():
+                    error = "CancelledError"
+                elif (exc := done.exception()) is not None:
+                    error = type(exc).__name__
+                observer.message_published(kind, topic, time.perf_counter() - started, error)
+
+            future.add_done_callback(report)
+        return future
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        key: str | bytes | int | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        tag: str | None = None,
+        partition: int | None = None,
+    ) -> PublishResult:
+        """Submit one payload and wait for its confirmation (raises its error)."""
+        return await (await self.submit(topic, payload, key, headers, tag=tag, partition=partition))
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every submitted message is resolved (see ``BatchingPublisher.flush``)."""
+        await self.inner.flush(timeout)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush within ``timeout`` and refuse new messages (``BatchingPublisher.close``)."""
+        await self.inner.close(timeout)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 def dlq_headers(

@@ -179,7 +179,8 @@ class BrokerServer:
                 _log.error("%s: a subscription failed to stop its intake: %r", self.name, result)
 
     async def stop(self, timeout: float) -> None:
-        """Stop every subscription (each drains within ``timeout``), then close the broker.
+        """Stop every subscription (each drains within ``timeout``), flush the broker's
+        batching publishers within what is left of it, then close the broker.
 
         Safe when ``start`` failed half-way or never ran.
         """
@@ -194,6 +195,10 @@ class BrokerServer:
                 _log.error("%s: a subscription failed to stop: %r", self.name, result)
         if self._connected:
             self._connected = False
+            # The final flush of batching publishers gets what is left of the timeout (their
+            # unconfirmed messages then fail on their futures; at least half a second, for what is
+            # already on the wire), the close at least a second.
+            await self.broker.close_batch_publishers(max(deadline - time.monotonic(), 0.5))
             await asyncio.wait_for(self.broker.close(), max(deadline - time.monotonic(), 1.0))
 
 

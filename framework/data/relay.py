@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker
 from framework.broker.processor import describe_exception
 from framework.broker.publisher import MAX_DLQ_REASON
@@ -174,9 +175,11 @@ class OutboxRelay:
             relayed by one relay at a time together). A round holds at most
             ``min(batch_size, lock_slots)`` of them in PostgreSQL's shared lock table
             (``max_locks_per_transaction`` x ``max_connections`` entries for all locks).
-        pipeline: where a broker offers a batching publisher (Kafka's ``batch_publisher``),
-            submit a round's rows through it in ``id`` order instead of awaiting each key's
-            rows one by one: one record batch per partition, several times the throughput.
+        pipeline: submit a round's rows through the broker's batching publisher
+            (:meth:`Broker.batch_publisher <framework.broker.broker.Broker.batch_publisher>`:
+            Kafka record batches, Redis ``XADD`` pipelines, many confirms in flight on
+            RabbitMQ, NATS and MQTT) in ``id`` order instead of awaiting each key's rows one
+            by one: several times the throughput.
             Order per key still holds while the broker confirms; after a transient failure a
             later row of the same key may have been accepted before the failed one is retried
             (as with any pipelining producer without idempotence). ``False``: strict order.
@@ -271,7 +274,8 @@ class OutboxRelay:
         self.lock_slots = lock_slots
         self.concurrency = concurrency if engine.dialect.name == "postgresql" else 1
         self.name = name
-        self._batchers: dict[str, Any] = {}  # destination -> the broker's batching publisher
+        # destination -> the broker's batching publisher
+        self._batchers: dict[str, BatchingPublisher] = {}
         #: counters since start: rows confirmed, rows dead-lettered, transient failures
         self.sent = 0
         self.dead = 0
@@ -436,12 +440,12 @@ class OutboxRelay:
             _log.info("%s: publishing again", self.name)
         return result
 
-    def _batcher(self, destination: str) -> Any:
+    def _batcher(self, destination: str) -> BatchingPublisher | None:
         """The batching publisher of ``destination``'s broker, or ``None``."""
         if not self.pipeline:
             return None
         batcher = self._batchers.get(destination)
-        if batcher is None:
+        if batcher is None or batcher.closed:  # closed with its broker: make a new one
             broker = self.brokers.get(destination)
             make = getattr(broker, "batch_publisher", None)
             if make is None:

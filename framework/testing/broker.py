@@ -24,6 +24,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from framework.broker.broker import (
@@ -49,7 +50,7 @@ __all__ = ["HandlerFailed", "Published", "Received", "SubscriberLike", "TestBrok
 #: name (``name=`` or the handler's qualified name) or its topic (when only one subscribes).
 SubscriberLike = Callable[..., Any] | str
 
-_PATCHED = ("connect", "close", "publish", "subscribe")
+_PATCHED = ("connect", "close", "publish", "subscribe", "batch_publisher", "prepare_publish")
 
 
 class HandlerFailed(AssertionError):
@@ -250,7 +251,14 @@ class TestBroker:
             return await subscribe(spec, _RecordingProcessor(self, processor, record))
 
         vars(broker).update(
-            connect=connect, close=close, publish=recorded_publish, subscribe=recorded_subscribe
+            connect=connect,
+            close=close,
+            publish=recorded_publish,
+            subscribe=recorded_subscribe,
+            # A batching publisher pipelines the (recorded) publish whatever the broker's
+            # native path: a Kafka or Redis one would need the real connection.
+            batch_publisher=partial(Broker.batch_publisher, broker),
+            prepare_publish=target.prepare_publish,
         )
         if memory_broker is not None:
             # Dead letters go through the memory broker's own publish: record them too.

@@ -70,3 +70,27 @@ def test_a_failure_is_counted_logged_and_passed_on(caplog: pytest.LogCaptureFixt
     assert failures.count == 3
     assert [t for t, _ in got] == ["orders"]
     assert "3 failure(s) so far" in caplog.text and "on_error callback raised" in caplog.text
+
+
+async def test_a_handles_batching_publisher_publishes_at_its_level_and_closes_with_the_broker() -> (
+    None
+):
+    broker = MemoryBroker(partitions=2)
+    await broker.connect()
+    seen: list[str] = []
+    original = broker.publish
+
+    async def spy(topic: str, body: bytes, **kwargs: object) -> object:
+        seen.append(publish_mode(broker.default_acks).acks)
+        return await original(topic, body, **kwargs)  # type: ignore[arg-type]
+
+    broker.publish = spy  # type: ignore[method-assign]
+    try:
+        quick = Publisher(broker, acks="none").batch(chunk_size=2, flush_interval=3600)
+        same = Publisher(broker, acks="all").batch(chunk_size=2, flush_interval=3600)
+        pending = [await quick.submit("t", "fast"), await same.submit("t", "confirmed")]
+    finally:
+        await broker.close()  # flushes both: the broker tracks its handles' publishers
+    assert all(future.done() and future.exception() is None for future in pending)
+    assert quick.inner.closed and same.inner.closed
+    assert sorted(seen) == ["all", "none"]

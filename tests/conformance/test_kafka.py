@@ -13,8 +13,8 @@ from typing import ClassVar
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from framework.testing.conformance import BrokerConformance, BrokerFactory, TcpProxy
-from framework.transport.kafka import KafkaBroker
+from framework.testing.conformance import BrokerConformance, BrokerFactory, Harness, TcpProxy
+from framework.transport.kafka import KafkaBroker, KafkaOptions
 from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess, TansuUnavailable
 from tests.services import free_port, unavailable
 
@@ -74,6 +74,10 @@ class TestKafka(BrokerConformance):
             await admin.create_topics([NewTopic(topic, partitions, 1)])
         finally:
             await admin.close()
+
+    async def refused_message(self, harness: Harness, topic: str) -> tuple[str, bytes]:
+        # Kafka takes any valid topic name; a record over max_request_size is refused.
+        return topic, b"x" * (2 * KafkaOptions().max_request_size)
 
     async def drop_connections(self) -> None:
         dropped = await asyncio.to_thread(self.proxy.drop)

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from framework.testing.conformance import BrokerConformance, BrokerFactory
+from framework.testing.conformance import BrokerConformance, BrokerFactory, Harness
 from tests.redis.helpers import make_broker
 from tests.services import redis_url, require_url
 
@@ -51,6 +51,7 @@ class TestRedis(BrokerConformance):
     @pytest.fixture
     def make_broker(self, prefix: str) -> BrokerFactory:
         self.client_prefix = f"pykratos-conformance.{prefix.split(':')[1]}."
+        self.key_prefix = prefix
         # Claims after 1 s instead of 30 s: a crashed consumer's entries come back within
         # the suite's waits.
         return lambda name: make_broker(
@@ -59,6 +60,16 @@ class TestRedis(BrokerConformance):
             claim_idle_ms=1_000,
             claim_interval=0.2,
         )
+
+    async def refused_message(self, harness: Harness, topic: str) -> tuple[str, bytes]:
+        # Any key is a valid stream name; XADD to a key holding a string fails (WRONGTYPE).
+        refused = f"{topic}.not-a-stream"
+        admin = Redis.from_url(redis_url())
+        try:
+            await admin.set(f"{self.key_prefix}{refused}", b"a string")
+        finally:
+            await admin.aclose()
+        return refused, b"refused: WRONGTYPE"
 
     async def drop_connections(self) -> None:
         admin = Redis.from_url(redis_url())

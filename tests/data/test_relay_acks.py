@@ -4,42 +4,56 @@ so a broker configured with acks='none' could let rows be marked that were never
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from framework.broker import MemoryBroker
+from framework.broker import MemoryBroker, PublishResult
+from framework.broker.batching import PipelinedPublisher
 from framework.data import OutboxRelay
 from framework.transport.kafka import KafkaBroker
+from framework.transport.kafka.tansu import FAST_JOIN
+
+
+def _kafka(acks: str) -> KafkaBroker:
+    return KafkaBroker("example.invalid:9092", acks=acks, **FAST_JOIN)
 
 
 async def test_a_broker_configured_with_acks_none_is_refused() -> None:
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
     try:
         with pytest.raises(ValueError, match=r"'orders'.*acks='none'"):
-            OutboxRelay(engine, {"orders": KafkaBroker("example.invalid:9092", acks="none")})
+            OutboxRelay(engine, {"orders": _kafka(acks="none")})
         # the confirmed levels are accepted (nothing connects until start)
-        OutboxRelay(engine, {"orders": KafkaBroker("example.invalid:9092", acks="leader")})
+        OutboxRelay(engine, {"orders": _kafka(acks="leader")})
     finally:
         await engine.dispose()
 
 
-async def test_a_handle_at_another_level_hands_out_no_batching_publisher_at_the_configured_one(
-) -> None:
-    # Kafka's batching publisher runs on the broker's own producer: through a with_acks()
-    # handle it published at the configured acks=0, so a relay given
+async def test_a_handle_at_another_level_batches_at_its_own_level() -> None:
+    # Kafka's native batching publisher runs on the broker's own producer: handed out by a
+    # with_acks() handle it published at the configured acks=0, so a relay given
     # broker.with_acks("all") pipelined its rows fire-and-forget and marked them sent.
     engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    broker = _kafka(acks="none")
     try:
-        broker = KafkaBroker("example.invalid:9092", acks="none")
         confirmed = broker.with_acks("all")
-        with pytest.raises(AttributeError, match=r"configured acks \('none'\)"):
-            confirmed.batch_publisher  # noqa: B018
         relay = OutboxRelay(engine, {"orders": confirmed})
-        assert relay._batcher("orders") is None  # one by one, each at acks=all
-        # a handle at the configured level keeps it
-        assert KafkaBroker("example.invalid:9092").with_acks("all").batch_publisher
+        batcher = relay._batcher("orders")
+        assert isinstance(batcher, PipelinedPublisher)  # not Kafka's native one
+        through: list[str] = []
+
+        async def publish_at_the_handle(topic: str, body: bytes, **kwargs: Any) -> PublishResult:
+            through.append(topic)
+            return PublishResult(topic, 0, 0)
+
+        confirmed.publish = publish_at_the_handle  # type: ignore[method-assign]
+        await (await batcher.submit("orders-events", b"{}"))
+        assert through == ["orders-events"]  # each message went through the acks=all handle
+        await batcher.close()
     finally:
+        await broker.close()
         await engine.dispose()
 
 

@@ -4,53 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from framework.broker import PublishResult
+from framework.broker.batching import BatchingPublisher, PendingMessage
 from framework.broker.message import Message
 from framework.data import DEAD, OutboxRelay, TransactionalOutbox, outbox
 from framework.data.claims import open_round
 from tests.data.conftest import RecordingBroker
 
 
-class Batcher:
-    """A batching publisher on a :class:`RecordingBroker`: ``submit`` returns a future that
-    a later loop iteration confirms, so a round's batches are really in flight together."""
+class Batcher(BatchingPublisher):
+    """A batching publisher on a :class:`RecordingBroker`: each message is confirmed by a
+    later loop iteration, so a round's batches are really in flight together."""
 
     def __init__(self, broker: RecordingBroker) -> None:
+        super().__init__(chunk_size=1000, flush_interval=0.001, name="recording-batcher")
         self.broker = broker
         self.submitted = 0
 
-    async def submit(
-        self,
-        topic: str,
-        body: bytes,
-        *,
-        key: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> asyncio.Future[PublishResult]:
-        self.submitted += 1
-        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+    async def send_chunk(self, chunk: list[PendingMessage]) -> None:
+        self.submitted += len(chunk)
+        loop = asyncio.get_running_loop()
+        for item in chunk:
+            loop.call_soon(self._confirm, item)
 
-        def confirm() -> None:
-            if topic in self.broker.refuse:
-                future.set_exception(ValueError(f"topic {topic!r} refused"))
-                return
-            self.broker.published.append(Message(body, topic, key, dict(headers or {})))
-            future.set_result(PublishResult(topic))
-
-        asyncio.get_running_loop().call_soon(confirm)
-        return future
-
-    async def flush(self) -> None:
-        await asyncio.sleep(0)
-
-    async def close(self) -> None:
-        pass
+    def _confirm(self, item: PendingMessage) -> None:
+        if item.topic in self.broker.refuse:
+            self.reject((item,), ValueError(f"topic {item.topic!r} refused"))
+            return
+        self.broker.published.append(
+            Message(item.body, item.topic, item.key, dict(item.headers or {}))
+        )
+        self.resolve(item, PublishResult(item.topic))
 
 
 class BatchingRecorder(RecordingBroker):
@@ -58,7 +47,7 @@ class BatchingRecorder(RecordingBroker):
         super().__init__()
         self.batcher = Batcher(self)
 
-    def batch_publisher(self) -> Batcher:
+    def batch_publisher(self, **kwargs: Any) -> Batcher:  # type: ignore[override]
         return self.batcher
 
 

@@ -89,3 +89,17 @@ async def test_delayed_and_scheduled_publishes_run_later_on_the_test_broker() ->
         received = await kit.broker.handled(on_word, 2)
         assert [r.payload for r in received] == ["after", "later"]
         assert loop.time() - started >= 0.19
+
+
+async def test_a_kafka_batching_publisher_runs_and_records_on_the_test_broker() -> None:
+    app = _app()
+    broker = app.servers[0].broker  # type: ignore[attr-defined]
+    async with TestApp(app) as kit:
+        # Kafka's own batching publisher would need the producer this test never connects.
+        async with broker.batch_publisher(chunk_size=2) as batch:
+            futures = [await batch.submit("words", w, key=w) for w in (b"d", b"e")]
+        assert [f.result().topic for f in futures] == ["words", "words"]
+        received = await kit.broker.handled(on_word, 2)
+        assert sorted(r.payload for r in received) == ["d", "e"]
+        assert [p.key for p in kit.broker.published_to("words")] == [b"d", b"e"]
+    assert "batch_publisher" not in vars(broker)

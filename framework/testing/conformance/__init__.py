@@ -33,21 +33,24 @@ Running it against a broker (yours, or one of the framework's) is one small test
 
 The tests come in one class per promise group (:class:`DeliveryPromises`,
 :class:`FailurePromises`, :class:`StopPromises`, :class:`PublishPromises`,
-:class:`TagPromises`, :class:`ProducerPromises`), as FastStream's
-``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a broker in the
-making may subclass one group alone.
+:class:`TagPromises`, :class:`ProducerPromises`, :class:`BatchingPromises`), as
+FastStream's ``tests/brokers/base`` does; :class:`BrokerConformance` combines them, and a
+broker in the making may subclass one group alone.
 
 Optional hooks: :meth:`~BrokerConformance.prepare_topic` (create a topic with N partitions
 before use), :meth:`~BrokerConformance.drop_connections` (for ``reconnect`` and
 ``publish_confirm``; :class:`TcpProxy` does it for a server without such a command),
-:meth:`~BrokerConformance.crash` (end a consumer mid-work), and
+:meth:`~BrokerConformance.crash` (end a consumer mid-work),
 :meth:`~BrokerConformance.dead_letter_options` (subscriber options that consume a
-dead-letter destination). In this repository, add the module under ``tests/conformance/``
+dead-letter destination), and :meth:`~BrokerConformance.refused_message` (a message the
+broker refuses at publish, for ``batch_publish``; by default the empty topic). In this
+repository, add the module under ``tests/conformance/``
 and regenerate the README table with
 ``PYKRATOS_UPDATE_README=1 python -m pytest tests/conformance/test_readme_table.py``.
 """
 
 from framework.testing.conformance.base import ConformanceBase
+from framework.testing.conformance.batching import BatchingPromises
 from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
 from framework.testing.conformance.harness import BrokerFactory, Harness, Inbox
@@ -66,6 +69,7 @@ __all__ = [
     "NOT_UTF8",
     "PROMISES",
     "PROMISE_IDS",
+    "BatchingPromises",
     "BrokerColumn",
     "BrokerConformance",
     "BrokerFactory",

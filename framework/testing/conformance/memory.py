@@ -39,7 +39,9 @@ class MemoryBrokerView(Broker):
         await self.shared.connect()
 
     async def close(self) -> None:
-        """Stop this view's subscriptions still running (at once, like a closed connection)."""
+        """Flush this view's batching publishers, then stop its subscriptions still running
+        (at once, like a closed connection)."""
+        await self.close_batch_publishers()
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.stop(0)

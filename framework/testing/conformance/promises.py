@@ -151,6 +151,14 @@ PROMISES: tuple[Promise, ...] = (
         "it does not list raises NotImplementedError; a fire-and-forget publish that fails "
         "raises or is reported (on_error, counted), never silent.",
     ),
+    # -- batching publisher (issue 14, item 5) --------------------------------------------
+    Promise(
+        "batch_publish",
+        "batching publisher",
+        "broker.batch_publisher(chunk_size=16, max_pending=32): 200 keyed messages each get "
+        "their own result, never more than 32 unresolved; a refused message in a chunk fails "
+        "alone; close() flushes a buffer no interval would send; each key arrives in order.",
+    ),
 )
 
 PROMISE_IDS: frozenset[str] = frozenset(p.id for p in PROMISES)

@@ -11,6 +11,7 @@ them all.
 from __future__ import annotations
 
 from framework.testing.conformance.base import NOT_UTF8, ConformanceBase
+from framework.testing.conformance.batching import BatchingPromises
 from framework.testing.conformance.delivery import DeliveryPromises
 from framework.testing.conformance.failures import FailurePromises
 from framework.testing.conformance.producing import ProducerPromises
@@ -31,6 +32,7 @@ class BrokerConformance(
     TagPromises,
     SchedulingPromises,
     ProducerPromises,
+    BatchingPromises,
 ):
     """Every promise: subclass it once per broker (see :class:`ConformanceBase` for the
     declarations, the ``make_broker`` fixture and the hooks)."""

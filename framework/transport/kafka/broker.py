@@ -104,7 +104,6 @@ class KafkaBroker(Broker):
         self.partitioner = Partitioner(
             self.options.partitioner, keyless=self.options.keyless_partitioning
         )
-        self._publishers: list[BatchingPublisher] = []
         self._subscriptions: list[KafkaSubscription] = []
         self._log_state = connection_log(self.kind)
         self._prober: asyncio.Task[None] | None = None
@@ -274,12 +273,7 @@ class KafkaBroker(Broker):
         relay, self._relay = self._relay, None
         if relay is not None:
             await relay.stop()
-        publishers, self._publishers = self._publishers, []
-        for publisher in publishers:
-            try:
-                await publisher.close()
-            except Exception as exc:  # results were reported on each message's future
-                _log.warning("error while flushing a batching publisher: %r", exc)
+        await self.close_batch_publishers()
         others, self._other_producers = self._other_producers, {}
         for other in others.values():
             await other.stop()
@@ -425,15 +419,21 @@ class KafkaBroker(Broker):
         flush_interval: float = 0.005,
         max_pending: int = 100_000,
     ) -> BatchingPublisher:
-        """A :class:`BatchingPublisher` on this broker's producer (closed with the broker)."""
+        """A :class:`BatchingPublisher` on this broker's producer: one record batch per
+        partition per chunk (flushed and closed with the broker).
+
+        Raises:
+            RuntimeError: the broker is not connected.
+        """
         publisher = BatchingPublisher(
             self._require_producer(),
+            max_request_size=self.options.max_request_size,
             partitioner=self.partitioner,
             chunk_size=chunk_size,
             flush_interval=flush_interval,
             max_pending=max_pending,
         )
-        self._publishers.append(publisher)
+        self.track_batch_publisher(publisher)
         return publisher
 
     # -- consuming -------------------------------------------------------------------------

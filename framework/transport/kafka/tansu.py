@@ -34,7 +34,8 @@ __all__ = ["FAST_JOIN", "TansuProcess", "TansuUnavailable", "free_port"]
 #: ``KafkaBroker`` options for a ~1 s group join on Tansu (see the module docstring): a 2 s
 #: session timeout, heartbeats every 0.5 s. Not for a real cluster, where a handler holding
 #: the event loop for 2 s would make the member leave its group.
-FAST_JOIN: Mapping[str, int] = MappingProxyType(
+# Mapping[str, Any]: unpacked into KafkaBroker(..., **FAST_JOIN) next to typed parameters.
+FAST_JOIN: Mapping[str, Any] = MappingProxyType(
     {"session_timeout_ms": 2_000, "heartbeat_interval_ms": 500}
 )
 

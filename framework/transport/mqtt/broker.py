@@ -198,8 +198,10 @@ class MqttBroker(Broker):
         self._publisher = ConfirmedPublisher(connection, timeout=self.publish_timeout)
 
     async def close(self) -> None:
-        """Stop remaining subscriptions (without waiting for handlers) and DISCONNECT."""
+        """Stop remaining subscriptions (without waiting for handlers), flush batching
+        publishers and DISCONNECT."""
         await stop_subscriptions_now(self._subscriptions)
+        await self.close_batch_publishers()
         connection, self._connection = self._connection, None
         self._publisher = None
         if connection is not None:

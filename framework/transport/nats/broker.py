@@ -42,11 +42,13 @@ from nats.js.errors import BadRequestError
 
 from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_urls
+from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import DUE_HEADER, due_ms, due_time
 from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import tagged_headers
+from framework.transport.nats.batching import NatsBatchingPublisher
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.delay import DelayRelay, DelayStream
 from framework.transport.nats.errors import NatsUnavailableError, StreamError
@@ -286,8 +288,10 @@ class NatsBroker(Broker):
 
     async def close(self) -> None:
         """Stop remaining subscriptions (without waiting for handlers), send what is
-        buffered and disconnect. Safe to call twice or before connect."""
+        buffered (batching publishers flushed) and disconnect. Safe to call twice or before
+        connect."""
         await stop_subscriptions_now(self._subscriptions)
+        await self.close_batch_publishers()
         relay, self._relay, self._delay_stream = self._relay, None, None
         if relay is not None:
             await relay.stop()
@@ -364,6 +368,55 @@ class NatsBroker(Broker):
             return PublishResult(topic=topic, message_id=msg_id)
         ack = await publisher.publish(topic, body, encoded, msg_id)
         return PublishResult(topic=topic, offset=ack.seq, message_id=msg_id)
+
+    def batch_publisher(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> BatchingPublisher:
+        """A :class:`~framework.transport.nats.batching.NatsBatchingPublisher`: a chunk's
+        JetStream publishes sent at once on one reply subscription, a PubAck per message
+        (flushed and closed with the broker). Without ``jetstream_publish`` (level
+        ``"none"``) the default one instead, pipelining core publishes as :meth:`publish`
+        makes them.
+
+        Raises:
+            RuntimeError: the broker is not connected.
+        """
+        if not self.jetstream_publish:
+            return super().batch_publisher(
+                chunk_size=chunk_size, flush_interval=flush_interval, max_pending=max_pending
+            )
+        client, streams = self._client, self._streams
+        if client is None or streams is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        publisher = NatsBatchingPublisher(
+            client,
+            streams,
+            timeout=self.publish_timeout,
+            chunk_size=chunk_size,
+            flush_interval=flush_interval,
+            max_pending=max_pending,
+        )
+        self.track_batch_publisher(publisher)
+        return publisher
+
+    async def prepare_publish(self, topic: str) -> None:
+        """Find (or make) the stream that captures ``topic``, once, so the batching
+        publisher's publishes write in order (see :meth:`Broker.prepare_publish`).
+
+        Raises:
+            ValueError: a subject with wildcards.
+            StreamError: no stream captures ``topic`` and ``create_streams`` is off.
+        """
+        streams = self._streams
+        if streams is None:
+            raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
+        if has_wildcards(topic):
+            raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
+        await streams.stream_for(topic)
 
     @property
     def default_acks(self) -> Acks:

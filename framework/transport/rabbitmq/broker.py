@@ -300,8 +300,10 @@ class RabbitBroker(Broker):
         self._log_state.recovered(self.endpoint)
 
     async def close(self) -> None:
-        """Stop remaining subscriptions (without waiting for handlers) and disconnect."""
+        """Stop remaining subscriptions (without waiting for handlers), flush batching
+        publishers and disconnect."""
         await stop_subscriptions_now(self._subscriptions)
+        await self.close_batch_publishers()
         connection, self._connection = self._connection, None
         self._publisher = self._admin = self._unconfirmed = None
         self._exchanges.clear()
@@ -398,19 +400,7 @@ class RabbitBroker(Broker):
                 f"TTL limit), got {wait:.0f}s for {topic!r}"
             )
         if target not in self._exchanges or delay_ms:
-            try:
-                # Declarations wait for a reconnect like publishes do, bounded the same way.
-                async with asyncio.timeout(self.publish_timeout):
-                    if target not in self._exchanges:
-                        await self._check_exchange(target)
-                    if delay_ms:
-                        await self._delay_bucket(target, delay_ms)
-            except TimeoutError as exc:
-                raise PublishTimeoutError(
-                    f"publish to {target!r}: RabbitMQ unreachable for {self.publish_timeout:g}s",
-                    topic=topic,
-                    timeout=self.publish_timeout,
-                ) from exc
+            await self._declare_for(topic, target, delay_ms)
         if delay_ms:
             amqp_headers[hdr.DELAY_MS_ARG] = str(delay_ms)
             amqp_headers[hdr.DELAY_EXCHANGE_ARG] = target
@@ -450,6 +440,37 @@ class RabbitBroker(Broker):
             raise
         self._log_state.recovered(self.endpoint)  # a no-op unless an outage was reported
         return PublishResult(topic=topic, message_id=message_id)
+
+    async def prepare_publish(self, topic: str) -> None:
+        """Check, once, the exchange a publish to ``topic`` goes to (the broker's, or the
+        dead-letter exchange for a dead-letter queue), so the batching publisher's
+        publishes write in order (see :meth:`Broker.prepare_publish`).
+
+        Raises:
+            TopologyError: the exchange does not exist.
+            PublishTimeoutError: RabbitMQ unreachable for ``publish_timeout`` seconds.
+        """
+        if self._publisher is None:
+            raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
+        target = self.dead_letter_exchange if topic in self._dlqs else self.exchange
+        if target not in self._exchanges:
+            await self._declare_for(topic, target, 0)
+
+    async def _declare_for(self, topic: str, target: str, delay_ms: int) -> None:
+        """Check ``target`` exists and declare the delay bucket of ``delay_ms`` if any."""
+        try:
+            # Declarations wait for a reconnect like publishes do, bounded the same way.
+            async with asyncio.timeout(self.publish_timeout):
+                if target not in self._exchanges:
+                    await self._check_exchange(target)
+                if delay_ms:
+                    await self._delay_bucket(target, delay_ms)
+        except TimeoutError as exc:
+            raise PublishTimeoutError(
+                f"publish to {target!r}: RabbitMQ unreachable for {self.publish_timeout:g}s",
+                topic=topic,
+                timeout=self.publish_timeout,
+            ) from exc
 
     async def publish_raw(
         self,

@@ -16,6 +16,7 @@ nack, or a channel closed by the server (e.g. an exchange that does not exist) a
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -140,7 +141,27 @@ class ConfirmedPublisher:
             routing_key=routing_key,
             properties=properties,
             mandatory=mandatory,
+            **_no_drain_wait(raw),
         )
+
+
+def _no_drain_wait(raw: object) -> dict[str, Any]:
+    """``wait=False`` where aiormq's ``basic_publish`` takes it: do not wait, under the
+    channel's lock, for each frame to be written out before the next publish may queue its
+    own. The confirm awaited after it only comes once the frame was written anyway, and with
+    many publishes in flight (the batching publisher) waiting for each write serialises
+    them. Older aiormq versions without the argument keep their behaviour."""
+    cls = type(raw)
+    accepts = _ACCEPTS_WAIT.get(cls)
+    if accepts is None:
+        method = getattr(cls, "basic_publish", None)
+        accepts = method is not None and "wait" in inspect.signature(method).parameters
+        _ACCEPTS_WAIT[cls] = accepts
+    return _NO_WAIT if accepts else {}
+
+
+_ACCEPTS_WAIT: dict[type, bool] = {}
+_NO_WAIT: dict[str, Any] = {"wait": False}
 
 
 class UnconfirmedPublisher:

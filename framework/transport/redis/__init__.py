@@ -1,5 +1,5 @@
-"""Redis transport: :class:`RedisBroker` (Redis Streams on redis-py asyncio) for the
-framework's broker layer.
+"""Redis transport: :class:`RedisBroker` (Redis Streams on redis-py asyncio) and its
+:class:`RedisBatchingPublisher`, for the framework's broker layer.
 
 Mount a :class:`~framework.broker.router.Router` on it with the framework's broker server,
 or build it from configuration with ``create_broker("redis", url=..., **options)``.
@@ -7,6 +7,7 @@ or build it from configuration with ``create_broker("redis", url=..., **options)
 Needs the ``redis`` extra (``pip install pykratos[redis]``).
 """
 
+from framework.transport.redis.batching import RedisBatchingPublisher
 from framework.transport.redis.broker import RedisBroker
 from framework.transport.redis.errors import (
     PublishFailedError,
@@ -21,6 +22,7 @@ __all__ = [
     "KNOWN_OPTIONS",
     "PublishFailedError",
     "PublishTimeoutError",
+    "RedisBatchingPublisher",
     "RedisBroker",
     "RedisOptions",
     "RedisSubscription",

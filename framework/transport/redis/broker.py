@@ -42,6 +42,7 @@ from framework.broker.schedule import due_time
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import tagged_headers
+from framework.transport.redis.batching import RedisBatchingPublisher
 from framework.transport.redis.entries import encode_fields
 from framework.transport.redis.errors import RedisUnavailableError
 from framework.transport.redis.options import KNOWN_OPTIONS, RedisOptions, resolve_settings
@@ -157,9 +158,10 @@ class RedisBroker(Broker):
         return self._mover
 
     async def close(self) -> None:
-        """Stop remaining subscriptions (without waiting for handlers) and disconnect.
-        Safe to call twice or before ``connect``."""
+        """Stop remaining subscriptions (without waiting for handlers), flush batching
+        publishers and disconnect. Safe to call twice or before ``connect``."""
         await stop_subscriptions_now(self._subscriptions)
+        await self.close_batch_publishers()
         mover, self._mover = self._mover, None
         if mover is not None:
             await mover.stop()
@@ -239,6 +241,33 @@ class RedisBroker(Broker):
             minid_age=minid_age,
         )
         return PublishResult(topic=topic, message_id=entry_id)
+
+    def batch_publisher(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> RedisBatchingPublisher:
+        """A :class:`~framework.transport.redis.batching.RedisBatchingPublisher`: one
+        pipelined round trip of ``XADD`` per chunk, an entry id per message (flushed and
+        closed with the broker).
+
+        Raises:
+            RuntimeError: the broker is not connected.
+        """
+        client = self._client
+        if client is None:
+            raise RuntimeError("RedisBroker is not connected: call `await broker.connect()`")
+        publisher = RedisBatchingPublisher(
+            client,
+            self.options,
+            chunk_size=chunk_size,
+            flush_interval=flush_interval,
+            max_pending=max_pending,
+        )
+        self.track_batch_publisher(publisher)
+        return publisher
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -22,9 +22,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from framework.transport.redis.errors import PublishFailedError, PublishTimeoutError
 from framework.transport.redis.options import RedisOptions
 
-__all__ = ["StreamPublisher", "trim_arguments"]
+__all__ = ["RETRYABLE", "StreamPublisher", "trim_arguments"]
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Errors of a lost or slow connection: the publish is sent again until ``publish_timeout``.
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def trim_arguments(
@@ -74,7 +75,7 @@ class StreamPublisher:
                 entry_id = await self._client.xadd(stream, {**fields}, **trim)
             except ResponseError as exc:
                 raise PublishFailedError(f"XADD to {stream!r} refused by Redis: {exc}") from exc
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise PublishTimeoutError(
