@@ -56,6 +56,9 @@ BROKERS = ("kafka", "rabbitmq", "nats", "redis", "mqtt")
 #: ``run(messages, timeout) -> msg/s``
 Contestant = Callable[[int, float], Awaitable[float]]
 
+_QUIET_MQTT = logging.getLogger("bench.batch_publish.aiomqtt")
+_QUIET_MQTT.setLevel(logging.ERROR)
+
 
 class Settings:
     def __init__(self, keys: int, chunk: int) -> None:
@@ -282,6 +285,9 @@ async def mqtt_setup(settings: Settings) -> AsyncIterator[tuple[Broker, Any]]:
         where.port or 1883,
         identifier=f"bench-batch-raw-{settings.tag}",
         protocol=aiomqtt.ProtocolVersion.V5,
+        # aiomqtt logs a line per publish queued beyond its window, and its import resets
+        # the "mqtt" logger to WARNING: a logger of our own stays quiet.
+        logger=_QUIET_MQTT,
     )
     await client.__aenter__()
 
@@ -357,7 +363,6 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown broker(s) {sorted(unknown)}; choose from {', '.join(BROKERS)}")
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt: a line per queued publish
     if "kafka" in args.brokers:
         from framework.transport.kafka.tansu import TansuProcess
 
