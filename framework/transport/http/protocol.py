@@ -36,7 +36,9 @@ pipelined or in the socket's buffer): that request is lost and the client gets a
   "metadata"}`` like every other error (uvicorn answers ``text/plain``), then closed.
 
 Each timeout closing a connection is logged at WARNING, at most once per minute per server
-(any client can trigger it). Only uvicorn's ``h11`` and ``httptools`` protocols are supported.
+(any client can trigger it). Only uvicorn's ``h11`` and ``httptools`` protocols are supported,
+and only the uvicorn minor release ``pyproject.toml`` pins (0.54): the subclass reaches
+uvicorn's private protocol state (``cycle``, ``flow``, the keep-alive task).
 """
 
 from __future__ import annotations
