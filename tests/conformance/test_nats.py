@@ -58,7 +58,9 @@ class TestNats(BrokerConformance):
         self.proxy = proxy
         prefix = f"conf-{uuid.uuid4().hex[:10]}"
         url = proxied_url(nats_url(), proxy.port)
-        yield lambda name: make_broker(prefix, url, name=name)
+        # A crashed consumer's messages come back after ack_wait: JetStream's default 30 s
+        # equals the suite's wait, so crashed_consumer raced its own timeout.
+        yield lambda name: make_broker(prefix, url, name=name, ack_wait=5.0)
         await delete_stream(stream_name(prefix))
         await delete_stream(f"{stream_name(prefix)}-delay")
 
