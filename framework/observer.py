@@ -71,6 +71,16 @@ class Observer(Protocol):
     def session_changed(self, kind: str, delta: int) -> None:
         """A long-lived session (WebSocket connection) opened (+1) or closed (-1)."""
 
+    def request_refused(self, kind: str, reason: str) -> None:
+        """A server refused a request before its middleware chain (so no middleware, and
+        not the request-duration metrics, saw it).
+
+        Args:
+            kind: the server kind (``"http"``, ``"grpc"``).
+            reason: why, e.g. ``"RATELIMIT"`` for the admission limit (the error reason the
+                caller got).
+        """
+
     def lag_source(self, source: LagSource) -> Callable[[], None]:
         """Read consumer lag from ``source`` at each collection; returns the function that
         stops reading it (call it when the subscription stops)."""

@@ -269,6 +269,11 @@ class BrokerObserver:
         self._sessions = meter.create_up_down_counter(
             names.WS_SESSIONS, unit="{session}", description="Open WebSocket sessions."
         )
+        self._refused = meter.create_counter(
+            names.SERVER_REFUSED,
+            unit="{request}",
+            description="Requests a server refused before its middleware chain (admission).",
+        )
         self._attributes: dict[tuple[Any, ...], Attributes] = {}
         self._lag_sources: list[LagSource] = []
         meter.create_observable_gauge(
@@ -361,6 +366,14 @@ class BrokerObserver:
     def session_changed(self, kind: str, delta: int) -> None:
         """See :meth:`framework.observer.Observer.session_changed`."""
         self._sessions.add(delta)
+
+    def request_refused(self, kind: str, reason: str) -> None:
+        """See :meth:`framework.observer.Observer.request_refused`."""
+        key = ("r", kind, reason)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = self._cached(key, {names.SERVER_KIND: kind, "error.type": reason})
+        self._refused.add(1, attributes)
 
 
 _instruments: dict[int, tuple[MeterProvider, ServerInstruments]] = {}

@@ -32,6 +32,9 @@ instrument                                  type      attributes
                                                       ``messaging.destination.partition.id``
                                                       (Kafka: high watermark minus the offset
                                                       a commit may reach)
+``pykratos.server.refused_requests``        counter   ``pykratos.server.kind`` (http, grpc),
+                                                      ``error.type`` (``RATELIMIT``): refused
+                                                      by the admission limit, before the chain
 =========================================== ========= ==========================================
 
 ``rpc.server.call.duration`` and ``rpc.response.status_code`` follow the RPC conventions as
@@ -58,6 +61,8 @@ __all__ = [
     "OUTCOME",
     "RPC_ACTIVE",
     "RPC_DURATION",
+    "SERVER_KIND",
+    "SERVER_REFUSED",
     "WS_ACTIVE",
     "WS_DURATION",
     "WS_SESSIONS",
@@ -76,6 +81,8 @@ MESSAGING_OPERATION_DURATION = "messaging.client.operation.duration"
 MESSAGING_SENT = "messaging.client.sent.messages"
 OUTCOME = "pykratos.messaging.outcome"
 CONSUMER_LAG = "pykratos.messaging.consumer.lag"
+SERVER_REFUSED = "pykratos.server.refused_requests"
+SERVER_KIND = "pykratos.server.kind"
 
 #: Active-request instrument per server kind.
 ACTIVE_REQUESTS = {"http": HTTP_ACTIVE, "grpc": RPC_ACTIVE, "websocket": WS_ACTIVE}

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from framework.errors import from_exception
+from framework.metrics import setup_metrics
 from framework.middleware import Handler, recovery
 from framework.middleware.ratelimit import RATELIMIT, MaxInFlight
 from framework.transport.grpc import GrpcServer
@@ -35,6 +36,7 @@ async def test_calls_over_the_limit_are_refused_before_the_chain() -> None:
             return echo_pb2.EchoReply(text=request.text)
 
     limiter = MaxInFlight(1)
+    provided = setup_metrics("grpc-admission-test", set_global=False)  # observes refusals
     server = GrpcServer(port=0, middlewares=[spy, recovery()], admission=limiter)
     server.register(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
     await server.start()
@@ -53,9 +55,14 @@ async def test_calls_over_the_limit_are_refused_before_the_chain() -> None:
             assert (await slow).text == "slow"
             after = await stub.Unary(echo_pb2.EchoRequest(text="after"), timeout=10)
             assert after.text == "after"
+            exposition = provided.exposition().decode()
     finally:
         await server.stop(5)
+        provided.shutdown()
     assert failure.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert from_exception(failure).reason == RATELIMIT
     assert chain_runs == ["slow", "after"]
+    [refusals] = [line for line in exposition.splitlines()
+                  if line.startswith("pykratos_server_refused_requests_total{")]
+    assert 'pykratos_server_kind="grpc"' in refusals and refusals.endswith(" 1.0")
     assert limiter.in_flight == 0

@@ -50,6 +50,7 @@ async def test_requests_over_the_limit_are_refused_before_routing() -> None:
             release.set()
             admitted = await running
             after = await client.get("/slow")  # the slot is free again
+            exposition = provided.exposition().decode()
     finally:
         await server.stop(5)
         provided.shutdown()
@@ -62,6 +63,11 @@ async def test_requests_over_the_limit_are_refused_before_routing() -> None:
     assert admitted.status_code == 200 and after.status_code == 200
     assert chain_runs == ["ran", "ran"]  # the refusals never reached the middleware chain
     assert server.admission is not None and server.admission.refused == 2
+    # ...and the metrics count them all the same, though no middleware saw them.
+    [refusals] = [line for line in exposition.splitlines()
+                  if line.startswith("pykratos_server_refused_requests_total{")]
+    assert 'pykratos_server_kind="http"' in refusals and 'error_type="RATELIMIT"' in refusals
+    assert refusals.endswith(" 2.0")
     assert limiter.in_flight == 0
 
 

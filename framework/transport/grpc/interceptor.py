@@ -56,6 +56,7 @@ from grpc.aio import AbortError
 from framework.errors import Error, NotImplemented_, TooManyRequests
 from framework.middleware.core import Handler, Middleware
 from framework.middleware.ratelimit.middleware import RATELIMIT, Limiter
+from framework.observer import current_observer
 from framework.transport.context import Transport, current_transport
 from framework.transport.grpc.decode import (
     CheckedContext,
@@ -160,6 +161,9 @@ def _serve(
     async def rpc(request: Any, context: Any) -> Any:
         admitted = admission.allow() if admission is not None else True
         if not admitted:
+            observer = current_observer()
+            if observer is not None:
+                observer.request_refused("grpc", RATELIMIT)
             await _refuse(context, refusal, domain)
         task = inflight.enter()
         try:

@@ -12,7 +12,8 @@ Probe and scrape paths (``/healthz``, ``/readyz``, the metrics endpoint) are exe
 overloaded server must still say it is alive and be measured.
 
 Refusals here never reach the middleware chain, so the ``metrics()`` middleware does not see
-them; :attr:`Admission.refused` counts them.
+them; :attr:`Admission.refused` counts them, and so does the metrics observer
+(``pykratos.server.refused_requests``, :mod:`framework.metrics.names`) when one is installed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from framework.errors import TooManyRequests
 from framework.middleware.ratelimit.middleware import RATELIMIT, Limiter
+from framework.observer import current_observer
 
 __all__ = ["Admission"]
 
@@ -64,6 +66,9 @@ class Admission:
         admitted = self.limiter.allow()
         if not admitted:
             self.refused += 1
+            observer = current_observer()
+            if observer is not None:
+                observer.request_refused("http", RATELIMIT)
             await send({"type": "http.response.start", "status": 429, "headers": self._headers})
             await send({"type": "http.response.body", "body": self._body})
             return
