@@ -36,6 +36,7 @@ from framework.broker.broker import (
     PublishResult,
     Subscription,
 )
+from framework.broker.checks import check_counts
 from framework.broker.health import Health, keep_running
 from framework.broker.lanes import LaneScheduler
 from framework.broker.memlog import Cursor, Record, Topic
@@ -371,8 +372,7 @@ class MemoryBroker(Broker):
     }
 
     def __init__(self, *, partitions: int = 4, name: str = "default") -> None:
-        if partitions < 1:
-            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        check_counts("MemoryBroker", partitions=partitions)
         self.partitions = partitions
         self.name = name
         self._topics: dict[str, Topic] = {}

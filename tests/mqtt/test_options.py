@@ -26,7 +26,7 @@ def test_options_are_typed_and_checked_at_config_time() -> None:
     assert conf.options == {"qos": 0, "session_expiry": 60, "client_id": "7"}
     cases = {
         "qos": (3, "qos must be 0, 1 or 2"),
-        "receive_maximum": (0, "receive_maximum must be between 1 and 65535"),
+        "receive_maximum": (0, "receive_maximum must be an int between 1 and 65535"),
         "url": ("amqp://h", "url must be a mqtt://"),
         "will_topic": ("alive/+", "will_topic: cannot publish"),
         "prefetch": (10, "'prefetch' is an option of the rabbitmq broker, not mqtt"),

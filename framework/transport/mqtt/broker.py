@@ -33,6 +33,7 @@ import aiomqtt
 from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.checks import check_counts, check_seconds
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.schedule import refuse_delay
@@ -126,12 +127,17 @@ class MqttBroker(Broker):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
         if will_qos not in QOS_LEVELS:
             raise ValueError(f"will_qos must be 0, 1 or 2, got {will_qos!r}")
-        if not 1 <= receive_maximum <= _MAX_RECEIVE:
-            raise ValueError(f"receive_maximum must be between 1 and {_MAX_RECEIVE}")
-        if session_expiry < 0 or keepalive < 0:
-            raise ValueError("session_expiry and keepalive must be >= 0")
-        if connect_timeout <= 0 or reconnect_interval <= 0 or publish_timeout <= 0:
-            raise ValueError("connect_timeout, reconnect_interval and publish_timeout must be > 0")
+        check_counts("MqttBroker", maximum=_MAX_RECEIVE, receive_maximum=receive_maximum)
+        # MQTT 5 encodes them as a four-byte and a two-byte integer; 0 means "ends with the
+        # connection" and "no keep-alive".
+        check_counts("MqttBroker", minimum=0, maximum=0xFFFFFFFF, session_expiry=session_expiry)
+        check_counts("MqttBroker", minimum=0, maximum=0xFFFF, keepalive=keepalive)
+        check_seconds(
+            "MqttBroker",
+            connect_timeout=connect_timeout,
+            reconnect_interval=reconnect_interval,
+            publish_timeout=publish_timeout,
+        )
         if client_id is not None and not hdr.is_plain(client_id):
             raise ValueError(f"client_id must be printable UTF-8, got {client_id!r}")
         if will_topic is not None:

@@ -44,6 +44,7 @@ from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_urls
 from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
+from framework.broker.checks import check_counts, check_seconds
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import DUE_HEADER, due_ms, due_time
 from framework.broker.subscriber import SubscriberSpec
@@ -142,12 +143,23 @@ class NatsBroker(Broker):
         delay_relay: bool | None = None,
         delay_max_pending: int = -1,
     ) -> None:
-        if prefetch < 1 or fetch_batch < 1 or max_ack_pending < 1:
-            raise ValueError("prefetch, fetch_batch and max_ack_pending must be >= 1")
-        if delay_max_pending < 1 and delay_max_pending != -1:
-            raise ValueError(f"delay_max_pending must be >= 1 or -1, got {delay_max_pending}")
-        if fetch_timeout <= 0 or ack_wait <= 0 or publish_timeout <= 0 or max_age < 0:
-            raise ValueError("fetch_timeout, ack_wait and publish_timeout must be > 0")
+        check_counts(
+            "NatsBroker",
+            prefetch=prefetch,
+            fetch_batch=fetch_batch,
+            max_ack_pending=max_ack_pending,
+        )
+        if delay_max_pending != -1:  # -1: JetStream's "no limit"
+            check_counts("NatsBroker", delay_max_pending=delay_max_pending)
+        check_seconds(
+            "NatsBroker",
+            fetch_timeout=fetch_timeout,
+            ack_wait=ack_wait,
+            connect_timeout=connect_timeout,
+            reconnect_interval=reconnect_interval,
+            publish_timeout=publish_timeout,
+        )
+        check_seconds("NatsBroker", allow_zero=True, max_age=max_age)  # 0: kept forever
         if not stream or any(c in stream for c in " .*>/\\"):
             raise ValueError(f"stream must be a name without spaces, '.', '*', '>', got {stream!r}")
         if storage not in ("file", "memory"):
@@ -252,9 +264,7 @@ class NatsBroker(Broker):
         )
         self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
         self._core_publisher = CorePublisher(client, self._streams)
-        self._delay_stream = DelayStream(
-            js, self.stream, self.storage, create=self.create_streams
-        )
+        self._delay_stream = DelayStream(js, self.stream, self.storage, create=self.create_streams)
         self._relay = DelayRelay(
             client,
             js,

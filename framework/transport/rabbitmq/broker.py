@@ -42,6 +42,7 @@ from yarl import URL
 from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
+from framework.broker.checks import check_counts, check_seconds
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import due_time, remaining
@@ -181,8 +182,14 @@ class RabbitBroker(Broker):
             )
         if not exchange:
             raise ValueError("exchange must be a name: the default exchange cannot be bound")
-        if prefetch < 1 or ack_batch < 1 or ack_interval <= 0:
-            raise ValueError("prefetch and ack_batch must be >= 1 and ack_interval > 0")
+        check_counts("RabbitBroker", prefetch=prefetch, ack_batch=ack_batch)
+        check_seconds(
+            "RabbitBroker",
+            connect_timeout=connect_timeout,
+            reconnect_interval=reconnect_interval,
+            publish_timeout=publish_timeout,
+            ack_interval=ack_interval,
+        )
         self.url = url
         self.prefetch = prefetch
         self.exchange = exchange

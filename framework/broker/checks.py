@@ -1,0 +1,57 @@
+"""Checking the numbers a broker is constructed with, the same way on every broker.
+
+Config files go through each broker's pydantic schema, but code may build a broker directly
+(``RabbitBroker(publish_timeout=...)``), and a ``NaN`` slips through comparisons such as
+``value <= 0`` (every comparison with ``NaN`` is false): the broker would start and then
+fail far from the cause, in a timer or a timeout. These checks name the broker and the
+argument instead, at construction.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+__all__ = ["check_counts", "check_seconds"]
+
+
+def check_seconds(owner: str, *, allow_zero: bool = False, **values: float) -> None:
+    """Each of ``values`` must be a finite real number of seconds, > 0 (>= 0 with
+    ``allow_zero``, for settings where 0 means "none" or "unlimited").
+
+    Raises:
+        ValueError: naming ``owner`` and the argument (``bool``, ``NaN``, infinities and
+            non-numbers are refused).
+    """
+    bound = ">= 0" if allow_zero else "> 0"
+    for name, value in values.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Real)
+            or not math.isfinite(value)
+            or value < 0
+            or (value == 0 and not allow_zero)
+        ):
+            raise ValueError(
+                f"{owner}: {name} must be a finite number of seconds {bound}, got {value!r}"
+            )
+
+
+def check_counts(
+    owner: str, *, minimum: int = 1, maximum: int | None = None, **values: int
+) -> None:
+    """Each of ``values`` must be an ``int`` (not ``bool``) between ``minimum`` and
+    ``maximum`` (inclusive; no upper bound when ``None``).
+
+    Raises:
+        ValueError: naming ``owner``, the argument and the range.
+    """
+    for name, value in values.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            span = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise ValueError(f"{owner}: {name} must be an int {span}, got {value!r}")
