@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self
 
 from framework.broker.broker import PublishResult
+from framework.broker.checks import check_counts, check_seconds
 from framework.broker.tags import tagged_headers
 
 __all__ = [
@@ -118,8 +119,8 @@ class BatchingPublisher(ABC):
         name: for logs and the sender task's name.
 
     Raises:
-        ValueError: ``chunk_size < 1``, ``flush_interval < 0`` or
-            ``max_pending < chunk_size``.
+        ValueError: ``chunk_size`` or ``max_pending`` not an int >= 1, ``flush_interval``
+            or ``close_timeout`` not a finite number >= 0, or ``max_pending < chunk_size``.
     """
 
     #: Whether :meth:`submit` takes ``partition=``: a publisher whose broker has no
@@ -135,14 +136,15 @@ class BatchingPublisher(ABC):
         close_timeout: float | None = None,
         name: str = "batch-publisher",
     ) -> None:
-        if chunk_size < 1 or flush_interval < 0 or max_pending < chunk_size:
+        check_counts(name, chunk_size=chunk_size, max_pending=max_pending)
+        check_seconds(name, allow_zero=True, flush_interval=flush_interval)
+        if max_pending < chunk_size:
             raise ValueError(
-                "chunk_size must be >= 1, flush_interval >= 0 and max_pending >= chunk_size "
-                f"(got chunk_size={chunk_size}, flush_interval={flush_interval}, "
-                f"max_pending={max_pending})"
+                f"{name}: max_pending >= chunk_size is needed for a full chunk to fit "
+                f"(got chunk_size={chunk_size}, max_pending={max_pending})"
             )
-        if close_timeout is not None and close_timeout < 0:
-            raise ValueError(f"close_timeout must be >= 0 or None, got {close_timeout}")
+        if close_timeout is not None:
+            check_seconds(name, allow_zero=True, close_timeout=close_timeout)
         self.chunk_size = chunk_size
         self.flush_interval = flush_interval
         self.max_pending = max_pending
@@ -421,8 +423,7 @@ class PipelinedPublisher(BatchingPublisher):
         super().__init__(**kwargs)
         if max_in_flight is None:
             max_in_flight = max(2 * self.chunk_size, 256)
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        check_counts(self.name, max_in_flight=max_in_flight)
         self.max_in_flight = max_in_flight
         self._send = send
         self._prepare = prepare

@@ -4,6 +4,7 @@ publishers whose confirmations the test controls."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 
@@ -55,10 +56,17 @@ async def _never(
 def test_invalid_sizes_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="max_pending >= chunk_size"):
         PipelinedPublisher(_never, chunk_size=10, max_pending=5)
-    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
         PipelinedPublisher(_never, chunk_size=0)
     with pytest.raises(ValueError, match="close_timeout"):
         PipelinedPublisher(_never, close_timeout=-1)
+    # NaN passes every comparison-based check; non-integral sizes make no chunk.
+    for bad in ({"flush_interval": math.nan}, {"flush_interval": math.inf},
+                {"chunk_size": 2.5}, {"max_pending": math.inf}, {"max_in_flight": 0},
+                {"close_timeout": math.nan}):  # fmt: skip
+        [name] = bad
+        with pytest.raises(ValueError, match=name):
+            PipelinedPublisher(_never, **bad)  # type: ignore[arg-type]
 
 
 async def test_memory_broker_results_order_and_bound() -> None:
