@@ -11,6 +11,7 @@ import pytest
 from framework.broker import BrokerServer, Message, Router
 from framework.transport.kafka import KafkaBroker
 from framework.transport.kafka.delay import HOLD, LEVELS, MAX_DELAY, DelayLevels
+from framework.transport.kafka.partitioner import key_partition
 from framework.transport.kafka.tansu import FAST_JOIN
 from tests.broker.helpers import Collector
 
@@ -138,6 +139,33 @@ async def test_a_record_beyond_the_hold_descends_a_level_and_arrives_on_time(
         [(first, _), (second, at_second)] = await inbox.wait(2, timeout=HOLD + 30)
         assert (first.body, second.body) == (b"near", b"far")
         assert at_second >= far
+    finally:
+        await publisher.close()
+        await server.stop(5)
+
+
+async def test_a_delayed_message_lands_where_its_publisher_placed_it(bootstrap: str) -> None:
+    """The partition is chosen at publish (a custom partitioner, or partition=) and carried
+    to the relay, which runs in another broker with the default partitioner."""
+    topic, prefix = f"dl-{time.monotonic_ns()}", f"delay-{time.monotonic_ns()}"
+    await create_topic(bootstrap, topic, 3)
+    inbox = Collector()
+    server = await _serve(bootstrap, prefix, topic, inbox)
+
+    def last(key: bytes | None, partitions: list[int]) -> int:
+        return partitions[-1]
+
+    publisher = _broker(bootstrap, prefix, "publisher", partitioner=last)
+    await publisher.connect()
+    try:
+        key = b"foobar"
+        assert key_partition(key, 3) == 0  # where the relay's own partitioner would put it
+        placed = await publisher.publish(topic, b"custom", key=key, delay=0.3)
+        pinned = await publisher.publish(topic, b"pinned", key=key, delay=0.3, partition=1)
+        assert (placed.partition, placed.offset) == (2, None)
+        assert (pinned.partition, pinned.offset) == (1, None)
+        arrived = {message.body: message.partition for message, _ in await inbox.wait(2, 30)}
+        assert arrived == {b"custom": 2, b"pinned": 1}
     finally:
         await publisher.close()
         await server.stop(5)

@@ -316,22 +316,20 @@ class KafkaBroker(Broker):
 
         ``delay`` (seconds) or ``deliver_at`` (a timezone-aware moment; past: now) writes
         the record to a delay level topic instead, from which a relay forwards it when due
-        (:mod:`~framework.transport.kafka.delay`); the result then names ``topic`` only
-        (partition and offset are known once the relay forwarded it).
+        (:mod:`~framework.transport.kafka.delay`). Its partition is chosen now, as for an
+        immediate publish (``partition=`` or the partitioner), and the relay puts it there;
+        the result names the topic and partition, with no offset (known once forwarded).
         A delay beyond :data:`~framework.transport.kafka.delay.MAX_DELAY` is a
         ``ValueError``.
         """
         headers = tagged_headers(headers, tag)
         due = due_time(delay, deliver_at)
-        if due is not None and partition is not None:
-            raise NotImplementedError(
-                f"publish to {topic!r}: a delayed Kafka message is placed when the relay "
-                "forwards it (by key); partition= with delay/deliver_at is not supported"
-            )
         mode = publish_mode(self.default_acks)
         producer = await self._producer_for(mode.acks)
         destination = topic
-        raw_headers = encode_headers(headers) if headers else []
+        raw_headers: list[tuple[str, bytes | None]] = []
+        if headers:
+            raw_headers.extend(encode_headers(headers))
         if due is not None:
             left = due - time.time()
             if left > MAX_DELAY:
@@ -346,19 +344,21 @@ class KafkaBroker(Broker):
                 if self._subscriptions and self.options.delay_relay is None and self._relay:
                     self._relay.start_soon()  # the topics exist now: no need to wait a check
             destination = self._levels.topic_for(left)
-            raw_headers = delay_headers(raw_headers, topic, due)
         timeout = self.options.publish_timeout
         try:
             # Every step may wait on the cluster: metadata while the topic is unknown (both
             # partitions_for and send), the future for the acknowledgement (aiokafka's own
             # limit is request_timeout_ms).
             async with asyncio.timeout(timeout):
-                chosen: int | None = None  # a delay topic's: aiokafka's choice (by key)
-                if destination == topic:
-                    partitions = sorted(await producer.partitions_for(topic))
-                    chosen = self._choose(topic, key, partition, partitions)
+                partitions = sorted(await producer.partitions_for(topic))
+                chosen = self._choose(topic, key, partition, partitions)
+                placed: int | None = chosen  # a delay topic's: aiokafka's choice (by key)
+                if due is not None:
+                    # Chosen now, by this publisher's partitioner, and carried to the relay.
+                    raw_headers = delay_headers(raw_headers, topic, due, chosen)
+                    placed = None
                 future = await producer.send(
-                    destination, body, key=key, partition=chosen, headers=raw_headers or None
+                    destination, body, key=key, partition=placed, headers=raw_headers or None
                 )
                 if not mode.confirmed:
                     future.add_done_callback(self._reporter(topic, mode))
@@ -381,8 +381,8 @@ class KafkaBroker(Broker):
             raise
         self._log_state.recovered(self.endpoint)
         if destination != topic:
-            # Where the record will land is decided when it is forwarded.
-            return PublishResult(topic)
+            # The partition is known; the offset only once the relay forwarded the record.
+            return PublishResult(topic, chosen)
         return PublishResult(topic, metadata.partition, metadata.offset)
 
     def _choose(

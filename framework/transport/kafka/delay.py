@@ -18,10 +18,14 @@ head hold back every shorter one behind it. So delayed records go through **leve
   **resumes** it when the head is due (the fetch keeps serving the other partitions):
   nothing sleeps or polls per record. A record takes at most one hop per level.
 
-A delayed record carries the destination topic (:data:`TOPIC_HEADER`) and its due time
-(:data:`~framework.broker.schedule.DUE_HEADER`, epoch ms, rounded up) besides its own key,
-headers and body, which reach the topic unchanged (its key picks the partition as a direct
-publish would; ``Message.id``, ``topic/partition/offset``, is that of the final record).
+A delayed record carries the destination topic (:data:`TOPIC_HEADER`), its due time
+(:data:`~framework.broker.schedule.DUE_HEADER`, epoch ms, rounded up) and the destination
+partition (:data:`PARTITION_HEADER`) besides its own key, headers and body, which reach the
+topic unchanged. The partition is chosen at publish, by the publisher's partitioner (a
+custom one included) or its ``partition=``, so a delayed message lands where the same
+message published at once would, whichever process relays it. A record without the header
+(written before it existed), or naming a partition the topic no longer has, is placed by
+its key (murmur2). ``Message.id``, ``topic/partition/offset``, is that of the final record.
 
 The relay (:class:`DelayRelay`) is a group consumer of every level topic (group
 ``<delay_topic_prefix>.relay``: relays of all processes share the work). Forwarded records
@@ -41,7 +45,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -56,6 +60,7 @@ __all__ = [
     "LEVELS",
     "MAX_DELAY",
     "MAX_HELD",
+    "PARTITION_HEADER",
     "TOPIC_HEADER",
     "DelayLevels",
     "DelayRelay",
@@ -76,7 +81,9 @@ MAX_DELAY = HOLD * (1 << (LEVELS - 1))
 MAX_HELD = 100_000
 #: Header of a delayed record naming the topic it is for.
 TOPIC_HEADER = "x-pykratos-delay-topic"
-_INTERNAL = frozenset({TOPIC_HEADER, DUE_HEADER})
+#: Header of a delayed record naming the partition of :data:`TOPIC_HEADER` it goes to.
+PARTITION_HEADER = "x-pykratos-delay-partition"
+_INTERNAL = frozenset({TOPIC_HEADER, DUE_HEADER, PARTITION_HEADER})
 #: Seconds between a failed forward and the next attempt (the record stays uncommitted).
 _RETRY = 1.0
 
@@ -150,28 +157,50 @@ def _admin(options: KafkaOptions) -> AIOKafkaAdminClient:
 
 
 def delay_headers(
-    headers: Iterable[tuple[str, bytes]], topic: str, due: float
-) -> list[tuple[str, bytes]]:
-    """The headers of a delayed record: the message's own plus its topic and due time."""
-    return [
-        *headers,
+    headers: Iterable[tuple[str, bytes | None]],
+    topic: str,
+    due: float,
+    partition: int | None = None,
+) -> list[tuple[str, bytes | None]]:
+    """The headers of a delayed record: the message's own plus its topic, due time and
+    (when chosen) partition."""
+    internal: list[tuple[str, bytes | None]] = [
         (TOPIC_HEADER, topic.encode()),
         (DUE_HEADER, str(due_ms(due)).encode()),
     ]
+    if partition is not None:
+        internal.append((PARTITION_HEADER, str(partition).encode()))
+    return [*headers, *internal]
 
 
-def _read(headers: Sequence[tuple[str, bytes | None]]) -> tuple[str | None, float | None]:
+class _Delayed(NamedTuple):
+    """What a delayed record's internal headers say, and its own headers without them."""
+
+    topic: str | None
+    due: float | None
+    partition: int | None
+    headers: list[tuple[str, bytes | None]]
+
+
+def _read(headers: Sequence[tuple[str, bytes | None]] | None) -> _Delayed:
     topic: str | None = None
     due: float | None = None
-    for name, value in headers:
-        if value is None:
+    partition: int | None = None
+    own: list[tuple[str, bytes | None]] = []
+    for name, value in headers or ():
+        if name not in _INTERNAL:
+            own.append((name, value))
+        elif value is None:
             continue
-        if name == TOPIC_HEADER:
+        elif name == TOPIC_HEADER:
             topic = value.decode("utf-8", "replace")
         elif name == DUE_HEADER:
             with contextlib.suppress(ValueError):
                 due = int(value) / 1000
-    return topic, due
+        else:
+            with contextlib.suppress(ValueError):
+                partition = int(value)
+    return _Delayed(topic, due, partition, own)
 
 
 class _Held:
@@ -386,19 +415,19 @@ class DelayRelay:
         loop = asyncio.get_running_loop()
         now = time.time()
         for record in records:
-            topic, due = _read(record.headers or ())
+            delayed = _read(record.headers)
             held.forwarded[record.offset] = False
-            if topic is None or due is None:
+            if delayed.topic is None or delayed.due is None:
                 _log_foreign(tp, record.offset)
                 held.done(record.offset)
                 continue
             self._held_count += 1
-            wait = due - now
+            wait = delayed.due - now
             if wait <= 0:
-                self._forward(held, tp, record, topic)
+                self._forward(held, tp, record, delayed)
             else:
                 held.timers[record.offset] = loop.call_at(
-                    loop.time() + wait, self._forward, held, tp, record, topic
+                    loop.time() + wait, self._forward, held, tp, record, delayed
                 )
         if self._held_count > MAX_HELD and not self._held_paused:
             self._held_paused = True
@@ -406,20 +435,26 @@ class DelayRelay:
                 with contextlib.suppress(Exception):
                     consumer.pause(level_zero)
 
-    def _forward(self, held: _Held, tp: TopicPartition, record: Any, topic: str) -> None:
+    def _forward(self, held: _Held, tp: TopicPartition, record: Any, delayed: _Delayed) -> None:
         held.timers.pop(record.offset, None)
-        task = asyncio.create_task(self._send_until_acked(held, tp, record, topic))
+        task = asyncio.create_task(self._send_until_acked(held, tp, record, delayed))
         self._forwarding.add(task)
         task.add_done_callback(self._forwarding.discard)
 
     async def _send_until_acked(
-        self, held: _Held, tp: TopicPartition, record: Any, topic: str
+        self, held: _Held, tp: TopicPartition, record: Any, delayed: _Delayed
     ) -> None:
-        headers = [(n, v) for n, v in record.headers or () if n not in _INTERNAL]
+        topic, headers = delayed.topic, delayed.headers
+        assert topic is not None  # _hold forwards only records with a topic
         while True:
             try:
-                future = await self._producer().send(
-                    topic, record.value, key=record.key, headers=headers or None
+                producer = self._producer()
+                future = await producer.send(
+                    topic,
+                    record.value,
+                    key=record.key,
+                    partition=await _existing(producer, topic, delayed.partition),
+                    headers=headers or None,
                 )
                 await future
                 break
@@ -448,7 +483,8 @@ class DelayRelay:
         commit: int | None = None
         now = time.time()
         for record in records:
-            topic, due = _read(record.headers or ())
+            delayed = _read(record.headers)
+            topic, due = delayed.topic, delayed.due
             if topic is None or due is None:
                 _log_foreign(tp, record.offset)
                 commit = record.offset + 1
@@ -465,7 +501,7 @@ class DelayRelay:
                     loop.time() + (take_at - now), self._resume, consumer, tp
                 )
                 break
-            headers = [(n, v) for n, v in record.headers or () if n not in _INTERNAL]
+            headers = delayed.headers
             # One level down at least (a record taken right at the boundary would otherwise
             # go back to its own level).
             lower = min(self._levels.level_for(due - now), level - 1)
@@ -474,7 +510,7 @@ class DelayRelay:
                     self._levels.topics[lower],
                     record.value,
                     key=record.key,
-                    headers=delay_headers(headers, topic, due),
+                    headers=delay_headers(headers, topic, due, delayed.partition),
                 )
             )
             commit = record.offset + 1
@@ -509,6 +545,17 @@ class DelayRelay:
                 held = self._held.get(tp)
                 if held is not None:
                     held.committed = offset
+
+
+async def _existing(producer: AIOKafkaProducer, topic: str, partition: int | None) -> int | None:
+    """``partition`` if ``topic`` still has it, else ``None`` (placed by key): a topic may
+    have been recreated with fewer partitions while the record waited."""
+    if partition is None:
+        return None
+    known = producer.client.cluster.partitions_for_topic(topic)  # cached metadata: no wait
+    if known is None:
+        known = await producer.partitions_for(topic)
+    return partition if partition in known else None
 
 
 def _log_foreign(tp: TopicPartition, offset: int) -> None:
