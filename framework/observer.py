@@ -17,6 +17,7 @@ from typing import Protocol
 
 __all__ = [
     "DEAD_LETTERED",
+    "FILTERED",
     "OK",
     "RETRIED",
     "LagReading",
@@ -35,6 +36,8 @@ LagSource = Callable[[], Iterable[LagReading]]
 OK = "ok"
 RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
+#: Not this subscriber's: its ``tags`` filter left the message out (acknowledged unhandled).
+FILTERED = "filtered"
 
 
 class Observer(Protocol):
@@ -56,9 +59,11 @@ class Observer(Protocol):
             system: broker kind (``"kafka"``, ``"rabbitmq"``, ``"memory"`` ...).
             destination: topic / queue subscribed to.
             group: consumer group, if any.
-            outcome: :data:`OK`, :data:`RETRIED` (failed, will be tried again) or
-                :data:`DEAD_LETTERED` (failed for good; sent to the DLQ or dropped).
-            duration: seconds the handler ran; ``None`` when it never ran (undecodable).
+            outcome: :data:`OK`, :data:`RETRIED` (failed, will be tried again),
+                :data:`DEAD_LETTERED` (failed for good; sent to the DLQ or dropped) or
+                :data:`FILTERED` (left out by the subscriber's tags; never handled).
+            duration: seconds the handler ran; ``None`` when it never ran (undecodable,
+                filtered).
             count: messages in the attempt (a batch handler's batch size, else 1).
             error_type: the failure's type or reason, ``None`` on success.
         """

@@ -22,7 +22,7 @@ from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import TAG_HEADER
 from framework.errors import Error
 from framework.middleware.core import Handler, Middleware, chain
-from framework.observer import DEAD_LETTERED, OK, RETRIED, current_observer
+from framework.observer import DEAD_LETTERED, FILTERED, OK, RETRIED, current_observer
 from framework.transport.context import Transport, current_transport
 
 __all__ = ["DeadLetterSink", "SubscriberProcessor", "describe_exception"]
@@ -139,6 +139,7 @@ class SubscriberProcessor:
         (undecoded too: a message filtered out is not this subscriber's to judge).
         """
         if self._tags and message.headers.get(TAG_HEADER) not in self._tags:
+            self._observe(FILTERED, None, 1, None)
             return _ACK_FIRST
         try:
             payload = message if self._passthrough else self._decode(message.body)
@@ -190,8 +191,10 @@ class SubscriberProcessor:
         payloads: list[Any] = []
         kept: list[Message] = []
         tags = self._tags
+        filtered = 0
         for message in messages:
             if tags and message.headers.get(TAG_HEADER) not in tags:
+                filtered += 1
                 continue
             try:
                 payloads.append(message if self._passthrough else self._decode(message.body))
@@ -205,6 +208,8 @@ class SubscriberProcessor:
                 await self._sink(message, dead)
                 continue
             kept.append(message)
+        if filtered:
+            self._observe(FILTERED, None, filtered, None)
         if not kept:
             return _ACK_FIRST
         headers = kept[0].headers

@@ -40,9 +40,11 @@ instrument                                  type      attributes
 ``rpc.server.call.duration`` and ``rpc.response.status_code`` follow the RPC conventions as
 of semantic-conventions 1.37 (which replaced ``rpc.server.duration`` in milliseconds);
 WebSocket has no convention yet, hence the ``pykratos.`` names. ``pykratos.messaging.outcome``
-is ``ok``, ``retried`` (the attempt failed and the message will be tried again) or
-``dead_lettered``: each message ends once as ``ok`` or ``dead_lettered``, so their sum is the
-number of messages, and ``retried`` counts the extra attempts. Prometheus sees the names with
+is ``ok``, ``retried`` (the attempt failed and the message will be tried again),
+``dead_lettered`` or ``filtered`` (the subscriber's ``tags`` left it out: acknowledged, never
+handled, so no duration): each message ends once as ``ok``, ``dead_lettered`` or
+``filtered``, so their sum is the number of messages, and ``retried`` counts the extra
+attempts. Prometheus sees the names with
 dots as underscores and the unit as a suffix (``http_server_request_duration_seconds``).
 """
 

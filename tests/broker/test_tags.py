@@ -29,6 +29,7 @@ from framework.broker.tags import (
     tag_matches,
     tagged_headers,
 )
+from framework.observer import set_observer
 from framework.testing import TestApp
 from tests.broker.helpers import Collector
 
@@ -174,6 +175,39 @@ async def test_processor_acks_a_filtered_out_message_without_decoding_it() -> No
     handled = await processor.process(Message(b'{"id": 3}', headers={TAG_HEADER: "paid"}))
     assert [r.outcome.value for r in (skipped, untagged, handled)] == ["ack", "ack", "ack"]
     assert calls == [3]
+
+
+class _Outcomes:
+    """An observer keeping (outcome, count, had a duration) per processed attempt."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, bool]] = []
+
+    def message_processed(self, system: str, destination: str, group: str | None,
+                          outcome: str, duration: float | None, count: int,
+                          error_type: str | None) -> None:  # fmt: skip
+        self.seen.append((outcome, count, duration is not None))
+
+
+async def test_filtered_out_messages_are_reported_to_the_metrics_observer() -> None:
+    async def handle(orders: list[dict[str, int]]) -> None: ...
+
+    outcomes = _Outcomes()
+    set_observer(outcomes)  # type: ignore[arg-type]
+    try:
+        single = SubscriberProcessor(SubscriberSpec("o", handle, tags=frozenset({"paid"})))
+        await single.process(Message(b"{}", headers={TAG_HEADER: "created"}))
+        batch = SubscriberProcessor(
+            SubscriberSpec("o", handle, tags=frozenset({"paid"}), batch=10)
+        )
+        await batch.process_batch([
+            Message(b'{"id": 1}', headers={TAG_HEADER: "created"}),
+            Message(b'{"id": 2}'),
+            Message(b'{"id": 3}', headers={TAG_HEADER: "paid"}),
+        ])  # fmt: skip
+    finally:
+        set_observer(None)
+    assert outcomes.seen == [("filtered", 1, False), ("filtered", 2, False), ("ok", 1, True)]
 
 
 async def test_a_failed_batch_dead_letters_only_its_own_messages(broker: MemoryBroker) -> None:

@@ -62,7 +62,7 @@ async def test_metrics_after_traffic_on_every_transport(setup: Metrics) -> None:
     broker = MemoryBroker(name="metered")
     events = BrokerRouter()
     flaky_calls: list[int] = []
-    done, flaky_done = asyncio.Event(), asyncio.Event()
+    done, flaky_done, tagged_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     @events.subscriber("m-ok", group="g1")
     async def ok(event: Event) -> None:
@@ -75,6 +75,10 @@ async def test_metrics_after_traffic_on_every_transport(setup: Metrics) -> None:
         if len(flaky_calls) == 2:
             flaky_done.set()  # its outcome is recorded before the processor next yields
         raise RuntimeError("always fails")
+
+    @events.subscriber("m-tagged", group="g1", tags={"paid"})
+    async def tagged(event: Event) -> None:
+        tagged_done.set()
 
     routes = Router()
 
@@ -116,9 +120,13 @@ async def test_metrics_after_traffic_on_every_transport(setup: Metrics) -> None:
             for n in (1, 2, 3):
                 await publisher.publish("m-ok", Event(n=n))
             await publisher.publish("m-flaky", Event(n=9))
+            # One key: the filtered-out message is taken before the one that ends the wait.
+            await publisher.publish("m-tagged", Event(n=1), key=b"k", tag="created")
+            await publisher.publish("m-tagged", Event(n=2), key=b"k", tag="paid")
             async with asyncio.timeout(10):
                 await done.wait()
                 await flaky_done.wait()
+                await tagged_done.wait()
             response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -158,6 +166,12 @@ async def test_metrics_after_traffic_on_every_transport(setup: Metrics) -> None:
                   pykratos_messaging_outcome="dead_lettered") == 1
     assert _value(samples, "messaging_process_duration_seconds_count", **base,
                   messaging_destination_name="m-ok") == 3
+    # A message the subscriber's tags left out is counted as filtered, with no duration.
+    tagged_labels = {**base, "messaging_destination_name": "m-tagged"}
+    assert _value(samples, consumed, **tagged_labels, pykratos_messaging_outcome="ok") == 1
+    assert _value(samples, consumed, **tagged_labels,
+                  pykratos_messaging_outcome="filtered") == 1
+    assert _value(samples, "messaging_process_duration_seconds_count", **tagged_labels) == 1
     sent = "messaging_client_sent_messages_total"
     assert _value(samples, sent, messaging_system="memory", messaging_destination_name="m-ok",
                   messaging_operation_name="publish") == 3
