@@ -52,10 +52,11 @@ from framework.broker.tags import tagged_headers
 from framework.transport.nats.batching import NatsBatchingPublisher
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.delay import DelayRelay, DelayStream
-from framework.transport.nats.errors import NatsUnavailableError, StreamError
+from framework.transport.nats.errors import NatsUnavailableError, PublishFailedError, StreamError
 from framework.transport.nats.headers import encode_headers
 from framework.transport.nats.options import KNOWN_OPTIONS, SubscriberConfig, resolve
 from framework.transport.nats.publishing import ConfirmedPublisher, CorePublisher
+from framework.transport.nats.refusals import CoreRefusals
 from framework.transport.nats.streams import Streams
 from framework.transport.nats.subjects import has_wildcards
 from framework.transport.nats.subscription import NatsSubscription
@@ -195,6 +196,7 @@ class NatsBroker(Broker):
         self._subscriptions: list[NatsSubscription | CoreSubscription] = []
         self._connected_once = False
         self._error_logged = False
+        self._refusals = CoreRefusals()
 
     @property
     def client(self) -> Client:
@@ -283,6 +285,17 @@ class NatsBroker(Broker):
         return self._relay
 
     async def _on_error(self, exc: Exception) -> None:
+        subject = self._refusals.refused_subject(exc)
+        if subject is not None:
+            # Not a connection problem: the server refused a publish. A core one is reported
+            # as that publish's failure; a JetStream one fails its own call (no PubAck).
+            mode = self._refusals.mode_for(subject)
+            if mode is not None:
+                refused = PublishFailedError(f"NATS refused the publish to {subject!r}: {exc}")
+                self.unconfirmed.report(subject, refused, mode)
+            else:
+                log.warning("NATS at %s refused a publish: %s", self.endpoint, exc)
+            return
         # nats-py reports every failed reconnection attempt: say it once per outage.
         if not self._error_logged:
             self._error_logged = True
@@ -370,6 +383,7 @@ class NatsBroker(Broker):
             return PublishResult(topic=topic, message_id=msg_id)
         mode = publish_mode(self.default_acks)
         if not mode.confirmed:
+            self._refusals.published(topic, mode)
             try:
                 await core.publish(topic, body, encoded, msg_id)
             except Exception as exc:
