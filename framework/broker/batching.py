@@ -39,8 +39,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self
 
 from framework.broker.broker import PublishResult
-from framework.broker.checks import check_counts, check_seconds
 from framework.broker.tags import tagged_headers
+from framework.checks import check_counts, check_seconds
 
 __all__ = [
     "BatchFlushTimeoutError",

@@ -36,7 +36,6 @@ from framework.broker.broker import (
     PublishResult,
     Subscription,
 )
-from framework.broker.checks import check_counts
 from framework.broker.health import Health, keep_running
 from framework.broker.lanes import LaneScheduler
 from framework.broker.memlog import Cursor, Record, Topic
@@ -47,6 +46,7 @@ from framework.broker.schedule import due_time, remaining
 from framework.broker.signature import handler_name
 from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import tagged_headers
+from framework.checks import check_counts
 
 __all__ = ["MemoryBroker"]
 

@@ -10,17 +10,25 @@ instance never silently vanishes after an outage, the failure Kratos users repor
 
 Discovery lists the prefix, then watches it from the next revision; when the watch stream
 breaks it lists again and watches anew (resync), so changes made while it was cut off are
-seen. Client: `aetcd <https://github.com/martyanov/aetcd>`_ (asyncio, grpcio-based, releases
+seen. A watch can also die without a word (aetcd ends its event stream without an error
+when the server ends the gRPC stream without one) or outlive the data it followed (etcd restored
+or restarted empty: revisions start again below the one watched from, so the new keys would
+never reach it). So after ``resync_interval`` seconds without an event the watch is checked
+against a fresh list, and resynced when the list differs or its revision went back.
+
+Client: `aetcd <https://github.com/martyanov/aetcd>`_ (asyncio, grpcio-based, releases
 tracking current grpcio/protobuf). Needs the ``etcd`` extra.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from functools import partial
 from typing import Any
 
+from framework.checks import check_counts, check_seconds
 from framework.registry.instance import ServiceInstance
 from framework.registry.watch import ListWatcher, watcher_fed_by
 
@@ -51,6 +59,12 @@ class EtcdRegistry:
         ttl: lease time to live, whole seconds >= 1: how long a crashed instance stays listed.
         timeout: seconds for each etcd request.
         retry_interval: seconds between attempts while etcd is unreachable.
+        resync_interval: seconds a watch may go without an event before it is checked
+            against a fresh list (one range request per watched service; see the module).
+
+    Raises:
+        ValueError: a bad address, ``ttl`` not an int >= 1, or a non-finite or non-positive
+            number of seconds.
     """
 
     def __init__(
@@ -61,9 +75,15 @@ class EtcdRegistry:
         ttl: int = 15,
         timeout: float = 3.0,
         retry_interval: float = 0.5,
+        resync_interval: float = 10.0,
     ) -> None:
-        if ttl < 1:
-            raise ValueError(f"ttl must be at least 1 second, got {ttl}")
+        check_counts("EtcdRegistry", ttl=ttl)
+        check_seconds(
+            "EtcdRegistry",
+            timeout=timeout,
+            retry_interval=retry_interval,
+            resync_interval=resync_interval,
+        )
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"etcd address must be host:port, got {address!r}")
@@ -72,6 +92,7 @@ class EtcdRegistry:
         self.ttl = ttl
         self.timeout = timeout
         self.retry_interval = retry_interval
+        self.resync_interval = resync_interval
         self._client = aetcd.Client(
             host=host.strip("[]"), port=int(port), timeout=timeout, options=_CHANNEL_OPTIONS
         )
@@ -192,14 +213,11 @@ class EtcdRegistry:
                 if failing:
                     _log.info("etcd watch of %s resumed", prefix)
                     failing = False
-                async for event in stream:
-                    if event.kind == "PUT":
-                        instance = _parse(event.kv.key, event.kv.value)
-                        if instance is not None:
-                            current[event.kv.key] = instance
-                    else:
-                        current.pop(event.kv.key, None)
-                    watcher.update(list(current.values()))
+                try:
+                    await self._follow(prefix, stream, current, revision, watcher)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(stream.cancel(), self.timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -207,6 +225,52 @@ class EtcdRegistry:
                     _log.warning("etcd watch of %s broke (%r); resyncing", prefix, exc)
                 failing = True
             await asyncio.sleep(self.retry_interval)
+
+    async def _follow(
+        self,
+        prefix: str,
+        stream: Any,
+        current: dict[bytes, ServiceInstance],
+        revision: int,
+        watcher: ListWatcher,
+    ) -> None:
+        """Apply ``stream``'s events to ``current`` until the stream ends or, checked after
+        each quiet ``resync_interval``, no longer matches etcd (then the caller resyncs)."""
+        events = aiter(stream)
+        seen = revision  # the newest revision applied
+        # One pending read, kept across the quiet checks: cancelling it would end the stream.
+        pending: asyncio.Future[Any] = asyncio.ensure_future(anext(events))
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=self.resync_interval)
+                if not done:
+                    listed, now = await self._list(prefix)
+                    if now < seen or listed != current:
+                        _log.warning(
+                            "etcd watch of %s went stale (revision %d, listed at %d); "
+                            "resyncing",
+                            prefix,
+                            seen,
+                            now,
+                        )
+                        return
+                    continue
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return  # ended: list and watch anew
+                if event.kind == "PUT":
+                    instance = _parse(event.kv.key, event.kv.value)
+                    if instance is not None:
+                        current[event.kv.key] = instance
+                else:
+                    current.pop(event.kv.key, None)
+                seen = max(seen, int(event.kv.mod_revision))
+                watcher.update(list(current.values()))
+                pending = asyncio.ensure_future(anext(events))
+        finally:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
 
 def _parse(key: bytes, value: bytes) -> ServiceInstance | None:

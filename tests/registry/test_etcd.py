@@ -68,7 +68,9 @@ async def test_keep_alive_holds_the_instance_past_its_ttl(etcd: EtcdServer) -> N
 async def test_instances_come_back_after_an_etcd_restart(etcd: EtcdServer, wipe: bool) -> None:
     ttl = 3
     registries = [EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=ttl) for _ in range(3)]
-    observer = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=ttl)
+    # A short resync: an empty restart may leave the watch following revisions the new store
+    # has not reached (caught by the quiet check, not by a stream error).
+    observer = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=ttl, resync_interval=1)
     try:
         for n, registry in enumerate(registries):
             await registry.register(_instance(n))
@@ -99,3 +101,58 @@ async def test_instances_come_back_after_an_etcd_restart(etcd: EtcdServer, wipe:
     finally:
         for registry in [*registries, observer]:
             await registry.close()
+
+
+class _SilentStream:
+    """A watch stream that died without a word: it never yields and never fails."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def __aiter__(self) -> _SilentStream:
+        return self
+
+    async def __anext__(self) -> object:
+        await asyncio.Event().wait()
+        raise StopAsyncIteration
+
+    async def cancel(self) -> None:
+        self.cancelled = True
+
+
+async def test_a_watch_that_died_silently_is_resynced(
+    etcd: EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observer = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=3, resync_interval=0.5)
+    registry = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=3)
+    real_watch = observer._client.watch_prefix
+    silent: list[_SilentStream] = []
+
+    async def first_watch_is_silent(*args: object, **kwargs: object) -> object:
+        if not silent:
+            silent.append(_SilentStream())
+            return silent[0]
+        return await real_watch(*args, **kwargs)
+
+    monkeypatch.setattr(observer._client, "watch_prefix", first_watch_is_silent)
+    try:
+        watcher = await observer.watch("orders")
+        assert await watcher.next() == []
+        await registry.register(_instance(1))
+        # No event can come through the dead stream: only the quiet check finds the change.
+        assert await _until(watcher, {"id-1"}, 5) < 3
+        assert silent[0].cancelled  # the dead watch was released
+        await registry.deregister(_instance(1))
+        await _until(watcher, set(), 5)  # and the new watch delivers events
+        await watcher.stop()
+    finally:
+        await registry.close()
+        await observer.close()
+
+
+def test_bad_settings_are_refused_by_name() -> None:
+    for bad in ({"ttl": 0}, {"timeout": float("nan")}, {"resync_interval": 0},
+                {"retry_interval": float("inf")}):  # fmt: skip
+        [name] = bad
+        with pytest.raises(ValueError, match=name):
+            EtcdRegistry("127.0.0.1:2379", **bad)  # type: ignore[arg-type]

@@ -243,9 +243,9 @@ async def test_p2c_sends_few_calls_to_a_slow_replica(etcd: EtcdServer, tmp_path:
         fast = [r.grpc_address for r in cluster.replicas[:2]]
         slow_address = f"127.0.0.2:{slow.grpc_port}"
         await cluster.wait_registered({*fast, slow_address}, 10)
-        # The fast replicas' own latency sets the proxy's delay: generous (20x), since calls
-        # under load take longer than these quiet ones; the check below is on what the load
-        # itself measured: the slow replica must be at least 10x slower.
+        # The fast replicas' own latency sets the proxy's delay: generous (20x, at least
+        # 50 ms), since calls under load take longer than these quiet ones; the check below is
+        # on what the load itself measured: the slow replica must be at least 10x slower.
         async with grpc.aio.insecure_channel(fast[0]) as direct:
             stub = order_pb2_grpc.OrderServiceStub(direct)
             samples = []
@@ -254,7 +254,10 @@ async def test_p2c_sends_few_calls_to_a_slow_replica(etcd: EtcdServer, tmp_path:
                 await stub.GetOrder(order_pb2.GetOrderRequest(id=cluster.order_id))
                 samples.append(time.monotonic() - started)
         base = statistics.median(samples)
-        proxy = DelayProxy("127.0.0.2", slow.grpc_port, ("127.0.0.1", slow.grpc_port), 20 * base)
+        # At least 50 ms: a quiet median of ~1.4 ms gave 28 ms, and under CI load the fast
+        # replicas took 2.9 ms, leaving the "slow" one under 10x slower.
+        delay = max(20 * base, 0.05)
+        proxy = DelayProxy("127.0.0.2", slow.grpc_port, ("127.0.0.1", slow.grpc_port), delay)
         await proxy.start()
         channel, load = await cluster.client()
         load.start()

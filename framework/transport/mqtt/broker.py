@@ -33,12 +33,12 @@ import aiomqtt
 from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
-from framework.broker.checks import check_counts, check_seconds
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.publisher import dead_letter
 from framework.broker.schedule import refuse_delay
 from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import routing_tag, tagged_headers
+from framework.checks import check_counts, check_seconds
 from framework.transport.mqtt import headers as hdr
 from framework.transport.mqtt.connection import Connection, ConnectSettings
 from framework.transport.mqtt.errors import TopicError

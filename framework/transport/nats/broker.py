@@ -44,11 +44,11 @@ from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_urls
 from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker, MessageProcessor, PublishResult, Subscription
-from framework.broker.checks import check_counts, check_seconds
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import DUE_HEADER, due_ms, due_time
 from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import tagged_headers
+from framework.checks import check_counts, check_seconds
 from framework.transport.nats.batching import NatsBatchingPublisher
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.delay import DelayRelay, DelayStream

@@ -42,12 +42,12 @@ from yarl import URL
 from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
-from framework.broker.checks import check_counts, check_seconds
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import due_time, remaining
 from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import routing_tag, tagged_headers
+from framework.checks import check_counts, check_seconds
 from framework.transport.rabbitmq import headers as hdr
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (

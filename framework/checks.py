@@ -1,4 +1,5 @@
-"""Checking the numbers a broker is constructed with, the same way on every broker.
+"""Checking the numbers a broker, registry or publisher is constructed with, the same way
+everywhere.
 
 Config files go through each broker's pydantic schema, but code may build a broker directly
 (``RabbitBroker(publish_timeout=...)``), and a ``NaN`` slips through comparisons such as
