@@ -131,23 +131,29 @@ class RabbitBatchingPublisher(BatchingPublisher):
         if self._watcher is None:
             self._watcher = loop.create_task(self._watch(), name=f"{self.name}-watch")
         raw = await self._raw_channel(chunk, loop.time() + timeout)
+        if raw is None and chunk[0].settled:
+            return  # no channel in time: the chunk failed
         publish = None if raw is None else raw.basic_publish
         no_wait = {} if raw is None else no_drain_wait(raw)
         mandatory = broker.mandatory
         attempts, retries, limit = self._attempts, self._retries, self.max_in_flight
         confirmed = self._confirmed
-        for item in chunk:
-            if item.settled:
-                continue  # failed while the channel was awaited
+        for index, item in enumerate(chunk):
             topic = item.topic
             exchange = exchanges.get(topic)
             if exchange is None:
                 self.reject((item,), refused[topic])
                 continue
             properties = persistent_properties(message_headers(item.headers, item.key))
-            while len(attempts) + len(retries) >= limit:
-                self._window.clear()
-                await self._window.wait()
+            if len(attempts) + len(retries) >= limit:
+                while len(attempts) + len(retries) >= limit:
+                    self._window.clear()
+                    await self._window.wait()
+                if raw is not None and raw.is_closed:  # lost meanwhile: wait for the new one
+                    raw = await self._raw_channel(chunk[index:], loop.time() + timeout)
+                    publish = None if raw is None else raw.basic_publish
+                    if item.settled:
+                        continue  # the rest of the chunk failed: no channel in time
             flight = _Flight(item, exchange, properties, loop.time() + timeout)
             if publish is None:  # the channel is being restored: the publisher waits for it
                 self._retry(flight, None)
@@ -168,11 +174,11 @@ class RabbitBatchingPublisher(BatchingPublisher):
         await asyncio.sleep(0)
 
     async def _raw_channel(
-        self, chunk: list[PendingMessage], deadline: float
+        self, items: list[PendingMessage], deadline: float
     ) -> AbstractChannel | None:
         """The confirm channel's current aiormq channel, waiting for a reconnect until
-        ``deadline`` (then the chunk fails with ``PublishTimeoutError``); ``None`` if it
-        went away again meanwhile."""
+        ``deadline`` (then ``items`` fail with ``PublishTimeoutError``, and ``None``);
+        ``None`` also if it went away again meanwhile (the publisher then waits for it)."""
         channel = self._publisher.channel
         try:
             async with asyncio.timeout_at(deadline):
@@ -180,7 +186,7 @@ class RabbitBatchingPublisher(BatchingPublisher):
                 return await channel.get_underlay_channel()
         except TimeoutError:
             timeout = self._publisher.timeout
-            for item in chunk:
+            for item in items:
                 error = PublishTimeoutError(
                     f"publish to {item.topic!r}: no RabbitMQ channel within {timeout:g}s",
                     topic=item.topic,
