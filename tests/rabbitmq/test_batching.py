@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aio_pika
 import pytest
@@ -158,38 +159,54 @@ async def test_a_nacked_message_is_published_again_until_publish_timeout(env: Ra
 
 
 async def test_a_connection_drop_mid_batch_loses_no_message_silently(
-    vhost_url: tuple[str, str],
+    vhost_url: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     vhost, url = vhost_url
+    handed_over: list[BaseException] = []  # first attempts that were not acked
+    publish_again = ConfirmedPublisher.publish
+
+    async def spy(self: ConfirmedPublisher, **kwargs: Any) -> None:
+        if kwargs.get("failed") is not None:
+            handed_over.append(kwargs["failed"])
+        await publish_again(self, **kwargs)
+
+    monkeypatch.setattr(ConfirmedPublisher, "publish", spy)
     env = RabbitEnv(url)
     try:
         topic = env.topic("drop")
         seen = await _serve_collector(env, topic)
         broker = await env.connected()
         publisher = broker.batch_publisher(chunk_size=100, flush_interval=0.005)
-        total = 3000
-        futures = []
-        for n in range(total):
-            futures.append(await publisher.submit(topic, _body(b"k", n), key=b"k"))
-            if n == 1000:
-                closing = asyncio.ensure_future(
-                    asyncio.to_thread(
-                        rabbitmqctl, "close_all_connections", "-p", vhost, "batch drop test"
+        futures: list[asyncio.Future[PublishResult]] = []
+        closing: asyncio.Future[str] | None = None
+        after = 0
+        async with asyncio.timeout(60):
+            # Faster than RabbitMQ confirms, so that messages are in flight when the
+            # connections close, and on until 1,000 more went after the drop.
+            while after < 1000:
+                n = len(futures)
+                futures.append(await publisher.submit(topic, _body(b"k", n), key=b"k"))
+                if n == 500:
+                    closing = asyncio.ensure_future(
+                        asyncio.to_thread(
+                            rabbitmqctl, "close_all_connections", "-p", vhost, "batch drop test"
+                        )
                     )
-                )
-        async with asyncio.timeout(40):
+                if closing is not None and closing.done():
+                    after += 1
+                if n % 100 == 99:
+                    await asyncio.sleep(0.01)
+            assert closing is not None
+            assert "Closed 0 connections" not in await closing
             outcomes = await asyncio.gather(*futures, return_exceptions=True)
-            out = await closing
-        assert "Closed 0 connections" not in out
-        confirmed = {_body(b"k", n) for n, o in enumerate(outcomes) if isinstance(o, PublishResult)}
+        assert handed_over, "no message was in flight when the connections closed"
         failed = [o for o in outcomes if not isinstance(o, PublishResult)]
         # Every message ended one way or the other; with a 15 s publish_timeout, all confirmed.
         assert failed == [], failed[:3]
-        assert len(confirmed) == total
+        confirmed = {_body(b"k", n) for n in range(len(futures))}
         # Every confirmed message delivered, at least once (a retried one may come twice).
         while missing := confirmed - {body for _, body, _ in seen.items}:
-            wanted = len(seen.items) + len(missing)
-            await seen.wait(wanted, timeout=30)
+            await seen.wait(len(seen.items) + len(missing), timeout=30)
     finally:
         await env.aclose()
 
