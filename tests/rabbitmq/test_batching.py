@@ -76,6 +76,29 @@ async def test_each_message_gets_its_own_result_and_keys_keep_their_order(
     await publisher.close()
 
 
+async def test_publish_on_the_same_channel_meanwhile_keeps_every_confirm_its_own(
+    env: RabbitEnv,
+) -> None:
+    """``publish`` shares the batching publisher's confirm channel: the delivery tags of
+    both stay in write order, so each confirm resolves its own message."""
+    topic = env.topic("shared")
+    seen = await _serve_collector(env, topic)
+    broker = await env.connected()
+    publisher = broker.batch_publisher(chunk_size=100, flush_interval=0.005)
+
+    async def single(n: int) -> PublishResult:
+        return await broker.publish(topic, _body(b"single", n), key=b"single")
+
+    singles = [asyncio.ensure_future(single(n)) for n in range(50)]
+    batched = [await publisher.submit(topic, _body(b"k", n), key=b"k") for n in range(1000)]
+    async with asyncio.timeout(20):
+        results = await asyncio.gather(*singles, *batched)
+    assert len({r.message_id for r in results}) == 1050
+    await seen.wait(1050, timeout=20)
+    assert {mid for _, _, mid in seen.items} == {r.message_id for r in results}
+    await publisher.close()
+
+
 async def test_an_unroutable_message_fails_alone(env: RabbitEnv) -> None:
     topic, nowhere = env.topic("routed"), env.topic("nowhere")
     seen = await _serve_collector(env, topic)
@@ -236,10 +259,23 @@ async def test_the_native_path_needs_confirms_and_a_connection(env: RabbitEnv) -
 
 
 class _SilentChannel:
-    """A confirm channel whose broker never answers: every publish waits forever."""
+    """A confirm channel whose broker never answers. ``bookkeeping``: with the aiormq
+    attributes the batching publisher registers its messages in (else it publishes each
+    message with ``basic_publish``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bookkeeping: bool) -> None:
         self.published = 0
+        if bookkeeping:
+            self.publisher_confirms = True
+            self.delivery_tag = 0
+            self.confirmations: dict[int, asyncio.Future[Any]] = {}
+            self.message_id_delivery_tag: dict[str, int] = {}
+            self.write_queue: asyncio.Queue[Any] = asyncio.Queue()
+            self.max_content_size = 1000
+            self.number = 1
+            self.is_closed = False
+            self.lock = asyncio.Lock()
+            self.create_future = asyncio.get_running_loop().create_future
 
     async def ready(self) -> None:
         return None
@@ -265,8 +301,9 @@ class _FakeBroker:
         raise AssertionError("not a topology error")
 
 
-async def test_a_confirm_that_never_comes_fails_at_publish_timeout() -> None:
-    channel = _SilentChannel()
+@pytest.mark.parametrize("bookkeeping", [True, False], ids=["written", "basic_publish"])
+async def test_a_confirm_that_never_comes_fails_at_publish_timeout(bookkeeping: bool) -> None:
+    channel = _SilentChannel(bookkeeping=bookkeeping)
     confirmed = ConfirmedPublisher(channel, timeout=0.5)  # type: ignore[arg-type]
     publisher = RabbitBatchingPublisher(
         _FakeBroker(),  # type: ignore[arg-type]
@@ -275,10 +312,27 @@ async def test_a_confirm_that_never_comes_fails_at_publish_timeout() -> None:
         flush_interval=0.001,
     )
     started = asyncio.get_running_loop().time()
-    futures = [await publisher.submit("t", b"x") for _ in range(3)]
+    futures = [await publisher.submit("t", b"x" * 2500) for _ in range(3)]
     async with asyncio.timeout(5):
         errors = await asyncio.gather(*futures, return_exceptions=True)
     assert all(isinstance(e, PublishTimeoutError) for e in errors), errors
     assert 0.5 <= asyncio.get_running_loop().time() - started < 2
-    assert channel.published == 3  # stopped at the deadline, not published again
+    if bookkeeping:  # one write for the chunk, a delivery tag each; not published again
+        assert channel.write_queue.qsize() == 1
+        assert channel.delivery_tag == 3 and channel.published == 0
+        assert channel.message_id_delivery_tag == {}  # forgotten with their confirms
+    else:  # each message published once, then stopped at the deadline
+        assert channel.published == 3
     await publisher.close(1)
+
+
+async def test_a_body_larger_than_a_frame_arrives_whole(env: RabbitEnv) -> None:
+    topic = env.topic("large")
+    seen = await _serve_collector(env, topic)
+    broker = await env.connected()
+    body = bytes(range(256)) * 1200  # 307,200 bytes: three body frames at the default frame_max
+    async with broker.batch_publisher(chunk_size=3, flush_interval=0.01) as publisher:
+        futures = [await publisher.submit(topic, body[n:] + bytes([n])) for n in range(3)]
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+    await seen.wait(3)
+    assert [got for _, got, _ in seen.items] == [body[n:] + bytes([n]) for n in range(3)]

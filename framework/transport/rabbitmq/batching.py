@@ -1,10 +1,17 @@
-"""RabbitMQ's batching publisher: a chunk's messages written straight to the confirm channel.
+"""RabbitMQ's batching publisher: a chunk's messages written to the confirm channel at once.
 
-:class:`RabbitBatchingPublisher` publishes every message of a chunk at once on the broker's
-confirm-mode channel (at most ``max_in_flight`` awaiting their confirm), and each message's
-``Basic.Ack`` resolves it. The channel is looked up once per chunk and a message costs one
-``basic_publish`` on it, where the generic pipelined publisher runs the broker's whole
-``publish`` per message (its checks, timeout scope, channel lookup and retry loop).
+:class:`RabbitBatchingPublisher` writes the messages of a chunk (at most ``max_in_flight``
+awaiting their confirm) to the broker's confirm-mode channel as one write, and each
+message's ``Basic.Ack`` resolves it. Where the generic pipelined publisher runs the broker's
+whole ``publish`` per message, and aiormq's ``basic_publish`` takes the channel's lock, a
+task and a socket write per message, this takes the lock once per write and registers each
+message's confirm the way ``basic_publish`` does: the next delivery tag (RabbitMQ numbers the
+publishes of a confirm channel 1, 2, 3... in the order it receives them), a confirmation
+future, and the message id (how aiormq finds the publish a ``Basic.Return`` is about). It
+relies on those attributes of aiormq's channel (``delivery_tag``, ``confirmations``,
+``message_id_delivery_tag``, ``write_queue``, ``lock``, ``max_content_size``), checked at
+run time: a channel without them (another aiormq version) gets each message published by
+the broker's confirmed publisher instead, as ``publish`` would.
 
 The messages are those :meth:`RabbitBroker.publish
 <framework.transport.rabbitmq.broker.RabbitBroker.publish>` makes: the same headers
@@ -35,18 +42,17 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from aiormq.abc import AbstractChannel, ConfirmationFrameType
+import pamqp.frame
+from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
 
 from framework.broker.batching import BatchingPublisher, PendingMessage
 from framework.broker.broker import PublishResult
 from framework.transport.rabbitmq.errors import PublishTimeoutError, TopologyError
 from framework.transport.rabbitmq.headers import message_headers
-from framework.transport.rabbitmq.publishing import (
-    ConfirmedPublisher,
-    no_drain_wait,
-    persistent_properties,
-)
+from framework.transport.rabbitmq.publishing import ConfirmedPublisher, persistent_properties
 
 if TYPE_CHECKING:
     from framework.transport.rabbitmq.broker import RabbitBroker
@@ -57,7 +63,7 @@ __all__ = ["RabbitBatchingPublisher"]
 class _Flight:
     """One message on its way: what publishing it again needs."""
 
-    __slots__ = ("deadline", "exchange", "item", "properties")
+    __slots__ = ("deadline", "exchange", "item", "message_tags", "payload", "properties", "tag")
 
     def __init__(
         self,
@@ -70,6 +76,9 @@ class _Flight:
         self.exchange = exchange
         self.properties = properties
         self.deadline = deadline  # loop.time() when its publish_timeout runs out
+        self.payload = b""  # its frames, marshalled
+        self.tag = 0  # its delivery tag on the channel it was written to
+        self.message_tags: dict[str | None, int] = {}  # its channel: message id -> delivery tag
 
 
 class RabbitBatchingPublisher(BatchingPublisher):
@@ -108,7 +117,7 @@ class RabbitBatchingPublisher(BatchingPublisher):
         self._broker = broker
         self._publisher = publisher
         # First attempts awaiting their confirm, and the messages handed to the publisher.
-        self._attempts: dict[asyncio.Future[ConfirmationFrameType | None], _Flight] = {}
+        self._attempts: dict[asyncio.Future[Any], _Flight] = {}
         self._retries: set[asyncio.Task[None]] = set()
         self._window = asyncio.Event()  # set while fewer than max_in_flight are on their way
         self._window.set()
@@ -133,57 +142,116 @@ class RabbitBatchingPublisher(BatchingPublisher):
         raw = await self._raw_channel(chunk, loop.time() + timeout)
         if raw is None and chunk[0].settled:
             return  # no channel in time: the chunk failed
-        publish = None if raw is None else raw.basic_publish
-        no_wait = {} if raw is None else no_drain_wait(raw)
-        mandatory = broker.mandatory
         attempts, retries, limit = self._attempts, self._retries, self.max_in_flight
-        confirmed = self._confirmed
+        ready: list[_Flight] = []  # marshalled, to be written together
         for index, item in enumerate(chunk):
             topic = item.topic
             exchange = exchanges.get(topic)
             if exchange is None:
                 self.reject((item,), refused[topic])
                 continue
-            properties = persistent_properties(message_headers(item.headers, item.key))
-            if len(attempts) + len(retries) >= limit:
+            if len(attempts) + len(retries) + len(ready) >= limit:
+                if ready:
+                    await self._write(raw, ready)
+                    ready = []
                 while len(attempts) + len(retries) >= limit:
                     self._window.clear()
                     await self._window.wait()
                 if raw is not None and raw.is_closed:  # lost meanwhile: wait for the new one
                     raw = await self._raw_channel(chunk[index:], loop.time() + timeout)
-                    publish = None if raw is None else raw.basic_publish
                     if item.settled:
-                        continue  # the rest of the chunk failed: no channel in time
+                        return  # the rest of the chunk failed: no channel in time
+            properties = persistent_properties(message_headers(item.headers, item.key))
             flight = _Flight(item, exchange, properties, loop.time() + timeout)
-            if publish is None:  # the channel is being restored: the publisher waits for it
+            if raw is None:  # the channel is being restored: the publisher waits for it
                 self._retry(flight, None)
                 continue
-            attempt = loop.create_task(
-                publish(
-                    item.body,
-                    exchange=exchange,
-                    routing_key=topic,
-                    properties=properties,
-                    mandatory=mandatory,
-                    **no_wait,
-                )
-            )
-            attempts[attempt] = flight
-            attempt.add_done_callback(confirmed)
-        # Let the publishes just started write their messages before the next chunk's start.
+            try:
+                flight.payload = self._marshal(raw, flight)
+            except Exception as exc:  # a header or routing key AMQP cannot carry
+                self.reject((item,), exc)
+                continue
+            ready.append(flight)
+        if ready:
+            await self._write(raw, ready)
+        # Let the writer send this chunk before the next one is marshalled.
         await asyncio.sleep(0)
 
-    async def _raw_channel(
-        self, items: list[PendingMessage], deadline: float
-    ) -> AbstractChannel | None:
+    def _marshal(self, raw: Any, flight: _Flight) -> bytes:
+        """The frames of one publish: method, content header, body in frame-size pieces."""
+        item = flight.item
+        body = item.body
+        number = raw.number
+        size = raw.max_content_size
+        frames = [
+            pamqp.frame.marshal(
+                spec.Basic.Publish(
+                    exchange=flight.exchange,
+                    routing_key=item.topic,
+                    mandatory=self._broker.mandatory,
+                ),
+                number,
+            ),
+            pamqp.frame.marshal(
+                ContentHeader(properties=flight.properties, body_size=len(body)), number
+            ),
+        ]
+        for start in range(0, len(body), size):
+            frames.append(pamqp.frame.marshal(ContentBody(body[start : start + size]), number))
+        return b"".join(frames)
+
+    async def _write(self, raw: Any, flights: list[_Flight]) -> None:
+        """Write ``flights`` to ``raw`` at once, each one's confirm registered as aiormq's
+        ``basic_publish`` registers it (see the module docstring)."""
+        payload = ChannelFrame(payload=b"".join(f.payload for f in flights), should_close=False)
+        attempts = self._attempts
+        registered: list[asyncio.Future[Any]] = []
+        try:
+            async with raw.lock:  # the channel's publishes: its tags follow the write order
+                confirmations = raw.confirmations
+                message_tags = raw.message_id_delivery_tag
+                first = tag = raw.delivery_tag
+                for flight in flights:
+                    tag += 1
+                    confirmation = raw.create_future()
+                    confirmations[tag] = confirmation
+                    message_tags[flight.properties.message_id] = tag
+                    flight.tag = tag
+                    flight.message_tags = message_tags
+                    attempts[confirmation] = flight
+                    registered.append(confirmation)
+                raw.delivery_tag = tag
+                try:
+                    await raw.write_queue.put(payload)
+                except BaseException:
+                    # Not written: the broker numbers only what it receives, so the tags
+                    # are given back before anything else publishes on the channel.
+                    raw.delivery_tag = first
+                    for flight, confirmation in zip(flights, registered, strict=True):
+                        confirmations.pop(flight.tag, None)
+                        if message_tags.get(flight.properties.message_id) == flight.tag:
+                            del message_tags[flight.properties.message_id]
+                        del attempts[confirmation]
+                        confirmation.cancel()
+                    raise
+        except Exception as exc:  # the channel closed before they were written
+            for flight in flights:
+                self._retry(flight, exc)
+            return
+        confirmed = self._confirmed
+        for confirmation in registered:
+            confirmation.add_done_callback(confirmed)
+
+    async def _raw_channel(self, items: list[PendingMessage], deadline: float) -> Any | None:
         """The confirm channel's current aiormq channel, waiting for a reconnect until
         ``deadline`` (then ``items`` fail with ``PublishTimeoutError``, and ``None``);
-        ``None`` also if it went away again meanwhile (the publisher then waits for it)."""
+        ``None`` also if it went away again meanwhile or lacks what this publisher relies on
+        (then each message is published by the broker's confirmed publisher)."""
         channel = self._publisher.channel
         try:
             async with asyncio.timeout_at(deadline):
                 await channel.ready()  # waits while the robust connection reconnects
-                return await channel.get_underlay_channel()
+                raw = await channel.get_underlay_channel()
         except TimeoutError:
             timeout = self._publisher.timeout
             for item in items:
@@ -196,10 +264,14 @@ class RabbitBatchingPublisher(BatchingPublisher):
             return None
         except Exception:
             return None  # each message goes through the publisher, which waits for it
+        return raw if _writable(raw) else None
 
-    def _confirmed(self, attempt: asyncio.Future[ConfirmationFrameType | None]) -> None:
+    def _confirmed(self, attempt: asyncio.Future[Any]) -> None:
         flight = self._attempts.pop(attempt)
         self._open_window()
+        message_id = flight.properties.message_id
+        if flight.message_tags.get(message_id) == flight.tag:
+            del flight.message_tags[message_id]  # only a return needs it, until the confirm
         if attempt.cancelled():
             if self._aborted:
                 self.reject((flight.item,), asyncio.CancelledError())
@@ -291,3 +363,18 @@ class RabbitBatchingPublisher(BatchingPublisher):
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
+
+
+def _writable(raw: object) -> bool:
+    """Whether ``raw`` (an aiormq channel) has the confirm bookkeeping this publisher
+    registers its messages in (see the module docstring)."""
+    return (
+        getattr(raw, "publisher_confirms", False) is True
+        and isinstance(getattr(raw, "delivery_tag", None), int)
+        and isinstance(getattr(raw, "confirmations", None), dict)
+        and isinstance(getattr(raw, "message_id_delivery_tag", None), dict)
+        and isinstance(getattr(raw, "write_queue", None), asyncio.Queue)
+        and isinstance(getattr(raw, "max_content_size", None), int)
+        and hasattr(raw, "lock")
+        and hasattr(raw, "create_future")
+    )
