@@ -28,7 +28,7 @@ at once (many in flight on one connection, each confirm resolving its message), 
 what :meth:`Broker.batch_publisher <framework.broker.broker.Broker.batch_publisher>` returns
 unless a broker has a cheaper native path (Kafka: one record batch per partition; Redis: one
 pipelined round trip of ``XADD`` per chunk; NATS: one reply subscription for every PubAck;
-RabbitMQ: a chunk's messages written straight to the confirm channel).
+RabbitMQ: a chunk's messages written to the confirm channel in one write).
 """
 
 from __future__ import annotations

@@ -454,7 +454,7 @@ class RabbitBroker(Broker):
         max_pending: int = 100_000,
     ) -> BatchingPublisher:
         """A :class:`~framework.transport.rabbitmq.batching.RabbitBatchingPublisher`: a
-        chunk's messages published at once on the confirm-mode channel, a ``Basic.Ack``
+        chunk's messages written at once to the confirm-mode channel, a ``Basic.Ack``
         resolving each (flushed and closed with the broker). Without
         ``publisher_confirms`` (level ``"none"``) the default one instead, pipelining
         :meth:`publish` as it makes them.
