@@ -207,7 +207,9 @@ class RabbitBatchingPublisher(BatchingPublisher):
         attempts = self._attempts
         registered: list[asyncio.Future[Any]] = []
         try:
-            async with raw.lock:  # the channel's publishes: its tags follow the write order
+            # Bounded: a connection that dies while the lock or a full write queue is awaited
+            # never frees them.
+            async with asyncio.timeout_at(flights[0].deadline), raw.lock:
                 confirmations = raw.confirmations
                 message_tags = raw.message_id_delivery_tag
                 first = tag = raw.delivery_tag
@@ -234,6 +236,10 @@ class RabbitBatchingPublisher(BatchingPublisher):
                         del attempts[confirmation]
                         confirmation.cancel()
                     raise
+        except TimeoutError:  # their deadline passed: the publisher fails them as timed out
+            for flight in flights:
+                self._retry(flight, None)
+            return
         except Exception as exc:  # the channel closed before they were written
             for flight in flights:
                 self._retry(flight, exc)
