@@ -50,6 +50,7 @@ from pamqp.header import ContentHeader
 
 from framework.broker.batching import BatchingPublisher, PendingMessage
 from framework.broker.broker import PublishResult
+from framework.checks import check_counts
 from framework.transport.rabbitmq.errors import PublishTimeoutError, TopologyError
 from framework.transport.rabbitmq.headers import message_headers
 from framework.transport.rabbitmq.publishing import ConfirmedPublisher, persistent_properties
@@ -111,8 +112,7 @@ class RabbitBatchingPublisher(BatchingPublisher):
         super().__init__(**kwargs)
         if max_in_flight is None:
             max_in_flight = max(2 * self.chunk_size, 256)
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        check_counts(self.name, max_in_flight=max_in_flight)
         self.max_in_flight = max_in_flight
         self._broker = broker
         self._publisher = publisher
