@@ -44,7 +44,7 @@ from framework.transport.rabbitmq.errors import (
     UnroutableError,
 )
 
-__all__ = ["ConfirmedPublisher", "UnconfirmedPublisher", "no_drain_wait", "persistent_properties"]
+__all__ = ["ConfirmedPublisher", "UnconfirmedPublisher", "persistent_properties"]
 
 # Errors the broker will answer the same way on every retry.
 _FATAL = (ChannelNotFoundEntity, ChannelAccessRefused, ChannelPreconditionFailed)
@@ -157,7 +157,7 @@ class ConfirmedPublisher:
             routing_key=routing_key,
             properties=properties,
             mandatory=mandatory,
-            **no_drain_wait(raw),
+            **_no_drain_wait(raw),
         )
 
 
@@ -188,7 +188,7 @@ def _retry_after(exc: BaseException, *, where: str, exchange: str, body: bytes) 
     raise exc
 
 
-def no_drain_wait(raw: object) -> dict[str, Any]:
+def _no_drain_wait(raw: object) -> dict[str, Any]:
     """``wait=False`` where aiormq's ``basic_publish`` takes it: do not wait, under the
     channel's lock, for each frame to be written out before the next publish may queue its
     own. The confirm awaited after it only comes once the frame was written anyway, and with
