@@ -27,7 +27,8 @@ generic one: it starts the broker's own confirmed ``publish`` for every message 
 at once (many in flight on one connection, each confirm resolving its message), which is
 what :meth:`Broker.batch_publisher <framework.broker.broker.Broker.batch_publisher>` returns
 unless a broker has a cheaper native path (Kafka: one record batch per partition; Redis: one
-pipelined round trip of ``XADD`` per chunk).
+pipelined round trip of ``XADD`` per chunk; NATS: one reply subscription for every PubAck;
+RabbitMQ: a chunk's messages written to the confirm channel in one write).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
@@ -41,14 +41,16 @@ from yarl import URL
 
 from framework.broker.acks import Acks, publish_mode
 from framework.broker.addresses import check_url
+from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker, MessageProcessor, PublishResult
 from framework.broker.clientlog import connection_log
 from framework.broker.closing import stop_subscriptions_now
 from framework.broker.schedule import due_time, remaining
 from framework.broker.subscriber import SubscriberSpec
-from framework.broker.tags import routing_tag, tagged_headers
+from framework.broker.tags import tagged_headers
 from framework.checks import check_counts, check_seconds
 from framework.transport.rabbitmq import headers as hdr
+from framework.transport.rabbitmq.batching import RabbitBatchingPublisher
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
     PublishTimeoutError,
@@ -56,7 +58,11 @@ from framework.transport.rabbitmq.errors import (
     TopologyError,
 )
 from framework.transport.rabbitmq.options import EXCHANGE_TYPES, KNOWN_OPTIONS, resolve_topology
-from framework.transport.rabbitmq.publishing import ConfirmedPublisher, UnconfirmedPublisher
+from framework.transport.rabbitmq.publishing import (
+    ConfirmedPublisher,
+    UnconfirmedPublisher,
+    persistent_properties,
+)
 from framework.transport.rabbitmq.topology import declare_delay_bucket
 
 __all__ = ["MAX_DELAY_MS", "RabbitBroker"]
@@ -382,22 +388,8 @@ class RabbitBroker(Broker):
         if publisher is None:
             raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
         mode = publish_mode(self.default_acks)
-        if exchange is not None:
-            target = exchange
-        elif topic in self._dlqs:
-            # A dead-letter destination (e.g. from framework.broker.publisher.dead_letter):
-            # its queue is bound to the dead-letter exchange, not to the broker's exchange.
-            target = self.dead_letter_exchange
-        else:
-            target = self.exchange
-        amqp_headers = hdr.to_amqp_headers(headers)
-        if key is not None:
-            amqp_headers[hdr.KEY] = bytearray(key)
-        tag = routing_tag(headers)
-        if tag is not None:
-            # Also under a name the tag exchanges match on (they ignore x- headers); taken
-            # from the header so a dead letter or a republished message is routed the same.
-            amqp_headers[hdr.TAG_ARG] = hdr.encodable(tag)
+        target = self.exchange_for(topic) if exchange is None else exchange
+        amqp_headers = hdr.message_headers(headers, key)
         route_exchange = target
         wait = remaining(due_time(delay, deliver_at))
         delay_ms = max(1, round(wait * 1000)) if wait > 0 else 0
@@ -412,13 +404,7 @@ class RabbitBroker(Broker):
             amqp_headers[hdr.DELAY_MS_ARG] = str(delay_ms)
             amqp_headers[hdr.DELAY_EXCHANGE_ARG] = target
             route_exchange = self.delay_exchange
-        message_id = uuid.uuid4().hex
-        properties = spec.Basic.Properties(
-            headers=amqp_headers or None,
-            delivery_mode=2,  # persistent
-            message_id=message_id,  # also how aiormq matches a returned (unroutable) message
-            timestamp=datetime.now(UTC),
-        )
+        properties = persistent_properties(amqp_headers)
         try:
             if mode.confirmed:
                 await publisher.publish(
@@ -439,14 +425,60 @@ class RabbitBroker(Broker):
                     report=partial(self.unconfirmed.report, mode=mode),
                 )
         except TopologyError:
-            self._exchanges.discard(target)  # deleted meanwhile? check again next time
+            self.forget_exchange(target)  # deleted meanwhile? check again next time
             raise
         except Exception as exc:
             if not mode.confirmed:
                 self.unconfirmed.report(topic, exc, mode)
             raise
         self._log_state.recovered(self.endpoint)  # a no-op unless an outage was reported
-        return PublishResult(topic=topic, message_id=message_id)
+        return PublishResult(topic=topic, message_id=properties.message_id)
+
+    def exchange_for(self, topic: str) -> str:
+        """The exchange a publish to ``topic`` goes to without ``exchange=``: the broker's,
+        or the dead-letter exchange when ``topic`` is the dead-letter queue of a
+        subscription of this broker (e.g. from
+        :func:`framework.broker.publisher.dead_letter`): that queue is bound there."""
+        return self.dead_letter_exchange if topic in self._dlqs else self.exchange
+
+    def forget_exchange(self, name: str) -> None:
+        """``name`` was found missing (a publish to it was refused): the next publish to it
+        checks it again first."""
+        self._exchanges.discard(name)
+
+    def batch_publisher(
+        self,
+        *,
+        chunk_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+    ) -> BatchingPublisher:
+        """A :class:`~framework.transport.rabbitmq.batching.RabbitBatchingPublisher`: a
+        chunk's messages written at once to the confirm-mode channel, a ``Basic.Ack``
+        resolving each (flushed and closed with the broker). Without
+        ``publisher_confirms`` (level ``"none"``) the default one instead, pipelining
+        :meth:`publish` as it makes them.
+
+        Raises:
+            RuntimeError: the broker is not connected.
+            ValueError: invalid sizes (see ``BatchingPublisher``).
+        """
+        if not self.publisher_confirms:
+            return super().batch_publisher(
+                chunk_size=chunk_size, flush_interval=flush_interval, max_pending=max_pending
+            )
+        publisher = self._publisher
+        if publisher is None:
+            raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
+        return self.track_batch_publisher(
+            RabbitBatchingPublisher(
+                self,
+                publisher,
+                chunk_size=chunk_size,
+                flush_interval=flush_interval,
+                max_pending=max_pending,
+            )
+        )
 
     async def prepare_publish(self, topic: str) -> None:
         """Check, once, the exchange a publish to ``topic`` goes to (the broker's, or the
@@ -459,7 +491,7 @@ class RabbitBroker(Broker):
         """
         if self._publisher is None:
             raise RuntimeError("RabbitBroker is not connected: call `await broker.connect()`")
-        target = self.dead_letter_exchange if topic in self._dlqs else self.exchange
+        target = self.exchange_for(topic)
         if target not in self._exchanges:
             await self._declare_for(topic, target, 0)
 

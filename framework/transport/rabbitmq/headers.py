@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from framework.broker.message import header_bytes, header_text
+from framework.broker.tags import routing_tag
 
 __all__ = [
     "ATTEMPT",
@@ -33,6 +34,7 @@ __all__ = [
     "TAG_ARG",
     "TOPIC",
     "encodable",
+    "message_headers",
     "to_amqp_headers",
     "to_str_headers",
 ]
@@ -130,3 +132,18 @@ def to_amqp_headers(headers: Mapping[str, str] | None) -> dict[str, Any]:
     if not headers:
         return {}
     return {name: encodable(value) for name, value in headers.items()}
+
+
+def message_headers(headers: Mapping[str, str] | None, key: bytes | None) -> dict[str, Any]:
+    """AMQP headers of a published message (a fresh dict the caller may extend): ``headers``
+    (already carrying the message's ``x-tag``, if any) as :func:`to_amqp_headers` makes them,
+    the ordering ``key`` under :data:`KEY`, and the tag again under :data:`TAG_ARG`, taken
+    from the header so a dead letter or a republished message is routed the same."""
+    amqp_headers = to_amqp_headers(headers)
+    if key is not None:
+        amqp_headers[KEY] = bytearray(key)
+    tag = routing_tag(headers)
+    if tag is not None:
+        # The tag exchanges match on this name (a headers exchange ignores x- headers).
+        amqp_headers[TAG_ARG] = encodable(tag)
+    return amqp_headers

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika.abc
@@ -29,6 +31,7 @@ from aiormq.exceptions import (
     ChannelInvalidStateError,
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
+    DeliveryError,
     PublishError,
 )
 from pamqp import commands as spec
@@ -41,12 +44,14 @@ from framework.transport.rabbitmq.errors import (
     UnroutableError,
 )
 
-__all__ = ["ConfirmedPublisher", "UnconfirmedPublisher"]
+__all__ = ["ConfirmedPublisher", "UnconfirmedPublisher", "persistent_properties"]
 
 # Errors the broker will answer the same way on every retry.
 _FATAL = (ChannelNotFoundEntity, ChannelAccessRefused, ChannelPreconditionFailed)
 # Errors of a connection or channel that went away under the publish: retry once restored.
 _TRANSIENT = (AMQPConnectionError, ChannelClosed, ChannelInvalidStateError, ConnectionError)
+# ... and aiormq cancels the pending confirms of a channel that closes.
+_RETRIED = (asyncio.CancelledError, *_TRANSIENT)
 
 
 class ConfirmedPublisher:
@@ -56,6 +61,16 @@ class ConfirmedPublisher:
         self._channel = channel
         self._timeout = timeout
 
+    @property
+    def channel(self) -> aio_pika.abc.AbstractRobustChannel:
+        """The robust confirm-mode channel it publishes on."""
+        return self._channel
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a publish may wait for its confirm, across reconnects."""
+        return self._timeout
+
     async def publish(
         self,
         *,
@@ -64,8 +79,18 @@ class ConfirmedPublisher:
         body: bytes,
         properties: spec.Basic.Properties,
         mandatory: bool,
+        deadline: float | None = None,
+        failed: BaseException | None = None,
     ) -> None:
         """Publish and wait for the broker's confirm, retrying across reconnects.
+
+        Args:
+            deadline: when to give up, in the event loop's time (``loop.time()``); default:
+                the timeout from now.
+            failed: what an attempt the caller already made with these ``properties`` raised
+                (the batching publisher's first attempt): judged as this method's own
+                attempts are, so it is raised as the matching error below or the message is
+                published again.
 
         Raises:
             UnroutableError: ``mandatory`` and no queue matched (the broker returned it).
@@ -75,52 +100,43 @@ class ConfirmedPublisher:
                 503 ``BROKER_UNAVAILABLE`` error.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
+        if deadline is None:
+            deadline = loop.time() + self._timeout
         backoff = 0.05
         last_error: BaseException | None = None
         where = f"exchange {exchange!r} routing key {routing_key!r}"
         while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    confirmation = await self._send(
-                        exchange, routing_key, body, properties, mandatory
-                    )
-            except TimeoutError as exc:
-                raise PublishTimeoutError(
-                    f"publish to {where} not confirmed within {self._timeout:g}s"
-                    + (f" (last error: {last_error})" if last_error else ""),
-                    topic=routing_key,
-                    timeout=self._timeout,
-                ) from exc
-            except PublishError as exc:
-                raise UnroutableError(
-                    f"publish to {where} matched no queue (mandatory): no subscriber has "
-                    f"bound a queue for it yet"
-                ) from exc
-            except _FATAL as exc:
-                # The broker closes the whole channel, failing every publish in flight on
-                # it. Its reason names the culprit ("no exchange 'x' in vhost '/'"): only
-                # that publish fails, the others go again on the restored channel.
-                if f"'{exchange}'" in str(exc):
-                    raise TopologyError(f"publish to {where} refused by the broker: {exc}") from exc
-                # "message size 200 is larger than configured max size 100": the size is
-                # this body's only if this publish is the culprit.
-                if f"message size {len(body)} is larger" in str(exc):
-                    raise MessageTooLargeError(
-                        f"publish to {where} refused by the broker: {exc}"
+            if failed is None:
+                try:
+                    if loop.time() >= deadline:
+                        # Not even started: an expired timeout scope would only stop it
+                        # once it is written.
+                        raise TimeoutError
+                    async with asyncio.timeout_at(deadline):
+                        confirmation = await self._send(
+                            exchange, routing_key, body, properties, mandatory
+                        )
+                except TimeoutError as exc:
+                    raise PublishTimeoutError(
+                        f"publish to {where} not confirmed within {self._timeout:g}s"
+                        + (f" (last error: {last_error})" if last_error else ""),
+                        topic=routing_key,
+                        timeout=self._timeout,
                     ) from exc
-                last_error = exc
-            except asyncio.CancelledError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # we are being cancelled: not a channel loss
-                last_error = exc  # aiormq cancels pending confirms when its channel closes
-            except _TRANSIENT as exc:
-                last_error = exc
-            else:
-                if isinstance(confirmation, spec.Basic.Ack):
-                    return
-                last_error = PublishFailedError(f"broker nacked the publish: {confirmation!r}")
+                except asyncio.CancelledError as exc:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # we are being cancelled: not a channel loss
+                    failed = exc
+                except Exception as exc:
+                    failed = exc
+                else:
+                    if isinstance(confirmation, spec.Basic.Ack):
+                        return
+                    last_error = PublishFailedError(f"broker nacked the publish: {confirmation!r}")
+            if failed is not None:
+                last_error = _retry_after(failed, where=where, exchange=exchange, body=body)
+                failed = None
             pause = min(backoff, max(deadline - loop.time(), 0.0))
             await asyncio.sleep(pause)
             backoff = min(backoff * 2, 1.0)
@@ -145,6 +161,33 @@ class ConfirmedPublisher:
         )
 
 
+def _retry_after(exc: BaseException, *, where: str, exchange: str, body: bytes) -> BaseException:
+    """What a failed attempt of a confirmed publish means: raises the error of a publish the
+    broker will refuse again; returns ``exc`` (or what it stands for) when publishing again,
+    once the channel is back, may succeed."""
+    if isinstance(exc, PublishError):
+        raise UnroutableError(
+            f"publish to {where} matched no queue (mandatory): no subscriber has "
+            f"bound a queue for it yet"
+        ) from exc
+    if isinstance(exc, _FATAL):
+        # The broker closes the whole channel, failing every publish in flight on it. Its
+        # reason names the culprit ("no exchange 'x' in vhost '/'"): only that publish
+        # fails, the others go again on the restored channel.
+        if f"'{exchange}'" in str(exc):
+            raise TopologyError(f"publish to {where} refused by the broker: {exc}") from exc
+        # "message size 200 is larger than configured max size 100": the size is this
+        # body's only if this publish is the culprit.
+        if f"message size {len(body)} is larger" in str(exc):
+            raise MessageTooLargeError(f"publish to {where} refused by the broker: {exc}") from exc
+        return exc
+    if isinstance(exc, DeliveryError):  # aiormq fails a nacked publish's confirm with it
+        return PublishFailedError(f"broker nacked the publish: {exc.frame!r}")
+    if isinstance(exc, _RETRIED):
+        return exc
+    raise exc
+
+
 def _no_drain_wait(raw: object) -> dict[str, Any]:
     """``wait=False`` where aiormq's ``basic_publish`` takes it: do not wait, under the
     channel's lock, for each frame to be written out before the next publish may queue its
@@ -162,6 +205,19 @@ def _no_drain_wait(raw: object) -> dict[str, Any]:
 
 _ACCEPTS_WAIT: dict[type, bool] = {}
 _NO_WAIT: dict[str, Any] = {"wait": False}
+
+
+def persistent_properties(headers: dict[str, Any]) -> spec.Basic.Properties:
+    """Properties of a published message: ``headers`` (see
+    :func:`~framework.transport.rabbitmq.headers.message_headers`), persistent, a fresh
+    message id (also how aiormq matches a returned, unroutable message to its publish) and
+    the current time."""
+    return spec.Basic.Properties(
+        headers=headers or None,
+        delivery_mode=2,  # persistent
+        message_id=uuid.uuid4().hex,
+        timestamp=datetime.now(UTC),
+    )
 
 
 class UnconfirmedPublisher:
