@@ -258,6 +258,24 @@ async def test_the_native_path_needs_confirms_and_a_connection(env: RabbitEnv) -
     await publisher.close()
 
 
+async def test_the_one_write_path_is_taken_with_the_installed_aiormq(env: RabbitEnv) -> None:
+    """Guard: the fast path relies on aiormq's channel internals (pyproject holds aiormq to
+    the minor release it was built on). If an upgrade changed them, every message would
+    silently take the slower per-message fallback: fail here instead."""
+    from framework.transport.rabbitmq.batching import _writable
+
+    broker: RabbitBroker = await env.connected()
+    publisher = broker.batch_publisher()
+    try:
+        raw = await publisher._publisher.channel.get_underlay_channel()
+        assert _writable(raw), (
+            "aiormq's channel no longer has the confirm bookkeeping RabbitBatchingPublisher "
+            "writes into: update framework/transport/rabbitmq/batching.py for this aiormq"
+        )
+    finally:
+        await publisher.close()
+
+
 class _SilentChannel:
     """A confirm channel whose broker never answers. ``bookkeeping``: with the aiormq
     attributes the batching publisher registers its messages in (else it publishes each
