@@ -156,8 +156,9 @@ PROMISES: tuple[Promise, ...] = (
         "batch_publish",
         "batching publisher",
         "broker.batch_publisher(chunk_size=16, max_pending=32): 200 keyed messages each get "
-        "their own result, never more than 32 unresolved; a refused message in a chunk fails "
-        "alone; close() flushes a buffer no interval would send; each key arrives in order.",
+        "their own result, never more than 32 unresolved; a refused message in a chunk (its "
+        "topic, or a header no encoding carries) fails alone; close() flushes a buffer no "
+        "interval would send; each key arrives in order.",
     ),
 )
 

@@ -122,7 +122,11 @@ class BatchingPublisher(batching.BatchingPublisher):
         limit = self._max_request_size
         for item in items:
             body, key = item.body, item.key
-            headers = encode_headers(item.headers) if item.headers else []
+            try:  # a header no encoding can carry fails its message alone
+                headers = encode_headers(item.headers) if item.headers else []
+            except (ValueError, TypeError) as exc:
+                self.reject((item,), exc)
+                continue
             # The exact estimate only near the limit: this is the per-message hot path.
             rough = len(body) + (len(key) if key else 0) + sum(len(n) + len(v) for n, v in headers)
             if rough + _RECORD_OVERHEAD > limit:

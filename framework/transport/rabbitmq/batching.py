@@ -161,15 +161,16 @@ class RabbitBatchingPublisher(BatchingPublisher):
                     raw = await self._raw_channel(chunk[index:], loop.time() + timeout)
                     if item.settled:
                         return  # the rest of the chunk failed: no channel in time
-            properties = persistent_properties(message_headers(item.headers, item.key))
-            flight = _Flight(item, exchange, properties, loop.time() + timeout)
+            try:  # a header or routing key AMQP cannot carry fails its message alone
+                properties = persistent_properties(message_headers(item.headers, item.key))
+                flight = _Flight(item, exchange, properties, loop.time() + timeout)
+                if raw is not None:
+                    flight.payload = self._marshal(raw, flight)
+            except Exception as exc:
+                self.reject((item,), exc)
+                continue
             if raw is None:  # the channel is being restored: the publisher waits for it
                 self._retry(flight, None)
-                continue
-            try:
-                flight.payload = self._marshal(raw, flight)
-            except Exception as exc:  # a header or routing key AMQP cannot carry
-                self.reject((item,), exc)
                 continue
             ready.append(flight)
         if ready:

@@ -72,10 +72,19 @@ class RedisBatchingPublisher(batching.BatchingPublisher):
 
     async def send_chunk(self, chunk: list[PendingMessage]) -> None:
         options = self._options
+        encoded: list[tuple[PendingMessage, dict[bytes, bytes]]] = []
+        for item in chunk:
+            try:  # a header no encoding can carry fails its message alone
+                encoded.append((item, encode_fields(item.body, item.key, item.headers)))
+            except (ValueError, TypeError) as exc:
+                self.reject((item,), exc)
+        if not encoded:
+            return
+        chunk = [item for item, _ in encoded]
         deadline = time.monotonic() + options.publish_timeout
         pause = 0.05
         while True:
-            packed = self._pack(chunk)  # MINID is relative to now: packed per attempt
+            packed = self._pack(encoded)  # MINID is relative to now: packed per attempt
             try:
                 replies = await self._round_trip(packed, len(chunk))
             except (*RETRYABLE, TimeoutError) as exc:  # TimeoutError: no replies in time
@@ -99,7 +108,7 @@ class RedisBatchingPublisher(batching.BatchingPublisher):
                 entry_id = reply.decode() if isinstance(reply, bytes) else str(reply)
                 self.resolve(item, PublishResult(topic=item.topic, message_id=entry_id))
 
-    def _pack(self, chunk: list[PendingMessage]) -> bytes:
+    def _pack(self, chunk: list[tuple[PendingMessage, dict[bytes, bytes]]]) -> bytes:
         """The chunk's ``XADD`` commands in RESP (one buffer, written at once).
 
         Packed here rather than by redis-py's pipeline: for a known command of byte
@@ -112,11 +121,10 @@ class RedisBatchingPublisher(batching.BatchingPublisher):
         prefix = self._options.key_prefix
         out: list[bytes] = []
         append = out.append
-        for item in chunk:
+        for item, fields in chunk:
             stream = streams.get(item.topic)
             if stream is None:
                 stream = streams[item.topic] = _bulk((prefix + item.topic).encode())
-            fields = encode_fields(item.body, item.key, item.headers)
             append(b"*%d\r\n$4\r\nXADD\r\n" % (head_count + 2 * len(fields)))
             append(stream)
             out.extend(trim)
