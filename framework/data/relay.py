@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import delete
+from sqlalchemy import delete, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from framework.broker.batching import BatchingPublisher
@@ -289,6 +289,7 @@ class OutboxRelay:
         self._listener: AsyncConnection | None = None
         self._outage = False
         self._next_cleanup = 0.0
+        self._archive_found = False
         if outbox is not None:
             outbox.add_commit_listener(self.wake)
 
@@ -379,7 +380,14 @@ class OutboxRelay:
     # -- one round -------------------------------------------------------------------------
 
     async def relay_once(self) -> RelayRound:
-        """Claim, publish and mark one round (see the module docstring)."""
+        """Claim, publish and mark one round (see the module docstring).
+
+        Raises ``RuntimeError`` before publishing anything while a relay that keeps sent
+        rows (``retention`` > 0) finds no ``outbox_sent`` table, and what the driver raises
+        (database unreachable).
+        """
+        if self.retention > 0 and not self._archive_found:
+            await self._find_archive()
         async with open_round(
             self.engine,
             window=self.batch_size * _WINDOW_BATCHES,
@@ -562,6 +570,19 @@ class OutboxRelay:
             *(publish_key(rows) for key, rows in batch.strict.items() if key not in state.stalled)
         )
         self._mark_sent(sent, result, state, tx)
+
+    async def _find_archive(self) -> None:
+        # Without the table every mark would fail after the publish: the round would roll
+        # back and publish the same rows again, round after round.
+        async with self.engine.connect() as conn:
+            found = await conn.run_sync(lambda sync: inspect(sync).has_table(outbox_sent.name))
+        if not found:
+            raise RuntimeError(
+                "table outbox_sent is missing (where the relay moves sent rows): create it "
+                "with framework.data.metadata.create_all, or apply "
+                "framework/data/migrations/0003_outbox_sent.*.sql"
+            )
+        self._archive_found = True  # once: a table does not vanish under a running relay
 
     @staticmethod
     def _mark_sent(ids: list[int], result: RelayRound, state: _RoundState, tx: Round) -> None:

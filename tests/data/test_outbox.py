@@ -9,7 +9,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from framework.broker import MESSAGE_ID
@@ -261,3 +261,39 @@ async def test_publish_after_commit_when_disabled(
         assert broker.published == []  # not before the commit
     assert len(broker.published) == 1
     assert await _states(engine) == {}
+
+
+async def test_without_outbox_sent_the_relay_publishes_nothing_and_says_why(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # A database migrated up to 0002 only: a relay that published, then failed to move the
+    # rows, would roll back and publish them again every round.
+    async with engine.begin() as conn:
+        await conn.run_sync(outbox_sent.drop)
+    uow = TransactionalOutbox(sessions)
+    async with uow.begin() as tx:
+        tx.add_message("t", 1)
+    broker = RecordingBroker()
+    relay = OutboxRelay(engine, broker)
+    with pytest.raises(RuntimeError, match=r"outbox_sent is missing.*0003_outbox_sent"):
+        await relay.relay_once()
+    assert broker.attempts == 0
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(outbox.c.state))).scalars().all() == [PENDING]
+    assert (await OutboxRelay(engine, broker, retention=0).relay_once()).sent  # needs none
+    async with engine.begin() as conn:
+        await conn.run_sync(outbox_sent.create)
+    async with uow.begin() as tx:
+        tx.add_message("t", 2)
+    assert (await relay.relay_once()).sent
+    assert await _states(engine) == {ARCHIVED: 1}
+    # the table is looked up once, not on every round (a round then checks out one
+    # connection: its transaction)
+    checkouts = []
+    event.listen(engine.sync_engine, "checkout", lambda *_: checkouts.append(1))
+    for n in range(3):
+        async with uow.begin() as tx:
+            tx.add_message("t", n)
+        checkouts.clear()
+        assert (await relay.relay_once()).sent
+        assert len(checkouts) == 1
