@@ -31,10 +31,11 @@ SQLAlchemy's statement compilation and row processing):
   at-least-once delivery allows anyway (the inbox de-duplicates); a commit that returned is
   never undone short of a server crash.
 * the move, not an ``UPDATE ... SET state = SENT``: that update writes a new version of the
-  wide row and, since ``state`` is in the pending index's predicate, an entry in each of
-  ``outbox``'s indexes (no HOT update possible); the move marks the old version deleted (no
-  index write) and inserts a row into ``outbox_sent``, which has two indexes on ever-growing
-  values (``id``, ``sent_at``). About half the database work per confirmed row.
+  wide row and, since ``state`` is in the pending index's predicate (no HOT update), a new
+  entry in the primary key, ``message_id`` and ``(state, sent_at)`` indexes; the move marks
+  the old version deleted (no index write) and inserts a row into ``outbox_sent``, whose two
+  indexes take ever-growing values (``id``, ``sent_at``): less than half the update's
+  database time per row.
 * ``delete_sent``: confirmed rows are deleted instead of moved (a retention of 0: a delete
   writes no new row at all, cheaper still).
 
