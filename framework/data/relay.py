@@ -214,19 +214,19 @@ class OutboxRelay:
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
-        for name, count in (
+        for argument, count in (
             ("batch_size", batch_size),
             ("round_batches", round_batches),
             ("concurrency", concurrency),
             ("lock_slots", lock_slots),
         ):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ValueError(f"OutboxRelay: {name} must be an int >= 1, got {count!r}")
+                raise ValueError(f"OutboxRelay: {argument} must be an int >= 1, got {count!r}")
         if lock_slots > 2**31 - 1:
             raise ValueError(f"lock_slots must be in 1..2**31-1, not {lock_slots!r}")
         # Seconds must be finite: a NaN passes every comparison below it (and the relay's
         # sleeps and clean-up cutoffs then fail or spin), an infinite one overflows them.
-        for name, seconds, low in (
+        for argument, seconds, low in (
             ("poll_interval", poll_interval, 0.0),
             ("cleanup_interval", cleanup_interval, 0.0),
             ("min_backoff", min_backoff, 0.0),
@@ -242,7 +242,7 @@ class OutboxRelay:
             ):
                 bound = ">= 0" if low is None else "> 0"
                 raise ValueError(
-                    f"OutboxRelay: {name} must be a finite number of seconds {bound}, "
+                    f"OutboxRelay: {argument} must be a finite number of seconds {bound}, "
                     f"got {seconds!r}"
                 )
         if max_backoff < min_backoff:
