@@ -73,6 +73,9 @@ async def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         await pg.execute(_old_rows("'\\x{}'::bytea"))
         for _ in range(2):
             await pg.execute(_script("0003", "postgresql"))
+    except BaseException:
+        await drop_schema(schema)  # no test runs, so no teardown drops it
+        raise
     finally:
         await pg.close()
     engine = create_async_engine(
