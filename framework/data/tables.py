@@ -10,8 +10,9 @@ the broker refused them permanently; ``error`` says why; set ``state`` back to `
 publish one again). A message the broker confirmed is *sent*: the relay moves its row from
 ``outbox`` to ``outbox_sent`` in the transaction that records the confirmation (same ``id``,
 ``message_id``, body and headers, plus ``sent_at``), where it is kept for the relay's
-``retention`` and then deleted (``retention=0``: deleted at once, never archived). A row is in
-exactly one of the two tables. ``message_id`` is unique within ``outbox``.
+``retention`` and then deleted (``retention=0``: deleted at once, never archived). A row is
+never in both tables, and never in neither before its retention ends. ``message_id`` is
+unique within ``outbox`` only (an id reused after its message was sent is accepted).
 
 ``ordering_key`` is the message key, or the message id for a message without key: rows
 sharing it are published in ``id`` order.
