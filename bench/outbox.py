@@ -21,7 +21,8 @@ machine's load drifts during a run:
 * **outbox relay**: the same messages committed to the outbox first (not timed), then an
   ``OutboxRelay`` drains them: claim, publish with confirmation, mark; timed from its start
   to the last round committed (msgs/s from commit to broker confirmation). Twice: with a
-  retention (confirmed rows are updated to ``SENT``, the default) and with ``retention=0``
+  retention (the default: each confirmed row is moved from ``outbox`` to ``outbox_sent``,
+  where sent rows are kept until the retention's clean-up) and with ``retention=0``
   (confirmed rows are deleted).
 
 Latency: a writer process commits ``--per-commit`` messages per transaction (default 10) at a
@@ -374,7 +375,7 @@ async def main() -> None:
             [
                 row("batching publisher, same records (message-id header)", "ids"),
                 row("batching publisher, records without headers", "bare"),
-                row(f"outbox relay, rows marked SENT (retention > 0; {shape})", "sent"),
+                row(f"outbox relay, rows moved to outbox_sent (retention > 0; {shape})", "sent"),
                 row(f"outbox relay, rows deleted (retention 0; {shape})", "deleted"),
             ],
         )

@@ -179,7 +179,9 @@ class OutboxConf(_Strict):
         default=1.0, gt=0, description="seconds between looks when nothing woke the relay"
     )
     listen: bool = Field(default=True, description="PostgreSQL: LISTEN/NOTIFY wakes the relay")
-    retention: float = Field(default=86_400.0, ge=0, description="seconds sent rows are kept")
+    retention: float = Field(
+        default=86_400.0, ge=0, description="seconds sent rows are kept (in outbox_sent; 0: none)"
+    )
     inbox_retention: float = Field(
         default=7 * 86_400.0, gt=0, description="seconds an applied message id is remembered"
     )

@@ -6,7 +6,9 @@
   confirmation, in order per key, across outages, crashes and replicas.
 - :func:`idempotent`: broker middleware recording each applied ``message-id`` in ``inbox`` in
   the handler's own transaction, so a redelivery has no second effect.
-- :data:`metadata`: the ``outbox`` and ``inbox`` tables (``migrations/`` has the SQL).
+- :data:`metadata`: the ``outbox`` (pending messages and dead letters), ``outbox_sent``
+  (confirmed messages, kept for the relay's ``retention``) and ``inbox`` tables
+  (``migrations/`` has the SQL).
 
 Needs the ``data`` extra (SQLAlchemy async with aiosqlite / asyncpg).
 """
@@ -15,7 +17,7 @@ from framework.data.claims import ClaimedRow
 from framework.data.failures import is_permanent_publish_error
 from framework.data.inbox import AlreadyApplied, InboxScope, expire_inbox, idempotent
 from framework.data.relay import OutboxRelay, RelayRound
-from framework.data.tables import DEAD, PENDING, SENT, inbox, metadata, outbox
+from framework.data.tables import DEAD, PENDING, SENT, inbox, metadata, outbox, outbox_sent
 from framework.data.uow import (
     DEFAULT_DESTINATION,
     NOTIFY_CHANNEL,
@@ -46,4 +48,5 @@ __all__ = [
     "is_permanent_publish_error",
     "metadata",
     "outbox",
+    "outbox_sent",
 ]

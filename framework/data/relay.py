@@ -12,11 +12,12 @@ Each round, in one database transaction (:mod:`framework.data.claims`):
    ``id`` order and sent at once; keys the batching publisher cannot take (``pipeline=False``,
    no batching publisher, a record near the size limit) are published key by key, each
    ``publish`` awaited until the broker confirmed before the key's next one;
-3. **mark** the confirmed rows ``SENT`` (deleted at once when ``retention`` is 0), in chunks
-   while the broker confirms the rest; a row the broker refused permanently
-   (:mod:`framework.data.failures`) becomes ``DEAD`` with the reason in ``error`` and an
-   ERROR log line (the outbox's dead letter: the row keeps its body, headers and
-   ``message-id`` for an operator to inspect and replay), and the key goes on; a transient
+3. **mark** the confirmed rows sent: moved from ``outbox`` to ``outbox_sent`` (deleted at
+   once when ``retention`` is 0), in chunks while the broker confirms the rest; a row the
+   broker refused permanently (:mod:`framework.data.failures`) becomes ``DEAD`` with the
+   reason in ``error`` and an ERROR log line (the outbox's dead letter: the row stays in
+   ``outbox`` with its body, headers and ``message-id`` for an operator to inspect and
+   replay by setting ``state`` back to ``PENDING``), and the key goes on; a transient
    failure leaves the row and the rest of its key pending, and the relay backs off
    (``min_backoff`` doubling to ``max_backoff``) before trying again. Nothing is dropped
    while a broker is down, and requests never wait for it: they only insert rows.
@@ -31,8 +32,9 @@ wakes the relay of the same process at once; on PostgreSQL, ``LISTEN`` on
 ``poll_interval`` seconds the relay looks anyway (SQLite across processes, a lost listener
 connection, rows left by a crash).
 
-Every ``cleanup_interval`` seconds, ``SENT`` rows older than ``retention`` seconds are
-deleted, and inbox records older than ``inbox_retention``.
+Every ``cleanup_interval`` seconds, ``outbox_sent`` rows sent more than ``retention`` seconds
+ago are deleted (and ``SENT`` rows a relay older than migration ``0003`` left in ``outbox``),
+and inbox records older than ``inbox_retention``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import delete
+from sqlalchemy import delete, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from framework.broker.batching import BatchingPublisher
@@ -59,7 +61,7 @@ from framework.broker.publisher import MAX_DLQ_REASON
 from framework.data.claims import ClaimedRow, Round, open_round
 from framework.data.failures import is_permanent_publish_error
 from framework.data.inbox import expire_inbox
-from framework.data.tables import SENT, outbox
+from framework.data.tables import SENT, outbox, outbox_sent
 from framework.data.uow import DEFAULT_DESTINATION, NOTIFY_CHANNEL, TransactionalOutbox
 
 __all__ = ["OutboxRelay", "RelayRound"]
@@ -162,8 +164,9 @@ class OutboxRelay:
             claimed while the broker confirms the previous one (a full batch only).
         poll_interval: seconds between looks when nothing woke the relay.
         listen: on PostgreSQL, ``LISTEN`` for commits (``False``: poll only).
-        retention: seconds a ``SENT`` row is kept before it is deleted; 0 deletes each row
-            in the round that published it (no ``SENT`` rows at all, the cheapest mark).
+        retention: seconds a sent row is kept in ``outbox_sent`` before it is deleted; 0
+            deletes each row in the round that published it (nothing archived, the cheapest
+            mark).
         inbox_retention: seconds an inbox record is kept; ``None`` leaves the inbox alone.
         cleanup_interval: seconds between two clean-ups.
         min_backoff, max_backoff: seconds to wait after a transient failure (doubling).
@@ -211,19 +214,19 @@ class OutboxRelay:
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
-        for name, count in (
+        for argument, count in (
             ("batch_size", batch_size),
             ("round_batches", round_batches),
             ("concurrency", concurrency),
             ("lock_slots", lock_slots),
         ):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ValueError(f"OutboxRelay: {name} must be an int >= 1, got {count!r}")
+                raise ValueError(f"OutboxRelay: {argument} must be an int >= 1, got {count!r}")
         if lock_slots > 2**31 - 1:
             raise ValueError(f"lock_slots must be in 1..2**31-1, not {lock_slots!r}")
         # Seconds must be finite: a NaN passes every comparison below it (and the relay's
         # sleeps and clean-up cutoffs then fail or spin), an infinite one overflows them.
-        for name, seconds, low in (
+        for argument, seconds, low in (
             ("poll_interval", poll_interval, 0.0),
             ("cleanup_interval", cleanup_interval, 0.0),
             ("min_backoff", min_backoff, 0.0),
@@ -239,7 +242,7 @@ class OutboxRelay:
             ):
                 bound = ">= 0" if low is None else "> 0"
                 raise ValueError(
-                    f"OutboxRelay: {name} must be a finite number of seconds {bound}, "
+                    f"OutboxRelay: {argument} must be a finite number of seconds {bound}, "
                     f"got {seconds!r}"
                 )
         if max_backoff < min_backoff:
@@ -286,6 +289,7 @@ class OutboxRelay:
         self._listener: AsyncConnection | None = None
         self._outage = False
         self._next_cleanup = 0.0
+        self._archive_found = False
         if outbox is not None:
             outbox.add_commit_listener(self.wake)
 
@@ -376,7 +380,14 @@ class OutboxRelay:
     # -- one round -------------------------------------------------------------------------
 
     async def relay_once(self) -> RelayRound:
-        """Claim, publish and mark one round (see the module docstring)."""
+        """Claim, publish and mark one round (see the module docstring).
+
+        Raises ``RuntimeError`` before publishing anything while a relay that keeps sent
+        rows (``retention`` > 0) finds no ``outbox_sent`` table, and what the driver raises
+        (database unreachable).
+        """
+        if self.retention > 0 and not self._archive_found:
+            await self._find_archive()
         async with open_round(
             self.engine,
             window=self.batch_size * _WINDOW_BATCHES,
@@ -560,6 +571,19 @@ class OutboxRelay:
         )
         self._mark_sent(sent, result, state, tx)
 
+    async def _find_archive(self) -> None:
+        # Without the table every mark would fail after the publish: the round would roll
+        # back and publish the same rows again, round after round.
+        async with self.engine.connect() as conn:
+            found = await conn.run_sync(lambda sync: inspect(sync).has_table(outbox_sent.name))
+        if not found:
+            raise RuntimeError(
+                "table outbox_sent is missing (where the relay moves sent rows): create it "
+                "with framework.data.metadata.create_all, or apply "
+                "framework/data/migrations/0003_outbox_sent.*.sql"
+            )
+        self._archive_found = True  # once: a table does not vanish under a running relay
+
     @staticmethod
     def _mark_sent(ids: list[int], result: RelayRound, state: _RoundState, tx: Round) -> None:
         """Queue the mark of confirmed rows (it runs while the round goes on)."""
@@ -572,16 +596,21 @@ class OutboxRelay:
             cutoff = datetime.now(UTC) - timedelta(seconds=self.retention)
             async with self.engine.begin() as conn:
                 removed = await conn.execute(
+                    delete(outbox_sent).where(outbox_sent.c.sent_at < cutoff)
+                )
+                # Left by a relay older than migration 0003 (which moves them), e.g. during a
+                # rolling upgrade or in a database only ever created by metadata.create_all.
+                legacy = await conn.execute(
                     delete(outbox).where(_o.state == SENT, _o.sent_at < cutoff)
                 )
             expired = 0
             if self.inbox_retention is not None:
                 expired = await expire_inbox(self.engine, self.inbox_retention)
-            if removed.rowcount or expired:
+            if removed.rowcount or legacy.rowcount or expired:
                 _log.debug(
                     "%s: removed %d sent row(s), %d inbox record(s)",
                     self.name,
-                    removed.rowcount,
+                    removed.rowcount + legacy.rowcount,
                     expired,
                 )
         except Exception as exc:

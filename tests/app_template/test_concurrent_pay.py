@@ -3,7 +3,8 @@
 ``pay`` and ``mark_paid`` change the status with a compare-and-set inside their unit of
 work, so racing requests (or racing ``payment-success`` deliveries) cannot both see the old
 status and both add their event. Counted in the ``outbox`` table, where the unit of work
-adds each message (the relay keeps sent rows for its retention period).
+adds each message, and in ``outbox_sent``, where the relay moves it once sent (and keeps it
+for its retention period).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 
 from framework import App
-from framework.data.tables import outbox
+from framework.data.tables import outbox, outbox_sent
 
 from app_template.api.order.v1.events import ORDER_PAID, PAYMENT_SUCCESS
 from app_template.container import Container
@@ -32,11 +33,13 @@ RACERS = 10
 
 
 async def _outbox_count(container: Container, topic: str, order_id: str) -> int:
-    query = (
-        select(func.count())
-        .select_from(outbox)
-        .where(outbox.c.topic == topic, outbox.c.key == order_id.encode())
-    )
+    added = union_all(
+        *(
+            select(table.c.id).where(table.c.topic == topic, table.c.key == order_id.encode())
+            for table in (outbox, outbox_sent)
+        )
+    ).subquery()
+    query = select(func.count()).select_from(added)
     async with container.database().engine.connect() as conn:
         return int((await conn.execute(query)).scalar_one())
 

@@ -6,22 +6,40 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from framework.broker import MESSAGE_ID
-from framework.data import DEAD, PENDING, SENT, OutboxRelay, TransactionalOutbox, outbox
+from framework.data import (
+    DEAD,
+    PENDING,
+    SENT,
+    OutboxRelay,
+    TransactionalOutbox,
+    outbox,
+    outbox_sent,
+)
+from framework.data.claims import open_round
 from tests.data.conftest import RecordingBroker, eventually, items
 
+#: ``_states`` key of the rows in ``outbox_sent``.
+ARCHIVED = "outbox_sent"
 
-async def _states(engine: AsyncEngine) -> dict[int, int]:
+
+async def _states(engine: AsyncEngine) -> dict[int | str, int]:
+    """``outbox`` rows per state, and the rows in ``outbox_sent`` under :data:`ARCHIVED`."""
     async with engine.connect() as conn:
         rows = (
             await conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
         ).all()
-    return {state: count for state, count in rows}
+        archived = await conn.scalar(select(func.count()).select_from(outbox_sent))
+    states: dict[int | str, int] = {state: count for state, count in rows}
+    if archived:
+        states[ARCHIVED] = archived
+    return states
 
 
 async def test_rows_and_messages_commit_together(
@@ -65,7 +83,7 @@ async def test_relay_publishes_in_key_order_and_marks_sent(
     for k in range(3):
         seen = [json.loads(m.body)["n"] for m in broker.published if m.key == f"k{k}".encode()]
         assert seen == list(range(k, 30, 3))
-    assert await _states(engine) == {SENT: 30}
+    assert await _states(engine) == {ARCHIVED: 30}
 
 
 async def test_broker_down_backs_off_loses_nothing_and_blocks_no_commit(
@@ -92,7 +110,7 @@ async def test_broker_down_backs_off_loses_nothing_and_blocks_no_commit(
     for k in range(5):
         seen = [json.loads(m.body)["n"] for m in broker.published if m.key == str(k).encode()]
         assert seen == list(range(k, 50, 5))
-    assert await _states(engine) == {SENT: 50}
+    assert await _states(engine) == {ARCHIVED: 50}
 
 
 async def test_relay_wakes_on_commit(
@@ -149,7 +167,7 @@ async def test_stop_drains_pending_rows(
             tx.add_message("t", n)
     await relay.stop(10)
     assert len(broker.published) == 40
-    assert await _states(engine) == {SENT: 40}
+    assert await _states(engine) == {ARCHIVED: 40}
 
 
 async def test_sent_rows_are_cleaned_up_after_retention(
@@ -159,15 +177,78 @@ async def test_sent_rows_are_cleaned_up_after_retention(
     for n in range(3):
         async with uow.begin() as tx:
             tx.add_message("t", n)
+    async with uow.begin() as tx:
+        tx.add_message("refused", "dead")
     broker = RecordingBroker()
+    broker.refuse = {"refused"}
     await OutboxRelay(engine, broker).relay_once()
     async with uow.begin() as tx:
         tx.add_message("t", "pending")
-    await OutboxRelay(engine, broker, retention=3600).cleanup()
-    assert await _states(engine) == {SENT: 3, PENDING: 1}
+    # a SENT row an older relay (before migration 0003) left in outbox, sent an hour ago
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(outbox).values(
+                message_id="legacy", destination="default", topic="t", ordering_key=b"legacy",
+                body=b"{}", headers="{}", state=SENT, attempts=1, created_at=hour_ago,
+                sent_at=hour_ago,
+            )
+        )  # fmt: skip
+    await OutboxRelay(engine, broker, retention=7200).cleanup()
+    assert await _states(engine) == {ARCHIVED: 3, PENDING: 1, DEAD: 1, SENT: 1}
+    await OutboxRelay(engine, broker, retention=1800).cleanup()
+    assert await _states(engine) == {ARCHIVED: 3, PENDING: 1, DEAD: 1}  # the legacy row
     await asyncio.sleep(0.05)
     await OutboxRelay(engine, broker, retention=0.01).cleanup()
-    assert await _states(engine) == {PENDING: 1}  # pending rows are never cleaned up
+    # pending rows and dead letters are never cleaned up
+    assert await _states(engine) == {PENDING: 1, DEAD: 1}
+
+
+async def test_a_confirmed_row_moves_to_outbox_sent_whole(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    async with uow.begin() as tx:
+        tx.add_message("t", {"n": 1}, key="k", headers={"x": "y"})
+        tx.add_message("t", {"n": 2})
+    async with engine.connect() as conn:
+        before = {row.id: row for row in (await conn.execute(select(outbox))).all()}
+    started = datetime.now(UTC)
+    result = await OutboxRelay(engine, RecordingBroker()).relay_once()
+    assert sorted(result.sent) == sorted(before)
+    async with engine.connect() as conn:
+        after = {row.id: row for row in (await conn.execute(select(outbox_sent))).all()}
+    assert await _states(engine) == {ARCHIVED: 2}
+    assert after.keys() == before.keys()  # the same ids: the per-key order stays readable
+    for row_id, sent in after.items():
+        row = before[row_id]
+        kept = ("message_id", "destination", "topic", "key", "ordering_key", "body", "headers")
+        assert [getattr(sent, name) for name in kept] == [getattr(row, name) for name in kept]
+        assert sent.attempts == row.attempts + 1 == 1
+        # SQLite returns naive datetimes (stored as UTC)
+        assert sent.created_at.replace(tzinfo=UTC) == row.created_at.replace(tzinfo=UTC)
+        assert started <= sent.sent_at.replace(tzinfo=UTC) <= datetime.now(UTC)
+
+
+async def test_the_move_commits_with_the_round_and_rolls_back_with_it(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    uow = TransactionalOutbox(sessions)
+    async with uow.begin() as tx:
+        tx.add_message("t", 1)
+        tx.add_message("t", 2)
+    options = {"window": 100, "lock_slots": 1024, "delete_sent": False}
+    with pytest.raises(RuntimeError):
+        async with open_round(engine, **options) as round_:
+            claimed = await round_.claim(10)
+            await round_.mark_sent([row.id for row in claimed])
+            raise RuntimeError("the round failed after the mark")
+    assert await _states(engine) == {PENDING: 2}  # nothing moved, nothing lost
+    async with open_round(engine, **options) as round_:
+        claimed = await round_.claim(1)
+        await round_.mark_sent([claimed[0].id])
+        assert await _states(engine) == {PENDING: 2}  # another connection: not yet
+    assert await _states(engine) == {PENDING: 1, ARCHIVED: 1}
 
 
 async def test_publish_after_commit_when_disabled(
@@ -180,3 +261,39 @@ async def test_publish_after_commit_when_disabled(
         assert broker.published == []  # not before the commit
     assert len(broker.published) == 1
     assert await _states(engine) == {}
+
+
+async def test_without_outbox_sent_the_relay_publishes_nothing_and_says_why(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # A database migrated up to 0002 only: a relay that published, then failed to move the
+    # rows, would roll back and publish them again every round.
+    async with engine.begin() as conn:
+        await conn.run_sync(outbox_sent.drop)
+    uow = TransactionalOutbox(sessions)
+    async with uow.begin() as tx:
+        tx.add_message("t", 1)
+    broker = RecordingBroker()
+    relay = OutboxRelay(engine, broker)
+    with pytest.raises(RuntimeError, match=r"outbox_sent is missing.*0003_outbox_sent"):
+        await relay.relay_once()
+    assert broker.attempts == 0
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(outbox.c.state))).scalars().all() == [PENDING]
+    assert (await OutboxRelay(engine, broker, retention=0).relay_once()).sent  # needs none
+    async with engine.begin() as conn:
+        await conn.run_sync(outbox_sent.create)
+    async with uow.begin() as tx:
+        tx.add_message("t", 2)
+    assert (await relay.relay_once()).sent
+    assert await _states(engine) == {ARCHIVED: 1}
+    # the table is looked up once, not on every round (a round then checks out one
+    # connection: its transaction)
+    checkouts = []
+    event.listen(engine.sync_engine, "checkout", lambda *_: checkouts.append(1))
+    for n in range(3):
+        async with uow.begin() as tx:
+            tx.add_message("t", n)
+        checkouts.clear()
+        assert (await relay.relay_once()).sent
+        assert len(checkouts) == 1

@@ -82,3 +82,14 @@ async def test_a_relay_option_out_of_range_is_refused_naming_it(
             OutboxRelay(engine, MemoryBroker(), **{argument: value})
     finally:
         await engine.dispose()
+
+
+async def test_the_relay_keeps_its_name() -> None:
+    # The argument checks looped over a variable called name: every relay was then named
+    # after the last argument checked, and its log lines said "inbox_retention: ...".
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        assert OutboxRelay(engine, MemoryBroker(), name="orders-relay").name == "orders-relay"
+        assert OutboxRelay(engine, MemoryBroker()).name == "outbox-relay"
+    finally:
+        await engine.dispose()

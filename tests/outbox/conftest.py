@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from framework.broker import MESSAGE_ID
-from framework.data import outbox
+from framework.data import outbox, outbox_sent
 from framework.transport.kafka.tansu import FAST_JOIN, TansuProcess, TansuUnavailable
 from tests.services import amqp_url, free_port, postgres_url, rabbitmqctl, require_url, unavailable
 from tests.tcp_proxy import TcpProxy
@@ -55,11 +55,14 @@ class Db:
                 await asyncio.sleep(0.2)  # another process's database: no event to wait on
 
     async def outbox_rows_per_key(self, topic: str) -> dict[str, int]:
-        query = (
-            select(outbox.c.key, func.count())
-            .where(outbox.c.topic == topic, outbox.c.destination == "default")
-            .group_by(outbox.c.key)
-        )
+        """Rows added per key: still in ``outbox`` or sent (moved to ``outbox_sent``)."""
+        rows = union_all(
+            *(
+                select(table.c.key).where(table.c.topic == topic, table.c.destination == "default")
+                for table in (outbox, outbox_sent)
+            )
+        ).subquery()
+        query = select(rows.c.key, func.count()).group_by(rows.c.key)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {key.decode(): count for key, count in rows}

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from framework.data import SENT
 from tests.services import free_port
 
 from ..app_template.test_cmd_server import wait_ready
@@ -105,7 +104,7 @@ async def test_kill_9_then_restart_loses_nothing_and_applies_nothing_twice(
             assert {response.status_code for response, _ in paid} == {202}
         if phase == "relaying":
             await link.proxy.restore()
-            condition = f"SELECT count(*) FROM outbox WHERE state = {SENT}"
+            condition = "SELECT count(*) FROM outbox_sent"
         else:
             condition = "SELECT count(*) FROM orders WHERE status = 'PAID'"
         async with asyncio.timeout(120):

@@ -10,11 +10,11 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from framework.broker import MESSAGE_ID, Broker, create_broker
-from framework.data import DEAD, OutboxRelay, TransactionalOutbox, metadata, outbox
+from framework.data import DEAD, OutboxRelay, TransactionalOutbox, metadata, outbox, outbox_sent
 from tests.services import postgres_url
 
 from ..data.conftest import eventually
@@ -80,10 +80,13 @@ async def test_two_replicas_keep_key_order_and_send_nothing_twice(
     assert all(relay.sent > 0 for relay in relays), [relay.sent for relay in relays]
     message_ids = [message_id for _, message_id in link.seen]
     assert len(message_ids) == len(set(message_ids)) == total  # nothing twice, none missing
-    # per key, the broker got the messages in outbox id order (the order they committed in)
+    # per key, the broker got the messages in outbox id order (the order they committed in;
+    # a sent row keeps its id in outbox_sent)
+    query = union_all(*(select(table.c.message_id, table.c.id) for table in (outbox, outbox_sent)))
     async with tables.engine.connect() as conn:
-        rows = (await conn.execute(select(outbox.c.message_id, outbox.c.key, outbox.c.id))).all()
+        rows = (await conn.execute(query)).all()
     position = {row.message_id: row.id for row in rows}
+    assert len(position) == total
     by_key: dict[str, list[int]] = {}
     for order_id, message_id in link.seen:
         by_key.setdefault(order_id, []).append(position[message_id])
