@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from framework.broker.batching import BatchingPublisher
 from framework.broker.broker import Broker
 from framework.broker.processor import describe_exception
 from framework.broker.publisher import MAX_DLQ_REASON
+from framework.checks import check_counts, check_seconds
 from framework.data.claims import ClaimedRow, Round, open_round
 from framework.data.failures import is_permanent_publish_error
 from framework.data.inbox import expire_inbox
@@ -214,37 +214,25 @@ class OutboxRelay:
         pipeline: bool = True,
         name: str = "outbox-relay",
     ) -> None:
-        for argument, count in (
-            ("batch_size", batch_size),
-            ("round_batches", round_batches),
-            ("concurrency", concurrency),
-            ("lock_slots", lock_slots),
-        ):
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ValueError(f"OutboxRelay: {argument} must be an int >= 1, got {count!r}")
-        if lock_slots > 2**31 - 1:
-            raise ValueError(f"lock_slots must be in 1..2**31-1, not {lock_slots!r}")
-        # Seconds must be finite: a NaN passes every comparison below it (and the relay's
-        # sleeps and clean-up cutoffs then fail or spin), an infinite one overflows them.
-        for argument, seconds, low in (
-            ("poll_interval", poll_interval, 0.0),
-            ("cleanup_interval", cleanup_interval, 0.0),
-            ("min_backoff", min_backoff, 0.0),
-            ("max_backoff", max_backoff, 0.0),
-            ("retention", retention, None),
-            ("inbox_retention", 0.0 if inbox_retention is None else inbox_retention, None),
-        ):
-            if (
-                isinstance(seconds, bool)
-                or not isinstance(seconds, int | float)
-                or not math.isfinite(seconds)
-                or (seconds < 0 if low is None else seconds <= low)
-            ):
-                bound = ">= 0" if low is None else "> 0"
-                raise ValueError(
-                    f"OutboxRelay: {argument} must be a finite number of seconds {bound}, "
-                    f"got {seconds!r}"
-                )
+        check_counts(
+            "OutboxRelay",
+            batch_size=batch_size,
+            round_batches=round_batches,
+            concurrency=concurrency,
+        )
+        check_counts("OutboxRelay", maximum=2**31 - 1, lock_slots=lock_slots)  # an int4 key
+        # Seconds must be finite: a NaN passes every comparison (and the relay's sleeps and
+        # clean-up cutoffs then fail or spin), an infinite one overflows them.
+        check_seconds(
+            "OutboxRelay",
+            poll_interval=poll_interval,
+            cleanup_interval=cleanup_interval,
+            min_backoff=min_backoff,
+            max_backoff=max_backoff,
+        )
+        check_seconds("OutboxRelay", allow_zero=True, retention=retention)
+        if inbox_retention is not None:
+            check_seconds("OutboxRelay", allow_zero=True, inbox_retention=inbox_retention)
         if max_backoff < min_backoff:
             raise ValueError(
                 f"OutboxRelay: max_backoff ({max_backoff!r}) must be >= min_backoff "
