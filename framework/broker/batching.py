@@ -199,13 +199,13 @@ class BatchingPublisher(ABC):
             NotImplementedError: ``partition`` given to a publisher whose broker has no
                 partitions.
             ValueError: an invalid ``tag`` (nothing is buffered).
+            TypeError: a header name or value that is not a ``str`` (nothing is buffered).
         """
         if partition is not None and not self.accepts_partition:
             raise NotImplementedError(
                 f"{self.name}: this broker has no partitions, partition={partition} refused"
             )
-        if tag is not None:
-            headers = tagged_headers(headers, tag)
+        headers = tagged_headers(headers, tag)  # also checks the headers are str -> str
         # Re-checked after every wait: several submitters may wake at once, and close() may
         # have run meanwhile (a message buffered then would start a sender nobody stops).
         unsettled = self._unsettled

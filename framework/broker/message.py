@@ -11,6 +11,7 @@ republishing and trace propagation byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "MESSAGE_ID",
     "TAG_HEADER",
     "Message",
+    "check_headers",
     "header_bytes",
     "header_text",
 ]
@@ -50,6 +52,28 @@ def header_bytes(value: str) -> bytes:
     surrogate outside ``\\udc80``-``\\udcff``), which cannot come from a received message.
     """
     return value.encode(HEADER_ENCODING, HEADER_ERRORS)
+
+
+def check_headers(headers: Mapping[str, str] | None) -> None:
+    """Check the header contract of ``publish(headers=)``: names and values are ``str`` (a
+    number, ``None`` or bytes would be carried by one broker, refused by another, or fail a
+    whole batch). Every broker's ``publish``, the batching publishers' ``submit`` and the
+    outbox's ``add_message`` check their headers here.
+
+    Raises:
+        TypeError: naming the first header whose name or value is not a ``str``.
+    """
+    if not headers:
+        return
+    for name, value in headers.items():
+        if type(name) is str and type(value) is str:  # exact types first: the hot path
+            continue
+        if not isinstance(name, str):
+            raise TypeError(f"header names must be str, got {name!r} ({type(name).__name__})")
+        if not isinstance(value, str):
+            raise TypeError(
+                f"header {name!r}: values must be str, got {value!r:.80} ({type(value).__name__})"
+            )
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from framework.broker.message import TAG_HEADER, Message
+from framework.broker.message import TAG_HEADER, Message, check_headers
 
 __all__ = [
     "MAX_TAG_LENGTH",
@@ -75,7 +75,18 @@ def check_tags(tags: Iterable[str] | str | None) -> frozenset[str]:
 def tagged_headers(headers: Mapping[str, str] | None, tag: str | None) -> Mapping[str, str] | None:
     """The headers to publish: ``headers`` plus :data:`TAG_HEADER` set to ``tag`` (checked
     with :func:`check_tag`); ``headers`` unchanged when ``tag`` is ``None`` (a header already
-    carrying a tag, as on a dead letter or a republished message, stays)."""
+    carrying a tag, as on a dead letter or a republished message, stays).
+
+    Every broker's ``publish`` and the batching publishers' ``submit`` pass their headers
+    through here, so this is also where the header contract is checked: names and values
+    are ``str`` (a number, ``None`` or bytes would be carried by one broker, refused by
+    another, or fail a whole batch).
+
+    Raises:
+        TypeError: a header name or value that is not a ``str`` (:func:`check_headers`).
+        ValueError: an invalid ``tag``.
+    """
+    check_headers(headers)
     if tag is None:
         return headers
     check_tag(tag)

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from framework.broker.broker import Broker
 from framework.broker.codec import Codec, JsonCodec
-from framework.broker.message import MESSAGE_ID
+from framework.broker.message import MESSAGE_ID, check_headers
 from framework.data.inbox import current_inbox_scope, record
 from framework.data.tables import PENDING, outbox
 from framework.tracing.propagation import inject
@@ -125,8 +125,11 @@ class Transaction:
         A ``message-id`` already in ``headers`` is kept (a caller deriving ids itself);
         otherwise a random one (32 hex digits) is set. The current trace context is written
         into the headers now, so the consumer's span continues this request's trace.
-        Raises what the codec raises for a payload it cannot encode.
+        Raises what the codec raises for a payload it cannot encode, and ``TypeError`` for
+        a header name or value that is not a ``str`` (before anything is queued: a row the
+        relay could never publish would otherwise wait in the table).
         """
+        check_headers(headers)  # as publish does
         merged = inject(dict(headers or {}))
         message_id = merged.setdefault(MESSAGE_ID, uuid.uuid4().hex)
         self.messages.append(

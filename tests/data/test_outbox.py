@@ -67,6 +67,19 @@ async def test_rows_and_messages_commit_together(
     assert headers["x"].encode("utf-8", "surrogateescape") == b"\xc3("
 
 
+async def test_a_header_that_is_not_a_str_is_refused_when_added(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Refused in the transaction, not found out by the relay: a row no broker could take
+    would otherwise fail its relay round for good (seen on Kafka: every key stalled)."""
+    uow = TransactionalOutbox(sessions)
+    async with uow.begin() as tx:
+        for odd in ({"attempt": 1}, {"x": None}, {"x": b"raw"}):
+            with pytest.raises(TypeError, match="header"):
+                tx.add_message("t", {"n": 1}, key="a", headers=odd)  # type: ignore[arg-type]
+        assert tx.messages == []
+
+
 async def test_relay_publishes_in_key_order_and_marks_sent(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

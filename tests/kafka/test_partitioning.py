@@ -78,6 +78,28 @@ async def test_a_custom_partitioner_serves_publish_and_the_batching_publisher(
         await kafka.close()
 
 
+async def test_a_partitioner_that_raises_fails_only_that_message(
+    bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    def picky(key: bytes | None, partitions: Sequence[int]) -> int:
+        if key == b"bad":
+            raise RuntimeError("no partition for bad")
+        return partitions[0]
+
+    topic = unique("picky")
+    await create_topic(bootstrap, topic, 2)
+    kafka = KafkaBroker(bootstrap, partitioner=picky, **FAST_JOIN)
+    await kafka.connect()
+    try:
+        async with kafka.batch_publisher(chunk_size=10) as batch:
+            futures = [await batch.submit(topic, b"m", key=key) for key in (b"a", b"bad", b"b")]
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert isinstance(outcomes[1], RuntimeError)
+        assert [o.partition for o in (outcomes[0], outcomes[2])] == [0, 0]  # type: ignore[union-attr]
+    finally:
+        await kafka.close()
+
+
 async def test_each_acks_level_publishes_and_the_message_arrives(
     broker: KafkaBroker, bootstrap: str, unique: Callable[[str], str]
 ) -> None:

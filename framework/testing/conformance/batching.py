@@ -64,6 +64,12 @@ class BatchingPromises(ConformanceBase):
                 # A header value no encoding can carry (a lone surrogate): a broker may refuse
                 # it or carry it, but only this message's future may fail, not its chunk.
                 odd = await batcher.submit(topic, b"odd header", headers={"x-odd": "\ud800"})
+        try:  # refused at submit, before it could fail a chunk
+            await batcher.submit(topic, b"odd", headers={"x-number": 1})  # type: ignore[dict-item]
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("a header value that is not a str was accepted")
         assert most_pending <= _MAX_PENDING, (
             f"{most_pending} messages unresolved at once with max_pending={_MAX_PENDING}"
         )

@@ -94,7 +94,8 @@ PROMISES: tuple[Promise, ...] = (
         "bytes_exact",
         "headers and binary bodies byte-exact",
         "A binary body and headers (UTF-8 text, a non-UTF-8 value b'\\xc3\\x28', an empty "
-        "one) arrive byte for byte, at the handler and in the dead letter.",
+        "one) arrive byte for byte, at the handler and in the dead letter; a header name or "
+        "value that is not a str is refused with TypeError at publish.",
     ),
     Promise(
         "large_body",

@@ -61,6 +61,9 @@ class PublishPromises(ConformanceBase):
         await harness.serve(router)
         publisher = await harness.publisher()
         headers = {name: header_text(raw) for name, raw in raw_headers.items()}
+        for odd in ({"x-number": 1}, {"x-none": None}, {"x-bytes": b"raw"}, {1: "name"}):
+            with pytest.raises(TypeError, match="header"):  # the str -> str contract
+                await publisher.publish(topic, body, headers=odd)  # type: ignore[arg-type]
         await publisher.publish(topic, body, key=b"\x00\xffkey", headers=headers)
         [message] = await delivered.count(1, "the delivery")
         [letter] = await dead.count(1, "the dead letter")

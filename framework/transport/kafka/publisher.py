@@ -102,7 +102,7 @@ class BatchingPublisher(batching.BatchingPublisher):
                             f"topic {topic!r} has partitions {known[0]}..{known[-1]}, got "
                             f"partition={partition}"
                         )
-                except ValueError as exc:  # this message only (a custom partitioner's too)
+                except Exception as exc:  # this message only (a custom partitioner's too)
                     self.reject((item,), exc)
                     continue
                 groups.setdefault(partition, []).append(item)
