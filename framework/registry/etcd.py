@@ -93,12 +93,16 @@ class EtcdRegistry:
         self.timeout = timeout
         self.retry_interval = retry_interval
         self.resync_interval = resync_interval
-        self._client = aetcd.Client(
-            host=host.strip("[]"), port=int(port), timeout=timeout, options=_CHANNEL_OPTIONS
-        )
+        self._host, self._port = host.strip("[]"), int(port)
+        self._client = self._new_client()
         self._keepalives: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, int] = {}
         self._watches: set[asyncio.Task[None]] = set()
+
+    def _new_client(self) -> Any:
+        return aetcd.Client(
+            host=self._host, port=self._port, timeout=self.timeout, options=_CHANNEL_OPTIONS
+        )
 
     def key(self, instance: ServiceInstance) -> str:
         """The etcd key of ``instance``."""
@@ -202,29 +206,44 @@ class EtcdRegistry:
         return instances, int(result.header.revision)
 
     async def _watch(self, prefix: str, watcher: ListWatcher) -> None:
+        # A client of its own for the stream, replaced when a watch cannot be created: after
+        # an outage aetcd's shared watch machinery can stay wedged (a watch request queued
+        # on a stream that is gone never gets its answer).
+        client = self._new_client()
         failing = False
-        while True:
-            try:
-                current, revision = await self._list(prefix)
-                watcher.update(list(current.values()))
-                stream: Any = await self._client.watch_prefix(
-                    prefix.encode(), start_revision=revision + 1
-                )
-                if failing:
-                    _log.info("etcd watch of %s resumed", prefix)
-                    failing = False
+        try:
+            while True:
                 try:
-                    await self._follow(prefix, stream, current, revision, watcher)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(stream.cancel(), self.timeout)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not failing:
-                    _log.warning("etcd watch of %s broke (%r); resyncing", prefix, exc)
-                failing = True
-            await asyncio.sleep(self.retry_interval)
+                    current, revision = await self._list(prefix)
+                    watcher.update(list(current.values()))
+                    try:
+                        stream: Any = await asyncio.wait_for(
+                            client.watch_prefix(prefix.encode(), start_revision=revision + 1),
+                            self.timeout,
+                        )
+                    except Exception:
+                        with contextlib.suppress(Exception):
+                            await client.close()
+                        client = self._new_client()
+                        raise
+                    if failing:
+                        _log.info("etcd watch of %s resumed", prefix)
+                        failing = False
+                    try:
+                        await self._follow(prefix, stream, current, revision, watcher)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(stream.cancel(), self.timeout)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not failing:
+                        _log.warning("etcd watch of %s broke (%r); resyncing", prefix, exc)
+                    failing = True
+                await asyncio.sleep(self.retry_interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.close()
 
     async def _follow(
         self,

@@ -19,10 +19,11 @@ from framework.transport.redis import RedisBroker
 
 BROKERS: list[tuple[type[Any], tuple[str, ...]]] = [
     (KafkaBroker, ("127.0.0.1:9092",)),
-    (RabbitBroker, ("amqp://guest:guest@127.0.0.1:5672/",)),
-    (NatsBroker, ("nats://127.0.0.1:4222",)),
-    (RedisBroker, ("redis://127.0.0.1:6379/0",)),
-    (MqttBroker, ("mqtt://127.0.0.1:1883",)),
+    # Never connected: any well-formed URL will do.
+    (RabbitBroker, ("amqp://guest:guest@broker.invalid/",)),
+    (NatsBroker, ("nats://broker.invalid:4000",)),
+    (RedisBroker, ("redis://broker.invalid/0",)),
+    (MqttBroker, ("mqtt://broker.invalid",)),
     (MemoryBroker, ()),
 ]
 #: Arguments for which -1 is a documented sentinel ("no limit").

@@ -13,6 +13,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from framework.broker.batching import PipelinedPublisher
 from framework.transport.nats import PublishFailedError
+from framework.transport.nats.errors import MessageTooLargeError
 from tests.nats.helpers import NatsEnv, Proxy
 
 pytestmark = pytest.mark.nats
@@ -93,3 +94,33 @@ async def test_a_dropped_connection_neither_loses_nor_doubles(env: NatsEnv, prox
         await client.close()
     assert info.state.messages == 200, "a message was lost or stored twice"
     assert len({r.offset for r in results}) == 200
+
+
+async def test_an_oversized_or_malformed_message_fails_alone(env: NatsEnv) -> None:
+    """Over max_payload (by its body, or by its headers: the server would drop the
+    connection) or to a malformed subject: refused before sending, alone, as a ValueError
+    (permanent for the outbox); the rest of the chunk is published."""
+    broker = await env.connected()
+    topic = env.topic("sizes")
+    limit = broker._client.max_payload  # type: ignore[union-attr]
+    async with broker.batch_publisher(chunk_size=10) as publisher:
+        futures = [
+            await publisher.submit(topic, b"first"),
+            await publisher.submit(topic, b"x" * (limit + 1)),
+            await publisher.submit(topic, b"small", headers={"x-big": "h" * limit}),
+            await publisher.submit(f"{topic} space", b"bad subject"),
+            await publisher.submit(f"{topic}..empty", b"bad subject"),
+            await publisher.submit(topic, b"last"),
+        ]
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+    assert [o.offset for o in (outcomes[0], outcomes[5])] == [1, 2]  # type: ignore[union-attr]
+    for refused in outcomes[1:5]:
+        assert isinstance(refused, ValueError), refused
+    assert isinstance(outcomes[1], MessageTooLargeError) and "max_payload" in str(outcomes[1])
+    assert isinstance(outcomes[2], MessageTooLargeError)
+    # publish() refuses them at once too, and the connection is still there.
+    with pytest.raises(MessageTooLargeError):
+        await broker.publish(topic, b"small", headers={"x-big": "h" * limit})
+    with pytest.raises(ValueError, match="non-empty tokens"):
+        await broker.publish(f"{topic} space", b"x")
+    assert (await broker.publish(topic, b"after")).offset == 3

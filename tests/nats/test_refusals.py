@@ -25,6 +25,10 @@ from tests.services import free_port, unavailable
 
 pytestmark = pytest.mark.nats
 
+#: The private server listens on loopback only (not a shared service: tests/services.py
+#: has no URL for it).
+_HOST = "127.0.0.1"
+
 
 @pytest.fixture
 def restricted_url(tmp_path: Path) -> Iterator[str]:
@@ -38,7 +42,7 @@ def restricted_url(tmp_path: Path) -> Iterator[str]:
         '{ publish: { deny: ["forbidden.>"] } } } ] }\n'
     )
     process = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-c", str(config),
+        [binary, "-a", _HOST, "-p", str(port), "-c", str(config),
          "-js", "-sd", str(tmp_path / "js")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -47,13 +51,13 @@ def restricted_url(tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 10
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                socket.create_connection((_HOST, port), timeout=0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("the test's nats-server did not start") from None
                 time.sleep(0.05)
-        yield f"nats://svc:pw@127.0.0.1:{port}"
+        yield f"nats://svc:pw@{_HOST}:{port}"
     finally:
         process.terminate()
         process.wait(10)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 
+import aetcd
 import pytest
 from aetcd.exceptions import ConnectionFailedError
 
@@ -125,16 +126,16 @@ async def test_a_watch_that_died_silently_is_resynced(
 ) -> None:
     observer = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=3, resync_interval=0.5)
     registry = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=3)
-    real_watch = observer._client.watch_prefix
+    real_watch = aetcd.Client.watch_prefix
     silent: list[_SilentStream] = []
 
-    async def first_watch_is_silent(*args: object, **kwargs: object) -> object:
+    async def first_watch_is_silent(self: object, *args: object, **kwargs: object) -> object:
         if not silent:
             silent.append(_SilentStream())
             return silent[0]
-        return await real_watch(*args, **kwargs)
+        return await real_watch(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(observer._client, "watch_prefix", first_watch_is_silent)
+    monkeypatch.setattr(aetcd.Client, "watch_prefix", first_watch_is_silent)
     try:
         watcher = await observer.watch("orders")
         assert await watcher.next() == []
@@ -156,3 +157,33 @@ def test_bad_settings_are_refused_by_name() -> None:
         [name] = bad
         with pytest.raises(ValueError, match=name):
             EtcdRegistry("127.0.0.1:2379", **bad)  # type: ignore[arg-type]
+
+
+async def test_a_watch_that_cannot_be_created_is_retried_on_a_fresh_client(
+    etcd: EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an outage aetcd's watch machinery can stay wedged: creating a watch never
+    returns. The creation is bounded by ``timeout`` and retried on a new client."""
+    observer = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=3, timeout=0.5)
+    registry = EtcdRegistry(etcd.address, namespace="/pykratos-test", ttl=3)
+    real_watch = aetcd.Client.watch_prefix
+    wedged: list[object] = []
+
+    async def first_client_is_wedged(self: object, *args: object, **kwargs: object) -> object:
+        if not wedged or wedged[0] is self:
+            wedged[:1] = [self]
+            await asyncio.Event().wait()
+        return await real_watch(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aetcd.Client, "watch_prefix", first_client_is_wedged)
+    try:
+        watcher = await observer.watch("orders")
+        assert await watcher.next() == []
+        await registry.register(_instance(1))
+        await _until(watcher, {"id-1"}, 5)
+        await registry.deregister(_instance(1))
+        await _until(watcher, set(), 5)  # events flow on the new client's watch
+        await watcher.stop()
+    finally:
+        await registry.close()
+        await observer.close()

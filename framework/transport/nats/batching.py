@@ -37,8 +37,9 @@ from framework.broker.batching import PendingMessage
 from framework.broker.broker import PublishResult
 from framework.transport.nats.errors import PublishFailedError
 from framework.transport.nats.headers import MSG_ID, encode_headers
+from framework.transport.nats.publishing import check_size
 from framework.transport.nats.streams import Streams
-from framework.transport.nats.subjects import has_wildcards
+from framework.transport.nats.subjects import check_publish_subject
 
 __all__ = ["NatsBatchingPublisher"]
 
@@ -102,8 +103,7 @@ class NatsBatchingPublisher(batching.BatchingPublisher):
         refused: dict[str, BaseException] = {}
         for topic in dict.fromkeys(item.topic for item in chunk):
             try:
-                if has_wildcards(topic):
-                    raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
+                check_publish_subject(topic)
                 await self._stream_for(topic, deadline)
             except Exception as exc:
                 refused[topic] = exc
@@ -112,8 +112,9 @@ class NatsBatchingPublisher(batching.BatchingPublisher):
             if refused and item.topic in refused:
                 self.reject((item,), refused[item.topic])
                 continue
-            try:
+            try:  # refused alone: a header NATS cannot carry, a message over max_payload
                 headers = encode_headers(item.headers, item.key) or {}
+                check_size(item.topic, item.body, headers, self._client)
             except ValueError as exc:
                 self.reject((item,), exc)
                 continue
@@ -146,6 +147,10 @@ class NatsBatchingPublisher(batching.BatchingPublisher):
         except _TRANSIENT as exc:
             _log.debug("%s: publish to %r failed (%r); retrying", self.name, flight.subject, exc)
             flight.sent_at = 0.0  # the watcher sends it again
+            return
+        except Exception as exc:  # refused by the client (e.g. over max_payload): this one
+            if self._flights.pop(flight.reply, None) is flight:
+                self.reject((flight.item,), exc)
             return
         flight.sent_at = time.monotonic()
 

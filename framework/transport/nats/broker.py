@@ -55,10 +55,10 @@ from framework.transport.nats.delay import DelayRelay, DelayStream
 from framework.transport.nats.errors import NatsUnavailableError, PublishFailedError, StreamError
 from framework.transport.nats.headers import encode_headers
 from framework.transport.nats.options import KNOWN_OPTIONS, SubscriberConfig, resolve
-from framework.transport.nats.publishing import ConfirmedPublisher, CorePublisher
+from framework.transport.nats.publishing import ConfirmedPublisher, CorePublisher, check_size
 from framework.transport.nats.refusals import CoreRefusals
 from framework.transport.nats.streams import Streams
-from framework.transport.nats.subjects import has_wildcards
+from framework.transport.nats.subjects import check_publish_subject
 from framework.transport.nats.subscription import NatsSubscription
 
 __all__ = ["NatsBroker"]
@@ -372,10 +372,10 @@ class NatsBroker(Broker):
         publisher, core = self._publisher, self._core_publisher
         if publisher is None or core is None or self._delay_stream is None:
             raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
-        if has_wildcards(topic):
-            raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
+        check_publish_subject(topic)
         msg_id = uuid.uuid4().hex
         encoded = encode_headers(headers, key) or {}
+        check_size(topic, body, encoded, self._client)
         if due is not None:
             await self._delay_stream.ensure()
             encoded[DUE_HEADER] = str(due_ms(due))
@@ -438,8 +438,7 @@ class NatsBroker(Broker):
         streams = self._streams
         if streams is None:
             raise RuntimeError("NatsBroker is not connected: call `await broker.connect()`")
-        if has_wildcards(topic):
-            raise ValueError(f"cannot publish to {topic!r}: a subject with wildcards")
+        check_publish_subject(topic)
         await streams.stream_for(topic)
 
     @property

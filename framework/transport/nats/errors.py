@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NatsUnavailableError", "PublishFailedError", "StreamError"]
+__all__ = ["MessageTooLargeError", "NatsUnavailableError", "PublishFailedError", "StreamError"]
 
 
 class NatsUnavailableError(ConnectionError):
@@ -17,3 +17,8 @@ class StreamError(RuntimeError):
 
 class PublishFailedError(RuntimeError):
     """A publish got no JetStream acknowledgement (PubAck) within ``publish_timeout``."""
+
+
+class MessageTooLargeError(ValueError):
+    """A message (body and headers) larger than the server's ``max_payload``: refused before
+    it is sent (the server would close the connection), and the same on every retry."""

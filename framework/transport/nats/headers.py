@@ -31,6 +31,7 @@ __all__ = [
     "encode_headers",
     "header_bytes",
     "header_text",
+    "message_size",
 ]
 
 #: Ordering key given to ``publish(key=...)``, as its bytes in base64.
@@ -100,3 +101,16 @@ def decode_headers(raw: Mapping[str, str] | None) -> tuple[dict[str, str], bytes
                 headers[name] = header_text(base64.b64decode(value))
     key = raw.get(KEY)
     return headers, None if key is None else base64.b64decode(key)
+
+
+def message_size(body: bytes, headers: Mapping[str, str] | None) -> int:
+    """The bytes the server counts against its ``max_payload`` for one message: the body
+    plus the header block (``NATS/1.0`` line, one ``Name: Value`` line per header, a blank
+    line). nats-py checks the body alone; a message whose headers push it over makes the
+    server close the connection instead."""
+    if not headers:
+        return len(body)
+    size = len(body) + 12  # b"NATS/1.0\r\n" and the closing b"\r\n"
+    for name, value in headers.items():
+        size += len(name) + len(value.encode("utf-8", "surrogateescape")) + 4  # ": ", CRLF
+    return size

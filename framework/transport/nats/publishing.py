@@ -26,13 +26,35 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError
 
-from framework.transport.nats.errors import PublishFailedError
-from framework.transport.nats.headers import MSG_ID
+from framework.transport.nats.errors import MessageTooLargeError, PublishFailedError
+from framework.transport.nats.headers import MSG_ID, message_size
 from framework.transport.nats.streams import Streams
 
-__all__ = ["ConfirmedPublisher", "CorePublisher"]
+__all__ = ["ConfirmedPublisher", "CorePublisher", "check_size"]
 
 log = logging.getLogger("pykratos.nats")
+
+# Room for the Nats-Msg-Id header added after the check ("Nats-Msg-Id: <32 hex>\r\n").
+_MSG_ID_LINE = len(MSG_ID) + 36
+
+
+def check_size(
+    subject: str, body: bytes, headers: dict[str, str] | None, client: Client | None
+) -> None:
+    """Raise :class:`MessageTooLargeError` when the message would exceed the server's
+    ``max_payload`` (body and headers, with the message id header still to come)."""
+    if client is None:
+        return  # not connected: publish says so
+    limit = client.max_payload
+    if len(body) < limit // 2 and not headers:
+        return  # the common case, without adding anything up
+    size = message_size(body, headers) + _MSG_ID_LINE
+    if size > limit:
+        raise MessageTooLargeError(
+            f"publish to {subject!r}: {size} bytes with headers, over the server's "
+            f"max_payload of {limit}"
+        )
+
 
 # Longest wait for one PubAck before asking again (with the same Nats-Msg-Id).
 _ATTEMPT_TIMEOUT = 2.0

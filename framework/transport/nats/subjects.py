@@ -6,7 +6,18 @@ or more (https://docs.nats.io/nats-concepts/subjects#wildcards).
 
 from __future__ import annotations
 
-__all__ = ["concrete_dead_letter", "covers", "has_wildcards", "matches"]
+import re
+
+__all__ = [
+    "check_publish_subject",
+    "concrete_dead_letter",
+    "covers",
+    "has_wildcards",
+    "matches",
+]
+
+# Whitespace, or an empty token (a leading, trailing or doubled dot).
+_MALFORMED = re.compile(r"\s|^\.|\.\.|\.$")
 
 
 def has_wildcards(subject: str) -> bool:
@@ -14,6 +25,23 @@ def has_wildcards(subject: str) -> bool:
     if "*" not in subject and ">" not in subject:  # every publish asks: the common answer fast
         return False
     return any(token in ("*", ">") for token in subject.split("."))
+
+
+def check_publish_subject(subject: str) -> None:
+    """Raise ``ValueError`` unless ``subject`` can be published to: non-empty tokens joined
+    by dots, no whitespace, no wildcard (https://docs.nats.io/nats-concepts/subjects).
+
+    Checked before publishing: the server answers a malformed subject with an error that
+    looks transient (JetStream's 500 ``invalid subject``), which would keep a retrying
+    publisher (the outbox relay) on it for good.
+    """
+    if not subject or _MALFORMED.search(subject):
+        raise ValueError(
+            f"cannot publish to {subject!r}: a NATS subject is non-empty tokens joined by "
+            "'.', without whitespace"
+        )
+    if has_wildcards(subject):
+        raise ValueError(f"cannot publish to {subject!r}: a subject with wildcards")
 
 
 def covers(pattern: str, other: str) -> bool:
