@@ -151,7 +151,7 @@ def test_item12_bad_broker_option_value_is_a_config_error() -> None:
     assert_one_config_error(
         result,
         "env APP_DATA__BROKER__OPTIONS__PARTITIONS: data.broker.options.partitions: "
-        "MemoryBroker: partitions must be an int >= 1, got 0",
+        "MemoryBroker: partitions must be an int between 1 and 65536, got 0",
     )
 
 

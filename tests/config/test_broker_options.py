@@ -92,7 +92,7 @@ def test_values_are_typed_like_every_config_value() -> None:
 
 def test_the_brokers_own_checks_run_at_scan_time() -> None:
     assert errors_of("memory", {"partitions": 0}) == [
-        (("partitions",), "MemoryBroker: partitions must be an int >= 1, got 0")
+        (("partitions",), "MemoryBroker: partitions must be an int between 1 and 65536, got 0")
     ]
     [(loc, message)] = errors_of("kafka", {"heartbeat_interval_ms": 50_000})
     assert loc == ("heartbeat_interval_ms",) and "lower than session_timeout_ms" in message
