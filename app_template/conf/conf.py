@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from framework.broker.factory import create_broker
 from framework.broker.options_schema import validate_broker_options
+from framework.checks import MAX_SECONDS
 from framework.config.model import ConfigModel
 from framework.transport.tls import TlsOptions
 
@@ -176,19 +177,31 @@ class OutboxConf(_Strict):
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="rows per relay round")
     poll_interval: float = Field(
-        default=1.0, gt=0, description="seconds between looks when nothing woke the relay"
+        default=1.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="seconds between looks when nothing woke the relay",
     )
     listen: bool = Field(default=True, description="PostgreSQL: LISTEN/NOTIFY wakes the relay")
     retention: float = Field(
-        default=86_400.0, ge=0, description="seconds sent rows are kept (in outbox_sent; 0: none)"
+        default=86_400.0,
+        ge=0,
+        le=MAX_SECONDS,
+        description="seconds sent rows are kept (in outbox_sent; 0: none)",
     )
     inbox_retention: float = Field(
-        default=7 * 86_400.0, gt=0, description="seconds an applied message id is remembered"
+        default=7 * 86_400.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="seconds an applied message id is remembered",
     )
-    cleanup_interval: float = Field(default=60.0, gt=0, description="seconds between clean-ups")
+    cleanup_interval: float = Field(
+        default=60.0, gt=0, le=MAX_SECONDS, description="seconds between clean-ups"
+    )
     max_backoff: float = Field(
         default=5.0,
         gt=0,
+        le=MAX_SECONDS,
         description="longest wait, seconds, between retries while a broker is down",
     )
 

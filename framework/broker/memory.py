@@ -48,7 +48,11 @@ from framework.broker.subscriber import SubscriberSpec
 from framework.broker.tags import tagged_headers
 from framework.checks import check_counts
 
-__all__ = ["MemoryBroker"]
+__all__ = ["MAX_PARTITIONS", "MemoryBroker"]
+
+#: The most partitions a memory topic has: each is a log and a cursor per group, allocated
+#: when the topic is first used, so a typo (``10**30``) must fail at construction, not there.
+MAX_PARTITIONS = 65_536
 
 _log = logging.getLogger("pykratos.broker.memory")
 # Messages of one partition fetched ahead of its handlers: bounds memory per partition (a
@@ -136,8 +140,7 @@ class _Consumer:
         label = spec.display_name
         work = self._work if spec.batch is None else self._work_batches
         self._workers = [
-            self._keep_running(f"memory:{label}:worker-{i}", work)
-            for i in range(self._concurrency)
+            self._keep_running(f"memory:{label}:worker-{i}", work) for i in range(self._concurrency)
         ]
 
     def _keep_running(self, what: str, body: Any) -> asyncio.Task[None]:
@@ -353,7 +356,8 @@ class MemoryBroker(Broker):
     """An in-process broker: partitions, consumer groups, broadcast, delays, DLQ.
 
     Args:
-        partitions: partitions per topic (the unit of parallelism across group members).
+        partitions: partitions per topic, 1 to 65536 (:data:`MAX_PARTITIONS`): the unit of
+            parallelism across group members.
         name: shown in the endpoint ``memory://<name>``.
 
     Subscriber options: ``auto_offset_reset`` (``"earliest"``, the default for groups: a new
@@ -372,7 +376,7 @@ class MemoryBroker(Broker):
     }
 
     def __init__(self, *, partitions: int = 4, name: str = "default") -> None:
-        check_counts("MemoryBroker", partitions=partitions)
+        check_counts("MemoryBroker", maximum=MAX_PARTITIONS, partitions=partitions)
         self.partitions = partitions
         self.name = name
         self._topics: dict[str, Topic] = {}

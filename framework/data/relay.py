@@ -190,7 +190,8 @@ class OutboxRelay:
 
     Raises ``ValueError`` naming the argument for a count that is not an int >= 1 or a
     number of seconds that is not finite (intervals and backoffs ``> 0``, retentions
-    ``>= 0``), and for a broker that publishes with ``acks='none'``.
+    ``>= 0``) or above :data:`~framework.checks.MAX_SECONDS` (a date that far back overflows
+    the clean-up), and for a broker that publishes with ``acks='none'``.
     """
 
     def __init__(
@@ -221,8 +222,8 @@ class OutboxRelay:
             concurrency=concurrency,
         )
         check_counts("OutboxRelay", maximum=2**31 - 1, lock_slots=lock_slots)  # an int4 key
-        # Seconds must be finite: a NaN passes every comparison (and the relay's sleeps and
-        # clean-up cutoffs then fail or spin), an infinite one overflows them.
+        # Seconds must be finite and bounded: a NaN passes every comparison (and the relay's
+        # sleeps and clean-up cutoffs then fail or spin), a huge one overflows them.
         check_seconds(
             "OutboxRelay",
             poll_interval=poll_interval,

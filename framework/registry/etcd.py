@@ -28,7 +28,7 @@ import logging
 from functools import partial
 from typing import Any
 
-from framework.checks import check_counts, check_seconds
+from framework.checks import MAX_SECONDS, check_counts, check_seconds
 from framework.registry.instance import ServiceInstance
 from framework.registry.watch import ListWatcher, watcher_fed_by
 
@@ -37,7 +37,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("framework.registry.etcd needs aetcd: pip install 'pykratos[etcd]'") from exc
 
-__all__ = ["EtcdRegistry"]
+__all__ = ["MAX_LEASE_TTL", "EtcdRegistry"]
+
+#: The longest lease ``ttl``, seconds: the framework's :data:`~framework.checks.MAX_SECONDS`
+#: (about 31 years), below etcd's own cap (``MaxLeaseTTL``, 9e9 s, beyond which a grant fails
+#: with "too large lease TTL" only once the registry runs).
+MAX_LEASE_TTL = MAX_SECONDS
 
 _log = logging.getLogger("pykratos.registry.etcd")
 
@@ -56,15 +61,17 @@ class EtcdRegistry:
     Args:
         address: ``host:port`` of an etcd member's client URL.
         namespace: key prefix (Kratos' default ``/microservices``).
-        ttl: lease time to live, whole seconds >= 1: how long a crashed instance stays listed.
+        ttl: lease time to live, whole seconds from 1 to :data:`MAX_LEASE_TTL`: how long a
+            crashed instance stays listed.
         timeout: seconds for each etcd request.
         retry_interval: seconds between attempts while etcd is unreachable.
         resync_interval: seconds a watch may go without an event before it is checked
             against a fresh list (one range request per watched service; see the module).
 
     Raises:
-        ValueError: a bad address, ``ttl`` not an int >= 1, or a non-finite or non-positive
-            number of seconds.
+        ValueError: a bad address, ``ttl`` not an int in 1 .. :data:`MAX_LEASE_TTL`, or a
+            number of seconds that is not finite, not positive or above
+            :data:`~framework.checks.MAX_SECONDS`.
     """
 
     def __init__(
@@ -77,7 +84,7 @@ class EtcdRegistry:
         retry_interval: float = 0.5,
         resync_interval: float = 10.0,
     ) -> None:
-        check_counts("EtcdRegistry", ttl=ttl)
+        check_counts("EtcdRegistry", maximum=MAX_LEASE_TTL, ttl=ttl)
         check_seconds(
             "EtcdRegistry",
             timeout=timeout,
@@ -266,8 +273,7 @@ class EtcdRegistry:
                     listed, now = await self._list(prefix)
                     if now < seen or listed != current:
                         _log.warning(
-                            "etcd watch of %s went stale (revision %d, listed at %d); "
-                            "resyncing",
+                            "etcd watch of %s went stale (revision %d, listed at %d); resyncing",
                             prefix,
                             seen,
                             now,

@@ -50,21 +50,27 @@ async def test_runs_on_embedded_defaults_and_stops_on_sigterm(tmp_path: Path) ->
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cmd.server", "-conf", "configs/", cwd=ROOT, env=env,
+        sys.executable,
+        "-m",
+        "cmd.server",
+        "-conf",
+        "configs/",
+        cwd=ROOT,
+        env=env,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
         base = f"http://127.0.0.1:{http_port}"
         await wait_ready(f"{base}/readyz", proc)
         async with httpx.AsyncClient(base_url=base) as client:
-            created = await client.post("/v1/orders",
-                                        json={"customer_id": "c1", "amount_cents": 100})
+            created = await client.post(
+                "/v1/orders", json={"customer_id": "c1", "amount_cents": 100}
+            )
             assert created.status_code == 201
             order_id = created.json()["id"]
             assert (await client.get(f"/v1/orders/{order_id}")).json()["id"] == order_id
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest())
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
@@ -83,7 +89,10 @@ def test_bad_config_names_file_and_key(tmp_path: Path) -> None:
     (conf / "config.yaml").write_text("server:\n  http:\n    port: not-a-port\n")
     result = subprocess.run(
         [sys.executable, "-m", "cmd.server", "-conf", str(conf)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "config.yaml" in result.stderr and "server.http.port" in result.stderr
@@ -92,7 +101,10 @@ def test_bad_config_names_file_and_key(tmp_path: Path) -> None:
 def test_help_explains_the_options() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "cmd.server", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "-conf" in result.stdout and "APP_SERVER__HTTP__PORT" in result.stdout
@@ -100,8 +112,9 @@ def test_help_explains_the_options() -> None:
 
 def test_pdb_and_stdlib_cmd_still_import_from_the_repo_root() -> None:
     code = "import cmd, pdb; assert cmd.Cmd in pdb.Pdb.__mro__; print('ok')"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip() == "ok", result.stderr
 
 
@@ -111,7 +124,11 @@ def test_pdb_and_stdlib_cmd_still_import_from_the_repo_root() -> None:
 def run_server(conf: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cmd.server", "-conf", str(conf)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
     )
 
 
@@ -151,7 +168,7 @@ def test_item12_bad_broker_option_value_is_a_config_error() -> None:
     assert_one_config_error(
         result,
         "env APP_DATA__BROKER__OPTIONS__PARTITIONS: data.broker.options.partitions: "
-        "MemoryBroker: partitions must be an int >= 1, got 0",
+        "MemoryBroker: partitions must be an int between 1 and 65536, got 0",
     )
 
 
@@ -194,7 +211,13 @@ async def test_item14_hot_reload_refuses_what_a_restart_would(tmp_path: Path) ->
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cmd.server", "-conf", str(conf), cwd=ROOT, env=env,
+        sys.executable,
+        "-m",
+        "cmd.server",
+        "-conf",
+        str(conf),
+        cwd=ROOT,
+        env=env,
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None

@@ -92,7 +92,7 @@ def test_values_are_typed_like_every_config_value() -> None:
 
 def test_the_brokers_own_checks_run_at_scan_time() -> None:
     assert errors_of("memory", {"partitions": 0}) == [
-        (("partitions",), "MemoryBroker: partitions must be an int >= 1, got 0")
+        (("partitions",), "MemoryBroker: partitions must be an int between 1 and 65536, got 0")
     ]
     [(loc, message)] = errors_of("kafka", {"heartbeat_interval_ms": 50_000})
     assert loc == ("heartbeat_interval_ms",) and "lower than session_timeout_ms" in message
@@ -205,7 +205,6 @@ def test_unknown_section_key_lists_valid_keys_with_a_guess_and_keeps_other_error
     ]
 
 
-
 # -- every broker's address option is checked for scheme and shape at config time -----------
 
 #: kind -> (address option, accepted values, refused values)
@@ -213,7 +212,13 @@ ADDRESS_CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "redis": (
         "url",
         ["redis://broker.example:6379/0", "rediss://:pw@cache:6380", "unix:///run/redis.sock"],
-        ["http://broker.example:6379", "broker.example:6379", "redis://", "redis://h:notaport", "unix://"],
+        [
+            "http://broker.example:6379",
+            "broker.example:6379",
+            "redis://",
+            "redis://h:notaport",
+            "unix://",
+        ],
     ),
     "rabbitmq": (
         "url",
@@ -256,8 +261,12 @@ def test_every_kind_refuses_a_malformed_address_at_its_own_key(kind: str) -> Non
 
 @pytest.mark.parametrize(
     ("kind", "option"),
-    [("kafka", "publish_timeout"), ("rabbitmq", "publish_timeout"), ("nats", "ack_wait"),
-     ("redis", "publish_timeout")],
+    [
+        ("kafka", "publish_timeout"),
+        ("rabbitmq", "publish_timeout"),
+        ("nats", "ack_wait"),
+        ("redis", "publish_timeout"),
+    ],
 )
 @pytest.mark.parametrize("value", ["nan", "inf", float("nan")])
 def test_a_float_option_that_is_not_finite_is_refused_at_its_key(

@@ -3,6 +3,7 @@ not when the service is built from it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,8 +69,12 @@ def test_a_refused_url_does_not_echo_its_password(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
 @pytest.mark.parametrize(
     "key",
-    ["SERVER__HTTP__TIMEOUT", "SERVER__HTTP__HEADER_TIMEOUT", "DATA__OUTBOX__RETENTION",
-     "RATELIMIT__CPU_THRESHOLD"],
+    [
+        "SERVER__HTTP__TIMEOUT",
+        "SERVER__HTTP__HEADER_TIMEOUT",
+        "DATA__OUTBOX__RETENTION",
+        "RATELIMIT__CPU_THRESHOLD",
+    ],
 )
 def test_a_float_that_is_not_finite_is_refused_at_its_key(
     tmp_path: Path, key: str, value: str
@@ -80,11 +85,42 @@ def test_a_float_that_is_not_finite_is_refused_at_its_key(
 
 
 @pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        # was accepted, then every outbox clean-up logged OverflowError
+        ({"APP_DATA__OUTBOX__RETENTION": "1e30"}, "less than or equal to 1000000000"),
+        ({"APP_DATA__OUTBOX__MAX_BACKOFF": "1e30"}, "less than or equal to 1000000000"),
+        (
+            {"APP_DATA__BROKER__KIND": "redis", "APP_DATA__BROKER__OPTIONS__MINID_AGE": "1e30"},
+            "RedisOptions: minid_age must be a finite number of seconds > 0 and <= 1000000000",
+        ),
+        # was accepted, then the App failed at start with pamqp's short range
+        (
+            {"APP_DATA__BROKER__KIND": "rabbitmq", "APP_DATA__BROKER__OPTIONS__PREFETCH": "70000"},
+            "RabbitBroker: prefetch must be an int between 1 and 65535, got 70000",
+        ),
+        (
+            {"APP_DATA__BROKER__KIND": "kafka", "APP_DATA__BROKER__OPTIONS__LINGER_MS": "-1"},
+            "KafkaOptions: linger_ms must be an int between 0 and 2147483647, got -1",
+        ),
+    ],
+)
+def test_a_number_out_of_range_is_refused_at_its_key(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    [(variable, _)] = [item for item in environ.items() if "KIND" not in item[0]]
+    with pytest.raises(ConfigError, match=rf"env {variable}: .*{re.escape(message)}"):
+        scan_with(tmp_path, **environ)
+
+
+@pytest.mark.parametrize(
     "environ",
     [
         {"APP_DATA__BROKER__KIND": "kafka", "APP_DATA__BROKER__OPTIONS__ACKS": "none"},
-        {"APP_DATA__BROKER__KIND": "rabbitmq",
-         "APP_DATA__BROKER__OPTIONS__PUBLISHER_CONFIRMS": "false"},
+        {
+            "APP_DATA__BROKER__KIND": "rabbitmq",
+            "APP_DATA__BROKER__OPTIONS__PUBLISHER_CONFIRMS": "false",
+        },
         {"APP_DATA__NOTIFICATIONS__KIND": "mqtt", "APP_DATA__NOTIFICATIONS__OPTIONS__QOS": "0"},
     ],
 )

@@ -98,6 +98,7 @@ def test_unknown_option_is_refused_with_the_supported_list() -> None:
         ({"exchange_type": "headers"}, "exchange_type must be one of"),
         ({"exchange": ""}, "default exchange"),
         ({"prefetch": 0}, "prefetch must be an int"),
+        ({"prefetch": 65_536}, "prefetch must be an int between 1 and 65535"),  # AMQP short
         ({"routing_key": []}, "routing_key must be"),
         ({"queue": ""}, "queue must be a non-empty string"),
         ({"queue_arguments": ["x"]}, "queue_arguments must be a mapping"),

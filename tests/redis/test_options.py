@@ -39,7 +39,7 @@ def test_create_broker_and_the_service_config_know_redis() -> None:
         ({"maxlen": 10, "minid_age": 60}, "exclusive"),
         ({"block_ms": 20_000}, "below socket_timeout"),
         ({"claim_idle_ms": 1000, "claim_interval": 5}, "well below claim_idle_ms"),
-        ({"prefetch": 0}, "prefetch must be > 0"),
+        ({"prefetch": 0}, "prefetch must be an int >= 1"),
     ],
 )
 def test_bad_options_fail_when_the_config_is_scanned(options: dict, message: str) -> None:

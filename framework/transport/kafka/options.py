@@ -28,6 +28,7 @@ from typing import Any, Literal, get_args
 from framework.broker.acks import Acks
 from framework.broker.addresses import check_host_ports
 from framework.broker.options import AutoOffsetReset
+from framework.checks import check_counts, check_seconds
 from framework.transport.kafka.partitioner import (
     KeylessPartitioning,
     PartitionerFn,
@@ -60,11 +61,17 @@ _ACKS_LEVELS: dict[int | str, Acks] = {
 PRODUCER_ACKS: dict[Acks, int | str] = {"all": "all", "leader": 1, "none": 0}
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaOptions:
     """Options of :class:`~framework.transport.kafka.KafkaBroker` (see the module docstring).
+
+    Numbers are checked at construction (``ValueError`` naming the option): seconds are
+    finite, > 0 and at most :data:`~framework.checks.MAX_SECONDS`; ``*_ms`` values, byte
+    sizes and partition counts are ints >= 1 (``linger_ms`` and ``fetch_max_wait_ms`` >= 0)
+    up to 2**31 - 1, as Kafka's protocol carries them in 32 bits.
 
     Attributes:
         bootstrap_servers: ``host:port[,host:port...]`` of the cluster.
@@ -213,7 +220,8 @@ class KafkaOptions:
         # for acks, text of a number means that number, as the producer only takes 0/1/-1/all.
         if isinstance(self.acks, str) and self.acks.strip().lstrip("-").isdigit():
             object.__setattr__(self, "acks", int(self.acks))
-        if self.acks not in _ACKS_LEVELS:
+        # True == 1 would pass as "leader"
+        if isinstance(self.acks, bool) or self.acks not in _ACKS_LEVELS:
             raise ValueError(f"acks must be one of none, leader, all, 0, 1, -1, got {self.acks!r}")
         if self.keyless_partitioning not in get_args(KeylessPartitioning):
             raise ValueError(
@@ -232,51 +240,74 @@ class KafkaOptions:
         for name, (chosen, allowed) in choices.items():
             if chosen not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {chosen!r}")
-        positive = {
-            "connect_timeout": self.connect_timeout,
-            "publish_timeout": self.publish_timeout,
-            "join_timeout": self.join_timeout,
-            "max_records": self.max_records,
-            "max_request_size": self.max_request_size,
-            "max_buffered": self.max_buffered,
-            "pause_after": self.pause_after,
-            "commit_interval": self.commit_interval,
-            "commit_every": self.commit_every,
-            "session_timeout_ms": self.session_timeout_ms,
-            "heartbeat_interval_ms": self.heartbeat_interval_ms,
-            "fetch_min_bytes": self.fetch_min_bytes,
-            "fetch_max_bytes": self.fetch_max_bytes,
-            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
-            "delay_partitions": self.delay_partitions,
-            "delay_check_interval": self.delay_check_interval,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+        self._check_numbers()
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
-        if self.fetch_max_wait_ms < 0:
-            raise ValueError(f"fetch_max_wait_ms must be >= 0, got {self.fetch_max_wait_ms!r}")
         if self.fetch_min_bytes > self.fetch_max_bytes:
             raise ValueError(
                 f"fetch_min_bytes ({self.fetch_min_bytes}) must not exceed fetch_max_bytes "
                 f"({self.fetch_max_bytes}): the broker could never answer a fetch early"
             )
         self._check_security()
-        if self.delay_replication_factor is not None and self.delay_replication_factor < 1:
-            raise ValueError(
-                f"delay_replication_factor must be >= 1, got {self.delay_replication_factor!r}"
-            )
         if not self.delay_topic_prefix:
             raise ValueError("delay_topic_prefix must be a non-empty topic name prefix")
+
+    def _check_numbers(self) -> None:
+        owner = "KafkaOptions"
+        check_seconds(
+            owner,
+            connect_timeout=self.connect_timeout,
+            publish_timeout=self.publish_timeout,
+            join_timeout=self.join_timeout,
+            pause_after=self.pause_after,
+            commit_interval=self.commit_interval,
+            rebalance_drain_timeout=self.rebalance_drain_timeout,
+            dlq_retry_backoff=self.dlq_retry_backoff,
+            delay_check_interval=self.delay_check_interval,
+        )
+        # Kafka's protocol carries these as int32 (timeouts, sizes, partition counts).
+        check_counts(
+            owner,
+            maximum=_INT32_MAX,
+            request_timeout_ms=self.request_timeout_ms,
+            max_batch_size=self.max_batch_size,
+            max_request_size=self.max_request_size,
+            session_timeout_ms=self.session_timeout_ms,
+            fallback_session_timeout_ms=self.fallback_session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            # 0 would make the fetch loop spin: getmany returns at once on idle partitions
+            fetch_timeout_ms=self.fetch_timeout_ms,
+            fetch_min_bytes=self.fetch_min_bytes,
+            fetch_max_bytes=self.fetch_max_bytes,
+            max_partition_fetch_bytes=self.max_partition_fetch_bytes,
+            delay_partitions=self.delay_partitions,
+        )
+        # 0: no linger (send at once); 0: the broker answers a fetch without waiting
+        check_counts(
+            owner,
+            minimum=0,
+            maximum=_INT32_MAX,
+            linger_ms=self.linger_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+        )
+        check_counts(
+            owner,
+            max_records=self.max_records,
+            max_buffered=self.max_buffered,
+            commit_every=self.commit_every,
+        )
+        if self.delay_replication_factor is not None:  # an int16 in CreateTopics
+            check_counts(
+                owner, maximum=2**15 - 1, delay_replication_factor=self.delay_replication_factor
+            )
 
     def _check_security(self) -> None:
         sasl = self.security_protocol.startswith("SASL_")
         tls = self.security_protocol.endswith("SSL")
         if sasl and not (self.sasl_username and self.sasl_password):
             raise ValueError(
-                f"security_protocol {self.security_protocol} needs sasl_username and "
-                "sasl_password"
+                f"security_protocol {self.security_protocol} needs sasl_username and sasl_password"
             )
         if not sasl and (self.sasl_username or self.sasl_password):
             raise ValueError(

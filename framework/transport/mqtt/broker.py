@@ -123,10 +123,8 @@ class MqttBroker(Broker):
         will_retain: bool = False,
     ) -> None:
         check_url("url", url, ("mqtt", "mqtts", "tcp"))
-        if qos not in QOS_LEVELS:
-            raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        if will_qos not in QOS_LEVELS:
-            raise ValueError(f"will_qos must be 0, 1 or 2, got {will_qos!r}")
+        # an int, not True or 0.0: both equal a level but are not one
+        check_counts("MqttBroker", minimum=0, maximum=2, qos=qos, will_qos=will_qos)
         check_counts("MqttBroker", maximum=_MAX_RECEIVE, receive_maximum=receive_maximum)
         # MQTT 5 encodes them as a four-byte and a two-byte integer; 0 means "ends with the
         # connection" and "no keep-alive".

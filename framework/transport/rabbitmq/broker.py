@@ -57,7 +57,12 @@ from framework.transport.rabbitmq.errors import (
     RabbitUnavailableError,
     TopologyError,
 )
-from framework.transport.rabbitmq.options import EXCHANGE_TYPES, KNOWN_OPTIONS, resolve_topology
+from framework.transport.rabbitmq.options import (
+    EXCHANGE_TYPES,
+    KNOWN_OPTIONS,
+    MAX_PREFETCH,
+    resolve_topology,
+)
 from framework.transport.rabbitmq.publishing import (
     ConfirmedPublisher,
     UnconfirmedPublisher,
@@ -111,8 +116,8 @@ class RabbitBroker(Broker):
 
     Args:
         url: AMQP URL.
-        prefetch: QoS prefetch count per subscription channel (a subscriber may override it
-            with the ``prefetch`` option).
+        prefetch: QoS prefetch count per subscription channel, 1 to 65535 (AMQP carries it
+            as a short; a subscriber may override it with the ``prefetch`` option).
         exchange: exchange ``publish`` sends to and subscribers bind to by default.
         exchange_type: its type: ``"topic"`` (default), ``"direct"`` or ``"fanout"``.
         dead_letter_exchange: direct exchange that routes dead letters to their DLQ.
@@ -188,7 +193,8 @@ class RabbitBroker(Broker):
             )
         if not exchange:
             raise ValueError("exchange must be a name: the default exchange cannot be bound")
-        check_counts("RabbitBroker", prefetch=prefetch, ack_batch=ack_batch)
+        check_counts("RabbitBroker", maximum=MAX_PREFETCH, prefetch=prefetch)
+        check_counts("RabbitBroker", ack_batch=ack_batch)  # ours: acks are one per multiple
         check_seconds(
             "RabbitBroker",
             connect_timeout=connect_timeout,
@@ -333,9 +339,7 @@ class RabbitBroker(Broker):
     async def _unconfirmed_publisher(self) -> UnconfirmedPublisher:
         """The channel without confirms, opened on first use."""
         if self._unconfirmed is None:
-            channel = await self.connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
+            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
             self._unconfirmed = UnconfirmedPublisher(
                 channel,
                 timeout=self.publish_timeout,

@@ -40,12 +40,15 @@ from framework.transport.rabbitmq.errors import TopologyError
 __all__ = [
     "EXCHANGE_TYPES",
     "KNOWN_OPTIONS",
+    "MAX_PREFETCH",
     "SubscriberTopology",
     "queue_name",
     "resolve_topology",
 ]
 
 EXCHANGE_TYPES = frozenset({"direct", "topic", "fanout"})
+#: The largest prefetch: basic.qos carries prefetch-count as an AMQP short (16 bits).
+MAX_PREFETCH = 65_535
 _MAX_NAME = 255  # AMQP short string: queue and exchange names
 _INVALID = re.compile(r"[^a-zA-Z0-9\-_.:@#,/+ ]")  # what pamqp/AMQP refuse in a queue name
 KNOWN_OPTIONS = frozenset(
@@ -161,9 +164,14 @@ def resolve_topology(
             f"{sorted(EXCHANGE_TYPES)}, got {exchange_type!r}"
         )
     prefetch = opts.get("prefetch", default_prefetch)
-    if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
+    if (
+        not isinstance(prefetch, int)
+        or isinstance(prefetch, bool)
+        or not 1 <= prefetch <= MAX_PREFETCH
+    ):
         raise TopologyError(
-            f"subscriber {spec.display_name!r}: prefetch must be an int >= 1, got {prefetch!r}"
+            f"subscriber {spec.display_name!r}: prefetch must be an int between 1 and "
+            f"{MAX_PREFETCH}, got {prefetch!r}"
         )
     if spec.concurrency < 1 or spec.concurrency > prefetch:
         raise TopologyError(

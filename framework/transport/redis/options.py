@@ -35,11 +35,13 @@ from typing import Any
 from framework.broker.addresses import check_url
 from framework.broker.options import UnsupportedOptionError, check_options
 from framework.broker.subscriber import SubscriberSpec
+from framework.checks import check_counts, check_seconds
 
 __all__ = ["KNOWN_OPTIONS", "RedisOptions", "StreamSettings", "resolve_settings"]
 
 #: Subscriber options the Redis broker reads.
 KNOWN_OPTIONS = frozenset({"start_id", "prefetch", "claim_idle_ms"})
+_INT64_MAX = 2**63 - 1
 _STREAM_ID = re.compile(r"^(\$|0|\d+(-\d+)?)$")
 
 
@@ -55,6 +57,10 @@ def _check_start_id(value: Any, where: str) -> str:
 @dataclass(frozen=True, slots=True)
 class RedisOptions:
     """Options of :class:`~framework.transport.redis.RedisBroker` (see the module docstring).
+
+    Numbers are checked at construction (``ValueError`` naming the option): seconds are
+    finite, > 0 and at most :data:`~framework.checks.MAX_SECONDS`; counts and ``*_ms`` values
+    are ints >= 1 (up to 2**63 - 1 for what Redis reads as a 64-bit integer).
 
     Attributes:
         url: Redis URL (``redis://[:password@]host:port/db``, ``rediss://`` for TLS).
@@ -120,28 +126,31 @@ class RedisOptions:
     def __post_init__(self) -> None:
         _check_start_id(self.start_id, "RedisOptions")
         check_url("url", self.url, ("redis", "rediss", "unix"), hostless=("unix",))
-        positive = {
-            "connect_timeout": self.connect_timeout,
-            "socket_timeout": self.socket_timeout,
-            "reconnect_interval": self.reconnect_interval,
-            "publish_timeout": self.publish_timeout,
-            "read_count": self.read_count,
-            "block_ms": self.block_ms,
-            "prefetch": self.prefetch,
-            "ack_batch": self.ack_batch,
-            "ack_interval": self.ack_interval,
-            "claim_idle_ms": self.claim_idle_ms,
-            "claim_interval": self.claim_interval,
-            "dlq_retry_backoff": self.dlq_retry_backoff,
-            "schedule_idle": self.schedule_idle,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        if self.maxlen is not None and self.maxlen < 1:
-            raise ValueError(f"maxlen must be >= 1, got {self.maxlen!r}")
-        if self.minid_age is not None and self.minid_age <= 0:
-            raise ValueError(f"minid_age must be > 0 seconds, got {self.minid_age!r}")
+        owner = "RedisOptions"
+        check_seconds(
+            owner,
+            connect_timeout=self.connect_timeout,
+            socket_timeout=self.socket_timeout,
+            reconnect_interval=self.reconnect_interval,
+            publish_timeout=self.publish_timeout,
+            ack_interval=self.ack_interval,
+            claim_interval=self.claim_interval,
+            dlq_retry_backoff=self.dlq_retry_backoff,
+            schedule_idle=self.schedule_idle,
+        )
+        if self.minid_age is not None:
+            check_seconds(owner, minid_age=self.minid_age)
+        # Redis reads COUNT, BLOCK, MAXLEN and idle times as 64-bit integers.
+        check_counts(
+            owner,
+            maximum=_INT64_MAX,
+            read_count=self.read_count,
+            block_ms=self.block_ms,
+            claim_idle_ms=self.claim_idle_ms,
+        )
+        check_counts(owner, prefetch=self.prefetch, ack_batch=self.ack_batch)
+        if self.maxlen is not None:
+            check_counts(owner, maximum=_INT64_MAX, maxlen=self.maxlen)
         if self.maxlen is not None and self.minid_age is not None:
             raise ValueError("maxlen and minid_age are exclusive: XADD trims by one strategy")
         if self.block_ms >= self.socket_timeout * 1000:
