@@ -43,7 +43,8 @@ def option_choice(spec: SubscriberSpec, name: str, choices: tuple[_T, ...], defa
     """``spec.options[name]``, ``default`` when absent; :class:`UnsupportedOptionError` naming
     the subscriber and the valid values when it is not one of ``choices``."""
     value = spec.options.get(name, default)
-    if value not in choices:
+    # True == 1 and 1.0 == 1: only the choices' own types are accepted.
+    if value not in choices or type(value) not in {type(choice) for choice in choices}:
         raise UnsupportedOptionError(
             f"subscriber {spec.display_name} on {spec.topic!r}: {name} must be one of "
             f"{', '.join(map(str, choices))}, got {value!r}"

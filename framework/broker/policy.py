@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from framework.checks import check_counts, check_seconds
+
 __all__ = [
     "DLQ_ATTEMPTS",
     "DLQ_ERROR_TYPE",
@@ -51,10 +53,16 @@ class RetryPolicy:
     max_backoff: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
-            raise ValueError("backoff and max_backoff must be >= 0 and multiplier >= 1")
+        check_counts("RetryPolicy", max_attempts=self.max_attempts)
+        check_seconds(
+            "RetryPolicy", allow_zero=True, backoff=self.backoff, max_backoff=self.max_backoff
+        )
+        multiplier = self.multiplier
+        number = isinstance(multiplier, int | float) and not isinstance(multiplier, bool)
+        if not number or not 1 <= multiplier <= 1000:  # NaN fails both comparisons
+            raise ValueError(
+                f"RetryPolicy: multiplier must be between 1 and 1000, got {multiplier!r}"
+            )
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -70,8 +78,8 @@ class BatchPolicy:
     max_wait: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.max_size < 1 or self.max_wait < 0:
-            raise ValueError("max_size must be >= 1 and max_wait >= 0")
+        check_counts("BatchPolicy", max_size=self.max_size)
+        check_seconds("BatchPolicy", allow_zero=True, max_wait=self.max_wait)
 
 
 def default_dlq_topic(topic: str) -> str:

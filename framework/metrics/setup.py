@@ -80,7 +80,9 @@ def setup_metrics(
             :func:`~framework.metrics.metrics` without arguments uses. OpenTelemetry allows
             this once per process; a second call keeps the first global provider (and logs).
         observe: install the :class:`~framework.observer.Observer` that records broker
-            processing, publishing and WebSocket sessions with this provider.
+            processing, publishing, WebSocket sessions and the requests servers refuse
+            before their middleware chain (admission) with this provider; without it those
+            instruments stay empty.
     """
     attributes = {"service.name": service_name}
     if service_version:

@@ -170,3 +170,24 @@ def test_the_mqtt_and_rabbit_brokers_keep_their_bounds_direct() -> None:
         RabbitBroker(prefetch=65_536)
     with pytest.raises(ValueError, match="MqttBroker: qos"):
         MqttBroker(qos=True)
+
+
+def test_policies_and_option_choices_refuse_lookalike_numbers() -> None:
+    from framework.broker import BatchPolicy, RetryPolicy, SubscriberSpec
+    from framework.broker.options import UnsupportedOptionError, option_choice
+
+    for bad in ({"backoff": math.nan}, {"max_backoff": math.inf}, {"multiplier": math.nan},
+                {"multiplier": 0.5}, {"max_attempts": 1.5}, {"max_attempts": True}):  # fmt: skip
+        [name] = bad
+        with pytest.raises(ValueError, match=name):
+            RetryPolicy(**bad)
+    with pytest.raises(ValueError, match="max_wait"):
+        BatchPolicy(max_wait=math.nan)
+
+    async def handle(body: bytes) -> None: ...
+
+    for odd in (True, 1.0):  # equal to 1, but not a QoS level
+        spec = SubscriberSpec("t", handle, options={"qos": odd})
+        with pytest.raises(UnsupportedOptionError, match="qos must be one of"):
+            option_choice(spec, "qos", (0, 1, 2), 1)
+    assert option_choice(SubscriberSpec("t", handle, options={"qos": 2}), "qos", (0, 1, 2), 1) == 2
