@@ -108,6 +108,9 @@ async def test_a_permanently_refused_message_is_dead_lettered_with_its_reason(
             bad.append(
                 tx.add_message(ORDER_PAID, {"order_id": "o1", "pad": "x" * 2_000_000}, key="o1")
             )
+        else:  # RabbitMQ: headers larger than one AMQP frame (131,072 bytes by default)
+            huge = {"pad": "x" * 200_000}
+            bad.append(tx.add_message(ORDER_PAID, _order_paid("o1", 2), key="o1", headers=huge))
         tx.add_message(ORDER_PAID, _order_paid("o1", 3), key="o1")
     relay = OutboxRelay(tables.engine, broker)
     with caplog.at_level(logging.ERROR, "pykratos.data"):
@@ -127,3 +130,5 @@ async def test_a_permanently_refused_message_is_dead_lettered_with_its_reason(
     assert "UnicodeEncodeError" in reasons
     if link.kind == "kafka":
         assert "TooLarge" in reasons
+    else:
+        assert "MessageTooLargeError" in reasons and "one AMQP frame" in reasons

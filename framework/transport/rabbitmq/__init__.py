@@ -7,6 +7,7 @@ or build it from configuration with ``create_broker("rabbitmq", **options)``.
 from framework.transport.rabbitmq.broker import RabbitBroker
 from framework.transport.rabbitmq.consumer import RabbitSubscription
 from framework.transport.rabbitmq.errors import (
+    MessageTooLargeError,
     PublishFailedError,
     PublishTimeoutError,
     RabbitUnavailableError,
@@ -17,6 +18,7 @@ from framework.transport.rabbitmq.options import KNOWN_OPTIONS, SubscriberTopolo
 
 __all__ = [
     "KNOWN_OPTIONS",
+    "MessageTooLargeError",
     "PublishFailedError",
     "PublishTimeoutError",
     "RabbitBroker",

@@ -19,8 +19,12 @@ The messages are those :meth:`RabbitBroker.publish
 queue), ``mandatory`` flag, persistent, with a fresh message id and timestamp each. The
 exchange of every topic of a chunk is checked (``prepare_publish``) before any of its
 messages is written, so the messages of a key are written in submit order; a topic refused
-there fails its messages with that error. (Batch ``submit`` takes no delay, so there are no
-delay buckets here; ``partition=`` is refused at submit, RabbitMQ has no partitions.)
+there fails its messages with that error. A message whose properties (headers) do not fit
+in one frame of the connection fails alone with
+:class:`~framework.transport.rabbitmq.errors.MessageTooLargeError` before anything of it is
+written (see :mod:`~framework.transport.rabbitmq.framesize`). (Batch ``submit`` takes no
+delay, so there are no delay buckets here; ``partition=`` is refused at submit, RabbitMQ
+has no partitions.)
 
 A message is resolved only by a broker ack. Whatever else its first attempt meets (a nack,
 a mandatory message returned as unroutable, the channel closed by the broker or lost with
@@ -52,6 +56,7 @@ from framework.broker.batching import BatchingPublisher, PendingMessage
 from framework.broker.broker import PublishResult
 from framework.checks import check_counts
 from framework.transport.rabbitmq.errors import PublishTimeoutError, TopologyError
+from framework.transport.rabbitmq.framesize import FRAME_OVERHEAD, check_header_frame
 from framework.transport.rabbitmq.headers import message_headers
 from framework.transport.rabbitmq.publishing import ConfirmedPublisher, persistent_properties
 
@@ -179,11 +184,27 @@ class RabbitBatchingPublisher(BatchingPublisher):
         await asyncio.sleep(0)
 
     def _marshal(self, raw: Any, flight: _Flight) -> bytes:
-        """The frames of one publish: method, content header, body in frame-size pieces."""
+        """The frames of one publish: method, content header, body in frame-size pieces.
+
+        Raises:
+            MessageTooLargeError: the content header does not fit in one frame.
+        """
         item = flight.item
         body = item.body
         number = raw.number
         size = raw.max_content_size
+        header = pamqp.frame.marshal(
+            ContentHeader(properties=flight.properties, body_size=len(body)), number
+        )
+        if len(header) - FRAME_OVERHEAD > size:
+            # Measured exactly, as it is marshalled anyway: the message fails alone,
+            # before a frame that would make RabbitMQ close the connection is written.
+            check_header_frame(
+                flight.properties,
+                size,
+                exchange=flight.exchange,
+                routing_key=item.topic,
+            )
         frames = [
             pamqp.frame.marshal(
                 spec.Basic.Publish(
@@ -193,9 +214,7 @@ class RabbitBatchingPublisher(BatchingPublisher):
                 ),
                 number,
             ),
-            pamqp.frame.marshal(
-                ContentHeader(properties=flight.properties, body_size=len(body)), number
-            ),
+            header,
         ]
         for start in range(0, len(body), size):
             frames.append(pamqp.frame.marshal(ContentBody(body[start : start + size]), number))

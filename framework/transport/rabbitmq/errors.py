@@ -42,5 +42,8 @@ class UnroutableError(PublishFailedError):
 
 
 class MessageTooLargeError(PublishFailedError):
-    """The broker refused the message as larger than its ``max_message_size`` (the same
-    message is refused on every retry)."""
+    """The message is too large for RabbitMQ: the broker refused it as larger than its
+    ``max_message_size``, or its properties (headers) do not fit in one frame of the
+    connection (refused before it is written, see
+    :mod:`~framework.transport.rabbitmq.framesize`). The same message is refused on every
+    retry."""

@@ -30,6 +30,7 @@ __all__ = [
     "DELAY_MS_ARG",
     "INTERNAL",
     "KEY",
+    "MAX_NAME_BYTES",
     "ORIGINAL_QUEUE",
     "TAG_ARG",
     "TOPIC",
@@ -39,6 +40,9 @@ __all__ = [
     "to_str_headers",
 ]
 
+#: Longest header name (UTF-8 bytes) an AMQP field table carries (the spec's limit, which
+#: pamqp enforces by cutting longer names).
+MAX_NAME_BYTES = 128
 #: Ordering key given to ``publish(key=...)`` (sent as an AMQP byte array).
 KEY = "x-pykratos-key"
 #: Delivery attempt of a message republished for a retry (int, 1 = first delivery).
@@ -128,9 +132,21 @@ def to_str_headers(headers: Mapping[str, Any]) -> dict[str, str]:
 
 def to_amqp_headers(headers: Mapping[str, str] | None) -> dict[str, Any]:
     """AMQP headers for ``publish(headers=...)``: the inverse of :func:`to_str_headers` for
-    every received string or byte-array value (a fresh dict the caller may extend)."""
+    every received string or byte-array value (a fresh dict the caller may extend).
+
+    Raises:
+        ValueError: a header name longer than :data:`MAX_NAME_BYTES` in UTF-8.
+    """
     if not headers:
         return {}
+    for name in headers:
+        # pamqp would cut a longer name to its first 128 bytes, with only a log warning:
+        # the message would arrive under another header name.
+        if len(name) > MAX_NAME_BYTES // 4 and len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"header name {name[:40]!r}... is {len(name.encode('utf-8'))} bytes in UTF-8: "
+                f"AMQP header names go up to {MAX_NAME_BYTES} bytes"
+            )
     return {name: encodable(value) for name, value in headers.items()}
 
 

@@ -43,6 +43,7 @@ from framework.transport.rabbitmq.errors import (
     TopologyError,
     UnroutableError,
 )
+from framework.transport.rabbitmq.framesize import check_header_frame, header_frame_limit
 
 __all__ = ["ConfirmedPublisher", "UnconfirmedPublisher", "persistent_properties"]
 
@@ -95,7 +96,10 @@ class ConfirmedPublisher:
         Raises:
             UnroutableError: ``mandatory`` and no queue matched (the broker returned it).
             TopologyError: the exchange does not exist or may not be written to.
-            MessageTooLargeError: the body is larger than the broker's ``max_message_size``.
+            MessageTooLargeError: the body is larger than the broker's ``max_message_size``,
+                or the properties (headers) do not fit in one frame of the connection
+                (refused before anything is written: see
+                :mod:`~framework.transport.rabbitmq.framesize`).
             PublishTimeoutError: not confirmed within the timeout (broker down, nacks); a
                 503 ``BROKER_UNAVAILABLE`` error.
         """
@@ -151,6 +155,13 @@ class ConfirmedPublisher:
     ) -> ConfirmationFrameType | None:
         await self._channel.ready()  # waits while the robust connection reconnects
         raw = await self._channel.get_underlay_channel()
+        # Checked on the channel it goes out on: frame_max is negotiated per connection.
+        check_header_frame(
+            properties,
+            header_frame_limit(raw),
+            exchange=exchange,
+            routing_key=routing_key,
+        )
         return await raw.basic_publish(
             body,
             exchange=exchange,
@@ -266,6 +277,9 @@ class UnconfirmedPublisher:
 
         Raises:
             PublishTimeoutError: the channel was not available within the timeout.
+            MessageTooLargeError: the properties (headers) do not fit in one frame of the
+                connection (nothing is written: see
+                :mod:`~framework.transport.rabbitmq.framesize`).
         """
         try:
             async with asyncio.timeout(self._timeout):
@@ -279,6 +293,12 @@ class UnconfirmedPublisher:
                 topic=routing_key,
                 timeout=self._timeout,
             ) from exc
+        check_header_frame(
+            properties,
+            header_frame_limit(raw),
+            exchange=exchange,
+            routing_key=routing_key,
+        )
         sending = asyncio.ensure_future(
             raw.basic_publish(
                 body,
@@ -312,9 +332,7 @@ class UnconfirmedPublisher:
                 ),
             )
         elif exc is not None:
-            report(
-                topic, PublishFailedError(f"unconfirmed publish to {topic!r} failed: {exc!r}")
-            )
+            report(topic, PublishFailedError(f"unconfirmed publish to {topic!r} failed: {exc!r}"))
         elif not isinstance(done.result(), spec.Basic.Ack):
             report(
                 topic,
