@@ -156,3 +156,38 @@ def test_the_cheap_bound_never_lets_a_frame_too_large_through() -> None:
         check_header_frame(
             spec.Basic.Properties(headers={"a": "é" * 70_000}), limit, exchange="e", routing_key="t"
         )
+
+
+async def test_a_retry_copy_too_large_for_a_frame_is_dead_lettered_not_requeued(
+    env: RabbitEnv,
+) -> None:
+    """A message that just fits, whose retry copy (two more headers) does not: requeued, it
+    would fail the same way on every redelivery; it is dead-lettered with the reason."""
+    from framework.broker import RetryPolicy
+    from framework.broker.policy import DLQ_REASON
+    from framework.transport.rabbitmq.headers import message_headers
+    from framework.transport.rabbitmq.publishing import persistent_properties
+    from tests.rabbitmq.helpers import read_queue
+
+    topic = env.topic("edge")
+    limit = 131_072 - 8  # RabbitMQ's default frame_max, less the frame's own bytes
+    # The largest value whose publish still fits, leaving ~10 bytes: the retry headers
+    # (attempt number and topic) take more.
+    size = 100_000
+    frame = header_frame_size(persistent_properties(message_headers({"h": "z" * size}, None)))
+    value = "z" * (size + limit - frame - 10)
+    runs = Collector()
+    router = Router()
+
+    @router.subscriber(topic, group="g", retry=RetryPolicy(max_attempts=3, backoff=0.01))
+    async def handle(message: Message) -> None:
+        runs.add(message.attempt)
+        raise ValueError("always fails")
+
+    await env.serve(router)
+    publisher = await env.connected()
+    await publisher.publish(topic, b"edge", headers={"h": value})
+    (dead,) = await read_queue(env.url, f"{topic}.dlq", 1)
+    assert "retry copy was refused" in str(dead.headers[DLQ_REASON])
+    await asyncio.sleep(0.5)
+    assert runs.items == [1]  # handled once, then dead-lettered: no redelivery loop

@@ -65,6 +65,7 @@ from framework.transport.rabbitmq.deliveries import (
     retry_headers,
     to_message,
 )
+from framework.transport.rabbitmq.errors import MessageTooLargeError
 from framework.transport.rabbitmq.options import SubscriberTopology
 from framework.transport.rabbitmq.topology import declare_retry_queue, declare_subscription
 
@@ -423,16 +424,22 @@ class RabbitSubscription:
     ) -> None:
         """Publish a confirmed copy of each message (with ``headers(message)``), then finish
         them all. If a publish fails they are all requeued instead: never lost, but a copy
-        already confirmed is published again when its message is redelivered."""
+        already confirmed is published again when its message is redelivered. A copy too
+        large for the connection's frames (the added headers pushed it over) would fail the
+        same way on every redelivery: that message is dead-lettered with the reason."""
+        too_large: list[tuple[Message, MessageTooLargeError]] = []
         try:
             for message in messages:
-                await self._publish_raw(
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    body=message.body,
-                    properties=copy_properties(message, headers(message)),
-                    mandatory=True,
-                )
+                try:
+                    await self._publish_raw(
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        body=message.body,
+                        properties=copy_properties(message, headers(message)),
+                        mandatory=True,
+                    )
+                except MessageTooLargeError as exc:
+                    too_large.append((message, exc))
         except Exception:
             log.exception(
                 "cannot republish %d message(s) of %s to exchange %r with routing key %r",
@@ -443,6 +450,16 @@ class RabbitSubscription:
             )
             await self._requeue(messages, acker)
             return
+        for message, error in too_large:
+            refused = ProcessResult(
+                Outcome.DEAD,
+                message.attempt,
+                f"its retry copy was refused: {error}",
+                type(error).__name__,
+            )
+            await self._settle_dead([message], acker, refused)
+        if too_large:
+            messages = [m for m in messages if all(m is not t for t, _ in too_large)]
         await self._finish(messages, acker)
 
     async def _requeue(self, messages: list[Message], acker: Acker) -> None:
