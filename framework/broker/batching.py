@@ -50,6 +50,7 @@ __all__ = [
     "PendingMessage",
     "PipelinedPublisher",
     "SendOne",
+    "stop_task",
 ]
 
 _log = logging.getLogger("pykratos.broker")
@@ -59,6 +60,14 @@ _log = logging.getLogger("pykratos.broker")
 SendOne = Callable[
     [str, bytes, bytes | None, Mapping[str, str] | None, int | None], Awaitable[PublishResult]
 ]
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (a publisher's helper task, e.g. a watcher) and wait until it ended;
+    ``None``: nothing to stop."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 class BatchPublisherClosedError(RuntimeError):
@@ -294,9 +303,7 @@ class BatchingPublisher(ABC):
         finally:
             if first:
                 sender, self._sender = self._sender, None
-                if sender is not None:
-                    sender.cancel()
-                    await asyncio.gather(sender, return_exceptions=True)
+                await stop_task(sender)
 
     async def __aenter__(self) -> Self:
         return self

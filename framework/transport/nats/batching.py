@@ -33,7 +33,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from framework.broker import batching
-from framework.broker.batching import PendingMessage
+from framework.broker.batching import PendingMessage, stop_task
 from framework.broker.broker import PublishResult
 from framework.transport.nats.errors import PublishFailedError
 from framework.transport.nats.headers import MSG_ID, encode_headers
@@ -212,9 +212,7 @@ class NatsBatchingPublisher(batching.BatchingPublisher):
             await super().close(timeout)
         finally:
             watcher, self._watcher = self._watcher, None
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+            await stop_task(watcher)
             subscription, self._subscription = self._subscription, None
             if subscription is not None:
                 with contextlib.suppress(Exception):

@@ -52,7 +52,7 @@ from pamqp import commands as spec
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
-from framework.broker.batching import BatchingPublisher, PendingMessage
+from framework.broker.batching import BatchingPublisher, PendingMessage, stop_task
 from framework.broker.broker import PublishResult
 from framework.checks import check_counts
 from framework.transport.rabbitmq.errors import PublishTimeoutError, TopologyError
@@ -386,9 +386,7 @@ class RabbitBatchingPublisher(BatchingPublisher):
             await super().close(timeout)
         finally:
             watcher, self._watcher = self._watcher, None
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+            await stop_task(watcher)
 
 
 def _writable(raw: object) -> bool:
