@@ -12,12 +12,16 @@ rows are claimed (and published) again.
 SQLAlchemy's statement compilation and row processing):
 
 * each ordering key hashes to one of ``lock_slots`` transaction advisory locks
-  (``pg_try_advisory_xact_lock(<outbox table oid>, slot)``). The claim walks the pending rows
-  in ``id`` order (the partial index ``ix_outbox_pending_id``) and keeps a row only when its
-  slot's lock is free or already ours, up to ``limit`` rows, with ``FOR UPDATE``. A relay
-  thus holds every pending row of its keys from the oldest one on, and another relay (or
-  another round of the same relay) skips those keys until the commit: one relay per key at a
-  time, each key in ``id`` order. Keys sharing a slot are simply serialized together.
+  (``pg_try_advisory_xact_lock(<outbox table oid>, slot)``). A round's first claim takes the
+  locks first: the slots of the oldest pending rows (the partial index
+  ``ix_outbox_pending_id``), in the order of each slot's oldest row, the free ones, at most
+  ``limit``. Then it reads the pending rows of those slots in ``id`` order, up to ``limit``,
+  with ``FOR UPDATE``. Since the locks are held before that read's snapshot, a relay holds
+  every pending row of its keys from the oldest one on, and another relay (or another round
+  of the same relay) skips those keys until the commit: one relay per key at a time, each
+  key in ``id`` order. Keys sharing a slot are simply serialized together. (Taking each
+  lock during the row scan instead let a relay lock a slot another relay released
+  mid-scan, after skipping that slot's older row: the newer row went out first.)
 * ``FOR UPDATE`` re-reads a row whose previous holder committed after this statement's
   snapshot (PostgreSQL's READ COMMITTED re-check): a row just moved to ``outbox_sent`` (or
   deleted) is gone and dropped, so a key changing hands never repeats a message.
@@ -98,9 +102,22 @@ class Round(Protocol):
 
 _COLUMNS = "id, message_id, destination, topic, key, ordering_key, body, headers"
 _PG_SLOT = "(hashtext(encode(ordering_key, 'hex')) & 2147483647) % $3"
-# $1 limit, $2 window - 1, $3 lock slots, $4 after, $5 the slots held (bitmap) or NULL.
-# One CASE, not two conditions: PostgreSQL orders conditions by cost, and a later batch
-# must not lock a slot it does not take (it only re-reads the slots the round holds).
+# A round's first claim locks its slots first, then reads their rows. Candidates: the slots
+# of the $1 oldest pending rows ($2 lock slots), in the order of each one's oldest row.
+_PG_CANDIDATES = f"""
+SELECT slot FROM (
+    SELECT id, {_PG_SLOT.replace("$3", "$2")} AS slot FROM outbox
+    WHERE state = {PENDING} ORDER BY id LIMIT $1
+) oldest
+GROUP BY slot ORDER BY min(id)"""
+# A lazy filter under a LIMIT over a function scan: each try-lock runs only until $3 slots
+# are taken (a filter above a sort or an aggregate may be evaluated for every row first).
+_PG_LOCK_SLOTS = """
+SELECT slot FROM unnest($1::int[]) AS slot
+WHERE pg_try_advisory_xact_lock('outbox'::regclass::oid::int, slot)
+LIMIT $2"""
+# $1 limit, $2 window - 1, $3 lock slots, $4 after, $5 the slots held (bitmap): only rows
+# of slots this round holds.
 _PG_CLAIM = f"""
 SELECT {_COLUMNS}, {_PG_SLOT} FROM outbox
 WHERE state = {PENDING}
@@ -108,8 +125,7 @@ WHERE state = {PENDING}
   AND id <= coalesce(
         (SELECT id FROM outbox WHERE state = {PENDING} AND id > $4 ORDER BY id OFFSET $2 LIMIT 1),
         9223372036854775807)
-  AND CASE WHEN $5::bytea IS NULL THEN pg_try_advisory_xact_lock(tableoid::int, {_PG_SLOT})
-           ELSE get_bit($5::bytea, {_PG_SLOT}) = 1 END
+  AND get_bit($5::bytea, {_PG_SLOT}) = 1
 ORDER BY id
 LIMIT $1
 FOR UPDATE"""
@@ -135,16 +151,21 @@ class _PostgresRound:
         self._claimed = False
 
     async def claim(self, limit: int, after: int = 0) -> list[ClaimedRow]:
-        window = max(self._window, limit) - 1
-        held = bytes(self._held) if self._claimed else None
-        records = await self._pg.fetch(_PG_CLAIM, limit, window, self._slots, after, held)
-        self._claimed = True
-        rows = []
-        for record in records:
-            slot = record[8]
-            self._held[slot >> 3] |= 1 << (slot & 7)  # get_bit's order: low bit first
-            rows.append(ClaimedRow._make(record[:8]))
-        return rows
+        window = max(self._window, limit)
+        if not self._claimed:
+            # Slots first, rows after: a lock taken while the row scan runs could be one
+            # another relay released mid-scan, after the scan skipped an older row of that
+            # slot (still pending, not ours), and the round would publish the newer one
+            # first. Locked before the scan's snapshot, a slot's oldest pending row is ours.
+            self._claimed = True
+            candidates = [r[0] for r in await self._pg.fetch(_PG_CANDIDATES, window, self._slots)]
+            for (slot,) in await self._pg.fetch(_PG_LOCK_SLOTS, candidates, limit):
+                self._held[slot >> 3] |= 1 << (slot & 7)  # get_bit's order: low bit first
+            if not any(self._held):
+                return []
+        held = bytes(self._held)
+        records = await self._pg.fetch(_PG_CLAIM, limit, window - 1, self._slots, after, held)
+        return [ClaimedRow._make(record[:8]) for record in records]
 
     async def mark_sent(self, ids: Sequence[int]) -> None:
         if not ids:
