@@ -13,7 +13,8 @@ block its key for good):
   queue (:mod:`framework.transport.rabbitmq.errors`);
 - any broker: a 4xx :class:`~framework.errors.Error`, or the message itself is invalid for it
   (``ValueError``, ``TypeError``, ``UnicodeError`` from a header no bytes encode to,
-  ``NotImplementedError`` for a feature the broker lacks).
+  ``NotImplementedError`` for a feature the broker lacks), or the publisher may not write
+  to it (``PermissionError``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from framework.errors import Error
 
 __all__ = ["is_permanent_publish_error"]
 
-_PERMANENT_BUILTINS = (ValueError, TypeError, UnicodeError, NotImplementedError, LookupError)
+_PERMANENT_BUILTINS = (
+    ValueError,
+    TypeError,
+    UnicodeError,
+    NotImplementedError,
+    LookupError,
+    PermissionError,  # the broker refuses this publisher that topic (NATS permissions)
+)
 
 
 def is_permanent_publish_error(exc: BaseException) -> bool:

@@ -88,3 +88,30 @@ async def test_a_refused_core_publish_is_reported_not_silenced(restricted_url: s
         assert (await broker.publish("allowed.two", b"2")).offset is not None
     finally:
         await broker.close()
+
+
+async def test_a_refused_jetstream_publish_fails_fast_as_permanent(restricted_url: str) -> None:
+    """No PubAck comes for a refused JetStream publish, only the server's error: the
+    publish fails at its first attempt's timeout (2 s), not at publish_timeout, with an
+    error the outbox treats as permanent; the batching publisher likewise."""
+    from framework.data.failures import is_permanent_publish_error
+    from framework.transport.nats.errors import PublishRefusedError
+
+    broker = NatsBroker(restricted_url, stream="refusals-js", storage="memory",
+                        publish_timeout=30.0)  # fmt: skip
+    await broker.connect()
+    try:
+        began = time.monotonic()
+        with pytest.raises(PublishRefusedError) as caught:
+            await broker.publish("forbidden.js", b"1")
+        assert time.monotonic() - began < 10
+        assert is_permanent_publish_error(caught.value)
+        async with broker.batch_publisher(chunk_size=4) as batch:
+            futures = [await batch.submit(s, b"x") for s in ("allowed.a", "forbidden.b")]
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*futures, return_exceptions=True), 15
+            )
+        assert outcomes[0].offset is not None  # type: ignore[union-attr]
+        assert isinstance(outcomes[1], PublishRefusedError)
+    finally:
+        await broker.close()

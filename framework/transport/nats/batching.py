@@ -25,6 +25,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import nats.errors
@@ -35,7 +36,7 @@ from nats.aio.subscription import Subscription
 from framework.broker import batching
 from framework.broker.batching import PendingMessage, stop_task
 from framework.broker.broker import PublishResult
-from framework.transport.nats.errors import PublishFailedError
+from framework.transport.nats.errors import PublishFailedError, PublishRefusedError
 from framework.transport.nats.headers import MSG_ID, encode_headers
 from framework.transport.nats.publishing import check_size
 from framework.transport.nats.streams import Streams
@@ -78,16 +79,28 @@ class NatsBatchingPublisher(batching.BatchingPublisher):
         streams: the broker's stream finder.
         timeout: seconds a message may wait for its PubAck, across reconnects
             (the broker's ``publish_timeout``).
+        refused_since: ``(subject, since)`` -> whether the server refused a publish to
+            ``subject`` since then (a refused publish gets no PubAck): asked for messages
+            whose PubAck is late, which then fail with ``PublishRefusedError``.
         **kwargs: ``chunk_size``, ``flush_interval``, ``max_pending``, ``close_timeout``
             (see :class:`framework.broker.batching.BatchingPublisher`).
     """
 
-    def __init__(self, client: Client, streams: Streams, *, timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        client: Client,
+        streams: Streams,
+        *,
+        timeout: float,
+        refused_since: Callable[[str, float], bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("name", "nats-batch-publisher")
         super().__init__(**kwargs)
         self._client = client
         self._streams = streams
         self._timeout = timeout
+        self._refused_since = refused_since
         self._inbox = f"_INBOX.pykratos-batch.{uuid.uuid4().hex}"
         self._tokens = itertools.count()
         self._flights: dict[str, _Flight] = {}  # reply subject -> its message
@@ -194,6 +207,14 @@ class NatsBatchingPublisher(batching.BatchingPublisher):
             for flight in late:
                 if self._flights.get(flight.reply) is not flight:
                     continue  # answered meanwhile
+                refused = self._refused_since
+                if refused is not None and refused(flight.subject, flight.deadline - self._timeout):
+                    del self._flights[flight.reply]
+                    self.reject((flight.item,), PublishRefusedError(
+                        f"publish to {flight.subject!r} refused by the NATS server: "
+                        "permissions violation (the connection's user may not publish to it)"
+                    ))  # fmt: skip
+                    continue
                 if now >= flight.deadline:
                     del self._flights[flight.reply]
                     self.reject((flight.item,), PublishFailedError(

@@ -52,7 +52,7 @@ from framework.checks import check_counts, check_seconds
 from framework.transport.nats.batching import NatsBatchingPublisher
 from framework.transport.nats.core import CoreSubscription
 from framework.transport.nats.delay import DelayRelay, DelayStream
-from framework.transport.nats.errors import NatsUnavailableError, PublishFailedError, StreamError
+from framework.transport.nats.errors import NatsUnavailableError, PublishRefusedError, StreamError
 from framework.transport.nats.headers import encode_headers
 from framework.transport.nats.options import KNOWN_OPTIONS, SubscriberConfig, resolve
 from framework.transport.nats.publishing import ConfirmedPublisher, CorePublisher, check_size
@@ -264,7 +264,12 @@ class NatsBroker(Broker):
             storage=self.storage,
             max_age=self.max_age,
         )
-        self._publisher = ConfirmedPublisher(js, self._streams, timeout=self.publish_timeout)
+        self._publisher = ConfirmedPublisher(
+            js,
+            self._streams,
+            timeout=self.publish_timeout,
+            refused_since=self._refusals.refused_since,
+        )
         self._core_publisher = CorePublisher(client, self._streams)
         self._delay_stream = DelayStream(js, self.stream, self.storage, create=self.create_streams)
         self._relay = DelayRelay(
@@ -287,13 +292,14 @@ class NatsBroker(Broker):
     async def _on_error(self, exc: Exception) -> None:
         subject = self._refusals.refused_subject(exc)
         if subject is not None:
+            self._refusals.refused(subject)
             # Not a connection problem: the server refused a publish. A core one is reported
             # as that publish's failure; a JetStream one fails its own call (no PubAck).
             mode = self._refusals.mode_for(subject)
             if mode is not None:
-                refused = PublishFailedError(f"NATS refused the publish to {subject!r}: {exc}")
+                refused = PublishRefusedError(f"NATS refused the publish to {subject!r}: {exc}")
                 self.unconfirmed.report(subject, refused, mode)
-            else:
+            else:  # a JetStream publish: it fails with PublishRefusedError
                 log.warning("NATS at %s refused a publish: %s", self.endpoint, exc)
             return
         # nats-py reports every failed reconnection attempt: say it once per outage.
@@ -420,6 +426,7 @@ class NatsBroker(Broker):
             client,
             streams,
             timeout=self.publish_timeout,
+            refused_since=self._refusals.refused_since,
             chunk_size=chunk_size,
             flush_interval=flush_interval,
             max_pending=max_pending,

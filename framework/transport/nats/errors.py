@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["MessageTooLargeError", "NatsUnavailableError", "PublishFailedError", "StreamError"]
+__all__ = [
+    "MessageTooLargeError",
+    "NatsUnavailableError",
+    "PublishFailedError",
+    "PublishRefusedError",
+    "StreamError",
+]
 
 
 class NatsUnavailableError(ConnectionError):
@@ -22,3 +28,8 @@ class PublishFailedError(RuntimeError):
 class MessageTooLargeError(ValueError):
     """A message (body and headers) larger than the server's ``max_payload``: refused before
     it is sent (the server would close the connection), and the same on every retry."""
+
+
+class PublishRefusedError(PublishFailedError, PermissionError):
+    """The server refused the publish: the connection's user may not publish to the subject
+    (``Permissions Violation``). The same on every retry (the outbox dead-letters it)."""

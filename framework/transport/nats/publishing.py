@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 import nats.errors
 from nats.aio.client import Client
@@ -26,7 +28,11 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError
 
-from framework.transport.nats.errors import MessageTooLargeError, PublishFailedError
+from framework.transport.nats.errors import (
+    MessageTooLargeError,
+    PublishFailedError,
+    PublishRefusedError,
+)
 from framework.transport.nats.headers import MSG_ID, message_size
 from framework.transport.nats.streams import Streams
 
@@ -65,10 +71,20 @@ _PAUSE = 0.1
 class ConfirmedPublisher:
     """Publishes to JetStream and returns the PubAck (see the module docstring)."""
 
-    def __init__(self, js: JetStreamContext, streams: Streams, *, timeout: float) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        streams: Streams,
+        *,
+        timeout: float,
+        refused_since: Callable[[str, float], bool] | None = None,
+    ) -> None:
         self._js = js
         self._streams = streams
         self.timeout = timeout
+        # A refused publish gets no PubAck, only the server's error on the connection:
+        # asked after each attempt that timed out.
+        self._refused_since = refused_since
 
     async def publish(
         self, subject: str, body: bytes, headers: dict[str, str], msg_id: str
@@ -77,6 +93,8 @@ class ConfirmedPublisher:
 
         Raises:
             PublishFailedError: no PubAck within ``timeout`` seconds.
+            PublishRefusedError: the server refused it (permissions), known at the first
+                attempt's timeout (2 s) instead of ``timeout``.
             StreamError: no stream captures ``subject`` and the broker may not make one.
         """
         headers[MSG_ID] = msg_id
@@ -85,6 +103,7 @@ class ConfirmedPublisher:
         await self._streams.stream_for(subject)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        started = time.monotonic()
         last: BaseException | None = None
         while (left := deadline - loop.time()) > 0:
             try:
@@ -97,6 +116,11 @@ class ConfirmedPublisher:
                 self._streams.forget(subject)  # found or made: publish again
             except nats.errors.TimeoutError as exc:
                 last = exc
+                if self._refused_since is not None and self._refused_since(subject, started):
+                    raise PublishRefusedError(
+                        f"publish to {subject!r} refused by the NATS server: permissions "
+                        "violation (the connection's user may not publish to it)"
+                    ) from exc
             except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
                 last = exc
                 await asyncio.sleep(min(_PAUSE, max(deadline - loop.time(), 0)))

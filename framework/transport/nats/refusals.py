@@ -12,6 +12,7 @@ published) instead of a connection warning.
 from __future__ import annotations
 
 import re
+import time
 from collections import OrderedDict
 
 from framework.broker.acks import PublishMode
@@ -25,10 +26,27 @@ _REMEMBERED = 1024
 
 
 class CoreRefusals:
-    """The subjects of recent core publishes, and the publish mode each was sent with."""
+    """The subjects of recent core publishes and the publish mode each was sent with, and
+    when the server last refused a publish to a subject (read by the JetStream publishers:
+    a refused JetStream publish gets no PubAck, only this error)."""
 
     def __init__(self) -> None:
         self._recent: OrderedDict[str, PublishMode] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()
+
+    def refused(self, subject: str) -> None:
+        """The server refused a publish to ``subject`` (lower-cased) just now."""
+        refused = self._refused
+        refused[subject] = time.monotonic()
+        refused.move_to_end(subject)
+        if len(refused) > _REMEMBERED:
+            refused.popitem(last=False)
+
+    def refused_since(self, subject: str, since: float) -> bool:
+        """Whether a publish to ``subject`` was refused at or after ``since``
+        (``time.monotonic()``)."""
+        at = self._refused.get(subject.lower())
+        return at is not None and at >= since
 
     def published(self, subject: str, mode: PublishMode) -> None:
         """A core publish to ``subject`` was sent at ``mode``."""
