@@ -104,18 +104,20 @@ _COLUMNS = "id, message_id, destination, topic, key, ordering_key, body, headers
 _PG_SLOT = "(hashtext(encode(ordering_key, 'hex')) & 2147483647) % $3"
 # A round's first claim locks its slots first, then reads their rows. Candidates: the slots
 # of the $1 oldest pending rows ($2 lock slots), in the order of each one's oldest row.
-_PG_CANDIDATES = f"""
-SELECT slot FROM (
-    SELECT id, {_PG_SLOT.replace("$3", "$2")} AS slot FROM outbox
-    WHERE state = {PENDING} ORDER BY id LIMIT $1
-) oldest
-GROUP BY slot ORDER BY min(id)"""
-# A lazy filter under a LIMIT over a function scan: each try-lock runs only until $3 slots
-# are taken (a filter above a sort or an aggregate may be evaluated for every row first).
-_PG_LOCK_SLOTS = """
-SELECT slot FROM unnest($1::int[]) AS slot
+# The candidates are gathered into an array first (an uncorrelated sub-select: run once,
+# before any lock), then a lazy filter under a LIMIT over the array's function scan tries
+# each lock only until $3 slots are taken. (A filter above a sort or an aggregate may be
+# evaluated for every row first, locking slots the round then does not use.)
+_PG_LOCK_SLOTS = f"""
+SELECT slot FROM unnest(ARRAY(
+    SELECT slot FROM (
+        SELECT id, {_PG_SLOT.replace("$3", "$2")} AS slot FROM outbox
+        WHERE state = {PENDING} ORDER BY id LIMIT $1
+    ) oldest
+    GROUP BY slot ORDER BY min(id)
+)) AS slot
 WHERE pg_try_advisory_xact_lock('outbox'::regclass::oid::int, slot)
-LIMIT $2"""
+LIMIT $3"""
 # $1 limit, $2 window - 1, $3 lock slots, $4 after, $5 the slots held (bitmap): only rows
 # of slots this round holds.
 _PG_CLAIM = f"""
@@ -158,8 +160,7 @@ class _PostgresRound:
             # slot (still pending, not ours), and the round would publish the newer one
             # first. Locked before the scan's snapshot, a slot's oldest pending row is ours.
             self._claimed = True
-            candidates = [r[0] for r in await self._pg.fetch(_PG_CANDIDATES, window, self._slots)]
-            for (slot,) in await self._pg.fetch(_PG_LOCK_SLOTS, candidates, limit):
+            for (slot,) in await self._pg.fetch(_PG_LOCK_SLOTS, window, self._slots, limit):
                 self._held[slot >> 3] |= 1 << (slot & 7)  # get_bit's order: low bit first
             if not any(self._held):
                 return []
